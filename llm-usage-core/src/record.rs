@@ -1,0 +1,163 @@
+//! The usage record: what one LLM exchange cost, normalised across providers.
+//!
+//! Every token figure is an `Option`: `None` means the traffic did not carry the figure
+//! (or carried something that is not a valid count), which is different from a reported
+//! zero. The normalisation follows the OpenTelemetry GenAI semantic conventions:
+//! `input_tokens` includes cached and cache-creation tokens, `output_tokens` includes
+//! reasoning tokens, and `total_tokens` is the provider's own total when it reports one.
+
+use core::fmt;
+
+/// The provider family a dialect belongs to.
+///
+/// [`Provider::as_str`] gives the OpenTelemetry `gen_ai.provider.name` value where the
+/// conventions define one, and a short lowercase name otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Provider {
+    /// OpenAI, and any server speaking the OpenAI HTTP API.
+    OpenAi,
+    /// Azure OpenAI (deployment paths).
+    AzureOpenAi,
+    /// Anthropic Messages API.
+    Anthropic,
+    /// Google Gemini API (generativelanguage.googleapis.com).
+    Gemini,
+    /// Google Vertex AI.
+    VertexAi,
+    /// AWS Bedrock runtime.
+    Bedrock,
+    /// Alibaba Cloud DashScope (native protocol or compatible mode).
+    DashScope,
+    /// Ollama's native API.
+    Ollama,
+    /// Cohere v2.
+    Cohere,
+    /// Mistral AI.
+    Mistral,
+    /// DeepSeek.
+    DeepSeek,
+}
+
+impl Provider {
+    /// Every provider, in a stable order.
+    pub const ALL: [Provider; 11] = [
+        Provider::OpenAi,
+        Provider::AzureOpenAi,
+        Provider::Anthropic,
+        Provider::Gemini,
+        Provider::VertexAi,
+        Provider::Bedrock,
+        Provider::DashScope,
+        Provider::Ollama,
+        Provider::Cohere,
+        Provider::Mistral,
+        Provider::DeepSeek,
+    ];
+
+    /// The `gen_ai.provider.name` value (OpenTelemetry GenAI registry) or a short name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Provider::OpenAi => "openai",
+            Provider::AzureOpenAi => "azure.ai.openai",
+            Provider::Anthropic => "anthropic",
+            Provider::Gemini => "gcp.gemini",
+            Provider::VertexAi => "gcp.vertex_ai",
+            Provider::Bedrock => "aws.bedrock",
+            Provider::DashScope => "dashscope",
+            Provider::Ollama => "ollama",
+            Provider::Cohere => "cohere",
+            Provider::Mistral => "mistral_ai",
+            Provider::DeepSeek => "deepseek",
+        }
+    }
+
+    /// Parses a provider name: the [`as_str`](Provider::as_str) value or a common alias
+    /// (`azure`, `gemini`, `vertex`, `bedrock`, `mistral`, `qwen`, ...), case-insensitive.
+    pub fn from_name(name: &str) -> Option<Provider> {
+        let lower = name.trim().to_ascii_lowercase();
+        let p = match lower.as_str() {
+            "openai" | "openai-compatible" | "openai_compatible" | "vllm" | "compatible" => {
+                Provider::OpenAi
+            }
+            "azure" | "azure-openai" | "azure_openai" | "azure.ai.openai" => Provider::AzureOpenAi,
+            "anthropic" | "claude" => Provider::Anthropic,
+            "gemini" | "google" | "gcp.gemini" => Provider::Gemini,
+            "vertex" | "vertexai" | "vertex_ai" | "vertex-ai" | "gcp.vertex_ai" => {
+                Provider::VertexAi
+            }
+            "bedrock" | "aws" | "aws.bedrock" => Provider::Bedrock,
+            "dashscope" | "qwen" | "aliyun" | "bailian" => Provider::DashScope,
+            "ollama" => Provider::Ollama,
+            "cohere" => Provider::Cohere,
+            "mistral" | "mistral_ai" | "mistralai" => Provider::Mistral,
+            "deepseek" => Provider::DeepSeek,
+            _ => return None,
+        };
+        Some(p)
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The normalised usage of one exchange.
+///
+/// Built by [`Exchange::record`](crate::Exchange::record) and
+/// [`Exchange::finish`](crate::Exchange::finish).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct UsageRecord {
+    /// The provider family, when it could be told from the path, headers or override.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_provider"))]
+    pub provider: Option<Provider>,
+    /// The best model name: `response_model`, else `request_model`, else the model named
+    /// in the URL path (Gemini/Vertex `models/{m}`, Bedrock `/model/{id}`).
+    pub model: Option<String>,
+    /// The request body's top-level `model`.
+    pub request_model: Option<String>,
+    /// The last non-empty model the response reported.
+    pub response_model: Option<String>,
+    /// Whether the request asked for a streamed response.
+    pub stream: Option<bool>,
+    /// All input tokens, cached and cache-creation tokens included.
+    pub input_tokens: Option<u64>,
+    /// All output tokens, reasoning tokens included.
+    pub output_tokens: Option<u64>,
+    /// The provider's total, else `input + output` when both are known.
+    pub total_tokens: Option<u64>,
+    /// Input tokens read from a provider-managed cache (a subset of `input_tokens`).
+    pub cached_input_tokens: Option<u64>,
+    /// Input tokens written to a provider-managed cache (a subset of `input_tokens`).
+    pub cache_creation_input_tokens: Option<u64>,
+    /// Reasoning or thinking tokens (a subset of `output_tokens`).
+    pub reasoning_tokens: Option<u64>,
+    /// `true` when the whole response was observed and ended on a clean boundary;
+    /// `false` for a record taken before the end, from a cut stream, or after a framing error.
+    pub complete: bool,
+}
+
+#[cfg(feature = "serde")]
+fn ser_provider<S: serde::Serializer>(p: &Option<Provider>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_str(p.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_names_round_trip() {
+        for p in Provider::ALL {
+            assert_eq!(Provider::from_name(p.as_str()), Some(p), "{p}");
+        }
+        assert_eq!(Provider::from_name("Bedrock"), Some(Provider::Bedrock));
+        assert_eq!(Provider::from_name("nope"), None);
+    }
+}

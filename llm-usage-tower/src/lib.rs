@@ -1,0 +1,1 @@
+//! llm-usage-tower: stub (being written).

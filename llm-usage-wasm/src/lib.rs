@@ -1,0 +1,1 @@
+//! llm-usage-wasm: stub (being written).
