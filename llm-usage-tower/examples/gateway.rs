@@ -1,0 +1,433 @@
+//! An LLM gateway: an axum reverse proxy with the llm-usage layer on, serving Prometheus text
+//! at `/metrics`.
+//!
+//! ```text
+//! cargo run -p llm-usage-tower --example gateway -- --listen 127.0.0.1:8080 --upstream http://127.0.0.1:11434
+//! cargo run -p llm-usage-tower --example gateway -- --listen 127.0.0.1:8080     # built-in mock provider
+//! ```
+//!
+//! Options: `--listen ADDR` (default `127.0.0.1:8080`), `--upstream URL` (an `http://` base URL;
+//! without it a built-in mock provider answers OpenAI `/v1/chat/completions` and Anthropic
+//! `/v1/messages`, JSON or SSE), `--profile otel|asm` (metric names), `--provider NAME`
+//! (force a dialect).
+//!
+//! Requests stream to the upstream and responses stream back frame by frame; the layer sees
+//! every byte on the way and nothing waits for a whole body.
+
+// The test suite includes this file as a module and uses only parts of it.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use llm_usage_tower::{LlmUsageLayer, MetricsConfig, Provider, UsageEvent};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+/// A Prometheus recorder with the OpenTelemetry bucket boundaries for `metrics`' histograms.
+pub fn prometheus_recorder(metrics: &MetricsConfig) -> PrometheusRecorder {
+    let mut builder = PrometheusBuilder::new();
+    for (name, buckets) in metrics.histogram_buckets() {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full(name), &buckets)
+            .expect("non-empty buckets");
+    }
+    builder.build_recorder()
+}
+
+/// The gateway's router: `/metrics`, and every other path through `layer` to the upstream (or
+/// to the mock provider when `upstream` is `None`).
+pub fn app(upstream: Option<Uri>, layer: LlmUsageLayer, prometheus: PrometheusHandle) -> Router {
+    let llm = match upstream {
+        Some(base) => {
+            let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+            Router::new()
+                .fallback(proxy)
+                .with_state(Upstream { base, client })
+        }
+        None => mock::router(),
+    };
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let p = prometheus.clone();
+                async move { p.render() }
+            }),
+        )
+        .fallback_service(llm.layer(layer))
+}
+
+#[derive(Clone)]
+struct Upstream {
+    base: Uri,
+    client: Client<HttpConnector, Body>,
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Streams the request to the upstream and the response back.
+async fn proxy(State(up): State<Upstream>, req: Request) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let base = up.base.to_string();
+    let target = format!("{}{}", base.trim_end_matches('/'), path);
+    parts.uri = match target.parse() {
+        Ok(u) => u,
+        Err(_) => return (StatusCode::BAD_REQUEST, "bad path").into_response(),
+    };
+    for h in HOP_BY_HOP {
+        parts.headers.remove(h);
+    }
+    if let Some(a) = up.base.authority() {
+        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    match up.client.request(Request::from_parts(parts, body)).await {
+        Ok(res) => {
+            let (mut parts, body) = res.into_parts();
+            for h in HOP_BY_HOP {
+                parts.headers.remove(h);
+            }
+            Response::from_parts(parts, Body::new(body))
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, format!("upstream error: {e}\n")).into_response(),
+    }
+}
+
+/// A body that yields its chunks one by one, waiting the given delay before each.
+pub struct Paced {
+    chunks: VecDeque<(Duration, Bytes)>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Paced {
+    /// Chunks with the delay before each.
+    pub fn new(chunks: impl IntoIterator<Item = (Duration, Bytes)>) -> Self {
+        Paced {
+            chunks: chunks.into_iter().collect(),
+            sleep: None,
+        }
+    }
+}
+
+impl http_body::Body for Paced {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        let this = &mut *self;
+        let Some((delay, _)) = this.chunks.front() else {
+            return Poll::Ready(None);
+        };
+        if !delay.is_zero() {
+            let delay = *delay;
+            let sleep = this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+            ready!(sleep.as_mut().poll(cx));
+            this.sleep = None;
+        }
+        let (_, chunk) = this.chunks.pop_front().expect("front checked");
+        Poll::Ready(Some(Ok(http_body::Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+}
+
+/// A mock provider speaking just enough OpenAI and Anthropic to exercise the layer.
+pub mod mock {
+    use super::*;
+
+    /// The words of every mock answer; each is one output token.
+    pub const ANSWER: [&str; 8] = [
+        "Hello", "!", " This", " is", " the", " llm-usage", " mock", " provider.",
+    ];
+
+    /// Input tokens the mock reports for a request body: one per 4 bytes, at least 1.
+    pub fn input_tokens(body: &[u8]) -> u64 {
+        (body.len() as u64 / 4).max(1)
+    }
+
+    /// Routes: `POST /v1/chat/completions` and `POST /v1/messages`.
+    pub fn router() -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(openai))
+            .route("/v1/messages", post(anthropic))
+            .fallback(|| async { (StatusCode::NOT_FOUND, "{\"error\":\"not found\"}") })
+    }
+
+    fn json_or_400(body: &[u8]) -> Result<serde_json::Value, Response> {
+        serde_json::from_slice(body).map_err(|e| {
+            (StatusCode::BAD_REQUEST, format!("{{\"error\":\"bad json: {e}\"}}")).into_response()
+        })
+    }
+
+    fn sse(events: Vec<String>) -> Response {
+        let chunks = events
+            .into_iter()
+            .map(|e| (Duration::from_millis(15), Bytes::from(e)));
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::new(Paced::new(chunks)))
+            .expect("valid response")
+    }
+
+    fn json(v: serde_json::Value) -> Response {
+        (
+            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            v.to_string(),
+        )
+            .into_response()
+    }
+
+    async fn openai(body: Bytes) -> Response {
+        let req = match json_or_400(&body) {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let model = req["model"].as_str().unwrap_or("gpt-4o-mini").to_owned();
+        let input = input_tokens(&body);
+        let output = ANSWER.len() as u64;
+        let usage = serde_json::json!({
+            "prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0}
+        });
+        if req["stream"] != serde_json::Value::Bool(true) {
+            return json(serde_json::json!({
+                "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER.concat()},
+                             "finish_reason": "stop"}],
+                "usage": usage,
+            }));
+        }
+        let include_usage = req["stream_options"]["include_usage"] == serde_json::Value::Bool(true);
+        let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
+            let mut c = serde_json::json!({
+                "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            });
+            if include_usage {
+                c["usage"] = serde_json::Value::Null;
+            }
+            format!("data: {c}\n\n")
+        };
+        let mut events = vec![chunk(
+            serde_json::json!({"role": "assistant", "content": ""}),
+            serde_json::Value::Null,
+        )];
+        for w in ANSWER {
+            events.push(chunk(serde_json::json!({"content": w}), serde_json::Value::Null));
+        }
+        events.push(chunk(serde_json::json!({}), "stop".into()));
+        if include_usage {
+            let last = serde_json::json!({
+                "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": model,
+                "choices": [], "usage": usage,
+            });
+            events.push(format!("data: {last}\n\n"));
+        }
+        events.push("data: [DONE]\n\n".to_owned());
+        sse(events)
+    }
+
+    async fn anthropic(body: Bytes) -> Response {
+        let req = match json_or_400(&body) {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        let model = req["model"].as_str().unwrap_or("claude-3-5-haiku-latest").to_owned();
+        let input = input_tokens(&body);
+        let output = ANSWER.len() as u64;
+        if req["stream"] != serde_json::Value::Bool(true) {
+            return json(serde_json::json!({
+                "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": ANSWER.concat()}],
+                "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": input, "cache_creation_input_tokens": 0,
+                          "cache_read_input_tokens": 0, "output_tokens": output},
+            }));
+        }
+        let ev = |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");
+        let mut events = vec![
+            ev(
+                "message_start",
+                serde_json::json!({"type": "message_start", "message": {
+                    "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
+                    "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": input, "cache_creation_input_tokens": 0,
+                              "cache_read_input_tokens": 0, "output_tokens": 1}}}),
+            ),
+            ev(
+                "content_block_start",
+                serde_json::json!({"type": "content_block_start", "index": 0,
+                                   "content_block": {"type": "text", "text": ""}}),
+            ),
+        ];
+        for w in ANSWER {
+            events.push(ev(
+                "content_block_delta",
+                serde_json::json!({"type": "content_block_delta", "index": 0,
+                                   "delta": {"type": "text_delta", "text": w}}),
+            ));
+        }
+        events.push(ev(
+            "content_block_stop",
+            serde_json::json!({"type": "content_block_stop", "index": 0}),
+        ));
+        events.push(ev(
+            "message_delta",
+            serde_json::json!({"type": "message_delta",
+                               "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                               "usage": {"output_tokens": output}}),
+        ));
+        events.push(ev("message_stop", serde_json::json!({"type": "message_stop"})));
+        sse(events)
+    }
+}
+
+struct Args {
+    listen: SocketAddr,
+    upstream: Option<Uri>,
+    profile: String,
+    provider: Option<Provider>,
+}
+
+fn usage_exit(msg: &str) -> ! {
+    eprintln!("gateway: {msg}");
+    eprintln!(
+        "usage: gateway [--listen ADDR] [--upstream http://HOST:PORT] [--profile otel|asm] [--provider NAME]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        listen: "127.0.0.1:8080".parse().expect("valid default"),
+        upstream: None,
+        profile: "otel".to_owned(),
+        provider: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .unwrap_or_else(|| usage_exit(&format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "--listen" => {
+                args.listen = value()
+                    .parse()
+                    .unwrap_or_else(|e| usage_exit(&format!("bad --listen: {e}")))
+            }
+            "--upstream" => {
+                let u: Uri = value()
+                    .parse()
+                    .unwrap_or_else(|e| usage_exit(&format!("bad --upstream: {e}")));
+                if u.scheme_str() != Some("http") {
+                    usage_exit("--upstream must be an http:// URL (put a TLS-originating sidecar in front of https APIs)");
+                }
+                args.upstream = Some(u);
+            }
+            "--profile" => args.profile = value(),
+            "--provider" => {
+                let v = value();
+                args.provider = Some(
+                    Provider::from_name(&v)
+                        .unwrap_or_else(|| usage_exit(&format!("unknown provider {v:?}"))),
+                );
+            }
+            "-h" | "--help" => usage_exit("help"),
+            other => usage_exit(&format!("unknown argument {other:?}")),
+        }
+    }
+    args
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let metrics = match args.profile.as_str() {
+        "otel" => MetricsConfig::otel(),
+        "asm" => MetricsConfig::asm("gateway", "default"),
+        p => usage_exit(&format!("unknown profile {p:?}")),
+    };
+    let recorder = prometheus_recorder(&metrics);
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).expect("first recorder");
+    metrics.describe();
+    let mut layer = LlmUsageLayer::new()
+        .metrics(metrics)
+        .on_record(|ev: &UsageEvent| {
+            let r = &ev.record;
+            eprintln!(
+                "{} {} status={} outcome={} provider={} model={} in={:?} out={:?} cached={:?} reasoning={:?} complete={} {:?}",
+                ev.method,
+                ev.uri.path(),
+                ev.status.map(|s| s.as_u16()).unwrap_or(0),
+                ev.outcome.as_str(),
+                r.provider.map(|p| p.as_str()).unwrap_or("-"),
+                r.model.as_deref().unwrap_or("-"),
+                r.input_tokens,
+                r.output_tokens,
+                r.cached_input_tokens,
+                r.reasoning_tokens,
+                r.complete,
+                ev.duration,
+            );
+        });
+    if let Some(p) = args.provider {
+        layer = layer.provider(p);
+    }
+    // Periodic upkeep keeps the Prometheus histograms' memory bounded.
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .unwrap_or_else(|e| usage_exit(&format!("cannot listen on {}: {e}", args.listen)));
+    match &args.upstream {
+        Some(u) => eprintln!("gateway: http://{} -> {u}", args.listen),
+        None => eprintln!("gateway: http://{} -> built-in mock provider", args.listen),
+    }
+    eprintln!("gateway: metrics at http://{}/metrics", args.listen);
+    axum::serve(listener, app(args.upstream, layer, handle))
+        .await
+        .expect("server error");
+}

@@ -1,0 +1,133 @@
+//! The [`OnRecord`] callback and the [`UsageEvent`] it receives.
+
+use std::time::Duration;
+
+use http::{Method, StatusCode, Uri};
+use llm_usage_core::UsageRecord;
+use metrics::SharedString;
+
+/// How an observed exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The response body reached its end of stream.
+    Complete,
+    /// The response body was dropped before its end: the client hung up, a timeout fired, or the
+    /// server shut the connection. The record is partial.
+    Dropped,
+    /// The inner response body yielded an error. The record is partial.
+    BodyError,
+    /// The inner service returned an error instead of a response.
+    ServiceError,
+    /// The response future was dropped before the inner service produced a response.
+    Cancelled,
+}
+
+impl Outcome {
+    /// A short lowercase name, usable as a label value: `complete`, `dropped`, `body_error`,
+    /// `service_error` or `cancelled`.
+    ///
+    /// ```
+    /// assert_eq!(llm_usage_tower::Outcome::Dropped.as_str(), "dropped");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::Dropped => "dropped",
+            Outcome::BodyError => "body_error",
+            Outcome::ServiceError => "service_error",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Everything known about one observed exchange, handed to [`OnRecord::on_record`] exactly once.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct UsageEvent {
+    /// The usage record from `llm-usage-core` (`complete == false` unless the response body ended
+    /// cleanly and the core saw a clean end).
+    pub record: UsageRecord,
+    /// How the exchange ended.
+    pub outcome: Outcome,
+    /// The request method.
+    pub method: Method,
+    /// The request URI as the service saw it (absolute for client middleware).
+    pub uri: Uri,
+    /// The response status, when the inner service produced a response.
+    pub status: Option<StatusCode>,
+    /// From the call of the service to the end (or drop) of the response body.
+    pub duration: Duration,
+    /// From the call of the service to the first non-empty data frame of the response body.
+    pub time_to_first_byte: Option<Duration>,
+    /// Request body bytes that went through the layer.
+    pub request_body_bytes: u64,
+    /// Response body bytes that went through the layer.
+    pub response_body_bytes: u64,
+    /// The metric labels this exchange was counted under (empty when metrics are off).
+    pub labels: Vec<(SharedString, String)>,
+}
+
+impl UsageEvent {
+    /// The time per output token after the first, in the sense of the OpenTelemetry GenAI
+    /// `gen_ai.server.time_per_output_token` metric: `(duration − ttfb) / (output_tokens − 1)`.
+    /// `None` unless the request was streamed, the first byte time is known and more than one
+    /// output token was produced.
+    pub fn time_per_output_token(&self) -> Option<Duration> {
+        if self.record.stream != Some(true) {
+            return None;
+        }
+        let ttfb = self.time_to_first_byte?;
+        let out = self.record.output_tokens?;
+        if out < 2 {
+            return None;
+        }
+        let rest = self.duration.checked_sub(ttfb)?;
+        let n = u32::try_from(out - 1).unwrap_or(u32::MAX);
+        Some(rest / n)
+    }
+
+    /// The value of a label this exchange was counted under.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k.as_ref() == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Called once per observed exchange with its [`UsageEvent`]: for access logs, billing,
+/// budgets, or tests.
+///
+/// Implemented for closures `Fn(&UsageEvent)` and for `()` (does nothing). It runs inline on the
+/// task that ends the exchange (the one polling or dropping the response body), so keep it cheap:
+/// hand heavy work to a channel.
+///
+/// ```
+/// use llm_usage_tower::{LlmUsageLayer, UsageEvent};
+///
+/// let layer = LlmUsageLayer::new().on_record(|ev: &UsageEvent| {
+///     println!(
+///         "{} {:?} in={:?} out={:?} complete={}",
+///         ev.uri, ev.record.model, ev.record.input_tokens, ev.record.output_tokens, ev.record.complete
+///     );
+/// });
+/// # let _ = layer;
+/// ```
+pub trait OnRecord: Send + Sync + 'static {
+    /// Receives the event of one exchange.
+    fn on_record(&self, event: &UsageEvent);
+}
+
+impl<F> OnRecord for F
+where
+    F: Fn(&UsageEvent) + Send + Sync + 'static,
+{
+    fn on_record(&self, event: &UsageEvent) {
+        self(event)
+    }
+}
+
+impl OnRecord for () {
+    fn on_record(&self, _event: &UsageEvent) {}
+}

@@ -1,0 +1,317 @@
+//! [`LlmUsageLayer`], the [`LlmUsage`] service and its [`ResponseFuture`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::{Request, Response};
+use llm_usage_core::{Options, Provider};
+use pin_project_lite::pin_project;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::body::{RequestBody, ResponseBody};
+use crate::callback::{OnRecord, Outcome, UsageEvent};
+use crate::metrics::MetricsConfig;
+use crate::state::{Shared, Tap};
+
+type FilterFn = Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) options: Options,
+    pub(crate) metrics: Option<MetricsConfig>,
+    on_record: Option<Arc<dyn OnRecord>>,
+    recorder: Option<Arc<dyn metrics::Recorder + Send + Sync>>,
+    filter: Option<FilterFn>,
+}
+
+impl Config {
+    pub(crate) fn emit(&self, mut event: UsageEvent, request_values: &[Option<String>]) {
+        if let Some(m) = &self.metrics {
+            event.labels = m.resolve(request_values, &event.record, event.status, event.outcome);
+            match &self.recorder {
+                Some(r) => metrics::with_local_recorder(&**r, || m.emit(&event)),
+                None => m.emit(&event),
+            }
+        }
+        if let Some(cb) = &self.on_record {
+            cb.on_record(&event);
+        }
+    }
+}
+
+/// A [`Layer`] that observes LLM API traffic and records model and token usage.
+///
+/// It wraps request and response bodies (any [`http_body::Body`]) and feeds every data frame
+/// to an `llm-usage-core` [`Exchange`](llm_usage_core::Exchange) as it passes: nothing is
+/// buffered, no byte changes, trailers, size hints and backpressure are preserved. When the
+/// response body ends, errors, or is dropped early, the usage record is emitted once through
+/// the [`metrics`] facade (see [`MetricsConfig`]) and the [`OnRecord`] callback.
+///
+/// Use it as server middleware (in front of a handler that proxies to a provider) or as
+/// client middleware (around an HTTP client calling a provider).
+///
+/// ```
+/// use llm_usage_tower::{LlmUsageLayer, MetricsConfig, UsageEvent};
+/// use tower::ServiceBuilder;
+///
+/// let layer = LlmUsageLayer::new()
+///     .metrics(MetricsConfig::otel().max_models(20))
+///     .on_record(|ev: &UsageEvent| eprintln!("{:?}", ev.record));
+/// let svc = ServiceBuilder::new().layer(layer).service_fn(|_req: http::Request<_>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("{}")))
+/// });
+/// # let _: &llm_usage_tower::LlmUsage<_> = &svc;
+/// # let _: Option<http::Request<llm_usage_tower::RequestBody<String>>> = None;
+/// ```
+#[derive(Clone)]
+pub struct LlmUsageLayer {
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for LlmUsageLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LlmUsageLayer")
+            .field("options", &self.config.options)
+            .field("metrics", &self.config.metrics)
+            .field("on_record", &self.config.on_record.is_some())
+            .field("recorder", &self.config.recorder.is_some())
+            .field("filter", &self.config.filter.is_some())
+            .finish()
+    }
+}
+
+impl Default for LlmUsageLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LlmUsageLayer {
+    /// A layer with the OpenTelemetry metric profile ([`MetricsConfig::otel`]), provider
+    /// auto-detection, no body limit and no callback.
+    pub fn new() -> Self {
+        LlmUsageLayer {
+            config: Arc::new(Config {
+                options: Options::default(),
+                metrics: Some(MetricsConfig::otel()),
+                on_record: None,
+                recorder: None,
+                filter: None,
+            }),
+        }
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(Arc::make_mut(&mut self.config));
+        self
+    }
+
+    /// The metric names, labels and profile to emit with.
+    pub fn metrics(self, metrics: MetricsConfig) -> Self {
+        self.with(|c| c.metrics = Some(metrics))
+    }
+
+    /// Emits no metrics (only the callback).
+    pub fn without_metrics(self) -> Self {
+        self.with(|c| c.metrics = None)
+    }
+
+    /// The metrics configuration in use, e.g. for [`MetricsConfig::histogram_buckets`].
+    pub fn metrics_config(&self) -> Option<&MetricsConfig> {
+        self.config.metrics.as_ref()
+    }
+
+    /// Emits metrics to this recorder instead of the global one (useful for several registries,
+    /// and for tests).
+    ///
+    /// ```
+    /// let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    /// let snapshotter = recorder.snapshotter();
+    /// let layer = llm_usage_tower::LlmUsageLayer::new().recorder(recorder);
+    /// # let _ = (layer, snapshotter);
+    /// ```
+    pub fn recorder<R>(self, recorder: R) -> Self
+    where
+        R: metrics::Recorder + Send + Sync + 'static,
+    {
+        self.with(|c| c.recorder = Some(Arc::new(recorder)))
+    }
+
+    /// Called once per exchange with its [`UsageEvent`].
+    pub fn on_record<C: OnRecord>(self, callback: C) -> Self {
+        self.with(|c| c.on_record = Some(Arc::new(callback)))
+    }
+
+    /// Forces the provider dialect instead of detecting it from path, headers and body.
+    pub fn provider(self, provider: Provider) -> Self {
+        self.with(|c| c.options.provider = Some(provider))
+    }
+
+    /// Stops inspecting a body after this many decoded bytes (the body still passes whole).
+    pub fn max_body_bytes(self, max: u64) -> Self {
+        self.with(|c| c.options.max_body_bytes = Some(max))
+    }
+
+    /// Observes only the requests for which `f` returns `true`; the others pass through
+    /// unobserved (and are not counted).
+    ///
+    /// ```
+    /// let layer = llm_usage_tower::LlmUsageLayer::new()
+    ///     .filter(|parts: &http::request::Parts| parts.uri.path().starts_with("/v1/"));
+    /// # let _ = layer;
+    /// ```
+    pub fn filter<F>(self, f: F) -> Self
+    where
+        F: Fn(&http::request::Parts) -> bool + Send + Sync + 'static,
+    {
+        self.with(|c| c.filter = Some(Arc::new(f)))
+    }
+}
+
+impl<S> Layer<S> for LlmUsageLayer {
+    type Service = LlmUsage<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LlmUsage {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service produced by [`LlmUsageLayer`].
+///
+/// It hands the inner service a `Request<RequestBody<ReqB>>` and returns a
+/// `Response<ResponseBody<ResB>>`.
+///
+/// ```
+/// use llm_usage_tower::{LlmUsage, LlmUsageLayer};
+/// use tower::Layer;
+///
+/// let svc: LlmUsage<_> = LlmUsageLayer::new().layer(tower::service_fn(
+///     |_req: http::Request<llm_usage_tower::RequestBody<String>>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+///     },
+/// ));
+/// assert!(format!("{svc:?}").starts_with("LlmUsage"));
+/// ```
+#[derive(Clone)]
+pub struct LlmUsage<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for LlmUsage<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LlmUsage")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> LlmUsage<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for LlmUsage<S>
+where
+    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
+    ReqB: http_body::Body,
+    ResB: http_body::Body,
+{
+    type Response = Response<ResponseBody<ResB>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let (parts, body) = req.into_parts();
+        let observe = match &self.config.filter {
+            Some(f) => f(&parts),
+            None => true,
+        };
+        let shared = observe.then(|| {
+            Shared::start(
+                self.config.clone(),
+                &parts.method,
+                &parts.uri,
+                &parts.headers,
+                &parts.extensions,
+            )
+        });
+        if let Some(s) = &shared {
+            if body.is_end_stream() {
+                s.request_end();
+            }
+        }
+        let req = Request::from_parts(parts, RequestBody::new(body, shared.clone()));
+        ResponseFuture {
+            inner: self.inner.call(req),
+            tap: Tap::new(shared, Outcome::Cancelled),
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`LlmUsage`]: wraps the response body once the inner service answers.
+    ///
+    /// Dropped before that, it emits a partial record with the `cancelled` outcome; an error
+    /// from the inner service emits one with `service_error`.
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        tap: Tap,
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    ResB: http_body::Body,
+{
+    type Output = Result<Response<ResponseBody<ResB>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match ready!(this.inner.poll(cx)) {
+            Ok(res) => {
+                let shared = this.tap.take();
+                if let Some(s) = &shared {
+                    s.response_head(res.status(), res.headers());
+                }
+                let (parts, body) = res.into_parts();
+                let end = body.is_end_stream();
+                let body = ResponseBody::new(body, shared);
+                if end {
+                    // Nobody may ever poll an empty body.
+                    let _ = http_body::Body::is_end_stream(&body);
+                }
+                Poll::Ready(Ok(Response::from_parts(parts, body)))
+            }
+            Err(e) => {
+                this.tap.finish(Outcome::ServiceError);
+                Poll::Ready(Err(e))
+            }
+        }
+    }
+}

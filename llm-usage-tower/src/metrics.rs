@@ -1,0 +1,878 @@
+//! Metric names, label sets and profiles for the [`metrics`] facade.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use http::header::HeaderName;
+use http::{Extensions, HeaderMap, Uri};
+use metrics::SharedString;
+
+use crate::callback::{Outcome, UsageEvent};
+
+/// OpenTelemetry GenAI bucket boundaries for `gen_ai.client.token.usage` (tokens).
+pub const TOKEN_USAGE_BUCKETS: &[f64] = &[
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0,
+    4194304.0, 16777216.0, 67108864.0,
+];
+
+/// OpenTelemetry GenAI bucket boundaries for `gen_ai.server.request.duration` (seconds).
+pub const REQUEST_DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+
+/// OpenTelemetry GenAI bucket boundaries for `gen_ai.server.time_to_first_token` (seconds).
+pub const TIME_TO_FIRST_TOKEN_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// OpenTelemetry GenAI bucket boundaries for `gen_ai.server.time_per_output_token` (seconds).
+pub const TIME_PER_OUTPUT_TOKEN_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+];
+
+/// The label value used for a model that is neither allow-listed nor under the cap.
+pub const OTHER: &str = "other";
+/// The label value used when a value is not known.
+pub const UNKNOWN: &str = "unknown";
+
+/// Longest label value kept; longer client-chosen values are cut (on a char boundary).
+const MAX_LABEL_VALUE_LEN: usize = 128;
+
+/// A kind of token counted, in the OpenTelemetry `gen_ai.token.type` vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TokenType {
+    /// All input tokens (cached ones included): `input`.
+    Input,
+    /// All output tokens (reasoning included): `output`.
+    Output,
+    /// Input tokens read from a provider cache: `input_cache_read`.
+    InputCacheRead,
+    /// Input tokens written to a provider cache: `input_cache_write`.
+    InputCacheWrite,
+    /// Reasoning tokens: `reasoning`.
+    Reasoning,
+}
+
+impl TokenType {
+    /// Every token type, in a stable order.
+    pub const ALL: [TokenType; 5] = [
+        TokenType::Input,
+        TokenType::Output,
+        TokenType::InputCacheRead,
+        TokenType::InputCacheWrite,
+        TokenType::Reasoning,
+    ];
+
+    /// The `gen_ai.token.type` value.
+    ///
+    /// ```
+    /// assert_eq!(llm_usage_tower::TokenType::InputCacheRead.as_str(), "input_cache_read");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Input => "input",
+            TokenType::Output => "output",
+            TokenType::InputCacheRead => "input_cache_read",
+            TokenType::InputCacheWrite => "input_cache_write",
+            TokenType::Reasoning => "reasoning",
+        }
+    }
+
+    fn value(self, r: &llm_usage_core::UsageRecord) -> Option<u64> {
+        match self {
+            TokenType::Input => r.input_tokens,
+            TokenType::Output => r.output_tokens,
+            TokenType::InputCacheRead => r.cached_input_tokens,
+            TokenType::InputCacheWrite => r.cache_creation_input_tokens,
+            TokenType::Reasoning => r.reasoning_tokens,
+        }
+    }
+}
+
+/// How token counts are laid out over metric names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenMetric {
+    /// Not emitted.
+    Off,
+    /// One metric name; the token type is a label (`gen_ai_token_type="input"` …).
+    Labelled {
+        /// The metric name.
+        name: SharedString,
+        /// The label carrying the [`TokenType`].
+        label: SharedString,
+    },
+    /// One metric name per token type (`None`: that type is not emitted), as Envoy-style
+    /// counters such as `asm_llm_proxy_prompt_tokens` do.
+    PerType {
+        /// Name for [`TokenType::Input`].
+        input: Option<SharedString>,
+        /// Name for [`TokenType::Output`].
+        output: Option<SharedString>,
+        /// Name for [`TokenType::InputCacheRead`].
+        input_cache_read: Option<SharedString>,
+        /// Name for [`TokenType::InputCacheWrite`].
+        input_cache_write: Option<SharedString>,
+        /// Name for [`TokenType::Reasoning`].
+        reasoning: Option<SharedString>,
+    },
+}
+
+impl TokenMetric {
+    /// A single metric with the token type in the label `label`.
+    ///
+    /// ```
+    /// let m = llm_usage_tower::TokenMetric::labelled("llm_tokens_total", "type");
+    /// assert_eq!(m.names(), vec!["llm_tokens_total".to_string()]);
+    /// ```
+    pub fn labelled(name: impl Into<SharedString>, label: impl Into<SharedString>) -> Self {
+        TokenMetric::Labelled {
+            name: name.into(),
+            label: label.into(),
+        }
+    }
+
+    /// The distinct metric names this layout emits.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            TokenMetric::Off => Vec::new(),
+            TokenMetric::Labelled { name, .. } => vec![name.to_string()],
+            TokenMetric::PerType { .. } => TokenType::ALL
+                .iter()
+                .filter_map(|t| self.target(*t).map(|(n, _)| n.to_string()))
+                .collect(),
+        }
+    }
+
+    fn target(&self, t: TokenType) -> Option<(&SharedString, Option<&SharedString>)> {
+        match self {
+            TokenMetric::Off => None,
+            TokenMetric::Labelled { name, label } => Some((name, Some(label))),
+            TokenMetric::PerType {
+                input,
+                output,
+                input_cache_read,
+                input_cache_write,
+                reasoning,
+            } => {
+                let n = match t {
+                    TokenType::Input => input,
+                    TokenType::Output => output,
+                    TokenType::InputCacheRead => input_cache_read,
+                    TokenType::InputCacheWrite => input_cache_write,
+                    TokenType::Reasoning => reasoning,
+                };
+                n.as_ref().map(|n| (n, None))
+            }
+        }
+    }
+}
+
+/// The unit durations are recorded in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeUnit {
+    /// Seconds (OpenTelemetry).
+    Seconds,
+    /// Milliseconds (Envoy).
+    Milliseconds,
+}
+
+impl TimeUnit {
+    fn of(self, d: std::time::Duration) -> f64 {
+        match self {
+            TimeUnit::Seconds => d.as_secs_f64(),
+            TimeUnit::Milliseconds => d.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+type ExtensionFn = Arc<dyn Fn(&Extensions) -> Option<String> + Send + Sync>;
+
+#[derive(Clone)]
+enum Source {
+    Provider,
+    Model,
+    RequestModel,
+    ResponseModel,
+    StatusClass,
+    Status,
+    Outcome,
+    Authority,
+    Header(HeaderName),
+    Extension(ExtensionFn),
+    Constant(String),
+}
+
+/// One metric label: a name and where its value comes from.
+///
+/// Values taken from the request (headers, extensions, authority) are read when the request
+/// enters the layer; the others when the record is emitted. Client-chosen values (models,
+/// headers) are cut to 128 bytes; model values are also subject to the allow-list and cap of
+/// [`MetricsConfig`], and header or extension values to a cap set with [`Label::max_values`].
+///
+/// ```
+/// use llm_usage_tower::Label;
+///
+/// let labels = vec![
+///     Label::provider("gen_ai_provider_name"),
+///     Label::model("model"),
+///     Label::header("user_type", "user-type").max_values(8),
+///     Label::constant("cluster", "eu-1"),
+/// ];
+/// assert_eq!(labels[2].name(), "user_type");
+/// ```
+#[derive(Clone)]
+pub struct Label {
+    name: SharedString,
+    source: Source,
+    cap: Option<Arc<ValueCap>>,
+}
+
+impl fmt::Debug for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let src = match &self.source {
+            Source::Provider => "provider".to_string(),
+            Source::Model => "model".to_string(),
+            Source::RequestModel => "request_model".to_string(),
+            Source::ResponseModel => "response_model".to_string(),
+            Source::StatusClass => "status_class".to_string(),
+            Source::Status => "status".to_string(),
+            Source::Outcome => "outcome".to_string(),
+            Source::Authority => "authority".to_string(),
+            Source::Header(h) => format!("header({h})"),
+            Source::Extension(_) => "extension".to_string(),
+            Source::Constant(v) => format!("constant({v:?})"),
+        };
+        f.debug_struct("Label")
+            .field("name", &self.name)
+            .field("source", &src)
+            .finish()
+    }
+}
+
+impl Label {
+    fn new(name: impl Into<SharedString>, source: Source) -> Self {
+        Label {
+            name: name.into(),
+            source,
+            cap: None,
+        }
+    }
+
+    /// The label name.
+    pub fn name(&self) -> &str {
+        self.name.as_ref()
+    }
+
+    /// The provider (`openai`, `anthropic`, … as in the OpenTelemetry registry), or `unknown`.
+    pub fn provider(name: impl Into<SharedString>) -> Self {
+        Self::new(name, Source::Provider)
+    }
+    /// The best model (response model, else request model, else path model), capped.
+    pub fn model(name: impl Into<SharedString>) -> Self {
+        Self::new(name, Source::Model)
+    }
+    /// The model named in the request body, capped.
+    pub fn request_model(name: impl Into<SharedString>) -> Self {
+        Self::new(name, Source::RequestModel)
+    }
+    /// The model the response reported, capped.
+    pub fn response_model(name: impl Into<SharedString>) -> Self {
+        Self::new(name, Source::ResponseModel)
+    }
+    /// The status class: `1xx` … `5xx`, or `error` when the service failed or no response came.
+    pub fn status_class(name: impl Into<SharedString>) -> Self {
+        Self::new(name, Source::StatusClass)
+    }
+    /// The numeric status code, or `error`.
+    pub fn status(name: impl Into<SharedString>) -> Self {
+        Self::new(name, Source::Status)
+    }
+    /// The [`Outcome`] (`complete`, `dropped`, …).
+    pub fn outcome(name: impl Into<SharedString>) -> Self {
+        Self::new(name, Source::Outcome)
+    }
+    /// The request authority: the URI's (client middleware), else the `Host` header.
+    pub fn authority(name: impl Into<SharedString>) -> Self {
+        Self::new(name, Source::Authority)
+    }
+    /// A request header's value (`unknown` when absent or not visible ASCII).
+    pub fn header(name: impl Into<SharedString>, header: HeaderName) -> Self {
+        Self::new(name, Source::Header(header))
+    }
+    /// A value from the request extensions (e.g. set by an auth layer), by type, through
+    /// `Display`.
+    ///
+    /// ```
+    /// #[derive(Clone)]
+    /// struct Tenant(String);
+    /// impl std::fmt::Display for Tenant {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(&self.0) }
+    /// }
+    /// let label = llm_usage_tower::Label::extension::<Tenant>("tenant");
+    /// # let _ = label;
+    /// ```
+    pub fn extension<T>(name: impl Into<SharedString>) -> Self
+    where
+        T: fmt::Display + Send + Sync + 'static,
+    {
+        Self::extension_with(name, |ext: &Extensions| ext.get::<T>().map(|v| v.to_string()))
+    }
+    /// A value computed from the request extensions by a closure.
+    pub fn extension_with<F>(name: impl Into<SharedString>, f: F) -> Self
+    where
+        F: Fn(&Extensions) -> Option<String> + Send + Sync + 'static,
+    {
+        Self::new(name, Source::Extension(Arc::new(f)))
+    }
+    /// A fixed value.
+    pub fn constant(name: impl Into<SharedString>, value: impl Into<String>) -> Self {
+        Self::new(name, Source::Constant(value.into()))
+    }
+
+    /// Caps the number of distinct values of a header or extension label: past `max`
+    /// distinct values, new ones are counted as `other`.
+    pub fn max_values(mut self, max: usize) -> Self {
+        self.cap = Some(Arc::new(ValueCap::new(None, Some(max))));
+        self
+    }
+
+    fn is_request_time(&self) -> bool {
+        matches!(
+            self.source,
+            Source::Authority | Source::Header(_) | Source::Extension(_) | Source::Constant(_)
+        )
+    }
+
+    fn request_value(&self, uri: &Uri, headers: &HeaderMap, ext: &Extensions) -> Option<String> {
+        let v = match &self.source {
+            Source::Authority => uri
+                .authority()
+                .map(|a| a.as_str().to_owned())
+                .or_else(|| {
+                    headers
+                        .get(http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_owned)
+                }),
+            Source::Header(h) => headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            Source::Extension(f) => f(ext),
+            Source::Constant(v) => return Some(v.clone()),
+            _ => None,
+        }?;
+        let v = clean(&v);
+        Some(match &self.cap {
+            Some(cap) => cap.admit(&v),
+            None => v,
+        })
+    }
+}
+
+/// Cuts a client-chosen value to a bounded length and replaces control characters.
+fn clean(v: &str) -> String {
+    let mut end = v.len().min(MAX_LABEL_VALUE_LEN);
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    v[..end]
+        .chars()
+        .map(|c| if c.is_control() { '_' } else { c })
+        .collect()
+}
+
+/// A bound on the distinct values of a label: an allow-list and/or a cap on the number of
+/// first-come values. Values past both are reported as [`OTHER`].
+#[derive(Debug)]
+struct ValueCap {
+    allow: Option<HashSet<String>>,
+    max: Option<usize>,
+    seen: Mutex<HashSet<String>>,
+}
+
+impl ValueCap {
+    fn new(allow: Option<HashSet<String>>, max: Option<usize>) -> Self {
+        ValueCap {
+            allow,
+            max,
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn admit(&self, v: &str) -> String {
+        if let Some(allow) = &self.allow {
+            if allow.contains(v) {
+                return v.to_owned();
+            }
+        }
+        let Some(max) = self.max else {
+            // An allow-list alone: everything else is `other`; neither: unbounded.
+            return if self.allow.is_some() {
+                OTHER.to_owned()
+            } else {
+                v.to_owned()
+            };
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(v) {
+            return v.to_owned();
+        }
+        if seen.len() < max {
+            seen.insert(v.to_owned());
+            return v.to_owned();
+        }
+        OTHER.to_owned()
+    }
+}
+
+/// Which metrics the layer emits through the [`metrics`] facade, under which names and labels.
+///
+/// Two profiles: [`MetricsConfig::otel`] (the default; OpenTelemetry GenAI names) and
+/// [`MetricsConfig::asm`] (the names and labels of the `llm-usage-wasm` filter's `asm` profile,
+/// after Envoy tag extraction). Every name can be changed or switched off, and the label set
+/// replaced.
+///
+/// | metric (otel profile) | kind | labels besides the common ones |
+/// | --- | --- | --- |
+/// | `gen_ai_client_token_usage` | histogram of tokens per exchange | `gen_ai_token_type` |
+/// | `llm_usage_tokens_total` | counter of tokens | `gen_ai_token_type` |
+/// | `llm_usage_requests_total` | counter of exchanges | |
+/// | `gen_ai_server_request_duration` | histogram, seconds | |
+/// | `gen_ai_server_time_to_first_token` | histogram, seconds | |
+/// | `gen_ai_server_time_per_output_token` | histogram, seconds (streams) | |
+///
+/// Common labels: `gen_ai_provider_name`, `gen_ai_request_model`, `gen_ai_response_model`,
+/// `http_status_class`.
+///
+/// ```
+/// use llm_usage_tower::{Label, MetricsConfig};
+///
+/// let metrics = MetricsConfig::otel()
+///     .label(Label::header("user_type", http::HeaderName::from_static("user-type")))
+///     .model_allow_list(["gpt-4o", "claude-sonnet-4"])
+///     .max_models(50)
+///     .time_per_output_token_histogram(None::<&'static str>);
+/// assert!(metrics.histogram_buckets().iter().any(|(n, _)| n == "gen_ai_server_time_to_first_token"));
+/// ```
+#[derive(Clone)]
+pub struct MetricsConfig {
+    token_histogram: TokenMetric,
+    token_counter: TokenMetric,
+    requests: Option<SharedString>,
+    request_duration: Option<SharedString>,
+    time_to_first_token: Option<SharedString>,
+    time_per_output_token: Option<SharedString>,
+    time_unit: TimeUnit,
+    labels: Vec<Label>,
+    model_allow: Option<HashSet<String>>,
+    max_models: Option<usize>,
+    model_cap: Arc<ValueCap>,
+}
+
+impl fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("token_histogram", &self.token_histogram)
+            .field("token_counter", &self.token_counter)
+            .field("requests", &self.requests)
+            .field("request_duration", &self.request_duration)
+            .field("time_to_first_token", &self.time_to_first_token)
+            .field("time_per_output_token", &self.time_per_output_token)
+            .field("time_unit", &self.time_unit)
+            .field("labels", &self.labels)
+            .field("model_allow", &self.model_allow)
+            .field("max_models", &self.max_models)
+            .finish()
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self::otel()
+    }
+}
+
+/// The default cap on distinct model label values.
+pub const DEFAULT_MAX_MODELS: usize = 100;
+
+impl MetricsConfig {
+    /// OpenTelemetry GenAI names (see the type's table), durations in seconds, at most
+    /// [`DEFAULT_MAX_MODELS`] distinct model values.
+    pub fn otel() -> Self {
+        MetricsConfig {
+            token_histogram: TokenMetric::labelled("gen_ai_client_token_usage", "gen_ai_token_type"),
+            token_counter: TokenMetric::labelled("llm_usage_tokens_total", "gen_ai_token_type"),
+            requests: Some("llm_usage_requests_total".into()),
+            request_duration: Some("gen_ai_server_request_duration".into()),
+            time_to_first_token: Some("gen_ai_server_time_to_first_token".into()),
+            time_per_output_token: Some("gen_ai_server_time_per_output_token".into()),
+            time_unit: TimeUnit::Seconds,
+            labels: vec![
+                Label::provider("gen_ai_provider_name"),
+                Label::request_model("gen_ai_request_model"),
+                Label::response_model("gen_ai_response_model"),
+                Label::status_class("http_status_class"),
+            ],
+            model_allow: None,
+            max_models: Some(DEFAULT_MAX_MODELS),
+            model_cap: Arc::new(ValueCap::new(None, Some(DEFAULT_MAX_MODELS))),
+        }
+    }
+
+    /// The names of the `llm-usage-wasm` filter's `asm` profile (Alibaba Cloud Service Mesh):
+    /// counters `asm_llm_proxy_prompt_tokens`, `asm_llm_proxy_completion_tokens`,
+    /// `asm_llm_proxy_cached_tokens`, `asm_llm_proxy_reasoning_tokens`,
+    /// `asm_llm_proxy_requests`, and histograms `asm_llm_proxy_request_duration`,
+    /// `asm_llm_proxy_time_to_first_token`, `asm_llm_proxy_time_per_output_token` in
+    /// milliseconds, labelled `llmproxy_source_workload`, `llmproxy_source_workload_namespace`
+    /// (the two values given), `llmproxy_destination_service` (the request authority) and
+    /// `llmproxy_model`.
+    ///
+    /// ```
+    /// let m = llm_usage_tower::MetricsConfig::asm("sleep", "default");
+    /// assert!(m.metric_names().contains(&"asm_llm_proxy_prompt_tokens".to_string()));
+    /// ```
+    pub fn asm(source_workload: &str, source_namespace: &str) -> Self {
+        MetricsConfig {
+            token_histogram: TokenMetric::Off,
+            token_counter: TokenMetric::PerType {
+                input: Some("asm_llm_proxy_prompt_tokens".into()),
+                output: Some("asm_llm_proxy_completion_tokens".into()),
+                input_cache_read: Some("asm_llm_proxy_cached_tokens".into()),
+                input_cache_write: None,
+                reasoning: Some("asm_llm_proxy_reasoning_tokens".into()),
+            },
+            requests: Some("asm_llm_proxy_requests".into()),
+            request_duration: Some("asm_llm_proxy_request_duration".into()),
+            time_to_first_token: Some("asm_llm_proxy_time_to_first_token".into()),
+            time_per_output_token: Some("asm_llm_proxy_time_per_output_token".into()),
+            time_unit: TimeUnit::Milliseconds,
+            labels: vec![
+                Label::constant("llmproxy_source_workload", source_workload),
+                Label::constant("llmproxy_source_workload_namespace", source_namespace),
+                Label::authority("llmproxy_destination_service"),
+                Label::model("llmproxy_model"),
+            ],
+            model_allow: None,
+            max_models: Some(DEFAULT_MAX_MODELS),
+            model_cap: Arc::new(ValueCap::new(None, Some(DEFAULT_MAX_MODELS))),
+        }
+    }
+
+    /// Sets the per-exchange token histogram layout.
+    pub fn token_histogram(mut self, m: TokenMetric) -> Self {
+        self.token_histogram = m;
+        self
+    }
+    /// Sets the token counter layout.
+    pub fn token_counter(mut self, m: TokenMetric) -> Self {
+        self.token_counter = m;
+        self
+    }
+    /// Names (or, with `None`, switches off) the exchange counter.
+    pub fn requests_counter(mut self, name: Option<impl Into<SharedString>>) -> Self {
+        self.requests = name.map(Into::into);
+        self
+    }
+    /// Names (or switches off) the request duration histogram.
+    pub fn request_duration_histogram(mut self, name: Option<impl Into<SharedString>>) -> Self {
+        self.request_duration = name.map(Into::into);
+        self
+    }
+    /// Names (or switches off) the time-to-first-byte histogram (time from the call to the first
+    /// non-empty response body frame).
+    pub fn time_to_first_token_histogram(mut self, name: Option<impl Into<SharedString>>) -> Self {
+        self.time_to_first_token = name.map(Into::into);
+        self
+    }
+    /// Names (or switches off) the time-per-output-token histogram.
+    pub fn time_per_output_token_histogram(
+        mut self,
+        name: Option<impl Into<SharedString>>,
+    ) -> Self {
+        self.time_per_output_token = name.map(Into::into);
+        self
+    }
+    /// The unit durations are recorded in.
+    pub fn time_unit(mut self, unit: TimeUnit) -> Self {
+        self.time_unit = unit;
+        self
+    }
+    /// Replaces the whole label set.
+    pub fn labels(mut self, labels: impl IntoIterator<Item = Label>) -> Self {
+        self.labels = labels.into_iter().collect();
+        self
+    }
+    /// Adds a label (replacing one of the same name).
+    pub fn label(mut self, label: Label) -> Self {
+        self.labels.retain(|l| l.name != label.name);
+        self.labels.push(label);
+        self
+    }
+    /// Model values that always keep their own label value.
+    pub fn model_allow_list<I, S>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.model_allow = Some(models.into_iter().map(Into::into).collect());
+        self.rebuild_cap();
+        self
+    }
+    /// At most `max` further distinct model values (first come), the rest `other`. With an
+    /// allow-list, `0` means only allow-listed models.
+    pub fn max_models(mut self, max: usize) -> Self {
+        self.max_models = Some(max);
+        self.rebuild_cap();
+        self
+    }
+    /// No cap on distinct model values (only safe when clients cannot choose the model).
+    pub fn unbounded_models(mut self) -> Self {
+        self.max_models = None;
+        self.rebuild_cap();
+        self
+    }
+
+    fn rebuild_cap(&mut self) {
+        self.model_cap = Arc::new(ValueCap::new(self.model_allow.clone(), self.max_models));
+    }
+
+    /// Every metric name emitted.
+    pub fn metric_names(&self) -> Vec<String> {
+        let mut v = self.token_histogram.names();
+        v.extend(self.token_counter.names());
+        for n in [
+            &self.requests,
+            &self.request_duration,
+            &self.time_to_first_token,
+            &self.time_per_output_token,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            v.push(n.to_string());
+        }
+        v
+    }
+
+    /// The histogram names with the OpenTelemetry bucket boundaries for them (scaled to
+    /// milliseconds when the time unit is milliseconds), for an exporter, e.g.
+    /// `PrometheusBuilder::set_buckets_for_metric(Matcher::Full(name), buckets)`.
+    pub fn histogram_buckets(&self) -> Vec<(String, Vec<f64>)> {
+        let scale = match self.time_unit {
+            TimeUnit::Seconds => 1.0,
+            TimeUnit::Milliseconds => 1000.0,
+        };
+        let time = |b: &[f64]| b.iter().map(|x| x * scale).collect::<Vec<_>>();
+        let mut v: Vec<(String, Vec<f64>)> = self
+            .token_histogram
+            .names()
+            .into_iter()
+            .map(|n| (n, TOKEN_USAGE_BUCKETS.to_vec()))
+            .collect();
+        if let Some(n) = &self.request_duration {
+            v.push((n.to_string(), time(REQUEST_DURATION_BUCKETS)));
+        }
+        if let Some(n) = &self.time_to_first_token {
+            v.push((n.to_string(), time(TIME_TO_FIRST_TOKEN_BUCKETS)));
+        }
+        if let Some(n) = &self.time_per_output_token {
+            v.push((n.to_string(), time(TIME_PER_OUTPUT_TOKEN_BUCKETS)));
+        }
+        v
+    }
+
+    /// Registers descriptions and units of every metric with the installed recorder.
+    pub fn describe(&self) {
+        let unit = match self.time_unit {
+            TimeUnit::Seconds => metrics::Unit::Seconds,
+            TimeUnit::Milliseconds => metrics::Unit::Milliseconds,
+        };
+        for n in self.token_histogram.names() {
+            metrics::describe_histogram!(n, "Tokens used per LLM exchange, by token type.");
+        }
+        for n in self.token_counter.names() {
+            metrics::describe_counter!(n, "Tokens used by LLM exchanges.");
+        }
+        if let Some(n) = &self.requests {
+            metrics::describe_counter!(n.clone(), "LLM exchanges observed.");
+        }
+        if let Some(n) = &self.request_duration {
+            metrics::describe_histogram!(n.clone(), unit, "LLM exchange duration.");
+        }
+        if let Some(n) = &self.time_to_first_token {
+            metrics::describe_histogram!(
+                n.clone(),
+                unit,
+                "Time to the first byte of the response body."
+            );
+        }
+        if let Some(n) = &self.time_per_output_token {
+            metrics::describe_histogram!(
+                n.clone(),
+                unit,
+                "Time per output token after the first (streams)."
+            );
+        }
+    }
+
+    pub(crate) fn request_values(
+        &self,
+        uri: &Uri,
+        headers: &HeaderMap,
+        ext: &Extensions,
+    ) -> Vec<Option<String>> {
+        self.labels
+            .iter()
+            .map(|l| {
+                if l.is_request_time() {
+                    l.request_value(uri, headers, ext)
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) fn resolve(
+        &self,
+        request_values: &[Option<String>],
+        record: &llm_usage_core::UsageRecord,
+        status: Option<http::StatusCode>,
+        outcome: Outcome,
+    ) -> Vec<(SharedString, String)> {
+        let model = |m: &Option<String>| match m.as_deref() {
+            Some(m) if !m.is_empty() => self.model_cap.admit(&clean(m)),
+            _ => UNKNOWN.to_owned(),
+        };
+        self.labels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let v = match &l.source {
+                    Source::Provider => record
+                        .provider
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_else(|| UNKNOWN.to_owned()),
+                    Source::Model => model(&record.model),
+                    Source::RequestModel => model(&record.request_model),
+                    Source::ResponseModel => model(&record.response_model),
+                    Source::StatusClass => match status {
+                        Some(s) => format!("{}xx", s.as_u16() / 100),
+                        None => "error".to_owned(),
+                    },
+                    Source::Status => match status {
+                        Some(s) => s.as_u16().to_string(),
+                        None => "error".to_owned(),
+                    },
+                    Source::Outcome => outcome.as_str().to_owned(),
+                    _ => request_values
+                        .get(i)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_else(|| UNKNOWN.to_owned()),
+                };
+                (l.name.clone(), v)
+            })
+            .collect()
+    }
+
+    pub(crate) fn emit(&self, ev: &UsageEvent) {
+        let base: Vec<metrics::Label> = ev
+            .labels
+            .iter()
+            .map(|(k, v)| metrics::Label::new(k.clone(), v.clone()))
+            .collect();
+        if let Some(n) = &self.requests {
+            metrics::counter!(n.clone(), base.iter()).increment(1);
+        }
+        for t in TokenType::ALL {
+            let Some(value) = t.value(&ev.record) else {
+                continue;
+            };
+            if let Some((name, label)) = self.token_counter.target(t) {
+                let labels = with_type(&base, label, t);
+                metrics::counter!(name.clone(), labels.iter()).increment(value);
+            }
+            if let Some((name, label)) = self.token_histogram.target(t) {
+                let labels = with_type(&base, label, t);
+                metrics::histogram!(name.clone(), labels.iter()).record(value as f64);
+            }
+        }
+        if let Some(n) = &self.request_duration {
+            metrics::histogram!(n.clone(), base.iter()).record(self.time_unit.of(ev.duration));
+        }
+        if let (Some(n), Some(t)) = (&self.time_to_first_token, ev.time_to_first_byte) {
+            metrics::histogram!(n.clone(), base.iter()).record(self.time_unit.of(t));
+        }
+        if let (Some(n), Some(t)) = (&self.time_per_output_token, ev.time_per_output_token()) {
+            metrics::histogram!(n.clone(), base.iter()).record(self.time_unit.of(t));
+        }
+    }
+}
+
+fn with_type(
+    base: &[metrics::Label],
+    label: Option<&SharedString>,
+    t: TokenType,
+) -> Vec<metrics::Label> {
+    let mut v = base.to_vec();
+    if let Some(l) = label {
+        v.push(metrics::Label::new(l.clone(), t.as_str()));
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_admits_first_values_then_other() {
+        let cap = ValueCap::new(None, Some(2));
+        assert_eq!(cap.admit("a"), "a");
+        assert_eq!(cap.admit("b"), "b");
+        assert_eq!(cap.admit("c"), OTHER);
+        assert_eq!(cap.admit("a"), "a");
+    }
+
+    #[test]
+    fn allow_list_alone_and_with_cap() {
+        let allow: HashSet<String> = ["x".to_string()].into_iter().collect();
+        let only = ValueCap::new(Some(allow.clone()), None);
+        assert_eq!(only.admit("x"), "x");
+        assert_eq!(only.admit("y"), OTHER);
+        let both = ValueCap::new(Some(allow), Some(1));
+        assert_eq!(both.admit("y"), "y");
+        assert_eq!(both.admit("z"), OTHER);
+        assert_eq!(both.admit("x"), "x");
+    }
+
+    #[test]
+    fn clean_cuts_and_replaces_controls() {
+        let long = "é".repeat(100);
+        let c = clean(&long);
+        assert!(c.len() <= MAX_LABEL_VALUE_LEN && c.chars().all(|ch| ch == 'é'));
+        assert_eq!(clean("a\nb\u{0}"), "a_b_");
+    }
+
+    #[test]
+    fn profiles_name_their_metrics() {
+        let o = MetricsConfig::otel();
+        assert!(o.metric_names().contains(&"gen_ai_client_token_usage".to_string()));
+        let b = o.histogram_buckets();
+        assert_eq!(b.len(), 4);
+        let a = MetricsConfig::asm("w", "ns");
+        let names = a.metric_names();
+        assert!(names.contains(&"asm_llm_proxy_completion_tokens".to_string()));
+        assert!(!names.iter().any(|n| n.starts_with("gen_ai")));
+        let ttft = a
+            .histogram_buckets()
+            .into_iter()
+            .find(|(n, _)| n == "asm_llm_proxy_time_to_first_token")
+            .unwrap();
+        assert_eq!(ttft.1[0], 1.0);
+    }
+}

@@ -1,0 +1,223 @@
+//! The per-exchange state shared by the request body, the response future and the response body.
+
+use std::io::IoSlice;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Buf;
+use http::{HeaderMap, Method, StatusCode, Uri};
+use llm_usage_core::Exchange;
+
+use crate::callback::{Outcome, UsageEvent};
+use crate::layer::Config;
+
+/// One observed exchange. Lives in an `Arc` held by the request body wrapper and by whichever
+/// of the response future / response body currently exists.
+pub(crate) struct Shared {
+    config: Arc<Config>,
+    start: Instant,
+    method: Method,
+    uri: Uri,
+    request_values: Vec<Option<String>>,
+    state: Mutex<State>,
+}
+
+struct State {
+    exchange: Exchange,
+    emitted: bool,
+    request_ended: bool,
+    /// Bytes were passed that the core could not be shown (a non-contiguous `Buf` with more
+    /// segments than we look at): the record can only be partial.
+    gap: bool,
+    status: Option<StatusCode>,
+    ttfb: Option<Duration>,
+    request_bytes: u64,
+    response_bytes: u64,
+}
+
+/// Shows every byte of `buf` to `f` without consuming it. Returns `false` if some bytes could
+/// not be shown.
+fn each_chunk(buf: &impl Buf, mut f: impl FnMut(&[u8])) -> bool {
+    let chunk = buf.chunk();
+    if chunk.len() == buf.remaining() {
+        f(chunk);
+        return true;
+    }
+    let mut slices = [IoSlice::new(&[]); 64];
+    let n = buf.chunks_vectored(&mut slices);
+    let mut seen = 0;
+    for s in &slices[..n] {
+        f(s);
+        seen += s.len();
+    }
+    seen == buf.remaining()
+}
+
+impl Shared {
+    pub(crate) fn start(
+        config: Arc<Config>,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Arc<Shared> {
+        let mut exchange = Exchange::with_options(config.options.clone());
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        exchange.on_request_head(method.as_str(), path, headers.iter());
+        let request_values = match &config.metrics {
+            Some(m) => m.request_values(uri, headers, extensions),
+            None => Vec::new(),
+        };
+        Arc::new(Shared {
+            config,
+            start: Instant::now(),
+            method: method.clone(),
+            uri: uri.clone(),
+            request_values,
+            state: Mutex::new(State {
+                exchange,
+                emitted: false,
+                request_ended: false,
+                gap: false,
+                status: None,
+                ttfb: None,
+                request_bytes: 0,
+                response_bytes: 0,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock can only come from the core; keep observing anyway.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn request_data(&self, data: &impl Buf) {
+        let mut st = self.lock();
+        if st.emitted || st.request_ended {
+            return;
+        }
+        st.request_bytes += data.remaining() as u64;
+        let st = &mut *st;
+        if !each_chunk(data, |c| st.exchange.on_request_body(c)) {
+            st.gap = true;
+        }
+    }
+
+    pub(crate) fn request_end(&self) {
+        let mut st = self.lock();
+        if st.emitted || st.request_ended {
+            return;
+        }
+        st.request_ended = true;
+        st.exchange.on_request_end();
+    }
+
+    pub(crate) fn response_head(&self, status: StatusCode, headers: &HeaderMap) {
+        let mut st = self.lock();
+        if st.emitted {
+            return;
+        }
+        st.status = Some(status);
+        st.exchange.on_response_head(status.as_u16(), headers.iter());
+    }
+
+    pub(crate) fn response_data(&self, data: &impl Buf) {
+        let n = data.remaining();
+        if n == 0 {
+            return;
+        }
+        let mut st = self.lock();
+        if st.emitted {
+            return;
+        }
+        if st.ttfb.is_none() {
+            st.ttfb = Some(self.start.elapsed());
+        }
+        st.response_bytes += n as u64;
+        let st = &mut *st;
+        if !each_chunk(data, |c| st.exchange.on_response_body(c)) {
+            st.gap = true;
+        }
+    }
+
+    /// Emits the record, once: later calls do nothing.
+    pub(crate) fn finish(&self, outcome: Outcome) {
+        let event = {
+            let mut st = self.lock();
+            if st.emitted {
+                return;
+            }
+            st.emitted = true;
+            if outcome == Outcome::Complete {
+                st.exchange.on_response_end();
+            }
+            let mut record = st.exchange.finish();
+            if st.gap {
+                record.complete = false;
+            }
+            UsageEvent {
+                record,
+                outcome,
+                method: self.method.clone(),
+                uri: self.uri.clone(),
+                status: st.status,
+                duration: self.start.elapsed(),
+                time_to_first_byte: st.ttfb,
+                request_body_bytes: st.request_bytes,
+                response_body_bytes: st.response_bytes,
+                labels: Vec::new(),
+            }
+        };
+        self.config.emit(event, &self.request_values);
+    }
+}
+
+/// Owns one reference to the exchange; dropping it while still armed ends the exchange with
+/// the outcome given at construction (partial record).
+pub(crate) struct Tap {
+    shared: Option<Arc<Shared>>,
+    on_drop: Outcome,
+}
+
+impl Tap {
+    pub(crate) fn new(shared: Option<Arc<Shared>>, on_drop: Outcome) -> Self {
+        Tap { shared, on_drop }
+    }
+
+    pub(crate) fn get(&self) -> Option<&Arc<Shared>> {
+        self.shared.as_ref()
+    }
+
+    pub(crate) fn take(&mut self) -> Option<Arc<Shared>> {
+        self.shared.take()
+    }
+
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
+        if let Some(s) = self.shared.take() {
+            s.finish(outcome);
+        }
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        if let Some(s) = self.shared.take() {
+            s.finish(self.on_drop);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_chunk_sees_all_segments_of_a_chain() {
+        let buf = bytes::Bytes::from_static(b"hello ").chain(bytes::Bytes::from_static(b"world"));
+        let mut seen = Vec::new();
+        assert!(each_chunk(&buf, |c| seen.extend_from_slice(c)));
+        assert_eq!(seen, b"hello world");
+        assert_eq!(buf.remaining(), 11);
+    }
+}
