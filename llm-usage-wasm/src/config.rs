@@ -1,0 +1,719 @@
+//! Plugin configuration: the JSON given to `on_configure`, parsed once per VM.
+//!
+//! Every field is optional; an empty configuration gives the ASM-compatible defaults.
+//! Unknown fields are an error, so a typo is reported instead of silently ignored.
+//! See the crate README for the reference.
+
+use std::collections::BTreeMap;
+
+use llm_usage_core::Provider;
+use serde::Deserialize;
+
+/// Which names and dimensions the metrics use by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Alibaba Cloud Service Mesh names: `asm_llm_proxy_prompt_tokens`, ... with the
+    /// `llmproxy_*` dimensions.
+    Asm,
+    /// OpenTelemetry GenAI names: `gen_ai_client_token_usage`, ... with `gen_ai_*` dimensions.
+    Otel,
+}
+
+/// How tags are embedded in a stat name, for Envoy's `stats_tags` to extract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TagFormat {
+    /// `name|tag=value|tag=value`: the form the ASM bootstrap `stats_tags` regexes
+    /// `(\|tag=([^|]*))` extract.
+    Pipe,
+    /// `tag=.=value;.;tag=.=value;.;name`: the form Istio renders for ProxyConfig
+    /// `extraStatTags` (`(tag=\.=(.*?);\.;)`), so no bootstrap override is needed.
+    Istio,
+}
+
+/// Where a dimension's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// The proxy's own workload (`node.metadata.WORKLOAD_NAME`).
+    SourceWorkload,
+    /// The proxy's own namespace (`node.metadata.NAMESPACE`).
+    SourceWorkloadNamespace,
+    /// The request authority (`:authority`), else the upstream cluster name.
+    DestinationService,
+    /// The best model: response, else request, else path, else configured.
+    Model,
+    /// The request's model, else the configured one.
+    RequestModel,
+    /// The model the response reported.
+    ResponseModel,
+    /// The provider name (`gen_ai.provider.name` values).
+    Provider,
+    /// A request header (lower-case name).
+    Header(String),
+}
+
+impl Source {
+    fn parse(s: &str) -> Result<Source, String> {
+        Ok(match s {
+            "source_workload" => Source::SourceWorkload,
+            "source_workload_namespace" => Source::SourceWorkloadNamespace,
+            "destination_service" => Source::DestinationService,
+            "model" => Source::Model,
+            "request_model" => Source::RequestModel,
+            "response_model" => Source::ResponseModel,
+            "provider" => Source::Provider,
+            other => match other.strip_prefix("header:") {
+                Some(h) if !h.is_empty() => Source::Header(h.to_ascii_lowercase()),
+                _ => {
+                    return Err(format!(
+                        "unknown dimension source {other:?}; expected one of source_workload, \
+                         source_workload_namespace, destination_service, model, request_model, \
+                         response_model, provider, header:<name>"
+                    ))
+                }
+            },
+        })
+    }
+
+    /// Whether values come from a model field (and so fall under the model limits).
+    pub fn is_model(&self) -> bool {
+        matches!(
+            self,
+            Source::Model | Source::RequestModel | Source::ResponseModel
+        )
+    }
+
+    /// Whether a client can choose the value (and so the value count must be capped).
+    pub fn client_chosen(&self) -> bool {
+        matches!(self, Source::DestinationService | Source::Header(_))
+    }
+}
+
+/// One metric dimension: a tag name and where its value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dimension {
+    /// The tag name, as the `stats_tags` entry names it.
+    pub tag: String,
+    /// Where the value comes from.
+    pub source: Source,
+}
+
+/// The metric kinds the filter can emit; each has a configurable name (or none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MetricKind {
+    /// Counter of input tokens.
+    PromptTokens,
+    /// Counter of output tokens.
+    CompletionTokens,
+    /// Counter of total tokens.
+    TotalTokens,
+    /// Counter of cached input tokens.
+    CachedTokens,
+    /// Counter of cache-creation input tokens.
+    CacheCreationTokens,
+    /// Counter of reasoning tokens.
+    ReasoningTokens,
+    /// Counter of LLM requests.
+    Requests,
+    /// Histogram of tokens per request with a token-type tag (OTel `gen_ai.client.token.usage`).
+    TokenUsage,
+    /// Histogram of time to the first response byte, in ms.
+    TimeToFirstByte,
+    /// Histogram of time to the first content-bearing response event, in ms.
+    TimeToFirstToken,
+    /// Histogram of time per output token after the first, in ms.
+    TimePerOutputToken,
+    /// Histogram of request duration, in ms.
+    RequestDuration,
+}
+
+impl MetricKind {
+    /// Every kind, in config order.
+    pub const ALL: [MetricKind; 12] = [
+        MetricKind::PromptTokens,
+        MetricKind::CompletionTokens,
+        MetricKind::TotalTokens,
+        MetricKind::CachedTokens,
+        MetricKind::CacheCreationTokens,
+        MetricKind::ReasoningTokens,
+        MetricKind::Requests,
+        MetricKind::TokenUsage,
+        MetricKind::TimeToFirstByte,
+        MetricKind::TimeToFirstToken,
+        MetricKind::TimePerOutputToken,
+        MetricKind::RequestDuration,
+    ];
+
+    /// The key of this kind in the `metrics` config object.
+    pub fn key(self) -> &'static str {
+        match self {
+            MetricKind::PromptTokens => "prompt_tokens",
+            MetricKind::CompletionTokens => "completion_tokens",
+            MetricKind::TotalTokens => "total_tokens",
+            MetricKind::CachedTokens => "cached_tokens",
+            MetricKind::CacheCreationTokens => "cache_creation_tokens",
+            MetricKind::ReasoningTokens => "reasoning_tokens",
+            MetricKind::Requests => "requests",
+            MetricKind::TokenUsage => "token_usage",
+            MetricKind::TimeToFirstByte => "time_to_first_byte",
+            MetricKind::TimeToFirstToken => "time_to_first_token",
+            MetricKind::TimePerOutputToken => "time_per_output_token",
+            MetricKind::RequestDuration => "request_duration",
+        }
+    }
+
+    /// Whether the kind is a histogram (otherwise a counter).
+    pub fn is_histogram(self) -> bool {
+        matches!(
+            self,
+            MetricKind::TokenUsage
+                | MetricKind::TimeToFirstByte
+                | MetricKind::TimeToFirstToken
+                | MetricKind::TimePerOutputToken
+                | MetricKind::RequestDuration
+        )
+    }
+
+    /// The default name of this kind in a profile (`None`: not emitted by default).
+    pub fn default_name(self, profile: Profile) -> Option<&'static str> {
+        match profile {
+            Profile::Asm => Some(match self {
+                MetricKind::PromptTokens => "asm_llm_proxy_prompt_tokens",
+                MetricKind::CompletionTokens => "asm_llm_proxy_completion_tokens",
+                MetricKind::TotalTokens => return None,
+                MetricKind::CachedTokens => "asm_llm_proxy_cached_tokens",
+                MetricKind::CacheCreationTokens => "asm_llm_proxy_cache_creation_tokens",
+                MetricKind::ReasoningTokens => "asm_llm_proxy_reasoning_tokens",
+                MetricKind::Requests => "asm_llm_proxy_requests",
+                MetricKind::TokenUsage => return None,
+                MetricKind::TimeToFirstByte => "asm_llm_proxy_time_to_first_byte_ms",
+                MetricKind::TimeToFirstToken => "asm_llm_proxy_time_to_first_token_ms",
+                MetricKind::TimePerOutputToken => "asm_llm_proxy_time_per_output_token_ms",
+                MetricKind::RequestDuration => "asm_llm_proxy_request_duration_ms",
+            }),
+            Profile::Otel => Some(match self {
+                MetricKind::TokenUsage => "gen_ai_client_token_usage",
+                MetricKind::TimeToFirstToken => "gen_ai_server_time_to_first_token",
+                MetricKind::TimePerOutputToken => "gen_ai_server_time_per_output_token",
+                MetricKind::RequestDuration => "gen_ai_server_request_duration",
+                _ => return None,
+            }),
+        }
+    }
+}
+
+/// Provider and default model for requests matching a path prefix and/or authority.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Matches when `:path` starts with this (`None`: any path).
+    pub path_prefix: Option<String>,
+    /// Matches when `:authority` equals this, case-insensitively, port ignored (`None`: any).
+    pub authority: Option<String>,
+    /// The provider to assume instead of detecting it.
+    pub provider: Option<Provider>,
+    /// The model to report when the traffic names none.
+    pub default_model: Option<String>,
+}
+
+/// A model chosen from a request header, for requests that name no model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRule {
+    /// Lower-case header name.
+    pub header: String,
+    /// The header value that selects the model (`None`: any value, i.e. header present).
+    pub equals: Option<String>,
+    /// The model to report.
+    pub model: String,
+}
+
+/// The parsed, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Metric naming profile.
+    pub profile: Profile,
+    /// Tag encoding in stat names.
+    pub tag_format: TagFormat,
+    /// Filter-state property prefix (one path element `<prefix>.<key>`); `None` disables.
+    pub property_prefix: Option<String>,
+    /// Metric names per kind (absent kind: not emitted).
+    pub metrics: BTreeMap<MetricKind, String>,
+    /// The dimensions of every metric, in order.
+    pub dimensions: Vec<Dimension>,
+    /// The tag for the token type on the `token_usage` histogram.
+    pub token_type_tag: String,
+    /// Provider forced for all traffic (routes can override).
+    pub provider: Option<Provider>,
+    /// Per-route overrides, first match wins.
+    pub routes: Vec<Route>,
+    /// Model reported when the traffic names none and no rule matches.
+    pub default_model: Option<String>,
+    /// Header rules choosing a model when the traffic names none; first match wins.
+    pub model_rules: Vec<ModelRule>,
+    /// Models that get their own label value; others become `other_model`. Empty: any.
+    pub model_allow: Vec<String>,
+    /// The most distinct model label values per VM before new ones become `other_model`.
+    pub max_models: usize,
+    /// The label value for models beyond the allow-list or the cap.
+    pub other_model: String,
+    /// The most distinct values per client-chosen dimension (headers, authority).
+    pub max_label_values: usize,
+    /// Longest label value kept; longer values are cut.
+    pub max_label_len: usize,
+    /// Stop copying a body into the filter after this many bytes.
+    pub max_body_bytes: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::for_profile(Profile::Asm)
+    }
+}
+
+impl Config {
+    /// The defaults of a profile.
+    pub fn for_profile(profile: Profile) -> Config {
+        let metrics = MetricKind::ALL
+            .iter()
+            .filter_map(|k| k.default_name(profile).map(|n| (*k, n.to_string())))
+            .collect();
+        let dims: &[(&str, Source)] = match profile {
+            Profile::Asm => &[
+                ("llmproxy_source_workload", Source::SourceWorkload),
+                (
+                    "llmproxy_source_workload_namespace",
+                    Source::SourceWorkloadNamespace,
+                ),
+                ("llmproxy_destination_service", Source::DestinationService),
+                ("llmproxy_model", Source::Model),
+            ],
+            Profile::Otel => &[
+                ("gen_ai_provider_name", Source::Provider),
+                ("gen_ai_request_model", Source::RequestModel),
+                ("gen_ai_response_model", Source::ResponseModel),
+            ],
+        };
+        Config {
+            profile,
+            tag_format: TagFormat::Pipe,
+            property_prefix: Some("asm.llmproxy".to_string()),
+            metrics,
+            dimensions: dims
+                .iter()
+                .map(|(t, s)| Dimension {
+                    tag: t.to_string(),
+                    source: s.clone(),
+                })
+                .collect(),
+            token_type_tag: "gen_ai_token_type".to_string(),
+            provider: None,
+            routes: Vec::new(),
+            default_model: None,
+            model_rules: Vec::new(),
+            model_allow: Vec::new(),
+            max_models: 100,
+            other_model: "other".to_string(),
+            max_label_values: 100,
+            max_label_len: 128,
+            max_body_bytes: None,
+        }
+    }
+
+    /// Parses the plugin configuration. Empty (or whitespace-only) input gives the defaults.
+    pub fn parse(bytes: &[u8]) -> Result<Config, String> {
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(Config::default());
+        }
+        let raw: RawConfig = serde_json::from_slice(bytes)
+            .map_err(|e| format!("invalid llm-usage plugin configuration: {e}"))?;
+        raw.validate()
+    }
+
+    /// The provider and default model for a request.
+    pub fn route_for(&self, path: &str, authority: &str) -> (Option<Provider>, Option<&str>) {
+        let host = strip_port(authority);
+        for r in &self.routes {
+            let path_ok = r
+                .path_prefix
+                .as_deref()
+                .map_or(true, |p| path.starts_with(p));
+            let auth_ok = r
+                .authority
+                .as_deref()
+                .map_or(true, |a| strip_port(a).eq_ignore_ascii_case(host));
+            if path_ok && auth_ok {
+                return (
+                    r.provider.or(self.provider),
+                    r.default_model.as_deref().or(self.default_model.as_deref()),
+                );
+            }
+        }
+        (self.provider, self.default_model.as_deref())
+    }
+}
+
+/// `host:port` → `host` (IPv6 literals in brackets keep their colons).
+pub fn strip_port(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return match rest.find(']') {
+            Some(i) => &authority[..i + 2],
+            None => authority,
+        };
+    }
+    match authority.rfind(':') {
+        Some(i) if authority[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &authority[..i],
+        _ => authority,
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    profile: Option<String>,
+    tag_format: Option<String>,
+    #[serde(default, deserialize_with = "explicit_null")]
+    property_prefix: Option<Option<String>>,
+    #[serde(default)]
+    metrics: BTreeMap<String, Option<String>>,
+    dimensions: Option<Vec<RawDimension>>,
+    #[serde(default)]
+    extra_dimensions: Vec<RawDimension>,
+    token_type_tag: Option<String>,
+    provider: Option<String>,
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    default_model: Option<String>,
+    #[serde(default)]
+    model_rules: Vec<RawModelRule>,
+    models: Option<RawModels>,
+    max_label_values: Option<usize>,
+    max_label_len: Option<usize>,
+    max_body_bytes: Option<u64>,
+}
+
+fn explicit_null<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDimension {
+    tag: String,
+    from: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path_prefix: Option<String>,
+    authority: Option<String>,
+    provider: Option<String>,
+    default_model: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModelRule {
+    header: String,
+    equals: Option<String>,
+    model: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawModels {
+    #[serde(default)]
+    allow: Vec<String>,
+    max_distinct: Option<usize>,
+    other: Option<String>,
+}
+
+fn parse_provider(name: &str, field: &str) -> Result<Provider, String> {
+    Provider::from_name(name).ok_or_else(|| {
+        let known: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
+        format!(
+            "{field}: unknown provider {name:?}; expected one of {}",
+            known.join(", ")
+        )
+    })
+}
+
+fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn valid_metric_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, String> {
+        let profile = match self.profile.as_deref() {
+            None | Some("asm") => Profile::Asm,
+            Some("otel") => Profile::Otel,
+            Some(other) => {
+                return Err(format!(
+                    "profile: unknown {other:?}; expected \"asm\" or \"otel\""
+                ))
+            }
+        };
+        let mut c = Config::for_profile(profile);
+        c.tag_format = match self.tag_format.as_deref() {
+            None | Some("pipe") => TagFormat::Pipe,
+            Some("istio") => TagFormat::Istio,
+            Some(other) => {
+                return Err(format!(
+                    "tag_format: unknown {other:?}; expected \"pipe\" or \"istio\""
+                ))
+            }
+        };
+        match self.property_prefix {
+            None => {}
+            Some(None) => c.property_prefix = None,
+            Some(Some(p)) if p.is_empty() => c.property_prefix = None,
+            Some(Some(p)) => {
+                if p.bytes().any(|b| b == 0) {
+                    return Err("property_prefix: must not contain NUL".into());
+                }
+                c.property_prefix = Some(p)
+            }
+        }
+        for (key, name) in self.metrics {
+            let kind = MetricKind::ALL
+                .iter()
+                .find(|k| k.key() == key)
+                .copied()
+                .ok_or_else(|| {
+                    let keys: Vec<&str> = MetricKind::ALL.iter().map(|k| k.key()).collect();
+                    format!(
+                        "metrics: unknown key {key:?}; expected one of {}",
+                        keys.join(", ")
+                    )
+                })?;
+            match name {
+                None => {
+                    c.metrics.remove(&kind);
+                }
+                Some(n) if n.is_empty() => {
+                    c.metrics.remove(&kind);
+                }
+                Some(n) => {
+                    if !valid_metric_name(&n) {
+                        return Err(format!(
+                            "metrics.{key}: {n:?} is not a valid name (use [A-Za-z0-9_.])"
+                        ));
+                    }
+                    c.metrics.insert(kind, n);
+                }
+            }
+        }
+        let to_dims = |raw: Vec<RawDimension>| -> Result<Vec<Dimension>, String> {
+            raw.into_iter()
+                .map(|d| {
+                    if !valid_tag(&d.tag) {
+                        return Err(format!(
+                            "dimensions: tag {:?} must match [A-Za-z0-9_]+",
+                            d.tag
+                        ));
+                    }
+                    Ok(Dimension {
+                        tag: d.tag,
+                        source: Source::parse(&d.from)?,
+                    })
+                })
+                .collect()
+        };
+        if let Some(dims) = self.dimensions {
+            c.dimensions = to_dims(dims)?;
+        }
+        c.dimensions.extend(to_dims(self.extra_dimensions)?);
+        if let Some(t) = self.token_type_tag {
+            if !valid_tag(&t) {
+                return Err(format!("token_type_tag: {t:?} must match [A-Za-z0-9_]+"));
+            }
+            c.token_type_tag = t;
+        }
+        {
+            let mut seen = std::collections::BTreeSet::new();
+            for d in &c.dimensions {
+                if !seen.insert(d.tag.as_str()) || d.tag == c.token_type_tag {
+                    return Err(format!("dimensions: tag {:?} is used twice", d.tag));
+                }
+            }
+        }
+        if let Some(p) = self.provider {
+            c.provider = Some(parse_provider(&p, "provider")?);
+        }
+        for (i, r) in self.routes.into_iter().enumerate() {
+            let provider = match r.provider {
+                Some(p) => Some(parse_provider(&p, &format!("routes[{i}].provider"))?),
+                None => None,
+            };
+            c.routes.push(Route {
+                path_prefix: r.path_prefix,
+                authority: r.authority,
+                provider,
+                default_model: r.default_model.filter(|m| !m.is_empty()),
+            });
+        }
+        c.default_model = self.default_model.filter(|m| !m.is_empty());
+        for (i, r) in self.model_rules.into_iter().enumerate() {
+            if r.header.is_empty() || r.model.is_empty() {
+                return Err(format!(
+                    "model_rules[{i}]: header and model must not be empty"
+                ));
+            }
+            c.model_rules.push(ModelRule {
+                header: r.header.to_ascii_lowercase(),
+                equals: r.equals,
+                model: r.model,
+            });
+        }
+        if let Some(m) = self.models {
+            c.model_allow = m.allow;
+            if let Some(n) = m.max_distinct {
+                c.max_models = n;
+            }
+            if let Some(o) = m.other {
+                if o.is_empty() {
+                    return Err("models.other: must not be empty".into());
+                }
+                c.other_model = o;
+            }
+        }
+        if let Some(n) = self.max_label_values {
+            c.max_label_values = n;
+        }
+        if let Some(n) = self.max_label_len {
+            if n == 0 {
+                return Err("max_label_len: must be at least 1".into());
+            }
+            c.max_label_len = n;
+        }
+        c.max_body_bytes = self.max_body_bytes;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_asm() {
+        let c = Config::parse(b"").unwrap();
+        assert_eq!(c.profile, Profile::Asm);
+        assert_eq!(c.tag_format, TagFormat::Pipe);
+        assert_eq!(c.property_prefix.as_deref(), Some("asm.llmproxy"));
+        assert_eq!(
+            c.metrics[&MetricKind::PromptTokens],
+            "asm_llm_proxy_prompt_tokens"
+        );
+        assert_eq!(
+            c.metrics[&MetricKind::CompletionTokens],
+            "asm_llm_proxy_completion_tokens"
+        );
+        let tags: Vec<&str> = c.dimensions.iter().map(|d| d.tag.as_str()).collect();
+        assert_eq!(
+            tags,
+            [
+                "llmproxy_source_workload",
+                "llmproxy_source_workload_namespace",
+                "llmproxy_destination_service",
+                "llmproxy_model"
+            ]
+        );
+        assert!(Config::parse(b" \n").is_ok());
+        assert!(Config::parse(b"{}").is_ok());
+    }
+
+    #[test]
+    fn otel_profile() {
+        let c = Config::parse(br#"{"profile":"otel","tag_format":"istio"}"#).unwrap();
+        assert_eq!(c.tag_format, TagFormat::Istio);
+        assert_eq!(
+            c.metrics[&MetricKind::TokenUsage],
+            "gen_ai_client_token_usage"
+        );
+        assert!(!c.metrics.contains_key(&MetricKind::PromptTokens));
+        assert_eq!(c.dimensions[0].source, Source::Provider);
+    }
+
+    #[test]
+    fn full_config() {
+        let c = Config::parse(
+            br#"{
+              "property_prefix": "llm",
+              "metrics": {"requests": null, "total_tokens": "llm_total"},
+              "extra_dimensions": [{"tag": "llmproxy_user_type", "from": "header:User-Type"}],
+              "provider": "qwen",
+              "routes": [{"path_prefix": "/compatible-mode/", "provider": "openai"}],
+              "default_model": "qwen-1.8b-chat",
+              "model_rules": [{"header": "User-Type", "equals": "subscriber", "model": "qwen-turbo"}],
+              "models": {"allow": ["a"], "max_distinct": 5, "other": "misc"},
+              "max_body_bytes": 1024
+            }"#,
+        )
+        .unwrap();
+        assert_eq!(c.property_prefix.as_deref(), Some("llm"));
+        assert!(!c.metrics.contains_key(&MetricKind::Requests));
+        assert_eq!(c.metrics[&MetricKind::TotalTokens], "llm_total");
+        assert_eq!(c.dimensions[4].source, Source::Header("user-type".into()));
+        assert_eq!(c.provider, Some(Provider::DashScope));
+        assert_eq!(
+            c.route_for("/compatible-mode/v1/chat", "x").0,
+            Some(Provider::OpenAi)
+        );
+        assert_eq!(
+            c.route_for("/api/v1", "x"),
+            (Some(Provider::DashScope), Some("qwen-1.8b-chat"))
+        );
+        assert_eq!(c.model_rules[0].header, "user-type");
+        assert_eq!(c.other_model, "misc");
+        assert_eq!(c.max_models, 5);
+        assert_eq!(c.max_body_bytes, Some(1024));
+    }
+
+    #[test]
+    fn bad_configs_say_why() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"{", "invalid llm-usage plugin configuration"),
+            (br#"{"profil":"asm"}"#, "unknown field `profil`"),
+            (br#"{"profile":"x"}"#, "profile"),
+            (br#"{"tag_format":"x"}"#, "tag_format"),
+            (br#"{"metrics":{"nope":"x"}}"#, "metrics: unknown key"),
+            (br#"{"metrics":{"requests":"a|b"}}"#, "not a valid name"),
+            (
+                br#"{"dimensions":[{"tag":"a=b","from":"model"}]}"#,
+                "must match",
+            ),
+            (
+                br#"{"dimensions":[{"tag":"a","from":"nope"}]}"#,
+                "unknown dimension source",
+            ),
+            (
+                br#"{"dimensions":[{"tag":"a","from":"model"},{"tag":"a","from":"provider"}]}"#,
+                "twice",
+            ),
+            (br#"{"provider":"nope"}"#, "unknown provider"),
+            (br#"{"routes":[{"provider":"nope"}]}"#, "routes[0].provider"),
+        ];
+        for (input, want) in cases {
+            let err = Config::parse(input).unwrap_err();
+            assert!(err.contains(want), "{err:?} should contain {want:?}");
+        }
+    }
+
+    #[test]
+    fn ports() {
+        assert_eq!(strip_port("a.b:8080"), "a.b");
+        assert_eq!(strip_port("a.b"), "a.b");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+        assert_eq!(strip_port("host:abc"), "host:abc");
+    }
+}

@@ -1,0 +1,782 @@
+//! The proxy-wasm root and HTTP contexts: plumbing between Envoy and the core `Exchange`.
+//!
+//! No parsing happens here. The HTTP context hands headers and body chunks to one
+//! [`Exchange`] as they pass and always answers `Continue`, publishes filter state as soon as
+//! a value is known, and counts metrics once, in `on_log` (which Envoy runs before
+//! `on_done`, and also for streams that were reset before their end).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use llm_usage_core::{Exchange, Options, UsageRecord};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+
+use crate::abi::{self, buffer, level, map, metric, parse_pairs, Status};
+use crate::config::{strip_port, Config, MetricKind, Source};
+use crate::labels::{sanitize, stat_name, Limiter, UNKNOWN};
+
+/// State shared by the root context and every HTTP context of one VM (one worker thread).
+struct Shared {
+    config: Config,
+    /// Metric ids by full stat name: Envoy allocates a new id on every `define_metric`.
+    metric_ids: BTreeMap<String, u32>,
+    model_limiter: Limiter,
+    /// One limiter per dimension whose values a client chooses (by dimension index).
+    value_limiters: BTreeMap<usize, Limiter>,
+    node: NodeInfo,
+    /// Failure kinds already logged: each is logged once per VM.
+    logged: BTreeSet<&'static str>,
+}
+
+#[derive(Default)]
+struct NodeInfo {
+    workload: Option<String>,
+    namespace: Option<String>,
+    /// Whether a stream context has tried to read them (the root may be too early).
+    retried: bool,
+}
+
+impl Shared {
+    fn new(config: Config) -> Shared {
+        let model_limiter = Limiter::new(
+            config.model_allow.clone(),
+            config.max_models,
+            config.other_model.clone(),
+        );
+        let value_limiters = config
+            .dimensions
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.source.client_chosen())
+            .map(|(i, _)| {
+                (
+                    i,
+                    Limiter::new(Vec::new(), config.max_label_values, "other".into()),
+                )
+            })
+            .collect();
+        Shared {
+            config,
+            metric_ids: BTreeMap::new(),
+            model_limiter,
+            value_limiters,
+            node: NodeInfo::default(),
+            logged: BTreeSet::new(),
+        }
+    }
+
+    /// Logs `message` at warning level the first time `what` fails in this VM.
+    fn warn_once(&mut self, what: &'static str, status: Status, detail: &str) {
+        if self.logged.insert(what) {
+            abi::log(
+                level::WARN,
+                &format!("llm-usage: {what} failed ({status:?}) {detail}; traffic is not affected, further failures of this kind are not logged"),
+            );
+        }
+    }
+
+    fn read_node(&mut self) {
+        if self.node.workload.is_none() {
+            self.node.workload = node_metadata("WORKLOAD_NAME");
+        }
+        if self.node.namespace.is_none() {
+            self.node.namespace = node_metadata("NAMESPACE");
+        }
+    }
+
+    fn metric_id(&mut self, histogram: bool, name: String) -> Option<u32> {
+        if let Some(id) = self.metric_ids.get(&name) {
+            return Some(*id);
+        }
+        let kind = if histogram {
+            metric::HISTOGRAM
+        } else {
+            metric::COUNTER
+        };
+        match abi::define_metric(kind, &name) {
+            Ok(id) => {
+                self.metric_ids.insert(name, id);
+                Some(id)
+            }
+            Err(e) => {
+                self.warn_once("define_metric", e, &name);
+                None
+            }
+        }
+    }
+
+    fn add(&mut self, name: String, value: u64) {
+        if let Some(id) = self.metric_id(false, name) {
+            if value > 0 {
+                if let Err(e) = abi::increment_metric(id, value.min(i64::MAX as u64) as i64) {
+                    self.warn_once("increment_metric", e, "");
+                }
+            }
+        }
+    }
+
+    fn record(&mut self, name: String, value: u64) {
+        if let Some(id) = self.metric_id(true, name) {
+            if let Err(e) = abi::record_metric(id, value) {
+                self.warn_once("record_metric", e, "");
+            }
+        }
+    }
+}
+
+/// Reads `xds.node.metadata.<key>` (Envoy ≥ 1.33) and falls back to `node.metadata.<key>`.
+fn node_metadata(key: &str) -> Option<String> {
+    for prefix in ["xds\0node\0metadata\0", "node\0metadata\0"] {
+        let mut path = Vec::with_capacity(prefix.len() + key.len());
+        path.extend_from_slice(prefix.as_bytes());
+        path.extend_from_slice(key.as_bytes());
+        if let Ok(v) = abi::get_property(&path) {
+            if !v.is_empty() {
+                return Some(String::from_utf8_lossy(&v).into_owned());
+            }
+        }
+    }
+    None
+}
+
+/// The root context: parses the configuration once and creates HTTP contexts.
+pub struct Root {
+    shared: Option<Rc<RefCell<Shared>>>,
+}
+
+impl Root {
+    /// A root context for a new plugin instance.
+    pub fn new() -> Root {
+        Root { shared: None }
+    }
+}
+
+impl Default for Root {
+    fn default() -> Self {
+        Root::new()
+    }
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        let bytes = if plugin_configuration_size == 0 {
+            Vec::new()
+        } else {
+            match abi::get_buffer(buffer::PLUGIN_CONFIGURATION, 0, plugin_configuration_size) {
+                Ok(b) => b,
+                Err(e) => {
+                    abi::log(
+                        level::ERROR,
+                        &format!("llm-usage: cannot read the plugin configuration ({e:?})"),
+                    );
+                    return false;
+                }
+            }
+        };
+        let config = match Config::parse(&bytes) {
+            Ok(c) => c,
+            Err(msg) => {
+                abi::log(level::ERROR, &format!("llm-usage: {msg}"));
+                return false;
+            }
+        };
+        abi::log(
+            level::INFO,
+            &format!(
+                "llm-usage: configured (profile {:?}, tags {:?}, {} metrics, {} dimensions, filter state prefix {:?})",
+                config.profile,
+                config.tag_format,
+                config.metrics.len(),
+                config.dimensions.len(),
+                config.property_prefix.as_deref().unwrap_or("(off)")
+            ),
+        );
+        let mut shared = Shared::new(config);
+        shared.read_node();
+        self.shared = Some(Rc::new(RefCell::new(shared)));
+        true
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // A stream without a configured root (on_configure failed) still gets a context,
+        // one that does nothing: the dispatcher panics on `None`.
+        Some(Box::new(Stream::new(self.shared.clone())))
+    }
+}
+
+/// One HTTP stream.
+struct Stream {
+    shared: Option<Rc<RefCell<Shared>>>,
+    exchange: Option<Exchange>,
+    start_ns: Option<u64>,
+    first_byte_ns: Option<u64>,
+    first_event_ns: Option<u64>,
+    authority: String,
+    configured_model: Option<String>,
+    /// Request header values for header dimensions, by dimension index.
+    header_values: BTreeMap<usize, String>,
+    request_bytes: u64,
+    response_bytes: u64,
+    request_ended: bool,
+    request_published: bool,
+    record: Option<UsageRecord>,
+}
+
+impl Stream {
+    fn new(shared: Option<Rc<RefCell<Shared>>>) -> Stream {
+        Stream {
+            shared,
+            exchange: None,
+            start_ns: None,
+            first_byte_ns: None,
+            first_event_ns: None,
+            authority: String::new(),
+            configured_model: None,
+            header_values: BTreeMap::new(),
+            request_bytes: 0,
+            response_bytes: 0,
+            request_ended: false,
+            request_published: false,
+            record: None,
+        }
+    }
+
+    fn now(&self) -> Option<u64> {
+        match abi::now_nanos() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                if let Some(s) = &self.shared {
+                    s.borrow_mut().warn_once("get_current_time", e, "");
+                }
+                None
+            }
+        }
+    }
+
+    /// Sets filter state `<prefix>.<key>` (one path element, so Envoy's key is
+    /// `wasm.<prefix>.<key>`).
+    fn put(&self, key: &str, value: &[u8]) {
+        let Some(shared) = &self.shared else { return };
+        let mut s = shared.borrow_mut();
+        let Some(prefix) = s.config.property_prefix.as_deref() else {
+            return;
+        };
+        let mut path = Vec::with_capacity(prefix.len() + 1 + key.len());
+        path.extend_from_slice(prefix.as_bytes());
+        path.push(b'.');
+        path.extend_from_slice(key.as_bytes());
+        if let Err(e) = abi::set_property(&path, value) {
+            s.warn_once("set_property", e, key);
+        }
+    }
+
+    fn put_num(&self, key: &str, value: Option<u64>) {
+        if let Some(v) = value {
+            self.put(key, v.to_string().as_bytes());
+        }
+    }
+
+    /// The serialized header map of `map_type` (empty on failure, logged once).
+    fn header_buf(&self, map_type: u32) -> Vec<u8> {
+        match abi::get_header_map_pairs(map_type) {
+            Ok(b) => b,
+            Err(e) => {
+                if let Some(s) = &self.shared {
+                    s.borrow_mut().warn_once("get_header_map_pairs", e, "");
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    fn read_body(&self, buffer_type: u32, size: usize, seen: u64) -> Option<Vec<u8>> {
+        let limit = self
+            .shared
+            .as_ref()?
+            .borrow()
+            .config
+            .max_body_bytes
+            .unwrap_or(u64::MAX);
+        let room = limit.saturating_sub(seen);
+        let want = (size as u64).min(room) as usize;
+        if want == 0 {
+            return None;
+        }
+        match abi::get_buffer(buffer_type, 0, want) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                if let Some(s) = &self.shared {
+                    s.borrow_mut().warn_once("get_buffer_bytes", e, "");
+                }
+                None
+            }
+        }
+    }
+
+    fn is_llm(&self, rec: &UsageRecord) -> bool {
+        rec.provider.is_some() || rec.model.is_some() || self.configured_model.is_some()
+    }
+
+    fn request_model(&self, rec: &UsageRecord) -> Option<String> {
+        rec.request_model
+            .clone()
+            .or_else(|| self.configured_model.clone())
+    }
+
+    /// Publishes what is known once the request is in: model and provider.
+    fn publish_request(&mut self) {
+        if self.request_published {
+            return;
+        }
+        let Some(ex) = &self.exchange else { return };
+        let rec = ex.record();
+        if !self.is_llm(&rec) {
+            return;
+        }
+        self.request_published = true;
+        if let Some(m) = self.request_model(&rec) {
+            self.put("request_model", m.as_bytes());
+        }
+        if let Some(p) = rec.provider {
+            self.put("provider", p.as_str().as_bytes());
+        }
+        if let Some(s) = rec.stream {
+            self.put("stream", if s { b"true" } else { b"false" });
+        }
+    }
+
+    fn note_first_event(&mut self) {
+        if self.first_event_ns.is_none()
+            && self
+                .exchange
+                .as_ref()
+                .is_some_and(|ex| ex.response_events() > 0)
+        {
+            self.first_event_ns = self.now();
+        }
+    }
+
+    /// Takes the final record (after the response ended, or in `on_log` for a cut stream)
+    /// and publishes the token figures.
+    fn finish(&mut self, response_ended: bool) {
+        if self.record.is_some() {
+            return;
+        }
+        let Some(ex) = self.exchange.as_mut() else {
+            return;
+        };
+        if response_ended {
+            ex.on_response_end();
+        }
+        let rec = ex.finish();
+        self.note_first_event();
+        if self.is_llm(&rec) {
+            self.publish_request();
+            // The request model may only be known now (from the response).
+            if self.request_model(&rec).is_none() {
+                if let Some(m) = &rec.model {
+                    self.put("request_model", m.as_bytes());
+                }
+            }
+            let (model, source) = match (&rec.response_model, &rec.request_model, &rec.model) {
+                (Some(m), _, _) => (Some(m.clone()), "response"),
+                (None, Some(m), _) => (Some(m.clone()), "request"),
+                (None, None, Some(m)) => (Some(m.clone()), "path"),
+                (None, None, None) => (self.configured_model.clone(), "config"),
+            };
+            if let Some(m) = model {
+                self.put("model", m.as_bytes());
+                self.put("model_source", source.as_bytes());
+            }
+            if let Some(m) = &rec.response_model {
+                self.put("response_model", m.as_bytes());
+            }
+            if let Some(p) = rec.provider {
+                self.put("provider", p.as_str().as_bytes());
+            }
+            self.put_num("request_prompt_tokens", rec.input_tokens);
+            self.put_num("request_completion_tokens", rec.output_tokens);
+            self.put_num("request_total_tokens", rec.total_tokens);
+            self.put_num("request_cached_tokens", rec.cached_input_tokens);
+            self.put_num(
+                "request_cache_creation_tokens",
+                rec.cache_creation_input_tokens,
+            );
+            self.put_num("request_reasoning_tokens", rec.reasoning_tokens);
+            self.put("complete", if rec.complete { b"true" } else { b"false" });
+        }
+        self.record = Some(rec);
+    }
+
+    fn dimension_value(&self, shared: &mut Shared, index: usize, rec: &UsageRecord) -> String {
+        let source = shared.config.dimensions[index].source.clone();
+        let max_len = shared.config.max_label_len;
+        let raw: Option<String> = match &source {
+            Source::SourceWorkload => shared.node.workload.clone(),
+            Source::SourceWorkloadNamespace => shared.node.namespace.clone(),
+            Source::DestinationService => {
+                let host = strip_port(&self.authority);
+                if host.is_empty() {
+                    abi::get_property(b"xds\0cluster_name")
+                        .or_else(|_| abi::get_property(b"cluster_name"))
+                        .ok()
+                        .filter(|v| !v.is_empty())
+                        .map(|v| String::from_utf8_lossy(&v).into_owned())
+                } else {
+                    Some(host.to_string())
+                }
+            }
+            Source::Model => rec.model.clone().or_else(|| self.configured_model.clone()),
+            Source::RequestModel => self.request_model(rec),
+            Source::ResponseModel => rec.response_model.clone(),
+            Source::Provider => rec.provider.map(|p| p.as_str().to_string()),
+            Source::Header(_) => self.header_values.get(&index).cloned(),
+        };
+        let value = match raw {
+            Some(r) => sanitize(r.as_bytes(), max_len),
+            None => UNKNOWN.to_string(),
+        };
+        if source.is_model() {
+            shared.model_limiter.admit(value)
+        } else if let Some(l) = shared.value_limiters.get_mut(&index) {
+            l.admit(value)
+        } else {
+            value
+        }
+    }
+
+    fn emit_metrics(&mut self, rec: &UsageRecord, latency: &Latency) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let mut s = shared.borrow_mut();
+        let values: Vec<String> = (0..s.config.dimensions.len())
+            .map(|i| self.dimension_value(&mut s, i, rec))
+            .collect();
+        let tags: Vec<(String, String)> = s
+            .config
+            .dimensions
+            .iter()
+            .zip(values)
+            .map(|(d, v)| (d.tag.clone(), v))
+            .collect();
+        let tag_refs: Vec<(&str, &str)> =
+            tags.iter().map(|(t, v)| (t.as_str(), v.as_str())).collect();
+        let format = s.config.tag_format;
+        let metrics: Vec<(MetricKind, String)> = s
+            .config
+            .metrics
+            .iter()
+            .map(|(k, n)| (*k, n.clone()))
+            .collect();
+        for (kind, name) in metrics {
+            let value = match kind {
+                MetricKind::PromptTokens => rec.input_tokens,
+                MetricKind::CompletionTokens => rec.output_tokens,
+                MetricKind::TotalTokens => rec.total_tokens,
+                MetricKind::CachedTokens => rec.cached_input_tokens,
+                MetricKind::CacheCreationTokens => rec.cache_creation_input_tokens,
+                MetricKind::ReasoningTokens => rec.reasoning_tokens,
+                MetricKind::Requests => Some(1),
+                MetricKind::TimeToFirstByte => latency.ttfb_ms(),
+                MetricKind::TimeToFirstToken => latency.ttft_ms(),
+                MetricKind::TimePerOutputToken => latency.tpot_ms(rec.output_tokens),
+                MetricKind::RequestDuration => latency.duration_ms(),
+                MetricKind::TokenUsage => {
+                    let type_tag = s.config.token_type_tag.clone();
+                    let kinds = [
+                        ("input", rec.input_tokens),
+                        ("output", rec.output_tokens),
+                        ("input_cache_read", rec.cached_input_tokens),
+                        ("input_cache_write", rec.cache_creation_input_tokens),
+                        ("reasoning", rec.reasoning_tokens),
+                    ];
+                    for (token_type, v) in kinds {
+                        if let Some(v) = v {
+                            let mut t = tag_refs.clone();
+                            t.insert(0, (type_tag.as_str(), token_type));
+                            s.record(stat_name(format, &name, &t), v);
+                        }
+                    }
+                    continue;
+                }
+            };
+            let Some(value) = value else { continue };
+            let full = stat_name(format, &name, &tag_refs);
+            if kind.is_histogram() {
+                s.record(full, value);
+            } else {
+                s.add(full, value);
+            }
+        }
+    }
+}
+
+/// Stream timings in nanoseconds of the host clock.
+struct Latency {
+    start: Option<u64>,
+    first_byte: Option<u64>,
+    first_event: Option<u64>,
+    end: Option<u64>,
+}
+
+fn ns_to_ms(ns: u64) -> u64 {
+    (ns + 500_000) / 1_000_000
+}
+
+/// `12.345` (milliseconds with microsecond precision) for filter state.
+fn ms_text(ns: u64) -> String {
+    format!("{}.{:03}", ns / 1_000_000, (ns / 1_000) % 1_000)
+}
+
+impl Latency {
+    fn since_start(&self, t: Option<u64>) -> Option<u64> {
+        Some(t?.saturating_sub(self.start?))
+    }
+    fn ttfb_ms(&self) -> Option<u64> {
+        self.since_start(self.first_byte).map(ns_to_ms)
+    }
+    fn ttft_ms(&self) -> Option<u64> {
+        self.since_start(self.first_event).map(ns_to_ms)
+    }
+    fn duration_ms(&self) -> Option<u64> {
+        self.since_start(self.end).map(ns_to_ms)
+    }
+    /// `(duration − ttft) / (output_tokens − 1)`, when there are at least two output tokens.
+    fn tpot_ns(&self, output_tokens: Option<u64>) -> Option<u64> {
+        let n = output_tokens?;
+        if n < 2 {
+            return None;
+        }
+        let after_first = self.end?.saturating_sub(self.first_event?);
+        Some(after_first / (n - 1))
+    }
+    fn tpot_ms(&self, output_tokens: Option<u64>) -> Option<u64> {
+        self.tpot_ns(output_tokens).map(ns_to_ms)
+    }
+}
+
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(shared) = self.shared.clone() else {
+            return Action::Continue;
+        };
+        self.start_ns = self.now();
+        {
+            let mut s = shared.borrow_mut();
+            if !s.node.retried {
+                s.node.retried = true;
+                s.read_node();
+            }
+        }
+        let buf = self.header_buf(map::HTTP_REQUEST_HEADERS);
+        let pairs = parse_pairs(&buf).unwrap_or_default();
+        let s = shared.borrow();
+        let config = &s.config;
+        let (exchange, authority, configured, header_values) = {
+            let get = |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+                    .map(|(_, v)| String::from_utf8_lossy(v))
+            };
+            let method = get(":method").unwrap_or_default();
+            let path = get(":path").unwrap_or_default();
+            let authority = get(":authority")
+                .or_else(|| get("host"))
+                .unwrap_or_default();
+            let (provider, route_model) = config.route_for(&path, &authority);
+            let configured = config
+                .model_rules
+                .iter()
+                .find(|r| match get(&r.header) {
+                    Some(v) => r.equals.as_deref().map_or(true, |want| v == want),
+                    None => false,
+                })
+                .map(|r| r.model.clone())
+                .or_else(|| route_model.map(str::to_string));
+            let header_values: BTreeMap<usize, String> = config
+                .dimensions
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| match &d.source {
+                    Source::Header(h) => get(h).map(|v| (i, v.into_owned())),
+                    _ => None,
+                })
+                .collect();
+            let mut options = Options::new();
+            if let Some(p) = provider {
+                options = options.provider(p);
+            }
+            if let Some(limit) = config.max_body_bytes {
+                options = options.max_body_bytes(limit);
+            }
+            let mut ex = Exchange::with_options(options);
+            ex.on_request_head(&method, &path, pairs.iter().copied());
+            (ex, authority.into_owned(), configured, header_values)
+        };
+        drop(s);
+        self.exchange = Some(exchange);
+        self.authority = authority;
+        self.configured_model = configured;
+        self.header_values = header_values;
+        if end_of_stream {
+            self.request_ended = true;
+            if let Some(ex) = self.exchange.as_mut() {
+                ex.on_request_end();
+            }
+            self.publish_request();
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.exchange.is_none() || self.request_ended {
+            return Action::Continue;
+        }
+        if let Some(chunk) =
+            self.read_body(buffer::HTTP_REQUEST_BODY, body_size, self.request_bytes)
+        {
+            self.request_bytes += chunk.len() as u64;
+            if let Some(ex) = self.exchange.as_mut() {
+                ex.on_request_body(&chunk);
+            }
+        }
+        if end_of_stream {
+            self.request_ended = true;
+            if let Some(ex) = self.exchange.as_mut() {
+                ex.on_request_end();
+            }
+            self.publish_request();
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.exchange.is_some() && !self.request_ended {
+            self.request_ended = true;
+            if let Some(ex) = self.exchange.as_mut() {
+                ex.on_request_end();
+            }
+            self.publish_request();
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if self.exchange.is_none() || self.record.is_some() {
+            return Action::Continue;
+        }
+        self.first_byte_ns = self.now();
+        let buf = self.header_buf(map::HTTP_RESPONSE_HEADERS);
+        let pairs = parse_pairs(&buf).unwrap_or_default();
+        let status = pairs
+            .iter()
+            .find(|(k, _)| *k == b":status")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u16>().ok())
+            .unwrap_or(0);
+        if let Some(ex) = self.exchange.as_mut() {
+            ex.on_response_head(status, pairs.iter().copied());
+        }
+        self.publish_request();
+        if end_of_stream {
+            self.finish(true);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.exchange.is_none() || self.record.is_some() {
+            return Action::Continue;
+        }
+        if let Some(chunk) =
+            self.read_body(buffer::HTTP_RESPONSE_BODY, body_size, self.response_bytes)
+        {
+            self.response_bytes += chunk.len() as u64;
+            if let Some(ex) = self.exchange.as_mut() {
+                ex.on_response_body(&chunk);
+            }
+            self.note_first_event();
+        }
+        if end_of_stream {
+            self.finish(true);
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.exchange.is_some() {
+            self.finish(true);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if self.exchange.is_none() {
+            return;
+        }
+        // A reset stream never delivered its end: take what was complete.
+        self.finish(false);
+        let Some(rec) = self.record.take() else {
+            return;
+        };
+        if !self.is_llm(&rec) {
+            return;
+        }
+        let latency = Latency {
+            start: self.start_ns,
+            first_byte: self.first_byte_ns,
+            first_event: self.first_event_ns,
+            end: self.now(),
+        };
+        if let Some(ns) = latency.since_start(latency.first_byte) {
+            self.put("time_to_first_byte_ms", ms_text(ns).as_bytes());
+        }
+        if let Some(ns) = latency.since_start(latency.first_event) {
+            self.put("time_to_first_token_ms", ms_text(ns).as_bytes());
+        }
+        if let Some(ns) = latency.tpot_ns(rec.output_tokens) {
+            self.put("time_per_output_token_ms", ms_text(ns).as_bytes());
+        }
+        if let Some(ns) = latency.since_start(latency.end) {
+            self.put("request_duration_ms", ms_text(ns).as_bytes());
+        }
+        self.emit_metrics(&rec, &latency);
+        self.record = Some(rec);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_math() {
+        let l = Latency {
+            start: Some(1_000_000_000),
+            first_byte: Some(1_100_000_000),
+            first_event: Some(1_250_000_000),
+            end: Some(2_250_000_000),
+        };
+        assert_eq!(l.ttfb_ms(), Some(100));
+        assert_eq!(l.ttft_ms(), Some(250));
+        assert_eq!(l.duration_ms(), Some(1250));
+        // 1000 ms after the first event over 100 - 1 tokens.
+        assert_eq!(l.tpot_ns(Some(101)), Some(10_000_000));
+        assert_eq!(l.tpot_ms(Some(101)), Some(10));
+        assert_eq!(l.tpot_ns(Some(1)), None);
+        assert_eq!(l.tpot_ns(None), None);
+        assert_eq!(ms_text(12_345_678), "12.345");
+        assert_eq!(ms_text(0), "0.000");
+    }
+}
