@@ -1,5 +1,6 @@
 //! Body wrappers that show every data frame to the exchange and pass it on unchanged.
 
+use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
@@ -52,6 +53,15 @@ impl<B> RequestBody<B> {
     /// Unwraps the body; the rest of it is not observed.
     pub fn into_inner(self) -> B {
         self.inner
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for RequestBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestBody")
+            .field("inner", &self.inner)
+            .field("observed", &self.shared.is_some())
+            .finish()
     }
 }
 
@@ -135,6 +145,15 @@ impl<B> ResponseBody<B> {
     /// The wrapped body.
     pub fn get_ref(&self) -> &B {
         &self.inner
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody")
+            .field("inner", &self.inner)
+            .field("observed", &self.tap.get().is_some())
+            .finish()
     }
 }
 

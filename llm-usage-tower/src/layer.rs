@@ -284,6 +284,14 @@ pin_project! {
     }
 }
 
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("observed", &self.tap.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl<F, ResB, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<ResB>, E>>,

@@ -1,0 +1,206 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body, Frame};
+use llm_usage_tower::UsageEvent;
+
+/// One exchange of `testdata/fixtures`.
+pub struct Fixture {
+    pub name: String,
+    pub case: serde_json::Value,
+    pub request: Vec<u8>,
+    pub response: Vec<u8>,
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures")
+}
+
+impl Fixture {
+    pub fn load(name: &str) -> Fixture {
+        let dir = fixtures_dir().join(name);
+        let case = std::fs::read(dir.join("case.json")).expect("case.json");
+        Fixture {
+            name: name.to_owned(),
+            case: serde_json::from_slice(&case).expect("case.json is JSON"),
+            request: std::fs::read(dir.join("request.json")).unwrap_or_default(),
+            response: std::fs::read(dir.join("response.bin")).expect("response.bin"),
+        }
+    }
+
+    pub fn path(&self) -> &str {
+        self.case["path"].as_str().expect("path")
+    }
+
+    pub fn status(&self) -> u16 {
+        self.case["response_status"].as_u64().unwrap_or(200) as u16
+    }
+
+    fn headers(&self, key: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(obj) = self.case[key].as_object() {
+            for (k, v) in obj {
+                h.insert(
+                    http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                    http::HeaderValue::from_str(v.as_str().expect("string header")).expect("value"),
+                );
+            }
+        }
+        h
+    }
+
+    pub fn request_headers(&self) -> HeaderMap {
+        self.headers("request_headers")
+    }
+
+    pub fn response_headers(&self) -> HeaderMap {
+        self.headers("response_headers")
+    }
+
+    pub fn expect_u64(&self, field: &str) -> Option<u64> {
+        self.case["expect"][field].as_u64()
+    }
+
+    pub fn expect_model(&self) -> Option<String> {
+        self.case["expect"]["model"].as_str().map(str::to_owned)
+    }
+}
+
+/// A deterministic xorshift generator for chunk sizes and delays.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Splits `data` into irregular chunks of 1..=max bytes.
+pub fn irregular_chunks(data: &[u8], seed: u64, max: u64) -> Vec<Bytes> {
+    let mut rng = Rng::new(seed);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        let n = (1 + rng.below(max)) as usize;
+        let end = (i + n).min(data.len());
+        out.push(Bytes::copy_from_slice(&data[i..end]));
+        i = end;
+    }
+    out
+}
+
+/// A body made of a fixed list of frames (data, trailers, or errors).
+pub struct FramesBody {
+    frames: VecDeque<Result<Frame<Bytes>, std::io::Error>>,
+}
+
+impl FramesBody {
+    pub fn new(frames: impl IntoIterator<Item = Result<Frame<Bytes>, std::io::Error>>) -> Self {
+        FramesBody {
+            frames: frames.into_iter().collect(),
+        }
+    }
+
+    pub fn data(chunks: impl IntoIterator<Item = Bytes>) -> Self {
+        Self::new(chunks.into_iter().map(|c| Ok(Frame::data(c))))
+    }
+}
+
+impl Body for FramesBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        Poll::Ready(self.frames.pop_front())
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.frames.is_empty()
+    }
+}
+
+/// Collects the events handed to an `OnRecord` callback.
+#[derive(Clone, Default)]
+pub struct Events(pub Arc<Mutex<Vec<UsageEvent>>>);
+
+impl Events {
+    pub fn callback(&self) -> impl Fn(&UsageEvent) + Send + Sync + 'static {
+        let inner = self.0.clone();
+        move |ev: &UsageEvent| inner.lock().unwrap().push(ev.clone())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    pub fn all(&self) -> Vec<UsageEvent> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Waits (up to 5 s) until at least `n` events arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<UsageEvent> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} records, have {}",
+                self.len()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.all()
+    }
+}
+
+/// Sums the samples of `name` whose labels include every pair of `labels`, in Prometheus
+/// text format. `None` when no sample matches.
+pub fn prom_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut total = None;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let (series, value) = match line.rsplit_once(' ') {
+            Some(x) => x,
+            None => continue,
+        };
+        let (metric, label_text) = match series.split_once('{') {
+            Some((m, rest)) => (m, rest.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        if metric != name {
+            continue;
+        }
+        let ok = labels
+            .iter()
+            .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+        if ok {
+            let v: f64 = value.parse().expect("numeric sample");
+            *total.get_or_insert(0.0) += v;
+        }
+    }
+    total
+}
