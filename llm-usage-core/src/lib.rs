@@ -1,49 +1,64 @@
-//! llm-usage-core: stub (being written).
+//! # llm-usage-core
+//!
+//! A zero-copy, streaming parser that turns the HTTP traffic of LLM APIs into a
+//! normalised [`UsageRecord`]: provider, model, stream flag, and input / output / total /
+//! cached / cache-creation / reasoning tokens, following the OpenTelemetry GenAI semantic
+//! conventions.
+//!
+//! It is built for infrastructure: a proxy filter or middleware feeds request and response
+//! bodies to an [`Exchange`] chunk by chunk, as they pass, split at any byte. The core
+//! never buffers a body, never allocates per chunk, holds a fixed amount of memory per
+//! exchange whatever the body size, and never panics on bad input: what it cannot read
+//! stays unknown (`None`) in the record.
+//!
+//! ```text
+//! bytes ─> content decoding ─> framing ─> JSON scan ─> dialect ─> UsageRecord
+//!          (gzip, deflate)     (SSE, NDJSON,  (watched    (paths → fields,
+//!                               JSON array,    paths only)  last-wins/sum)
+//!                               event-stream)
+//! ```
+//!
+//! The core knows nothing of Envoy, tower or Prometheus: see `llm-usage-wasm`,
+//! `llm-usage-tower` and `llm-usage-cli` for frontends.
+//!
+//! ```
+//! use llm_usage_core::Exchange;
+//!
+//! let mut ex = Exchange::new();
+//! ex.on_request_head("POST", "/v1/messages", [("anthropic-version", "2023-06-01")]);
+//! ex.on_request_body(br#"{"model":"claude-sonnet-4-5","stream":true,"messages":[]}"#);
+//! ex.on_response_head(200, [("content-type", "text/event-stream")]);
+//! ex.on_response_body(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-sonnet-4-5-20250929\",\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n");
+//! ex.on_response_body(b"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":30}}\n\n");
+//! ex.on_response_end();
+//! let r = ex.finish();
+//! assert_eq!(r.input_tokens, Some(12));
+//! assert_eq!(r.output_tokens, Some(30)); // cumulative: set, not added
+//! assert_eq!(r.total_tokens, Some(42));
+//! assert_eq!(r.stream, Some(true));
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod base64;
+mod body;
+mod dialect;
+mod exchange;
+mod framing;
+mod inflate;
 mod record;
+pub mod scan;
+mod values;
+
+pub use body::FramingKind;
+pub use exchange::{Exchange, Options};
+pub use framing::eventstream::encode_message as encode_event_stream_message;
 pub use record::{Provider, UsageRecord};
 
-/// Options for one [`Exchange`].
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Force a provider family instead of detecting it.
-    pub provider: Option<Provider>,
-    /// Stop inspecting a body after this many (decoded) bytes. `None`: no limit.
-    pub max_body_bytes: Option<u64>,
-}
-
-/// One HTTP exchange being observed.
-#[derive(Debug, Default)]
-pub struct Exchange {
-    _opts: Options,
-}
-
-impl Exchange {
-    /// A new exchange with auto-detection.
-    pub fn new() -> Self { Self::default() }
-    /// A new exchange with options.
-    pub fn with_options(opts: Options) -> Self { Exchange { _opts: opts } }
-    /// Request line and headers.
-    pub fn on_request_head<I, K, V>(&mut self, _method: &str, _path_and_query: &str, _headers: I)
-    where I: IntoIterator<Item = (K, V)>, K: AsRef<[u8]>, V: AsRef<[u8]> {}
-    /// A request body chunk.
-    pub fn on_request_body(&mut self, _chunk: &[u8]) {}
-    /// The request body ended.
-    pub fn on_request_end(&mut self) {}
-    /// Response status and headers.
-    pub fn on_response_head<I, K, V>(&mut self, _status: u16, _headers: I)
-    where I: IntoIterator<Item = (K, V)>, K: AsRef<[u8]>, V: AsRef<[u8]> {}
-    /// A response body chunk.
-    pub fn on_response_body(&mut self, _chunk: &[u8]) {}
-    /// The response body ended normally.
-    pub fn on_response_end(&mut self) {}
-    /// Number of complete response events (documents) seen so far.
-    pub fn response_events(&self) -> u64 { 0 }
-    /// The request model known so far.
-    pub fn request_model(&self) -> Option<&str> { None }
-    /// The best model known so far.
-    pub fn model(&self) -> Option<&str> { None }
-    /// A snapshot of the record so far.
-    pub fn record(&self) -> UsageRecord { UsageRecord::default() }
-    /// The final record (partial if the response did not end).
-    pub fn finish(&mut self) -> UsageRecord { self.record() }
+/// Memory limits, in bytes, of the fixed-size parts of an exchange.
+pub mod limits {
+    pub use crate::framing::eventstream::MAX_MESSAGE as MAX_EVENT_STREAM_MESSAGE;
+    pub use crate::inflate::OUT_BUF as INFLATE_OUTPUT_BUFFER;
+    pub use crate::scan::{KEY_CAP, MAX_LIVE_DEPTH, VALUE_CAP};
 }

@@ -1,0 +1,384 @@
+//! One body's pipeline: content decoding → framing → JSON scan → staged values.
+//!
+//! ```text
+//! bytes ─> Inflate (gzip/deflate, optional) ─> Framing (JSON | SSE | NDJSON | event-stream)
+//!       ─> Scanner (watched paths) ─> staged Values ─(event complete)─> committed Values
+//! ```
+
+use crate::base64::Base64;
+use crate::dialect::Target;
+use crate::framing::eventstream::EventStream;
+use crate::framing::ndjson::Ndjson;
+use crate::framing::sse::Sse;
+use crate::framing::EventSink;
+use crate::inflate::{Coding, Inflate};
+use crate::scan::{Scalar, Scanner, Sink, Watch};
+use crate::values::Values;
+
+/// The framing of a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FramingKind {
+    /// Decide from the first non-blank byte.
+    Auto,
+    /// One JSON document, a sequence of them, or a top-level array of them.
+    Json,
+    /// Server-sent events.
+    Sse,
+    /// Newline-delimited JSON.
+    Ndjson,
+    /// AWS event-stream.
+    EventStream,
+}
+
+impl FramingKind {
+    /// Picks a framing from a `Content-Type` value.
+    pub fn from_content_type(ct: &[u8]) -> FramingKind {
+        let ct = ct.split(|&b| b == b';').next().unwrap_or(ct);
+        let ct = ct.trim_ascii();
+        if ct.eq_ignore_ascii_case(b"text/event-stream") {
+            FramingKind::Sse
+        } else if ct.eq_ignore_ascii_case(b"application/vnd.amazon.eventstream") {
+            FramingKind::EventStream
+        } else if ct.eq_ignore_ascii_case(b"application/x-ndjson")
+            || ct.eq_ignore_ascii_case(b"application/ndjson")
+            || ct.eq_ignore_ascii_case(b"application/jsonl")
+            || ct.eq_ignore_ascii_case(b"application/x-jsonlines")
+        {
+            FramingKind::Ndjson
+        } else {
+            FramingKind::Auto
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Framing {
+    Auto,
+    Json,
+    Sse(Sse),
+    Ndjson(Ndjson),
+    EventStream(EventStream),
+}
+
+/// A scanner for provider events wrapped in base64 (Bedrock invoke streams).
+#[derive(Debug)]
+struct Inner {
+    b64: Base64,
+    scanner: Scanner<Target>,
+}
+
+/// The scanner's sink: stages values, commits complete events.
+#[derive(Debug)]
+struct Collect {
+    staged: Values,
+    dirty: bool,
+    committed: Values,
+    events: u64,
+    commit_on_document_end: bool,
+    inner: Option<Box<Inner>>,
+}
+
+struct InnerSink<'a> {
+    staged: &'a mut Values,
+    dirty: &'a mut bool,
+}
+
+impl Sink<Target> for InnerSink<'_> {
+    fn value(&mut self, target: &Target, value: Scalar<'_>) {
+        *self.dirty |= self.staged.stage(*target, value);
+    }
+}
+
+impl Collect {
+    fn commit(&mut self) {
+        if self.dirty {
+            self.committed.merge(&self.staged);
+            self.staged = Values::default();
+            self.dirty = false;
+        }
+    }
+
+    fn discard(&mut self) {
+        if self.dirty {
+            self.staged = Values::default();
+            self.dirty = false;
+        }
+    }
+
+    fn feed_inner(&mut self, bytes: &[u8]) {
+        let Collect {
+            staged,
+            dirty,
+            inner,
+            ..
+        } = self;
+        if let Some(inner) = inner.as_deref_mut() {
+            let Inner { b64, scanner } = inner;
+            let mut sink = InnerSink { staged, dirty };
+            b64.feed(bytes, |decoded| scanner.feed(decoded, &mut sink));
+        }
+    }
+}
+
+impl Sink<Target> for Collect {
+    fn value(&mut self, target: &Target, value: Scalar<'_>) {
+        self.dirty |= self.staged.stage(*target, value);
+    }
+
+    fn document_end(&mut self) {
+        if self.commit_on_document_end {
+            self.commit();
+            self.events += 1;
+        }
+    }
+
+    fn streams(&self, target: &Target) -> bool {
+        *target == Target::Inner && self.inner.is_some()
+    }
+
+    fn string_start(&mut self, _target: &Target) {
+        if let Some(inner) = self.inner.as_deref_mut() {
+            inner.b64.reset();
+            inner.scanner.reset();
+        }
+    }
+
+    fn string_chunk(&mut self, _target: &Target, bytes: &[u8]) {
+        self.feed_inner(bytes);
+    }
+
+    fn string_end(&mut self, _target: &Target) {
+        let Collect {
+            staged,
+            dirty,
+            inner,
+            ..
+        } = self;
+        if let Some(inner) = inner.as_deref_mut() {
+            let Inner { b64, scanner } = inner;
+            let mut sink = InnerSink { staged, dirty };
+            b64.finish(|decoded| scanner.feed(decoded, &mut sink));
+        }
+    }
+}
+
+/// Scanner plus sink: what framers push into.
+#[derive(Debug)]
+struct Core {
+    scanner: Scanner<Target>,
+    collect: Collect,
+    docs_at_event_start: u64,
+}
+
+impl EventSink for Core {
+    fn data(&mut self, bytes: &[u8]) {
+        self.scanner.feed(bytes, &mut self.collect);
+    }
+
+    fn end_event(&mut self) {
+        let complete =
+            self.scanner.at_boundary() && self.scanner.documents() > self.docs_at_event_start;
+        if complete {
+            self.collect.commit();
+            self.collect.events += 1;
+        } else {
+            self.collect.discard();
+        }
+        self.scanner.reset();
+        self.docs_at_event_start = self.scanner.documents();
+    }
+
+    fn discard_event(&mut self) {
+        self.collect.discard();
+        self.scanner.reset();
+        self.docs_at_event_start = self.scanner.documents();
+    }
+}
+
+/// One request or response body being observed.
+#[derive(Debug)]
+pub(crate) struct Body {
+    inflate: Option<Box<Inflate>>,
+    undecodable: bool,
+    framing: Framing,
+    core: Core,
+    seen: u64,
+    raw: u64,
+    limit: Option<u64>,
+    limited: bool,
+    ignored: bool,
+}
+
+impl Body {
+    pub(crate) fn new(
+        watches: &'static [Watch<Target>],
+        inner: &'static [Watch<Target>],
+        framing: FramingKind,
+        limit: Option<u64>,
+    ) -> Body {
+        let has_inner = watches.iter().any(|w| w.target == Target::Inner) && !inner.is_empty();
+        let mut body = Body {
+            inflate: None,
+            undecodable: false,
+            framing: Framing::Auto,
+            core: Core {
+                scanner: Scanner::new(watches, true, true),
+                collect: Collect {
+                    staged: Values::default(),
+                    dirty: false,
+                    committed: Values::default(),
+                    events: 0,
+                    commit_on_document_end: false,
+                    inner: has_inner.then(|| {
+                        Box::new(Inner {
+                            b64: Base64::default(),
+                            scanner: Scanner::new(inner, false, false),
+                        })
+                    }),
+                },
+                docs_at_event_start: 0,
+            },
+            seen: 0,
+            raw: 0,
+            limit,
+            limited: false,
+            ignored: false,
+        };
+        body.set_framing(framing);
+        body
+    }
+
+    /// Re-creates the pipeline for other watch tables, keeping nothing.
+    pub(crate) fn set_framing(&mut self, kind: FramingKind) {
+        self.framing = match kind {
+            FramingKind::Auto => Framing::Auto,
+            FramingKind::Json => Framing::Json,
+            FramingKind::Sse => Framing::Sse(Sse::default()),
+            FramingKind::Ndjson => Framing::Ndjson(Ndjson::default()),
+            FramingKind::EventStream => Framing::EventStream(EventStream::default()),
+        };
+        self.core.collect.commit_on_document_end = matches!(self.framing, Framing::Json);
+        // In a framed stream each event holds exactly one document.
+        let framed = !matches!(self.framing, Framing::Json | Framing::Auto);
+        let watches = self.core.scanner_watches();
+        self.core.scanner = Scanner::new(watches, !framed, !framed);
+    }
+
+    /// Sets the `Content-Encoding`.
+    pub(crate) fn set_content_encoding(&mut self, value: &[u8]) {
+        let v = value.trim_ascii();
+        if v.is_empty() || v.eq_ignore_ascii_case(b"identity") {
+            return;
+        }
+        if v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip") {
+            self.inflate = Some(Box::new(Inflate::new(Coding::Gzip)));
+        } else if v.eq_ignore_ascii_case(b"deflate") {
+            self.inflate = Some(Box::new(Inflate::new(Coding::Deflate)));
+        } else {
+            // br, zstd, or a chain of codings: we cannot read it, so we do not try.
+            self.undecodable = true;
+        }
+    }
+
+    /// Ignores the rest of the body (error responses).
+    pub(crate) fn ignore(&mut self) {
+        self.ignored = true;
+    }
+
+    /// Feeds raw (possibly compressed) body bytes.
+    pub(crate) fn feed(&mut self, chunk: &[u8]) {
+        if self.ignored || self.undecodable || self.limited || chunk.is_empty() {
+            return;
+        }
+        self.raw += chunk.len() as u64;
+        match self.inflate.take() {
+            Some(mut inflate) => {
+                inflate.feed(chunk, &mut |decoded| self.feed_decoded(decoded));
+                self.inflate = Some(inflate);
+            }
+            None => self.feed_decoded(chunk),
+        }
+    }
+
+    fn feed_decoded(&mut self, mut bytes: &[u8]) {
+        if self.limited {
+            return;
+        }
+        if let Some(limit) = self.limit {
+            let room = limit.saturating_sub(self.seen);
+            if (bytes.len() as u64) > room {
+                bytes = &bytes[..room as usize];
+                self.limited = true;
+            }
+        }
+        self.seen += bytes.len() as u64;
+        if matches!(self.framing, Framing::Auto) {
+            let Some(&first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
+                return;
+            };
+            let kind = match first {
+                b'{' | b'[' => FramingKind::Json,
+                // `data:`, `event:`, `id:`, `retry:` or a `:` comment.
+                b'd' | b'e' | b'i' | b'r' | b':' => FramingKind::Sse,
+                // An event-stream prelude starts with a big-endian length < 16 MiB.
+                0 => FramingKind::EventStream,
+                _ => FramingKind::Json,
+            };
+            self.set_framing(kind);
+        }
+        let core = &mut self.core;
+        match &mut self.framing {
+            Framing::Auto => {}
+            Framing::Json => core.data(bytes),
+            Framing::Sse(f) => f.feed(bytes, core),
+            Framing::Ndjson(f) => f.feed(bytes, core),
+            Framing::EventStream(f) => f.feed(bytes, core),
+        }
+    }
+
+    /// Values of complete events so far.
+    pub(crate) fn committed(&self) -> &Values {
+        &self.core.collect.committed
+    }
+
+    /// Values from outside the body (headers) that count as committed.
+    pub(crate) fn committed_mut(&mut self) -> &mut Values {
+        &mut self.core.collect.committed
+    }
+
+    /// Complete events (documents) so far.
+    pub(crate) fn events(&self) -> u64 {
+        self.core.collect.events
+    }
+
+    /// Whether the body, if it ended here, ended cleanly: no partial event, no corrupt
+    /// framing or encoding, nothing cut off by the inspection limit.
+    pub(crate) fn clean(&self) -> bool {
+        if self.ignored {
+            return true;
+        }
+        if self.undecodable || self.limited {
+            return false;
+        }
+        if let Some(inflate) = &self.inflate {
+            if inflate.failed() || (self.raw > 0 && !inflate.finished()) {
+                return false;
+            }
+        }
+        match &self.framing {
+            Framing::Auto => true,
+            // A body that is not JSON at all is complete, just unreadable; a JSON document
+            // cut in the middle is not.
+            Framing::Json => self.core.scanner.at_boundary() || self.core.scanner.failed(),
+            Framing::Sse(f) => f.clean(),
+            Framing::Ndjson(f) => f.clean(),
+            Framing::EventStream(f) => f.clean() && !f.broken(),
+        }
+    }
+}
+
+impl Core {
+    fn scanner_watches(&self) -> &'static [Watch<Target>] {
+        self.scanner.watches()
+    }
+}

@@ -1,0 +1,784 @@
+//! Provider dialects as data: which paths feed which record fields, and how.
+//!
+//! A dialect is a table, not a parser. Each [`Watch`] names a JSON path (relative to the
+//! root of one document: a body, an SSE event, an NDJSON line, an event-stream payload)
+//! and the record *slot* it feeds. A record field has up to three slots; the dialect says
+//! how they combine ([`Combine::Sum`] for formulas like Anthropic's
+//! `input + cache_read + cache_creation`, [`Combine::First`] for fallbacks like Cohere's
+//! `billed_units` before `tokens`). The same path may feed two slots (Anthropic's
+//! `cache_read_input_tokens` is both a term of the input and the cached figure).
+//!
+//! Streams report cumulative snapshots, so a slot is *set*, never added to: the last
+//! value wins, slot by slot, and a later event that omits a field leaves it alone.
+//!
+//! Detection ([`detect`]) looks at the path first (it is the most reliable signal),
+//! then at request headers; a provider override keeps the path's choice of API within
+//! that provider's family (Bedrock Converse versus InvokeModel, say).
+
+use crate::record::Provider;
+use crate::scan::Watch;
+
+/// Number of record fields fed by slots.
+pub(crate) const FIELDS: usize = 6;
+/// Slots per field.
+pub(crate) const SLOTS: usize = 3;
+
+/// A token field of the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    Input = 0,
+    Output = 1,
+    Total = 2,
+    Cached = 3,
+    CacheCreation = 4,
+    Reasoning = 5,
+}
+
+/// What a watched value feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// A token count slot.
+    Slot(Field, u8),
+    /// The request body's model.
+    RequestModel,
+    /// A model the response reports (last non-empty wins).
+    ResponseModel,
+    /// The request body's stream flag.
+    Stream,
+    /// A base64 string holding the provider's own stream event (Bedrock
+    /// InvokeModelWithResponseStream `chunk.bytes`), scanned with the dialect's `inner` table.
+    Inner,
+}
+
+/// How a field's slots combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Combine {
+    /// Sum of the known slots; unknown when none is known.
+    Sum,
+    /// The first known slot.
+    First,
+}
+
+/// How the stream flag is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamRule {
+    /// The request body's `stream`; `default` when the body has none.
+    Body { default: bool },
+    /// The path contains one of these markers.
+    Path(&'static [&'static str]),
+    /// A request header equals a value (case-insensitive).
+    Header(&'static str, &'static str),
+}
+
+/// Where a model name may sit in the URL path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathModel {
+    None,
+    /// `…/models/{model}:method` (Gemini, Vertex).
+    Models,
+    /// `/model/{modelId}/…` (Bedrock), percent-decoded.
+    Bedrock,
+}
+
+/// One dialect.
+#[derive(Debug)]
+pub(crate) struct Dialect {
+    pub name: &'static str,
+    pub request: &'static [Watch<Target>],
+    pub response: &'static [Watch<Target>],
+    pub inner: &'static [Watch<Target>],
+    pub headers: &'static [(&'static str, Target)],
+    pub combine: [Combine; FIELDS],
+    pub stream: StreamRule,
+    pub path_model: PathModel,
+}
+
+const fn w(path: &'static [&'static str], target: Target) -> Watch<Target> {
+    Watch { path, target }
+}
+
+use Field::*;
+use Target::*;
+
+const FIRST: [Combine; FIELDS] = [Combine::First; FIELDS];
+const SUM_IN_OUT: [Combine; FIELDS] = [
+    Combine::Sum,
+    Combine::Sum,
+    Combine::First,
+    Combine::First,
+    Combine::First,
+    Combine::First,
+];
+
+const MODEL_AND_STREAM: &[Watch<Target>] = &[w(&["model"], RequestModel), w(&["stream"], Stream)];
+
+/// OpenAI Chat Completions, legacy Completions, Embeddings, and every server that
+/// speaks them (Azure, vLLM, Mistral, DeepSeek, DashScope compatible mode, Ollama `/v1`).
+static OPENAI_CHAT: Dialect = Dialect {
+    name: "openai-chat",
+    request: MODEL_AND_STREAM,
+    response: &[
+        w(&["model"], ResponseModel),
+        w(&["usage", "prompt_tokens"], Slot(Input, 0)),
+        w(&["usage", "completion_tokens"], Slot(Output, 0)),
+        w(&["usage", "total_tokens"], Slot(Total, 0)),
+        w(
+            &["usage", "prompt_tokens_details", "cached_tokens"],
+            Slot(Cached, 0),
+        ),
+        w(&["usage", "prompt_cache_hit_tokens"], Slot(Cached, 1)),
+        w(
+            &[
+                "usage",
+                "prompt_tokens_details",
+                "cache_creation_input_tokens",
+            ],
+            Slot(CacheCreation, 0),
+        ),
+        w(
+            &["usage", "prompt_tokens_details", "cache_write_tokens"],
+            Slot(CacheCreation, 1),
+        ),
+        w(
+            &["usage", "completion_tokens_details", "reasoning_tokens"],
+            Slot(Reasoning, 0),
+        ),
+    ],
+    inner: &[],
+    headers: &[],
+    combine: FIRST,
+    stream: StreamRule::Body { default: false },
+    path_model: PathModel::None,
+};
+
+/// OpenAI Responses API: the response object, or `response` inside stream events.
+static OPENAI_RESPONSES: Dialect = Dialect {
+    name: "openai-responses",
+    request: MODEL_AND_STREAM,
+    response: &[
+        w(&["model"], ResponseModel),
+        w(&["usage", "input_tokens"], Slot(Input, 0)),
+        w(&["usage", "output_tokens"], Slot(Output, 0)),
+        w(&["usage", "total_tokens"], Slot(Total, 0)),
+        w(
+            &["usage", "input_tokens_details", "cached_tokens"],
+            Slot(Cached, 0),
+        ),
+        w(
+            &["usage", "input_tokens_details", "cache_write_tokens"],
+            Slot(CacheCreation, 0),
+        ),
+        w(
+            &["usage", "output_tokens_details", "reasoning_tokens"],
+            Slot(Reasoning, 0),
+        ),
+        w(&["response", "model"], ResponseModel),
+        w(&["response", "usage", "input_tokens"], Slot(Input, 0)),
+        w(&["response", "usage", "output_tokens"], Slot(Output, 0)),
+        w(&["response", "usage", "total_tokens"], Slot(Total, 0)),
+        w(
+            &["response", "usage", "input_tokens_details", "cached_tokens"],
+            Slot(Cached, 0),
+        ),
+        w(
+            &[
+                "response",
+                "usage",
+                "input_tokens_details",
+                "cache_write_tokens",
+            ],
+            Slot(CacheCreation, 0),
+        ),
+        w(
+            &[
+                "response",
+                "usage",
+                "output_tokens_details",
+                "reasoning_tokens",
+            ],
+            Slot(Reasoning, 0),
+        ),
+    ],
+    inner: &[],
+    headers: &[],
+    combine: FIRST,
+    stream: StreamRule::Body { default: false },
+    path_model: PathModel::None,
+};
+
+/// Anthropic Messages: the message (non-stream), `message_start.message`, and the
+/// cumulative `message_delta.usage`.
+static ANTHROPIC: Dialect = Dialect {
+    name: "anthropic-messages",
+    request: MODEL_AND_STREAM,
+    response: &[
+        w(&["model"], ResponseModel),
+        w(&["usage", "input_tokens"], Slot(Input, 0)),
+        w(&["usage", "cache_read_input_tokens"], Slot(Input, 1)),
+        w(&["usage", "cache_read_input_tokens"], Slot(Cached, 0)),
+        w(&["usage", "cache_creation_input_tokens"], Slot(Input, 2)),
+        w(
+            &["usage", "cache_creation_input_tokens"],
+            Slot(CacheCreation, 0),
+        ),
+        w(&["usage", "output_tokens"], Slot(Output, 0)),
+        w(
+            &["usage", "output_tokens_details", "thinking_tokens"],
+            Slot(Reasoning, 0),
+        ),
+        w(&["message", "model"], ResponseModel),
+        w(&["message", "usage", "input_tokens"], Slot(Input, 0)),
+        w(
+            &["message", "usage", "cache_read_input_tokens"],
+            Slot(Input, 1),
+        ),
+        w(
+            &["message", "usage", "cache_read_input_tokens"],
+            Slot(Cached, 0),
+        ),
+        w(
+            &["message", "usage", "cache_creation_input_tokens"],
+            Slot(Input, 2),
+        ),
+        w(
+            &["message", "usage", "cache_creation_input_tokens"],
+            Slot(CacheCreation, 0),
+        ),
+        w(&["message", "usage", "output_tokens"], Slot(Output, 0)),
+        w(
+            &[
+                "message",
+                "usage",
+                "output_tokens_details",
+                "thinking_tokens",
+            ],
+            Slot(Reasoning, 0),
+        ),
+    ],
+    inner: &[],
+    headers: &[],
+    combine: SUM_IN_OUT,
+    stream: StreamRule::Body { default: false },
+    path_model: PathModel::None,
+};
+
+const GEMINI_RESPONSE: &[Watch<Target>] = &[
+    w(&["modelVersion"], ResponseModel),
+    w(&["usageMetadata", "promptTokenCount"], Slot(Input, 0)),
+    w(
+        &["usageMetadata", "toolUsePromptTokenCount"],
+        Slot(Input, 1),
+    ),
+    w(&["usageMetadata", "candidatesTokenCount"], Slot(Output, 0)),
+    w(&["usageMetadata", "thoughtsTokenCount"], Slot(Output, 1)),
+    w(&["usageMetadata", "thoughtsTokenCount"], Slot(Reasoning, 0)),
+    w(&["usageMetadata", "totalTokenCount"], Slot(Total, 0)),
+    w(
+        &["usageMetadata", "cachedContentTokenCount"],
+        Slot(Cached, 0),
+    ),
+];
+
+const GEMINI_FIELDS: Dialect = Dialect {
+    name: "gemini",
+    request: &[w(&["model"], RequestModel)],
+    response: GEMINI_RESPONSE,
+    inner: &[],
+    headers: &[],
+    combine: SUM_IN_OUT,
+    stream: StreamRule::Path(&[":streamGenerateContent"]),
+    path_model: PathModel::Models,
+};
+
+/// Gemini API `generateContent` / `streamGenerateContent`.
+static GEMINI: Dialect = GEMINI_FIELDS;
+
+/// Vertex AI: the same wire format as the Gemini API.
+static VERTEX: Dialect = Dialect {
+    name: "vertex",
+    ..GEMINI_FIELDS
+};
+
+const BEDROCK_STREAM_PATHS: &[&str] = &["/converse-stream", "/invoke-with-response-stream"];
+
+/// Bedrock Converse and ConverseStream (`metadata` event): `usage.inputTokens` excludes
+/// the cache tokens.
+static BEDROCK_CONVERSE: Dialect = Dialect {
+    name: "bedrock-converse",
+    request: &[],
+    response: &[
+        w(&["usage", "inputTokens"], Slot(Input, 0)),
+        w(&["usage", "cacheReadInputTokens"], Slot(Input, 1)),
+        w(&["usage", "cacheReadInputTokens"], Slot(Cached, 0)),
+        w(&["usage", "cacheWriteInputTokens"], Slot(Input, 2)),
+        w(&["usage", "cacheWriteInputTokens"], Slot(CacheCreation, 0)),
+        w(&["usage", "outputTokens"], Slot(Output, 0)),
+        w(&["usage", "totalTokens"], Slot(Total, 0)),
+    ],
+    inner: &[],
+    headers: &[],
+    combine: SUM_IN_OUT,
+    stream: StreamRule::Path(BEDROCK_STREAM_PATHS),
+    path_model: PathModel::Bedrock,
+};
+
+/// Bedrock InvokeModel (counts in headers) and InvokeModelWithResponseStream (counts in
+/// the `amazon-bedrock-invocationMetrics` of the last base64-wrapped chunk).
+static BEDROCK_INVOKE: Dialect = Dialect {
+    name: "bedrock-invoke",
+    request: &[],
+    response: &[w(&["model"], ResponseModel), w(&["bytes"], Inner)],
+    inner: &[
+        w(&["message", "model"], ResponseModel),
+        w(
+            &["amazon-bedrock-invocationMetrics", "inputTokenCount"],
+            Slot(Input, 0),
+        ),
+        w(
+            &[
+                "amazon-bedrock-invocationMetrics",
+                "cacheReadInputTokenCount",
+            ],
+            Slot(Input, 1),
+        ),
+        w(
+            &[
+                "amazon-bedrock-invocationMetrics",
+                "cacheReadInputTokenCount",
+            ],
+            Slot(Cached, 0),
+        ),
+        w(
+            &[
+                "amazon-bedrock-invocationMetrics",
+                "cacheWriteInputTokenCount",
+            ],
+            Slot(Input, 2),
+        ),
+        w(
+            &[
+                "amazon-bedrock-invocationMetrics",
+                "cacheWriteInputTokenCount",
+            ],
+            Slot(CacheCreation, 0),
+        ),
+        w(
+            &["amazon-bedrock-invocationMetrics", "outputTokenCount"],
+            Slot(Output, 0),
+        ),
+    ],
+    headers: &[
+        ("x-amzn-bedrock-input-token-count", Slot(Input, 0)),
+        (
+            "x-amzn-bedrock-cache-read-input-token-count",
+            Slot(Input, 1),
+        ),
+        (
+            "x-amzn-bedrock-cache-read-input-token-count",
+            Slot(Cached, 0),
+        ),
+        (
+            "x-amzn-bedrock-cache-write-input-token-count",
+            Slot(Input, 2),
+        ),
+        (
+            "x-amzn-bedrock-cache-write-input-token-count",
+            Slot(CacheCreation, 0),
+        ),
+        ("x-amzn-bedrock-output-token-count", Slot(Output, 0)),
+    ],
+    combine: SUM_IN_OUT,
+    stream: StreamRule::Path(BEDROCK_STREAM_PATHS),
+    path_model: PathModel::Bedrock,
+};
+
+/// DashScope native text generation: model only in the request, cumulative usage.
+static DASHSCOPE_NATIVE: Dialect = Dialect {
+    name: "dashscope-native",
+    request: &[w(&["model"], RequestModel)],
+    response: &[
+        w(&["usage", "input_tokens"], Slot(Input, 0)),
+        w(&["usage", "output_tokens"], Slot(Output, 0)),
+        w(&["usage", "total_tokens"], Slot(Total, 0)),
+        w(
+            &["usage", "prompt_tokens_details", "cached_tokens"],
+            Slot(Cached, 0),
+        ),
+        w(
+            &[
+                "usage",
+                "prompt_tokens_details",
+                "cache_creation_input_tokens",
+            ],
+            Slot(CacheCreation, 0),
+        ),
+        w(
+            &["usage", "output_tokens_details", "reasoning_tokens"],
+            Slot(Reasoning, 0),
+        ),
+    ],
+    inner: &[],
+    headers: &[],
+    combine: FIRST,
+    stream: StreamRule::Header("x-dashscope-sse", "enable"),
+    path_model: PathModel::None,
+};
+
+/// Ollama native `/api/chat` and `/api/generate`: streams unless told not to.
+static OLLAMA_NATIVE: Dialect = Dialect {
+    name: "ollama-native",
+    request: MODEL_AND_STREAM,
+    response: &[
+        w(&["model"], ResponseModel),
+        w(&["prompt_eval_count"], Slot(Input, 0)),
+        w(&["eval_count"], Slot(Output, 0)),
+    ],
+    inner: &[],
+    headers: &[],
+    combine: FIRST,
+    stream: StreamRule::Body { default: true },
+    path_model: PathModel::None,
+};
+
+/// Cohere v2 chat: billed units first, consumed tokens as the fallback.
+static COHERE: Dialect = Dialect {
+    name: "cohere-v2",
+    request: MODEL_AND_STREAM,
+    response: &[
+        w(&["usage", "billed_units", "input_tokens"], Slot(Input, 0)),
+        w(&["usage", "tokens", "input_tokens"], Slot(Input, 1)),
+        w(&["usage", "billed_units", "output_tokens"], Slot(Output, 0)),
+        w(&["usage", "tokens", "output_tokens"], Slot(Output, 1)),
+        w(&["usage", "cached_tokens"], Slot(Cached, 0)),
+        w(
+            &["delta", "usage", "billed_units", "input_tokens"],
+            Slot(Input, 0),
+        ),
+        w(
+            &["delta", "usage", "tokens", "input_tokens"],
+            Slot(Input, 1),
+        ),
+        w(
+            &["delta", "usage", "billed_units", "output_tokens"],
+            Slot(Output, 0),
+        ),
+        w(
+            &["delta", "usage", "tokens", "output_tokens"],
+            Slot(Output, 1),
+        ),
+        w(&["delta", "usage", "cached_tokens"], Slot(Cached, 0)),
+    ],
+    inner: &[],
+    headers: &[],
+    combine: FIRST,
+    stream: StreamRule::Body { default: false },
+    path_model: PathModel::None,
+};
+
+/// The dialect chosen for one exchange, plus the provider to report.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Detected {
+    pub dialect: &'static Dialect,
+    pub provider: Provider,
+}
+
+/// Lowercased-comparison helper for header lookups.
+pub(crate) fn header<'a>(headers: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+        .map(|(_, v)| v.as_slice())
+}
+
+fn provider_from_host(host: &str) -> Option<Provider> {
+    let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+    let p = if host.ends_with("openai.azure.com") || host.ends_with("cognitiveservices.azure.com") {
+        Provider::AzureOpenAi
+    } else if host.ends_with("api.mistral.ai") {
+        Provider::Mistral
+    } else if host.ends_with("deepseek.com") {
+        Provider::DeepSeek
+    } else if host.contains("dashscope") && host.ends_with("aliyuncs.com") {
+        Provider::DashScope
+    } else if host.ends_with("anthropic.com") {
+        Provider::Anthropic
+    } else if host.ends_with("generativelanguage.googleapis.com") {
+        Provider::Gemini
+    } else if host.ends_with("aiplatform.googleapis.com") {
+        Provider::VertexAi
+    } else if host.contains("bedrock") && host.ends_with("amazonaws.com") {
+        Provider::Bedrock
+    } else if host.ends_with("cohere.com") || host.ends_with("cohere.ai") {
+        Provider::Cohere
+    } else if host.ends_with("openai.com") {
+        Provider::OpenAi
+    } else {
+        return None;
+    };
+    Some(p)
+}
+
+/// Chooses the dialect for a request.
+///
+/// `path` is the path without its query; `host` the request authority if known.
+pub(crate) fn detect(
+    path: &str,
+    host: Option<&str>,
+    has_anthropic_version: bool,
+    has_dashscope_sse: bool,
+    forced: Option<Provider>,
+) -> Detected {
+    let is_responses = path.ends_with("/responses");
+    let is_azure = path.contains("/openai/deployments/");
+    let is_gemini = path.contains(":generateContent") || path.contains(":streamGenerateContent");
+    let is_vertex = is_gemini && path.contains("/projects/") && path.contains("/locations/");
+    let is_bedrock = path.contains("/model/")
+        && (path.ends_with("/converse")
+            || path.ends_with("/converse-stream")
+            || path.ends_with("/invoke")
+            || path.ends_with("/invoke-with-response-stream"));
+    let is_converse = path.ends_with("/converse") || path.ends_with("/converse-stream");
+    let is_dashscope_native = path.contains("/services/aigc/");
+    let is_ollama_native = path.ends_with("/api/chat") || path.ends_with("/api/generate");
+    let is_cohere = path.ends_with("/v2/chat");
+    let is_anthropic = path.ends_with("/v1/messages") || path.ends_with("/messages");
+    let openai_family = |p: Provider| Detected {
+        dialect: if is_responses {
+            &OPENAI_RESPONSES
+        } else {
+            &OPENAI_CHAT
+        },
+        provider: p,
+    };
+    let bedrock = || Detected {
+        dialect: if is_converse {
+            &BEDROCK_CONVERSE
+        } else {
+            &BEDROCK_INVOKE
+        },
+        provider: Provider::Bedrock,
+    };
+    if let Some(p) = forced {
+        return match p {
+            Provider::Anthropic => Detected {
+                dialect: &ANTHROPIC,
+                provider: p,
+            },
+            Provider::Gemini => Detected {
+                dialect: &GEMINI,
+                provider: p,
+            },
+            Provider::VertexAi => Detected {
+                dialect: &VERTEX,
+                provider: p,
+            },
+            Provider::Bedrock => bedrock(),
+            Provider::DashScope if is_dashscope_native || has_dashscope_sse => Detected {
+                dialect: &DASHSCOPE_NATIVE,
+                provider: p,
+            },
+            Provider::Ollama if is_ollama_native => Detected {
+                dialect: &OLLAMA_NATIVE,
+                provider: p,
+            },
+            Provider::Cohere => Detected {
+                dialect: &COHERE,
+                provider: p,
+            },
+            _ => openai_family(p),
+        };
+    }
+    let from_host = host.and_then(provider_from_host);
+    if is_azure {
+        return openai_family(Provider::AzureOpenAi);
+    }
+    if is_vertex {
+        return Detected {
+            dialect: &VERTEX,
+            provider: Provider::VertexAi,
+        };
+    }
+    if is_gemini {
+        let provider = if from_host == Some(Provider::VertexAi) {
+            Provider::VertexAi
+        } else {
+            Provider::Gemini
+        };
+        return Detected {
+            dialect: if provider == Provider::VertexAi {
+                &VERTEX
+            } else {
+                &GEMINI
+            },
+            provider,
+        };
+    }
+    if is_bedrock {
+        return bedrock();
+    }
+    if is_dashscope_native {
+        return Detected {
+            dialect: &DASHSCOPE_NATIVE,
+            provider: Provider::DashScope,
+        };
+    }
+    if is_ollama_native {
+        return Detected {
+            dialect: &OLLAMA_NATIVE,
+            provider: Provider::Ollama,
+        };
+    }
+    if is_cohere {
+        return Detected {
+            dialect: &COHERE,
+            provider: Provider::Cohere,
+        };
+    }
+    if is_anthropic || has_anthropic_version {
+        return Detected {
+            dialect: &ANTHROPIC,
+            provider: Provider::Anthropic,
+        };
+    }
+    if has_dashscope_sse {
+        return Detected {
+            dialect: &DASHSCOPE_NATIVE,
+            provider: Provider::DashScope,
+        };
+    }
+    let provider = match from_host {
+        Some(
+            p @ (Provider::AzureOpenAi
+            | Provider::Mistral
+            | Provider::DeepSeek
+            | Provider::DashScope),
+        ) => p,
+        _ if path.contains("/compatible-mode/") => Provider::DashScope,
+        _ => Provider::OpenAi,
+    };
+    openai_family(provider)
+}
+
+/// The default dialect when no request head was seen.
+pub(crate) fn fallback() -> Detected {
+    Detected {
+        dialect: &OPENAI_CHAT,
+        provider: Provider::OpenAi,
+    }
+}
+
+/// The model named in the URL path, percent-decoded.
+pub(crate) fn path_model(rule: PathModel, path: &str) -> Option<String> {
+    let raw = match rule {
+        PathModel::None => return None,
+        PathModel::Models => {
+            let start = path.rfind("/models/")? + "/models/".len();
+            let rest = &path[start..];
+            let end = rest.find([':', '/']).unwrap_or(rest.len());
+            &rest[..end]
+        }
+        PathModel::Bedrock => {
+            let start = path.find("/model/")? + "/model/".len();
+            let rest = &path[start..];
+            // The model id may be an ARN (which percent-encodes its own `/`); the API
+            // method is the last segment.
+            let end = rest.rfind('/').unwrap_or(rest.len());
+            &rest[..end]
+        }
+    };
+    let decoded = percent_decode(raw);
+    if decoded.is_empty() {
+        None
+    } else {
+        Some(decoded)
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_models() {
+        assert_eq!(
+            path_model(
+                PathModel::Models,
+                "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+            ),
+            Some("gemini-2.5-flash".into())
+        );
+        assert_eq!(
+            path_model(
+                PathModel::Bedrock,
+                "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke"
+            ),
+            Some("anthropic.claude-3-haiku-20240307-v1:0".into())
+        );
+        assert_eq!(
+            path_model(
+                PathModel::Bedrock,
+                "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A1%3Ainference-profile%2Fus.x/converse"
+            ),
+            Some("arn:aws:bedrock:us-east-1:1:inference-profile/us.x".into())
+        );
+        assert_eq!(
+            path_model(PathModel::Bedrock, "/model/%/converse"),
+            Some("%".into())
+        );
+        assert_eq!(
+            path_model(PathModel::Bedrock, "/model/%4"),
+            Some("%4".into())
+        );
+    }
+
+    #[test]
+    fn detection_by_path() {
+        let d = |p: &str| detect(p, None, false, false, None).dialect.name;
+        assert_eq!(d("/v1/chat/completions"), "openai-chat");
+        assert_eq!(d("/v1/responses"), "openai-responses");
+        assert_eq!(
+            d("/openai/deployments/gpt4o-prod/chat/completions"),
+            "openai-chat"
+        );
+        assert_eq!(d("/v1/messages"), "anthropic-messages");
+        assert_eq!(
+            d("/v1beta/models/gemini-2.0-flash:generateContent"),
+            "gemini"
+        );
+        assert_eq!(
+            d("/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash:streamGenerateContent"),
+            "vertex"
+        );
+        assert_eq!(
+            d("/model/amazon.nova-lite-v1%3A0/converse-stream"),
+            "bedrock-converse"
+        );
+        assert_eq!(d("/model/mistral.mistral-large/invoke"), "bedrock-invoke");
+        assert_eq!(
+            d("/api/v1/services/aigc/text-generation/generation"),
+            "dashscope-native"
+        );
+        assert_eq!(d("/api/chat"), "ollama-native");
+        assert_eq!(d("/v2/chat"), "cohere-v2");
+        assert_eq!(d("/whatever"), "openai-chat");
+    }
+}

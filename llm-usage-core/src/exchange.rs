@@ -1,0 +1,365 @@
+//! [`Exchange`]: one HTTP exchange, fed as it passes, yielding a [`UsageRecord`].
+
+use crate::body::{Body, FramingKind};
+use crate::dialect::{self, Combine, Detected, Field, StreamRule, Target};
+use crate::record::{Provider, UsageRecord};
+use crate::values::{parse_count, Values};
+
+/// Options for one [`Exchange`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Use this provider family instead of detecting one. The path still selects the API
+    /// within the family (Bedrock Converse versus InvokeModel, OpenAI Responses versus
+    /// Chat Completions).
+    pub provider: Option<Provider>,
+    /// Stop inspecting a body after this many decoded bytes (`None`: no limit). The
+    /// record of an exchange cut short by the limit is marked incomplete.
+    pub max_body_bytes: Option<u64>,
+}
+
+impl Options {
+    /// Default options: detect the provider, inspect whole bodies.
+    pub fn new() -> Self {
+        Options::default()
+    }
+
+    /// Forces a provider family.
+    pub fn provider(mut self, provider: Provider) -> Self {
+        self.provider = Some(provider);
+        self
+    }
+
+    /// Limits the decoded bytes inspected per body.
+    pub fn max_body_bytes(mut self, limit: u64) -> Self {
+        self.max_body_bytes = Some(limit);
+        self
+    }
+}
+
+/// One HTTP exchange being observed.
+///
+/// Feed it the request head, request body chunks, response head and response body
+/// chunks as they pass (chunks may be split at any byte), then take the record. Nothing
+/// here performs I/O, allocates per chunk, or holds more than a fixed amount of memory.
+///
+/// ```
+/// use llm_usage_core::Exchange;
+///
+/// let mut ex = Exchange::new();
+/// ex.on_request_head("POST", "/v1/chat/completions", [("content-type", "application/json")]);
+/// ex.on_request_body(br#"{"model":"gpt-4o-mini","messages":[]}"#);
+/// ex.on_request_end();
+/// ex.on_response_head(200, [("content-type", "application/json")]);
+/// ex.on_response_body(br#"{"model":"gpt-4o-mini-2024-07-18","usage":{"prompt_tokens":5,"#);
+/// ex.on_response_body(br#""completion_tokens":2,"total_tokens":7}}"#);
+/// ex.on_response_end();
+/// let record = ex.finish();
+/// assert_eq!(record.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+/// assert_eq!(record.input_tokens, Some(5));
+/// assert_eq!(record.total_tokens, Some(7));
+/// assert!(record.complete);
+/// ```
+#[derive(Debug)]
+pub struct Exchange {
+    options: Options,
+    detected: Detected,
+    head_seen: bool,
+    path_model: Option<String>,
+    rule_stream: Option<bool>,
+    request: Body,
+    request_bytes: u64,
+    response: Body,
+    response_head: bool,
+    response_ended: bool,
+    error_status: bool,
+}
+
+impl Default for Exchange {
+    fn default() -> Self {
+        Exchange::new()
+    }
+}
+
+fn find<'a>(headers: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
+    dialect::header(headers, name)
+}
+
+impl Exchange {
+    /// A new exchange that detects the provider from the request.
+    pub fn new() -> Self {
+        Exchange::with_options(Options::default())
+    }
+
+    /// A new exchange with options.
+    pub fn with_options(options: Options) -> Self {
+        let detected = dialect::fallback();
+        let limit = options.max_body_bytes;
+        Exchange {
+            request: Body::new(detected.dialect.request, &[], FramingKind::Json, limit),
+            response: Body::new(
+                detected.dialect.response,
+                detected.dialect.inner,
+                FramingKind::Auto,
+                limit,
+            ),
+            options,
+            detected,
+            head_seen: false,
+            path_model: None,
+            rule_stream: None,
+            request_bytes: 0,
+            response_head: false,
+            response_ended: false,
+            error_status: false,
+        }
+    }
+
+    /// The request line and headers. Pseudo-headers (`:authority`) are understood;
+    /// unknown headers are ignored.
+    pub fn on_request_head<I, K, V>(&mut self, method: &str, path_and_query: &str, headers: I)
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let _ = method;
+        let headers = collect_headers(
+            headers,
+            &[
+                "host",
+                ":authority",
+                "anthropic-version",
+                "x-dashscope-sse",
+                "content-encoding",
+            ],
+        );
+        let path = path_and_query
+            .split(['?', '#'])
+            .next()
+            .unwrap_or(path_and_query);
+        let host = find(&headers, ":authority")
+            .or_else(|| find(&headers, "host"))
+            .and_then(|h| core::str::from_utf8(h).ok());
+        let dashscope_sse = find(&headers, "x-dashscope-sse")
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"enable"));
+        self.detected = dialect::detect(
+            path,
+            host,
+            find(&headers, "anthropic-version").is_some(),
+            dashscope_sse,
+            self.options.provider,
+        );
+        let d = self.detected.dialect;
+        self.path_model = dialect::path_model(d.path_model, path);
+        self.rule_stream = match d.stream {
+            StreamRule::Body { .. } => None,
+            StreamRule::Path(markers) => Some(markers.iter().any(|m| path.contains(m))),
+            StreamRule::Header(name, value) => Some(
+                find(&headers, name)
+                    .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(value.as_bytes())),
+            ),
+        };
+        let limit = self.options.max_body_bytes;
+        self.request = Body::new(d.request, &[], FramingKind::Json, limit);
+        if let Some(ce) = find(&headers, "content-encoding") {
+            self.request.set_content_encoding(ce);
+        }
+        self.response = Body::new(d.response, d.inner, FramingKind::Auto, limit);
+        self.head_seen = true;
+    }
+
+    /// A chunk of the request body.
+    pub fn on_request_body(&mut self, chunk: &[u8]) {
+        self.request_bytes += chunk.len() as u64;
+        self.request.feed(chunk);
+    }
+
+    /// The request body ended. (Optional: nothing waits for it.)
+    pub fn on_request_end(&mut self) {}
+
+    /// The response status and headers.
+    pub fn on_response_head<I, K, V>(&mut self, status: u16, headers: I)
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let d = self.detected.dialect;
+        let mut wanted: [&str; 8] = ["content-type", "content-encoding", "", "", "", "", "", ""];
+        for (i, (name, _)) in d.headers.iter().take(6).enumerate() {
+            wanted[2 + i] = name;
+        }
+        let headers = collect_headers(headers, &wanted);
+        self.response_head = true;
+        self.error_status = status >= 400;
+        if self.error_status {
+            // Error bodies carry no usage; the record keeps the request's model.
+            self.response.ignore();
+            return;
+        }
+        if let Some(ct) = find(&headers, "content-type") {
+            let kind = FramingKind::from_content_type(ct);
+            if kind != FramingKind::Auto {
+                self.response.set_framing(kind);
+            }
+        }
+        if let Some(ce) = find(&headers, "content-encoding") {
+            self.response.set_content_encoding(ce);
+        }
+        let mut from_headers = Values::default();
+        for (name, target) in d.headers {
+            if let (Some(v), Target::Slot(field, idx)) = (find(&headers, name), target) {
+                if let Some(n) = parse_count(v.trim_ascii()) {
+                    from_headers.slots[*field as usize][usize::from(*idx)] = Some(n);
+                }
+            }
+        }
+        self.response.committed_mut().merge(&from_headers);
+    }
+
+    /// A chunk of the response body.
+    pub fn on_response_body(&mut self, chunk: &[u8]) {
+        self.response.feed(chunk);
+    }
+
+    /// The response body ended normally (end of stream from the transport).
+    pub fn on_response_end(&mut self) {
+        self.response_ended = true;
+    }
+
+    /// Complete response events (documents) seen so far: a frontend can note the time the
+    /// first one arrives.
+    pub fn response_events(&self) -> u64 {
+        self.response.events()
+    }
+
+    /// The provider, once the request head was seen (or forced by the options).
+    pub fn provider(&self) -> Option<Provider> {
+        if self.head_seen {
+            Some(self.detected.provider)
+        } else {
+            self.options.provider
+        }
+    }
+
+    /// The name of the API dialect in use (`openai-chat`, `anthropic-messages`,
+    /// `bedrock-converse`, ...), for diagnostics.
+    pub fn dialect(&self) -> &'static str {
+        self.detected.dialect.name
+    }
+
+    /// The request body's model, once known.
+    pub fn request_model(&self) -> Option<&str> {
+        self.request.committed().request_model.get()
+    }
+
+    /// The best model known so far (response, else request, else path).
+    pub fn model(&self) -> Option<&str> {
+        self.response
+            .committed()
+            .response_model
+            .get()
+            .or_else(|| self.request_model())
+            .or(self.path_model.as_deref())
+    }
+
+    /// The record as known now. `complete` is true only after [`on_response_end`](Self::on_response_end)
+    /// on a clean event boundary.
+    pub fn record(&self) -> UsageRecord {
+        let d = self.detected.dialect;
+        let resp = self.response.committed();
+        let combine = |f: Field| -> Option<u64> {
+            let slots = resp.field(f);
+            match d.combine[f as usize] {
+                Combine::First => slots.iter().find_map(|s| *s),
+                Combine::Sum => slots
+                    .iter()
+                    .flatten()
+                    .try_fold(None::<u64>, |acc, v| {
+                        Some(Some(acc.unwrap_or(0).checked_add(*v)?))
+                    })
+                    .flatten(),
+            }
+        };
+        let (input, output, total, cached, creation, reasoning) = if self.error_status {
+            (None, None, None, None, None, None)
+        } else {
+            let input = combine(Field::Input);
+            let output = combine(Field::Output);
+            let total = combine(Field::Total).or_else(|| input?.checked_add(output?));
+            (
+                input,
+                output,
+                total,
+                combine(Field::Cached),
+                combine(Field::CacheCreation),
+                combine(Field::Reasoning),
+            )
+        };
+        let request_model = self.request_model().map(str::to_owned);
+        let response_model = if self.error_status {
+            None
+        } else {
+            resp.response_model.get().map(str::to_owned)
+        };
+        let model = response_model
+            .clone()
+            .or_else(|| request_model.clone())
+            .or_else(|| self.path_model.clone());
+        let stream = match d.stream {
+            StreamRule::Body { default } => {
+                self.request
+                    .committed()
+                    .stream
+                    .or(if self.request_bytes > 0 {
+                        Some(default)
+                    } else {
+                        None
+                    })
+            }
+            _ => self.rule_stream,
+        };
+        UsageRecord {
+            provider: self.provider(),
+            model,
+            request_model,
+            response_model,
+            stream,
+            input_tokens: input,
+            output_tokens: output,
+            total_tokens: total,
+            cached_input_tokens: cached,
+            cache_creation_input_tokens: creation,
+            reasoning_tokens: reasoning,
+            complete: self.response_ended && self.response.clean(),
+        }
+    }
+
+    /// The final record: what [`record`](Self::record) says now. Call it at the end of the
+    /// exchange, or early (client gone, stream reset) for a partial record.
+    pub fn finish(&mut self) -> UsageRecord {
+        self.record()
+    }
+}
+
+/// Keeps only the headers the core looks at (lowercased names), so a frontend can pass
+/// its whole header map without the core copying it.
+fn collect_headers<I, K, V>(headers: I, wanted: &[&str]) -> Vec<(Vec<u8>, Vec<u8>)>
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    let mut out = Vec::new();
+    for (k, v) in headers {
+        let k = k.as_ref();
+        if wanted
+            .iter()
+            .any(|w| !w.is_empty() && k.eq_ignore_ascii_case(w.as_bytes()))
+        {
+            out.push((k.to_ascii_lowercase(), v.as_ref().to_vec()));
+        }
+    }
+    out
+}

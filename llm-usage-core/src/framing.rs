@@ -1,0 +1,50 @@
+//! Framings: the envelopes around JSON documents in a response body.
+//!
+//! A framer strips its envelope and pushes payload bytes to an [`EventSink`], marking
+//! where each event ends. It never reassembles an event: payload bytes go out as they
+//! arrive, and the sink (the JSON scanner) keeps whatever state it needs. Whether an event
+//! *counts* is decided at its end: a framer calls [`EventSink::end_event`] only for an
+//! event that is complete by its framing's rules (SSE: the blank line; NDJSON: the
+//! newline; event-stream: all declared bytes plus matching CRCs) and
+//! [`EventSink::discard_event`] for one that is not.
+
+pub(crate) mod eventstream;
+pub(crate) mod ndjson;
+pub(crate) mod sse;
+
+/// Where framers deliver payload bytes.
+pub(crate) trait EventSink {
+    /// Payload bytes of the current event.
+    fn data(&mut self, bytes: &[u8]);
+    /// The current event is complete: keep what it said.
+    fn end_event(&mut self);
+    /// The current event is broken: forget what it said.
+    fn discard_event(&mut self);
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::EventSink;
+
+    /// Records events as strings, for framer tests.
+    #[derive(Default, Debug)]
+    pub(crate) struct Events {
+        pub current: Vec<u8>,
+        pub done: Vec<String>,
+        pub discarded: usize,
+    }
+
+    impl EventSink for Events {
+        fn data(&mut self, bytes: &[u8]) {
+            self.current.extend_from_slice(bytes);
+        }
+        fn end_event(&mut self) {
+            let e = core::mem::take(&mut self.current);
+            self.done.push(String::from_utf8(e).unwrap());
+        }
+        fn discard_event(&mut self) {
+            self.current.clear();
+            self.discarded += 1;
+        }
+    }
+}

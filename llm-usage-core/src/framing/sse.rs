@@ -1,0 +1,222 @@
+//! Server-sent events (WHATWG HTML, "Interpreting an event stream").
+//!
+//! Lines end in LF, CRLF or a lone CR (a CR at the end of one chunk followed by an LF at
+//! the start of the next is still one line end). A line starting with `:` is a comment
+//! (`: keep-alive`, DashScope's `:HTTP_STATUS/200`). `data:` takes one optional space;
+//! several `data:` lines in one event are joined with `\n`, which the JSON scanner reads
+//! as whitespace. `event:`, `id:` and `retry:` carry no usage and are skipped. A blank line
+//! dispatches the event; an event without its blank line at the end of the stream is not
+//! dispatched. `data: [DONE]` needs no special case: it is not a JSON object, so the
+//! scanner yields nothing for it.
+
+use super::EventSink;
+use memchr::memchr2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    LineStart,
+    Field,
+    DataStart,
+    Data,
+    Skip,
+}
+
+/// The SSE framer.
+#[derive(Debug, Clone)]
+pub(crate) struct Sse {
+    state: State,
+    name: [u8; 8],
+    name_len: usize,
+    after_cr: bool,
+    data_lines: u32,
+    pending: bool,
+}
+
+impl Default for Sse {
+    fn default() -> Self {
+        Sse {
+            state: State::LineStart,
+            name: [0; 8],
+            name_len: 0,
+            after_cr: false,
+            data_lines: 0,
+            pending: false,
+        }
+    }
+}
+
+impl Sse {
+    /// True when no partial line or undispatched event is pending.
+    pub(crate) fn clean(&self) -> bool {
+        self.state == State::LineStart && !self.pending
+    }
+
+    fn data_line<S: EventSink>(&mut self, sink: &mut S) {
+        if self.data_lines > 0 {
+            sink.data(b"\n");
+        }
+        self.data_lines += 1;
+    }
+
+    fn line_end(&mut self, b: u8) {
+        self.after_cr = b == b'\r';
+        self.state = State::LineStart;
+        self.pending = true;
+    }
+
+    /// Feeds bytes of the stream.
+    pub(crate) fn feed<S: EventSink>(&mut self, input: &[u8], sink: &mut S) {
+        let mut i = 0;
+        let n = input.len();
+        while i < n {
+            match self.state {
+                State::LineStart => {
+                    let b = input[i];
+                    i += 1;
+                    if self.after_cr {
+                        self.after_cr = false;
+                        if b == b'\n' {
+                            continue;
+                        }
+                    }
+                    match b {
+                        b'\r' | b'\n' => {
+                            self.after_cr = b == b'\r';
+                            if self.data_lines > 0 {
+                                sink.end_event();
+                            }
+                            self.data_lines = 0;
+                            self.pending = false;
+                        }
+                        b':' => {
+                            self.state = State::Skip;
+                            self.pending = true;
+                        }
+                        _ => {
+                            self.name[0] = b;
+                            self.name_len = 1;
+                            self.state = State::Field;
+                            self.pending = true;
+                        }
+                    }
+                }
+                State::Field => {
+                    let b = input[i];
+                    i += 1;
+                    match b {
+                        b':' => {
+                            if &self.name[..self.name_len] == b"data" {
+                                self.data_line(sink);
+                                self.state = State::DataStart;
+                            } else {
+                                self.state = State::Skip;
+                            }
+                        }
+                        b'\r' | b'\n' => {
+                            if &self.name[..self.name_len] == b"data" {
+                                self.data_line(sink);
+                            }
+                            self.line_end(b);
+                        }
+                        _ => {
+                            if self.name_len < self.name.len() {
+                                self.name[self.name_len] = b;
+                                self.name_len += 1;
+                            } else {
+                                // Longer than any field we care about.
+                                self.name[0] = b'-';
+                                self.state = State::Skip;
+                            }
+                        }
+                    }
+                }
+                State::DataStart => {
+                    if input[i] == b' ' {
+                        i += 1;
+                    }
+                    self.state = State::Data;
+                }
+                State::Data | State::Skip => {
+                    let rest = &input[i..];
+                    match memchr2(b'\n', b'\r', rest) {
+                        None => {
+                            if self.state == State::Data {
+                                sink.data(rest);
+                            }
+                            return;
+                        }
+                        Some(p) => {
+                            if self.state == State::Data && p > 0 {
+                                sink.data(&rest[..p]);
+                            }
+                            i += p + 1;
+                            self.line_end(rest[p]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framing::testing::Events;
+
+    fn events(input: &[u8]) -> (Vec<String>, bool) {
+        let mut whole = Events::default();
+        let mut sse = Sse::default();
+        sse.feed(input, &mut whole);
+        // Every split point, and one byte at a time, must agree.
+        for at in 0..=input.len() {
+            let mut e = Events::default();
+            let mut s = Sse::default();
+            s.feed(&input[..at], &mut e);
+            s.feed(&input[at..], &mut e);
+            assert_eq!(e.done, whole.done, "split at {at}");
+            assert_eq!(s.clean(), sse.clean());
+        }
+        let mut e = Events::default();
+        let mut s = Sse::default();
+        for b in input {
+            s.feed(core::slice::from_ref(b), &mut e);
+        }
+        assert_eq!(e.done, whole.done, "byte at a time");
+        (whole.done, sse.clean())
+    }
+
+    #[test]
+    fn line_endings_and_spaces() {
+        let (ev, clean) =
+            events(b"data: {\"a\":1}\n\ndata:{\"b\":2}\r\n\r\ndata: x\r\rdata:  y\n\n");
+        assert_eq!(ev, ["{\"a\":1}", "{\"b\":2}", "x", " y"]);
+        assert!(clean);
+    }
+
+    #[test]
+    fn comments_fields_and_multiline() {
+        let input = b": keep-alive\n\nid:1\nevent:result\n:HTTP_STATUS/200\ndata:{\"a\":\ndata: 1}\nretry: 10\n\n";
+        let (ev, _) = events(input);
+        assert_eq!(ev, ["{\"a\":\n1}"]);
+    }
+
+    #[test]
+    fn empty_data_and_field_without_colon() {
+        let (ev, _) = events(b"data\ndata\n\nevent\n\n");
+        assert_eq!(ev, ["\n"]);
+    }
+
+    #[test]
+    fn unterminated_event_is_not_dispatched() {
+        let (ev, clean) = events(b"data: {\"a\":1}\n\ndata: {\"b\":2}\n");
+        assert_eq!(ev, ["{\"a\":1}"]);
+        assert!(!clean);
+    }
+
+    #[test]
+    fn long_field_names_are_skipped() {
+        let (ev, _) = events(b"datadatadata: no\ndata: yes\n\n");
+        assert_eq!(ev, ["yes"]);
+    }
+}

@@ -1,0 +1,383 @@
+//! Incremental `Content-Encoding: gzip` / `deflate` decoding with a bounded window.
+//!
+//! Official SDKs send `Accept-Encoding: gzip`, so a sidecar often sees compressed
+//! upstream bodies. Decompression is streamed through `miniz_oxide`'s inflate state
+//! (its 32 KiB history window is the only thing that grows with the format, not with
+//! the body) into a fixed output buffer whose contents go straight to the framer.
+//!
+//! gzip (RFC 1952): the member header (with optional extra, name, comment and header CRC)
+//! is parsed here, the raw deflate data goes to miniz, and the trailer's CRC32 and size
+//! are checked; a mismatch marks the body as corrupt. Concatenated members are decoded in
+//! turn. `deflate` means zlib-wrapped data (RFC 1950), but some servers send raw deflate;
+//! the first two bytes tell which.
+
+use miniz_oxide::inflate::stream::{inflate, InflateState};
+use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
+
+/// Size of the decoded-output buffer handed to the framer.
+pub const OUT_BUF: usize = 8 * 1024;
+
+/// Supported content codings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Coding {
+    Gzip,
+    Deflate,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// gzip: reading the fixed 10-byte header.
+    Fixed,
+    ExtraLen,
+    Extra,
+    Name,
+    Comment,
+    HeaderCrc,
+    /// deflate: waiting for two bytes to tell zlib from raw.
+    Sniff,
+    Body,
+    Trailer,
+    Done,
+    Error,
+}
+
+/// The decoder.
+pub(crate) struct Inflate {
+    coding: Coding,
+    phase: Phase,
+    flags: u8,
+    hdr: [u8; 10],
+    got: usize,
+    skip: usize,
+    state: Box<InflateState>,
+    out: Box<[u8; OUT_BUF]>,
+    crc: crc32fast::Hasher,
+    size: u32,
+}
+
+impl core::fmt::Debug for Inflate {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Inflate")
+            .field("coding", &self.coding)
+            .field("phase", &self.phase)
+            .finish()
+    }
+}
+
+impl Inflate {
+    pub(crate) fn new(coding: Coding) -> Self {
+        Inflate {
+            coding,
+            phase: if coding == Coding::Gzip {
+                Phase::Fixed
+            } else {
+                Phase::Sniff
+            },
+            flags: 0,
+            hdr: [0; 10],
+            got: 0,
+            skip: 0,
+            state: InflateState::new_boxed(DataFormat::Raw),
+            out: Box::new([0; OUT_BUF]),
+            crc: crc32fast::Hasher::new(),
+            size: 0,
+        }
+    }
+
+    /// True after corrupt input.
+    pub(crate) fn failed(&self) -> bool {
+        self.phase == Phase::Error
+    }
+
+    /// True when the compressed stream ended properly.
+    pub(crate) fn finished(&self) -> bool {
+        self.phase == Phase::Done
+    }
+
+    /// Decodes `input`, handing decoded bytes to `out`.
+    pub(crate) fn feed(&mut self, input: &[u8], out: &mut dyn FnMut(&[u8])) {
+        let mut rest = input;
+        while !rest.is_empty() {
+            match self.phase {
+                Phase::Error => return,
+                Phase::Done => {
+                    // Another gzip member may follow; anything else is trailing garbage.
+                    if self.coding == Coding::Gzip && rest[0] == 0x1f {
+                        self.phase = Phase::Fixed;
+                        self.got = 0;
+                        self.state.reset(DataFormat::Raw);
+                        self.crc = crc32fast::Hasher::new();
+                        self.size = 0;
+                    } else {
+                        return;
+                    }
+                }
+                Phase::Fixed => {
+                    let take = (10 - self.got).min(rest.len());
+                    self.hdr[self.got..self.got + take].copy_from_slice(&rest[..take]);
+                    self.got += take;
+                    rest = &rest[take..];
+                    if self.got == 10 {
+                        self.got = 0;
+                        if self.hdr[0] != 0x1f || self.hdr[1] != 0x8b || self.hdr[2] != 8 {
+                            self.phase = Phase::Error;
+                            return;
+                        }
+                        self.flags = self.hdr[3];
+                        self.next_header_phase(Phase::Fixed);
+                    }
+                }
+                Phase::ExtraLen => {
+                    let take = (2 - self.got).min(rest.len());
+                    self.hdr[self.got..self.got + take].copy_from_slice(&rest[..take]);
+                    self.got += take;
+                    rest = &rest[take..];
+                    if self.got == 2 {
+                        self.got = 0;
+                        self.skip = usize::from(u16::from_le_bytes([self.hdr[0], self.hdr[1]]));
+                        self.phase = Phase::Extra;
+                        if self.skip == 0 {
+                            self.next_header_phase(Phase::Extra);
+                        }
+                    }
+                }
+                Phase::Extra => {
+                    let take = self.skip.min(rest.len());
+                    self.skip -= take;
+                    rest = &rest[take..];
+                    if self.skip == 0 {
+                        self.next_header_phase(Phase::Extra);
+                    }
+                }
+                Phase::Name | Phase::Comment => match memchr::memchr(0, rest) {
+                    None => return,
+                    Some(p) => {
+                        rest = &rest[p + 1..];
+                        let at = self.phase;
+                        self.next_header_phase(at);
+                    }
+                },
+                Phase::HeaderCrc => {
+                    let take = self.skip.min(rest.len());
+                    self.skip -= take;
+                    rest = &rest[take..];
+                    if self.skip == 0 {
+                        self.phase = Phase::Body;
+                    }
+                }
+                Phase::Sniff => {
+                    let take = (2 - self.got).min(rest.len());
+                    self.hdr[self.got..self.got + take].copy_from_slice(&rest[..take]);
+                    self.got += take;
+                    rest = &rest[take..];
+                    if self.got == 2 {
+                        let (cmf, flg) = (self.hdr[0], self.hdr[1]);
+                        let zlib =
+                            cmf & 0x0f == 8 && (u16::from(cmf) << 8 | u16::from(flg)) % 31 == 0;
+                        self.state.reset(if zlib {
+                            DataFormat::Zlib
+                        } else {
+                            DataFormat::Raw
+                        });
+                        self.phase = Phase::Body;
+                        let head = [cmf, flg];
+                        self.inflate_some(&head, out);
+                    }
+                }
+                Phase::Body => {
+                    let used = self.inflate_some(rest, out);
+                    rest = &rest[used..];
+                }
+                Phase::Trailer => {
+                    let take = (8 - self.got).min(rest.len());
+                    self.hdr[self.got..self.got + take].copy_from_slice(&rest[..take]);
+                    self.got += take;
+                    rest = &rest[take..];
+                    if self.got == 8 {
+                        self.got = 0;
+                        let crc = u32::from_le_bytes([
+                            self.hdr[0],
+                            self.hdr[1],
+                            self.hdr[2],
+                            self.hdr[3],
+                        ]);
+                        let size = u32::from_le_bytes([
+                            self.hdr[4],
+                            self.hdr[5],
+                            self.hdr[6],
+                            self.hdr[7],
+                        ]);
+                        let actual =
+                            core::mem::replace(&mut self.crc, crc32fast::Hasher::new()).finalize();
+                        self.phase = if crc == actual && size == self.size {
+                            Phase::Done
+                        } else {
+                            Phase::Error
+                        };
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_header_phase(&mut self, after: Phase) {
+        const FHCRC: u8 = 2;
+        const FEXTRA: u8 = 4;
+        const FNAME: u8 = 8;
+        const FCOMMENT: u8 = 16;
+        let order = [
+            Phase::Fixed,
+            Phase::Extra,
+            Phase::Name,
+            Phase::Comment,
+            Phase::HeaderCrc,
+        ];
+        let pos = order.iter().position(|p| *p == after).unwrap_or(0);
+        for p in &order[pos + 1..] {
+            match p {
+                Phase::Extra if self.flags & FEXTRA != 0 => {
+                    self.phase = Phase::ExtraLen;
+                    self.got = 0;
+                    return;
+                }
+                Phase::Name if self.flags & FNAME != 0 => {
+                    self.phase = Phase::Name;
+                    return;
+                }
+                Phase::Comment if self.flags & FCOMMENT != 0 => {
+                    self.phase = Phase::Comment;
+                    return;
+                }
+                Phase::HeaderCrc if self.flags & FHCRC != 0 => {
+                    self.phase = Phase::HeaderCrc;
+                    self.skip = 2;
+                    return;
+                }
+                _ => {}
+            }
+        }
+        self.phase = Phase::Body;
+    }
+
+    /// Runs the inflater over `input` until it needs more; returns input bytes used.
+    fn inflate_some(&mut self, input: &[u8], out: &mut dyn FnMut(&[u8])) -> usize {
+        let mut pos = 0;
+        loop {
+            let r = inflate(
+                &mut self.state,
+                &input[pos..],
+                &mut self.out[..],
+                MZFlush::None,
+            );
+            pos += r.bytes_consumed;
+            if r.bytes_written > 0 {
+                let written = &self.out[..r.bytes_written];
+                if self.coding == Coding::Gzip {
+                    self.crc.update(written);
+                    self.size = self.size.wrapping_add(r.bytes_written as u32);
+                }
+                out(written);
+            }
+            match r.status {
+                Ok(MZStatus::StreamEnd) => {
+                    self.phase = if self.coding == Coding::Gzip {
+                        Phase::Trailer
+                    } else {
+                        Phase::Done
+                    };
+                    self.got = 0;
+                    return pos;
+                }
+                Ok(_) => {
+                    if pos >= input.len() && r.bytes_written < OUT_BUF {
+                        return pos;
+                    }
+                }
+                Err(MZError::Buf) => return pos,
+                Err(_) => {
+                    self.phase = Phase::Error;
+                    return input.len();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use miniz_oxide::deflate::{compress_to_vec, compress_to_vec_zlib};
+
+    fn gzip(data: &[u8], flags: u8) -> Vec<u8> {
+        let mut v = vec![0x1f, 0x8b, 8, flags, 0, 0, 0, 0, 0, 3];
+        if flags & 4 != 0 {
+            v.extend_from_slice(&[3, 0, b'a', b'b', b'c']);
+        }
+        if flags & 8 != 0 {
+            v.extend_from_slice(b"name.json\0");
+        }
+        if flags & 16 != 0 {
+            v.extend_from_slice(b"a comment\0");
+        }
+        if flags & 2 != 0 {
+            v.extend_from_slice(&[0xAA, 0xBB]);
+        }
+        v.extend(compress_to_vec(data, 6));
+        v.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v
+    }
+
+    fn decode(coding: Coding, input: &[u8], at: usize) -> (Vec<u8>, bool, bool) {
+        let mut d = Inflate::new(coding);
+        let mut out = Vec::new();
+        d.feed(&input[..at], &mut |b| out.extend_from_slice(b));
+        d.feed(&input[at..], &mut |b| out.extend_from_slice(b));
+        (out, d.finished(), d.failed())
+    }
+
+    #[test]
+    fn gzip_with_every_header_flag_at_every_split() {
+        let data: Vec<u8> = (0..3000u32)
+            .flat_map(|i| format!("line {i}\n").into_bytes())
+            .collect();
+        for flags in [0u8, 2, 4, 8, 16, 30] {
+            let z = gzip(&data, flags);
+            for at in (0..=z.len()).step_by(7) {
+                let (out, done, failed) = decode(Coding::Gzip, &z, at);
+                assert_eq!(out, data, "flags {flags} split {at}");
+                assert!(done && !failed);
+            }
+        }
+    }
+
+    #[test]
+    fn concatenated_members() {
+        let mut z = gzip(b"hello ", 0);
+        z.extend(gzip(b"world", 8));
+        assert_eq!(decode(Coding::Gzip, &z, 5).0, b"hello world");
+    }
+
+    #[test]
+    fn deflate_zlib_and_raw() {
+        let data = b"{\"usage\":{\"prompt_tokens\":1}}".repeat(50);
+        for z in [compress_to_vec_zlib(&data, 6), compress_to_vec(&data, 6)] {
+            for at in 0..=z.len() {
+                let (out, done, failed) = decode(Coding::Deflate, &z, at);
+                assert_eq!(out, data);
+                assert!(done && !failed);
+            }
+        }
+    }
+
+    #[test]
+    fn corrupt_input_fails_without_panic() {
+        let mut z = gzip(b"some body text here", 0);
+        let n = z.len();
+        z[n - 6] ^= 0x55; // CRC
+        assert!(decode(Coding::Gzip, &z, 3).2);
+        assert!(decode(Coding::Gzip, b"not gzip at all", 3).2);
+        let garbage: Vec<u8> = (0..500u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let _ = decode(Coding::Deflate, &garbage, 100);
+    }
+}

@@ -1,0 +1,831 @@
+//! A resumable, zero-copy JSON scanner that reports only the values at watched paths.
+//!
+//! # Why not a JSON parser?
+//!
+//! An LLM response is mostly text the model wrote: content strings, tool-call arguments,
+//! embeddings. The handful of values we need (`model`, `usage.prompt_tokens`, ...) sit at
+//! known paths near the top of each document. A general parser would build a tree or at
+//! least validate and decode every string; this scanner instead walks the document
+//! structure and spends almost no time on anything outside a watched path:
+//!
+//! * string contents are skipped with `memchr2` (looking for `"` and `\` only);
+//! * a value whose key matches no watched path is skipped as a *dead* subtree, where only
+//!   brackets and string boundaries are tracked (a nesting counter, not a stack);
+//! * keys on a live path are compared against the watch table, and only leaf values of
+//!   watched paths are copied, into a fixed buffer.
+//!
+//! # Resumable
+//!
+//! Input arrives in chunks split at arbitrary bytes (inside a key, an escape, a number).
+//! All state lives in [`Scanner`], a fixed-size struct: feeding `ab` then `c` is the
+//! same as feeding `abc`. Nothing grows with the input.
+//!
+//! # Limits
+//!
+//! * Live nesting (objects on a watched path) is at most [`MAX_LIVE_DEPTH`]; dead nesting
+//!   is a `u32` counter, so 100,000 levels cost nothing.
+//! * Keys longer than [`KEY_CAP`] bytes never match a watched key.
+//! * Captured values longer than [`VALUE_CAP`] bytes are dropped (reported nowhere),
+//!   which leaves the record field unknown rather than truncated.
+//!
+//! # Leniency
+//!
+//! Dead subtrees are not validated (a `]` may close a `{` there): that keeps skipping
+//! fast, and nothing inside a dead subtree can affect the record. Structure on a live
+//! path *is* checked; a syntax error there fails the document, and the framing above
+//! decides what a failed document means (usually: ignore that event).
+
+use memchr::memchr2;
+
+/// Longest key that can match a watched path segment.
+pub const KEY_CAP: usize = 64;
+/// Longest captured scalar (model names, numbers).
+pub const VALUE_CAP: usize = 256;
+/// Deepest object nesting along a watched path.
+pub const MAX_LIVE_DEPTH: usize = 8;
+
+/// One watched path and what it feeds. `T` is the consumer's target type.
+#[derive(Debug, Clone, Copy)]
+pub struct Watch<T: 'static> {
+    /// Object keys from the document root to the value.
+    pub path: &'static [&'static str],
+    /// What the value feeds.
+    pub target: T,
+}
+
+/// A scalar value found at a watched path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalar<'a> {
+    /// A JSON number, as its source text.
+    Number(&'a [u8]),
+    /// A JSON string, escapes decoded (bytes; valid UTF-8 unless the input was not).
+    String(&'a [u8]),
+    /// `true` or `false`.
+    Bool(bool),
+    /// `null`.
+    Null,
+}
+
+/// Receives what the scanner finds.
+pub trait Sink<T: 'static> {
+    /// A complete scalar at a watched leaf.
+    fn value(&mut self, target: &T, value: Scalar<'_>);
+    /// A root value (document) ended; in array-roots mode, one element of the root array.
+    fn document_end(&mut self) {}
+    /// Whether string values for this target are streamed through [`Sink::string_chunk`]
+    /// instead of being captured (for values larger than [`VALUE_CAP`], e.g. base64).
+    fn streams(&self, _target: &T) -> bool {
+        false
+    }
+    /// A streamed string starts.
+    fn string_start(&mut self, _target: &T) {}
+    /// Decoded bytes of a streamed string.
+    fn string_chunk(&mut self, _target: &T, _bytes: &[u8]) {}
+    /// A streamed string ended.
+    fn string_end(&mut self, _target: &T) {}
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Between documents (also the initial state).
+    Between,
+    /// Expecting a value.
+    Value,
+    /// After `{`: a key or `}`.
+    ObjFirst,
+    /// After `,` in an object: a key.
+    ObjKey,
+    /// Inside a key string.
+    Key,
+    /// After a key: `:`.
+    Colon,
+    /// After a value inside an object: `,` or `}`.
+    After,
+    /// After `[` of a root array: an element or `]`.
+    RootArrFirst,
+    /// After an element of a root array: `,` or `]`.
+    RootArrAfter,
+    /// Inside a watched string value.
+    Str,
+    /// Inside a watched number or literal.
+    Scalar,
+    /// Inside an unwatched string value.
+    SkipStr,
+    /// Inside an unwatched number or literal.
+    SkipScalar,
+    /// Inside an unwatched object or array.
+    SkipNest,
+    /// A syntax error on a live path: everything is ignored until [`Scanner::reset`].
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Esc {
+    None,
+    Backslash,
+    /// Inside `\uXXXX`: digits read so far and the value accumulated.
+    Hex(u8, u16),
+}
+
+/// Where decoded string bytes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    Key,
+    Value,
+    Stream,
+}
+
+/// The scanner. See the module docs.
+#[derive(Clone)]
+pub struct Scanner<T: 'static> {
+    watches: &'static [Watch<T>],
+    all: u64,
+    state: State,
+    /// Candidate masks of the open live objects.
+    stack: [u64; MAX_LIVE_DEPTH],
+    depth: usize,
+    /// Candidates for the value about to start and the watches ending exactly there.
+    cur_mask: u64,
+    cur_leaf: u64,
+    in_root_array: bool,
+    array_roots: bool,
+    multi_document: bool,
+    documents: u64,
+    esc: Esc,
+    high_surrogate: u16,
+    skip_depth: u32,
+    skip_in_str: bool,
+    skip_esc: bool,
+    key: [u8; KEY_CAP],
+    key_len: usize,
+    key_overflow: bool,
+    buf: [u8; VALUE_CAP],
+    buf_len: usize,
+    buf_overflow: bool,
+    streaming: bool,
+    started: bool,
+}
+
+impl<T: 'static> core::fmt::Debug for Scanner<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Scanner")
+            .field("state", &self.state)
+            .field("depth", &self.depth)
+            .field("documents", &self.documents)
+            .finish_non_exhaustive()
+    }
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+impl<T: 'static> Scanner<T> {
+    /// A scanner for `watches` (at most 64; paths at most [`MAX_LIVE_DEPTH`] keys deep).
+    ///
+    /// `array_roots`: a top-level array is treated as a sequence of documents (its
+    /// elements), as in Gemini's streamed JSON array. `multi_document`: several top-level
+    /// values may follow one another (NDJSON, concatenated JSON); otherwise anything after
+    /// the first document fails the scan.
+    pub fn new(watches: &'static [Watch<T>], array_roots: bool, multi_document: bool) -> Self {
+        assert!(watches.len() <= 64, "at most 64 watched paths");
+        debug_assert!(watches
+            .iter()
+            .all(|w| !w.path.is_empty() && w.path.len() < MAX_LIVE_DEPTH));
+        let all = if watches.len() == 64 {
+            u64::MAX
+        } else {
+            (1u64 << watches.len()) - 1
+        };
+        Scanner {
+            watches,
+            all,
+            state: State::Between,
+            stack: [0; MAX_LIVE_DEPTH],
+            depth: 0,
+            cur_mask: all,
+            cur_leaf: 0,
+            in_root_array: false,
+            array_roots,
+            multi_document,
+            documents: 0,
+            esc: Esc::None,
+            high_surrogate: 0,
+            skip_depth: 0,
+            skip_in_str: false,
+            skip_esc: false,
+            key: [0; KEY_CAP],
+            key_len: 0,
+            key_overflow: false,
+            buf: [0; VALUE_CAP],
+            buf_len: 0,
+            buf_overflow: false,
+            streaming: false,
+            started: false,
+        }
+    }
+
+    /// Forgets the current document and starts afresh (the document count is kept).
+    pub fn reset(&mut self) {
+        self.state = State::Between;
+        self.depth = 0;
+        self.in_root_array = false;
+        self.esc = Esc::None;
+        self.streaming = false;
+        self.started = false;
+    }
+
+    /// The watch table.
+    pub fn watches(&self) -> &'static [Watch<T>] {
+        self.watches
+    }
+
+    /// Documents completed since creation.
+    pub fn documents(&self) -> u64 {
+        self.documents
+    }
+
+    /// True between documents: nothing partial is pending.
+    pub fn at_boundary(&self) -> bool {
+        self.state == State::Between
+    }
+
+    /// True after a syntax error on a live path.
+    pub fn failed(&self) -> bool {
+        self.state == State::Failed
+    }
+
+    fn fail(&mut self) {
+        self.state = State::Failed;
+    }
+
+    fn begin_root(&mut self) {
+        self.cur_mask = self.all;
+        self.cur_leaf = 0;
+        self.depth = 0;
+    }
+
+    /// Feeds the next chunk of the document stream.
+    pub fn feed<S: Sink<T>>(&mut self, input: &[u8], sink: &mut S) {
+        let mut i = 0;
+        let n = input.len();
+        while i < n {
+            match self.state {
+                State::Failed => return,
+                State::Between => {
+                    let b = input[i];
+                    if is_ws(b) {
+                        i += 1;
+                        continue;
+                    }
+                    if self.documents_started() && !self.multi_document {
+                        self.fail();
+                        return;
+                    }
+                    self.begin_root();
+                    self.state = State::Value;
+                    self.started = true;
+                }
+                State::Value => {
+                    let b = input[i];
+                    if is_ws(b) {
+                        i += 1;
+                        continue;
+                    }
+                    i += 1;
+                    self.start_value(b, sink);
+                }
+                State::ObjFirst | State::ObjKey => {
+                    let b = input[i];
+                    i += 1;
+                    match b {
+                        b' ' | b'\t' | b'\n' | b'\r' => {}
+                        b'"' => {
+                            self.key_len = 0;
+                            self.key_overflow = false;
+                            self.esc = Esc::None;
+                            self.high_surrogate = 0;
+                            self.state = State::Key;
+                        }
+                        b'}' if self.state == State::ObjFirst => self.close_object(sink),
+                        _ => self.fail(),
+                    }
+                }
+                State::Key => {
+                    i += self.string_bytes(&input[i..], Dest::Key, sink);
+                }
+                State::Colon => {
+                    let b = input[i];
+                    i += 1;
+                    match b {
+                        b':' => self.state = State::Value,
+                        b' ' | b'\t' | b'\n' | b'\r' => {}
+                        _ => self.fail(),
+                    }
+                }
+                State::After => {
+                    let b = input[i];
+                    i += 1;
+                    match b {
+                        b',' => self.state = State::ObjKey,
+                        b'}' => self.close_object(sink),
+                        b' ' | b'\t' | b'\n' | b'\r' => {}
+                        _ => self.fail(),
+                    }
+                }
+                State::RootArrFirst => {
+                    let b = input[i];
+                    if is_ws(b) {
+                        i += 1;
+                    } else if b == b']' {
+                        i += 1;
+                        self.in_root_array = false;
+                        self.state = State::Between;
+                    } else {
+                        self.begin_root();
+                        self.state = State::Value;
+                    }
+                }
+                State::RootArrAfter => {
+                    let b = input[i];
+                    i += 1;
+                    match b {
+                        b',' => {
+                            self.begin_root();
+                            self.state = State::Value;
+                        }
+                        b']' => {
+                            self.in_root_array = false;
+                            self.state = State::Between;
+                        }
+                        b' ' | b'\t' | b'\n' | b'\r' => {}
+                        _ => self.fail(),
+                    }
+                }
+                State::Str => {
+                    let dest = if self.streaming {
+                        Dest::Stream
+                    } else {
+                        Dest::Value
+                    };
+                    i += self.string_bytes(&input[i..], dest, sink);
+                }
+                State::Scalar => {
+                    let b = input[i];
+                    if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                        self.end_scalar(sink);
+                    } else {
+                        i += 1;
+                        self.push_value_byte(b);
+                    }
+                }
+                State::SkipScalar => {
+                    let b = input[i];
+                    if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                        self.value_done(sink);
+                    } else {
+                        i += 1;
+                    }
+                }
+                State::SkipStr => {
+                    i += self.skip_string(&input[i..], sink);
+                }
+                State::SkipNest => {
+                    i += self.skip_nest(&input[i..], sink);
+                }
+            }
+        }
+    }
+
+    fn documents_started(&self) -> bool {
+        self.started
+    }
+
+    fn start_value<S: Sink<T>>(&mut self, b: u8, sink: &mut S) {
+        match b {
+            b'{' => {
+                if self.has_deeper(self.cur_mask) && self.depth < MAX_LIVE_DEPTH {
+                    self.stack[self.depth] = self.cur_mask;
+                    self.depth += 1;
+                    self.state = State::ObjFirst;
+                } else {
+                    self.enter_skip_nest();
+                }
+            }
+            b'[' => {
+                if self.depth == 0 && self.array_roots && !self.in_root_array {
+                    self.in_root_array = true;
+                    self.state = State::RootArrFirst;
+                } else {
+                    self.enter_skip_nest();
+                }
+            }
+            b'"' => {
+                self.esc = Esc::None;
+                self.high_surrogate = 0;
+                if self.cur_leaf != 0 {
+                    self.buf_len = 0;
+                    self.buf_overflow = false;
+                    self.streaming = self.leaf_streams(sink);
+                    if self.streaming {
+                        self.for_each_leaf(|t| sink.string_start(t));
+                    }
+                    self.state = State::Str;
+                } else {
+                    self.state = State::SkipStr;
+                    self.skip_esc = false;
+                }
+            }
+            b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => {
+                if self.cur_leaf != 0 {
+                    self.buf_len = 0;
+                    self.buf_overflow = false;
+                    self.push_value_byte(b);
+                    self.state = State::Scalar;
+                } else {
+                    self.state = State::SkipScalar;
+                }
+            }
+            _ => self.fail(),
+        }
+    }
+
+    fn enter_skip_nest(&mut self) {
+        self.skip_depth = 1;
+        self.skip_in_str = false;
+        self.skip_esc = false;
+        self.state = State::SkipNest;
+    }
+
+    fn leaf_streams<S: Sink<T>>(&self, sink: &S) -> bool {
+        let mut m = self.cur_leaf;
+        while m != 0 {
+            let idx = m.trailing_zeros() as usize;
+            m &= m - 1;
+            if sink.streams(&self.watches[idx].target) {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn for_each_leaf(&self, mut f: impl FnMut(&T)) {
+        let mut m = self.cur_leaf;
+        while m != 0 {
+            let idx = m.trailing_zeros() as usize;
+            m &= m - 1;
+            f(&self.watches[idx].target);
+        }
+    }
+
+    /// Whether any candidate watch continues below the current depth.
+    fn has_deeper(&self, mask: u64) -> bool {
+        let d = self.depth;
+        let mut m = mask;
+        while m != 0 {
+            let idx = m.trailing_zeros() as usize;
+            m &= m - 1;
+            if self.watches[idx].path.len() > d {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn close_object<S: Sink<T>>(&mut self, sink: &mut S) {
+        self.depth -= 1;
+        self.value_done(sink);
+    }
+
+    /// A value just ended: go back to its container (or end the document).
+    fn value_done<S: Sink<T>>(&mut self, sink: &mut S) {
+        if self.depth > 0 {
+            self.state = State::After;
+        } else if self.in_root_array {
+            self.documents += 1;
+            sink.document_end();
+            self.state = State::RootArrAfter;
+        } else {
+            self.documents += 1;
+            sink.document_end();
+            self.state = State::Between;
+        }
+    }
+
+    /// A key ended: compute the candidates for its value.
+    fn key_done(&mut self) {
+        let d = self.depth - 1;
+        let parent = self.stack[d];
+        let mut mask = 0u64;
+        let mut leaf = 0u64;
+        if !self.key_overflow {
+            let key = &self.key[..self.key_len];
+            let mut m = parent;
+            while m != 0 {
+                let idx = m.trailing_zeros() as usize;
+                m &= m - 1;
+                let path = self.watches[idx].path;
+                if path.len() > d && path[d].as_bytes() == key {
+                    mask |= 1 << idx;
+                    if path.len() == d + 1 {
+                        leaf |= 1 << idx;
+                    }
+                }
+            }
+        }
+        self.cur_mask = mask;
+        self.cur_leaf = leaf;
+        self.state = State::Colon;
+    }
+
+    fn push_value_byte(&mut self, b: u8) {
+        if self.buf_len < VALUE_CAP {
+            self.buf[self.buf_len] = b;
+            self.buf_len += 1;
+        } else {
+            self.buf_overflow = true;
+        }
+    }
+
+    fn end_scalar<S: Sink<T>>(&mut self, sink: &mut S) {
+        if !self.buf_overflow {
+            let text = &self.buf[..self.buf_len];
+            let value = match text {
+                b"true" => Some(Scalar::Bool(true)),
+                b"false" => Some(Scalar::Bool(false)),
+                b"null" => Some(Scalar::Null),
+                [b'-' | b'0'..=b'9', ..] => Some(Scalar::Number(text)),
+                _ => None,
+            };
+            match value {
+                Some(v) => {
+                    let mut m = self.cur_leaf;
+                    while m != 0 {
+                        let idx = m.trailing_zeros() as usize;
+                        m &= m - 1;
+                        sink.value(&self.watches[idx].target, v);
+                    }
+                }
+                None => {
+                    self.fail();
+                    return;
+                }
+            }
+        }
+        self.value_done(sink);
+    }
+
+    fn end_string<S: Sink<T>>(&mut self, sink: &mut S) {
+        if self.high_surrogate != 0 {
+            self.high_surrogate = 0;
+            self.emit_char(0xFFFD, Dest::Value, sink);
+        }
+        if self.streaming {
+            self.streaming = false;
+            self.for_each_leaf(|t| sink.string_end(t));
+        } else if !self.buf_overflow {
+            let v = Scalar::String(&self.buf[..self.buf_len]);
+            let mut m = self.cur_leaf;
+            while m != 0 {
+                let idx = m.trailing_zeros() as usize;
+                m &= m - 1;
+                sink.value(&self.watches[idx].target, v);
+            }
+        }
+        self.value_done(sink);
+    }
+
+    fn emit<S: Sink<T>>(&mut self, bytes: &[u8], dest: Dest, sink: &mut S) {
+        match dest {
+            Dest::Key => {
+                let end = self.key_len + bytes.len();
+                if end <= KEY_CAP {
+                    self.key[self.key_len..end].copy_from_slice(bytes);
+                    self.key_len = end;
+                } else {
+                    self.key_overflow = true;
+                }
+            }
+            Dest::Value => {
+                let end = self.buf_len + bytes.len();
+                if end <= VALUE_CAP {
+                    self.buf[self.buf_len..end].copy_from_slice(bytes);
+                    self.buf_len = end;
+                } else {
+                    self.buf_overflow = true;
+                }
+            }
+            Dest::Stream => {
+                let mut m = self.cur_leaf;
+                while m != 0 {
+                    let idx = m.trailing_zeros() as usize;
+                    m &= m - 1;
+                    sink.string_chunk(&self.watches[idx].target, bytes);
+                }
+            }
+        }
+    }
+
+    fn emit_char<S: Sink<T>>(&mut self, c: u32, dest: Dest, sink: &mut S) {
+        let ch = char::from_u32(c).unwrap_or('\u{FFFD}');
+        let mut tmp = [0u8; 4];
+        let s = ch.encode_utf8(&mut tmp);
+        let len = s.len();
+        self.emit(&tmp[..len], dest, sink);
+    }
+
+    /// Consumes string bytes (after the opening quote) into `dest`; returns bytes used.
+    fn string_bytes<S: Sink<T>>(&mut self, input: &[u8], dest: Dest, sink: &mut S) -> usize {
+        let mut i = 0;
+        while i < input.len() {
+            match self.esc {
+                Esc::None => {
+                    let rest = &input[i..];
+                    match memchr2(b'"', b'\\', rest) {
+                        None => {
+                            self.flush_surrogate(rest, dest, sink);
+                            self.emit(rest, dest, sink);
+                            return input.len();
+                        }
+                        Some(p) => {
+                            if p > 0 {
+                                self.flush_surrogate(&rest[..p], dest, sink);
+                                self.emit(&rest[..p], dest, sink);
+                            }
+                            i += p + 1;
+                            if rest[p] == b'"' {
+                                match dest {
+                                    Dest::Key => {
+                                        if self.high_surrogate != 0 {
+                                            self.high_surrogate = 0;
+                                            self.emit_char(0xFFFD, dest, sink);
+                                        }
+                                        self.key_done();
+                                    }
+                                    Dest::Value | Dest::Stream => self.end_string(sink),
+                                }
+                                return i;
+                            }
+                            self.esc = Esc::Backslash;
+                        }
+                    }
+                }
+                Esc::Backslash => {
+                    let b = input[i];
+                    i += 1;
+                    self.esc = Esc::None;
+                    let decoded = match b {
+                        b'"' => b'"',
+                        b'\\' => b'\\',
+                        b'/' => b'/',
+                        b'b' => 0x08,
+                        b'f' => 0x0C,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'u' => {
+                            self.esc = Esc::Hex(0, 0);
+                            continue;
+                        }
+                        _ => {
+                            self.fail();
+                            return input.len();
+                        }
+                    };
+                    if self.high_surrogate != 0 {
+                        self.high_surrogate = 0;
+                        self.emit_char(0xFFFD, dest, sink);
+                    }
+                    self.emit(&[decoded], dest, sink);
+                }
+                Esc::Hex(count, acc) => {
+                    let b = input[i];
+                    i += 1;
+                    let digit = match b {
+                        b'0'..=b'9' => b - b'0',
+                        b'a'..=b'f' => b - b'a' + 10,
+                        b'A'..=b'F' => b - b'A' + 10,
+                        _ => {
+                            self.fail();
+                            return input.len();
+                        }
+                    };
+                    let acc = (acc << 4) | u16::from(digit);
+                    if count < 3 {
+                        self.esc = Esc::Hex(count + 1, acc);
+                        continue;
+                    }
+                    self.esc = Esc::None;
+                    self.unicode_escape(acc, dest, sink);
+                }
+            }
+        }
+        i
+    }
+
+    fn flush_surrogate<S: Sink<T>>(&mut self, next: &[u8], dest: Dest, sink: &mut S) {
+        if self.high_surrogate != 0 && !next.is_empty() {
+            self.high_surrogate = 0;
+            self.emit_char(0xFFFD, dest, sink);
+        }
+    }
+
+    fn unicode_escape<S: Sink<T>>(&mut self, unit: u16, dest: Dest, sink: &mut S) {
+        match unit {
+            0xD800..=0xDBFF => {
+                if self.high_surrogate != 0 {
+                    self.emit_char(0xFFFD, dest, sink);
+                }
+                self.high_surrogate = unit;
+            }
+            0xDC00..=0xDFFF => {
+                if self.high_surrogate != 0 {
+                    let hi = u32::from(self.high_surrogate - 0xD800);
+                    let lo = u32::from(unit - 0xDC00);
+                    self.high_surrogate = 0;
+                    self.emit_char(0x10000 + (hi << 10) + lo, dest, sink);
+                } else {
+                    self.emit_char(0xFFFD, dest, sink);
+                }
+            }
+            _ => {
+                if self.high_surrogate != 0 {
+                    self.high_surrogate = 0;
+                    self.emit_char(0xFFFD, dest, sink);
+                }
+                self.emit_char(u32::from(unit), dest, sink);
+            }
+        }
+    }
+
+    /// Skips an unwatched string (after its opening quote); returns bytes used.
+    fn skip_string<S: Sink<T>>(&mut self, input: &[u8], sink: &mut S) -> usize {
+        let mut i = 0;
+        if self.skip_esc {
+            self.skip_esc = false;
+            i = 1;
+        }
+        while i < input.len() {
+            match memchr2(b'"', b'\\', &input[i..]) {
+                None => return input.len(),
+                Some(p) => {
+                    let at = i + p;
+                    if input[at] == b'"' {
+                        self.value_done(sink);
+                        return at + 1;
+                    }
+                    if at + 1 < input.len() {
+                        i = at + 2;
+                    } else {
+                        self.skip_esc = true;
+                        return input.len();
+                    }
+                }
+            }
+        }
+        input.len()
+    }
+
+    /// Skips an unwatched object or array (after its opening bracket); returns bytes used.
+    fn skip_nest<S: Sink<T>>(&mut self, input: &[u8], sink: &mut S) -> usize {
+        let mut i = 0;
+        let n = input.len();
+        while i < n {
+            if self.skip_in_str {
+                if self.skip_esc {
+                    self.skip_esc = false;
+                    i += 1;
+                    continue;
+                }
+                match memchr2(b'"', b'\\', &input[i..]) {
+                    None => return n,
+                    Some(p) => {
+                        let at = i + p;
+                        if input[at] == b'"' {
+                            self.skip_in_str = false;
+                        } else {
+                            self.skip_esc = true;
+                        }
+                        i = at + 1;
+                    }
+                }
+                continue;
+            }
+            let b = input[i];
+            i += 1;
+            match b {
+                b'"' => self.skip_in_str = true,
+                b'{' | b'[' => self.skip_depth = self.skip_depth.saturating_add(1),
+                b'}' | b']' => {
+                    self.skip_depth -= 1;
+                    if self.skip_depth == 0 {
+                        self.value_done(sink);
+                        return i;
+                    }
+                }
+                _ => {}
+            }
+        }
+        n
+    }
+}

@@ -1,0 +1,156 @@
+//! The values one body yields: token slots, models and the stream flag.
+//!
+//! Values are *staged* while a document (an event) is being scanned and *committed*
+//! when the framing says the event is complete, so a cut or corrupt event never leaks a
+//! half-read figure into the record. Everything here is fixed-size: no allocation on
+//! the hot path.
+
+use crate::dialect::{Field, Target, FIELDS, SLOTS};
+use crate::scan::{Scalar, VALUE_CAP};
+
+/// A model name held inline.
+#[derive(Clone, Copy)]
+pub(crate) struct Name {
+    bytes: [u8; VALUE_CAP],
+    len: u16,
+    set: bool,
+}
+
+impl Default for Name {
+    fn default() -> Self {
+        Name {
+            bytes: [0; VALUE_CAP],
+            len: 0,
+            set: false,
+        }
+    }
+}
+
+impl core::fmt::Debug for Name {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl Name {
+    /// The name, if one was set.
+    pub(crate) fn get(&self) -> Option<&str> {
+        if self.set {
+            core::str::from_utf8(&self.bytes[..usize::from(self.len)]).ok()
+        } else {
+            None
+        }
+    }
+
+    /// Sets a non-empty, valid UTF-8 name; anything else is ignored.
+    fn set_from(&mut self, s: &[u8]) {
+        if s.is_empty() || s.len() > VALUE_CAP || core::str::from_utf8(s).is_err() {
+            return;
+        }
+        self.bytes[..s.len()].copy_from_slice(s);
+        self.len = s.len() as u16;
+        self.set = true;
+    }
+}
+
+/// Values found in one body (or one event of it).
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct Values {
+    pub slots: [[Option<u64>; SLOTS]; FIELDS],
+    pub response_model: Name,
+    pub request_model: Name,
+    pub stream: Option<bool>,
+}
+
+/// Parses a token count: a non-negative integer that fits in `u64`.
+///
+/// `-1`, `1.5`, `1e3` and overflowing numbers are not counts; they leave the field unknown
+/// rather than guessing. An integral value written as `12.0` is accepted.
+pub(crate) fn parse_count(text: &[u8]) -> Option<u64> {
+    let (int, frac) = match text.iter().position(|&b| b == b'.') {
+        Some(p) => (&text[..p], &text[p + 1..]),
+        None => (text, &b""[..]),
+    };
+    if int.is_empty() || !frac.iter().all(|&b| b == b'0') {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in int {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(v)
+}
+
+impl Values {
+    /// Records one scalar for `target`; returns whether anything was staged.
+    pub(crate) fn stage(&mut self, target: Target, value: Scalar<'_>) -> bool {
+        match (target, value) {
+            (Target::Slot(field, idx), Scalar::Number(text)) => match parse_count(text) {
+                Some(v) => {
+                    self.slots[field as usize][usize::from(idx)] = Some(v);
+                    true
+                }
+                None => false,
+            },
+            (Target::ResponseModel, Scalar::String(s)) => {
+                self.response_model.set_from(s);
+                !s.is_empty()
+            }
+            (Target::RequestModel, Scalar::String(s)) => {
+                self.request_model.set_from(s);
+                !s.is_empty()
+            }
+            (Target::Stream, Scalar::Bool(b)) => {
+                self.stream = Some(b);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Copies every value set in `other` over this one (last wins, field by field).
+    pub(crate) fn merge(&mut self, other: &Values) {
+        for (mine, theirs) in self.slots.iter_mut().zip(other.slots.iter()) {
+            for (m, t) in mine.iter_mut().zip(theirs.iter()) {
+                if t.is_some() {
+                    *m = *t;
+                }
+            }
+        }
+        if other.response_model.set {
+            self.response_model = other.response_model;
+        }
+        if other.request_model.set {
+            self.request_model = other.request_model;
+        }
+        if other.stream.is_some() {
+            self.stream = other.stream;
+        }
+    }
+
+    /// A field's slots.
+    pub(crate) fn field(&self, f: Field) -> &[Option<u64>; SLOTS] {
+        &self.slots[f as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts() {
+        assert_eq!(parse_count(b"0"), Some(0));
+        assert_eq!(parse_count(b"18446744073709551615"), Some(u64::MAX));
+        assert_eq!(parse_count(b"18446744073709551616"), None);
+        assert_eq!(parse_count(b"-1"), None);
+        assert_eq!(parse_count(b"1.5"), None);
+        assert_eq!(parse_count(b"12.0"), Some(12));
+        assert_eq!(parse_count(b"1e3"), None);
+        assert_eq!(parse_count(b".0"), None);
+        assert_eq!(parse_count(b""), None);
+    }
+}
