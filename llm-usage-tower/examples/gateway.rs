@@ -37,7 +37,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use llm_usage_tower::{LlmUsageLayer, MetricsConfig, Provider, UsageEvent};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 /// A Prometheus recorder with the OpenTelemetry bucket boundaries for `metrics`' histograms.
 pub fn prometheus_recorder(metrics: &MetricsConfig) -> PrometheusRecorder {
@@ -93,7 +95,11 @@ const HOP_BY_HOP: [&str; 8] = [
 /// Streams the request to the upstream and the response back.
 async fn proxy(State(up): State<Upstream>, req: Request) -> Response {
     let (mut parts, body) = req.into_parts();
-    let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
     let base = up.base.to_string();
     let target = format!("{}{}", base.trim_end_matches('/'), path);
     parts.uri = match target.parse() {
@@ -171,7 +177,14 @@ pub mod mock {
 
     /// The words of every mock answer; each is one output token.
     pub const ANSWER: [&str; 8] = [
-        "Hello", "!", " This", " is", " the", " llm-usage", " mock", " provider.",
+        "Hello",
+        "!",
+        " This",
+        " is",
+        " the",
+        " llm-usage",
+        " mock",
+        " provider.",
     ];
 
     /// Input tokens the mock reports for a request body: one per 4 bytes, at least 1.
@@ -187,10 +200,12 @@ pub mod mock {
             .fallback(|| async { (StatusCode::NOT_FOUND, "{\"error\":\"not found\"}") })
     }
 
-    fn json_or_400(body: &[u8]) -> Result<serde_json::Value, Response> {
-        serde_json::from_slice(body).map_err(|e| {
-            (StatusCode::BAD_REQUEST, format!("{{\"error\":\"bad json: {e}\"}}")).into_response()
-        })
+    fn bad_json(e: serde_json::Error) -> Response {
+        (
+            StatusCode::BAD_REQUEST,
+            format!("{{\"error\":\"bad json: {e}\"}}"),
+        )
+            .into_response()
     }
 
     fn sse(events: Vec<String>) -> Response {
@@ -206,16 +221,19 @@ pub mod mock {
 
     fn json(v: serde_json::Value) -> Response {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
             v.to_string(),
         )
             .into_response()
     }
 
     async fn openai(body: Bytes) -> Response {
-        let req = match json_or_400(&body) {
+        let req: serde_json::Value = match serde_json::from_slice(&body) {
             Ok(v) => v,
-            Err(r) => return r,
+            Err(e) => return bad_json(e),
         };
         let model = req["model"].as_str().unwrap_or("gpt-4o-mini").to_owned();
         let input = input_tokens(&body);
@@ -249,7 +267,10 @@ pub mod mock {
             serde_json::Value::Null,
         )];
         for w in ANSWER {
-            events.push(chunk(serde_json::json!({"content": w}), serde_json::Value::Null));
+            events.push(chunk(
+                serde_json::json!({"content": w}),
+                serde_json::Value::Null,
+            ));
         }
         events.push(chunk(serde_json::json!({}), "stop".into()));
         if include_usage {
@@ -264,11 +285,14 @@ pub mod mock {
     }
 
     async fn anthropic(body: Bytes) -> Response {
-        let req = match json_or_400(&body) {
+        let req: serde_json::Value = match serde_json::from_slice(&body) {
             Ok(v) => v,
-            Err(r) => return r,
+            Err(e) => return bad_json(e),
         };
-        let model = req["model"].as_str().unwrap_or("claude-3-5-haiku-latest").to_owned();
+        let model = req["model"]
+            .as_str()
+            .unwrap_or("claude-3-5-haiku-latest")
+            .to_owned();
         let input = input_tokens(&body);
         let output = ANSWER.len() as u64;
         if req["stream"] != serde_json::Value::Bool(true) {
@@ -313,7 +337,10 @@ pub mod mock {
                                "delta": {"stop_reason": "end_turn", "stop_sequence": null},
                                "usage": {"output_tokens": output}}),
         ));
-        events.push(ev("message_stop", serde_json::json!({"type": "message_stop"})));
+        events.push(ev(
+            "message_stop",
+            serde_json::json!({"type": "message_stop"}),
+        ));
         sse(events)
     }
 }

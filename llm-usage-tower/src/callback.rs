@@ -60,6 +60,9 @@ pub struct UsageEvent {
     pub duration: Duration,
     /// From the call of the service to the first non-empty data frame of the response body.
     pub time_to_first_byte: Option<Duration>,
+    /// From the call of the service to the first complete response event (an SSE event, an
+    /// NDJSON line, a whole JSON body…) as the core counts them.
+    pub time_to_first_token: Option<Duration>,
     /// Request body bytes that went through the layer.
     pub request_body_bytes: u64,
     /// Response body bytes that went through the layer.
@@ -70,19 +73,20 @@ pub struct UsageEvent {
 
 impl UsageEvent {
     /// The time per output token after the first, in the sense of the OpenTelemetry GenAI
-    /// `gen_ai.server.time_per_output_token` metric: `(duration − ttfb) / (output_tokens − 1)`.
-    /// `None` unless the request was streamed, the first byte time is known and more than one
-    /// output token was produced.
+    /// `gen_ai.server.time_per_output_token` metric: `(duration − ttft) / (output_tokens − 1)`
+    /// with `ttft` = [`time_to_first_token`](Self::time_to_first_token). `None` unless the
+    /// request was streamed, the first event time is known and more than one output token was
+    /// produced.
     pub fn time_per_output_token(&self) -> Option<Duration> {
         if self.record.stream != Some(true) {
             return None;
         }
-        let ttfb = self.time_to_first_byte?;
+        let ttft = self.time_to_first_token?;
         let out = self.record.output_tokens?;
         if out < 2 {
             return None;
         }
-        let rest = self.duration.checked_sub(ttfb)?;
+        let rest = self.duration.checked_sub(ttft)?;
         let n = u32::try_from(out - 1).unwrap_or(u32::MAX);
         Some(rest / n)
     }

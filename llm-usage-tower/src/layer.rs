@@ -61,11 +61,12 @@ impl Config {
 /// let layer = LlmUsageLayer::new()
 ///     .metrics(MetricsConfig::otel().max_models(20))
 ///     .on_record(|ev: &UsageEvent| eprintln!("{:?}", ev.record));
-/// let svc = ServiceBuilder::new().layer(layer).service_fn(|_req: http::Request<_>| async {
-///     Ok::<_, std::convert::Infallible>(http::Response::new(String::from("{}")))
-/// });
+/// let svc = ServiceBuilder::new().layer(layer).service_fn(
+///     |_req: http::Request<llm_usage_tower::RequestBody<String>>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(String::from("{}")))
+///     },
+/// );
 /// # let _: &llm_usage_tower::LlmUsage<_> = &svc;
-/// # let _: Option<http::Request<llm_usage_tower::RequestBody<String>>> = None;
 /// ```
 #[derive(Clone)]
 pub struct LlmUsageLayer {

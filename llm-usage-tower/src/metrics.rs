@@ -12,8 +12,8 @@ use crate::callback::{Outcome, UsageEvent};
 
 /// OpenTelemetry GenAI bucket boundaries for `gen_ai.client.token.usage` (tokens).
 pub const TOKEN_USAGE_BUCKETS: &[f64] = &[
-    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0,
-    4194304.0, 16777216.0, 67108864.0,
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
 ];
 
 /// OpenTelemetry GenAI bucket boundaries for `gen_ai.server.request.duration` (seconds).
@@ -297,7 +297,16 @@ impl Label {
         Self::new(name, Source::Authority)
     }
     /// A request header's value (`unknown` when absent or not visible ASCII).
-    pub fn header(name: impl Into<SharedString>, header: HeaderName) -> Self {
+    ///
+    /// # Panics
+    ///
+    /// If `header` is not a valid header name (a configuration error).
+    pub fn header<H>(name: impl Into<SharedString>, header: H) -> Self
+    where
+        H: TryInto<HeaderName>,
+        H::Error: fmt::Debug,
+    {
+        let header = header.try_into().expect("a valid header name");
         Self::new(name, Source::Header(header))
     }
     /// A value from the request extensions (e.g. set by an auth layer), by type, through
@@ -316,7 +325,9 @@ impl Label {
     where
         T: fmt::Display + Send + Sync + 'static,
     {
-        Self::extension_with(name, |ext: &Extensions| ext.get::<T>().map(|v| v.to_string()))
+        Self::extension_with(name, |ext: &Extensions| {
+            ext.get::<T>().map(|v| v.to_string())
+        })
     }
     /// A value computed from the request extensions by a closure.
     pub fn extension_with<F>(name: impl Into<SharedString>, f: F) -> Self
@@ -346,15 +357,12 @@ impl Label {
 
     fn request_value(&self, uri: &Uri, headers: &HeaderMap, ext: &Extensions) -> Option<String> {
         let v = match &self.source {
-            Source::Authority => uri
-                .authority()
-                .map(|a| a.as_str().to_owned())
-                .or_else(|| {
-                    headers
-                        .get(http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .map(str::to_owned)
-                }),
+            Source::Authority => uri.authority().map(|a| a.as_str().to_owned()).or_else(|| {
+                headers
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned)
+            }),
             Source::Header(h) => headers
                 .get(h)
                 .and_then(|v| v.to_str().ok())
@@ -440,7 +448,8 @@ impl ValueCap {
 /// | `llm_usage_tokens_total` | counter of tokens | `gen_ai_token_type` |
 /// | `llm_usage_requests_total` | counter of exchanges | |
 /// | `gen_ai_server_request_duration` | histogram, seconds | |
-/// | `gen_ai_server_time_to_first_token` | histogram, seconds | |
+/// | `llm_usage_time_to_first_byte` | histogram, seconds | |
+/// | `gen_ai_server_time_to_first_token` | histogram, seconds (first complete event) | |
 /// | `gen_ai_server_time_per_output_token` | histogram, seconds (streams) | |
 ///
 /// Common labels: `gen_ai_provider_name`, `gen_ai_request_model`, `gen_ai_response_model`,
@@ -450,7 +459,7 @@ impl ValueCap {
 /// use llm_usage_tower::{Label, MetricsConfig};
 ///
 /// let metrics = MetricsConfig::otel()
-///     .label(Label::header("user_type", http::HeaderName::from_static("user-type")))
+///     .label(Label::header("user_type", "user-type"))
 ///     .model_allow_list(["gpt-4o", "claude-sonnet-4"])
 ///     .max_models(50)
 ///     .time_per_output_token_histogram(None::<&'static str>);
@@ -462,6 +471,7 @@ pub struct MetricsConfig {
     token_counter: TokenMetric,
     requests: Option<SharedString>,
     request_duration: Option<SharedString>,
+    time_to_first_byte: Option<SharedString>,
     time_to_first_token: Option<SharedString>,
     time_per_output_token: Option<SharedString>,
     time_unit: TimeUnit,
@@ -478,6 +488,7 @@ impl fmt::Debug for MetricsConfig {
             .field("token_counter", &self.token_counter)
             .field("requests", &self.requests)
             .field("request_duration", &self.request_duration)
+            .field("time_to_first_byte", &self.time_to_first_byte)
             .field("time_to_first_token", &self.time_to_first_token)
             .field("time_per_output_token", &self.time_per_output_token)
             .field("time_unit", &self.time_unit)
@@ -502,10 +513,14 @@ impl MetricsConfig {
     /// [`DEFAULT_MAX_MODELS`] distinct model values.
     pub fn otel() -> Self {
         MetricsConfig {
-            token_histogram: TokenMetric::labelled("gen_ai_client_token_usage", "gen_ai_token_type"),
+            token_histogram: TokenMetric::labelled(
+                "gen_ai_client_token_usage",
+                "gen_ai_token_type",
+            ),
             token_counter: TokenMetric::labelled("llm_usage_tokens_total", "gen_ai_token_type"),
             requests: Some("llm_usage_requests_total".into()),
             request_duration: Some("gen_ai_server_request_duration".into()),
+            time_to_first_byte: Some("llm_usage_time_to_first_byte".into()),
             time_to_first_token: Some("gen_ai_server_time_to_first_token".into()),
             time_per_output_token: Some("gen_ai_server_time_per_output_token".into()),
             time_unit: TimeUnit::Seconds,
@@ -523,10 +538,11 @@ impl MetricsConfig {
 
     /// The names of the `llm-usage-wasm` filter's `asm` profile (Alibaba Cloud Service Mesh):
     /// counters `asm_llm_proxy_prompt_tokens`, `asm_llm_proxy_completion_tokens`,
-    /// `asm_llm_proxy_cached_tokens`, `asm_llm_proxy_reasoning_tokens`,
-    /// `asm_llm_proxy_requests`, and histograms `asm_llm_proxy_request_duration`,
-    /// `asm_llm_proxy_time_to_first_token`, `asm_llm_proxy_time_per_output_token` in
-    /// milliseconds, labelled `llmproxy_source_workload`, `llmproxy_source_workload_namespace`
+    /// `asm_llm_proxy_cached_tokens`, `asm_llm_proxy_cache_creation_tokens`,
+    /// `asm_llm_proxy_reasoning_tokens`, `asm_llm_proxy_requests`, and histograms (in
+    /// milliseconds) `asm_llm_proxy_request_duration_ms`, `asm_llm_proxy_time_to_first_byte_ms`,
+    /// `asm_llm_proxy_time_to_first_token_ms`, `asm_llm_proxy_time_per_output_token_ms`,
+    /// labelled `llmproxy_source_workload`, `llmproxy_source_workload_namespace`
     /// (the two values given), `llmproxy_destination_service` (the request authority) and
     /// `llmproxy_model`.
     ///
@@ -541,13 +557,14 @@ impl MetricsConfig {
                 input: Some("asm_llm_proxy_prompt_tokens".into()),
                 output: Some("asm_llm_proxy_completion_tokens".into()),
                 input_cache_read: Some("asm_llm_proxy_cached_tokens".into()),
-                input_cache_write: None,
+                input_cache_write: Some("asm_llm_proxy_cache_creation_tokens".into()),
                 reasoning: Some("asm_llm_proxy_reasoning_tokens".into()),
             },
             requests: Some("asm_llm_proxy_requests".into()),
-            request_duration: Some("asm_llm_proxy_request_duration".into()),
-            time_to_first_token: Some("asm_llm_proxy_time_to_first_token".into()),
-            time_per_output_token: Some("asm_llm_proxy_time_per_output_token".into()),
+            request_duration: Some("asm_llm_proxy_request_duration_ms".into()),
+            time_to_first_byte: Some("asm_llm_proxy_time_to_first_byte_ms".into()),
+            time_to_first_token: Some("asm_llm_proxy_time_to_first_token_ms".into()),
+            time_per_output_token: Some("asm_llm_proxy_time_per_output_token_ms".into()),
             time_unit: TimeUnit::Milliseconds,
             labels: vec![
                 Label::constant("llmproxy_source_workload", source_workload),
@@ -583,6 +600,12 @@ impl MetricsConfig {
     }
     /// Names (or switches off) the time-to-first-byte histogram (time from the call to the first
     /// non-empty response body frame).
+    pub fn time_to_first_byte_histogram(mut self, name: Option<impl Into<SharedString>>) -> Self {
+        self.time_to_first_byte = name.map(Into::into);
+        self
+    }
+    /// Names (or switches off) the time-to-first-token histogram (time from the call to the
+    /// first complete response event).
     pub fn time_to_first_token_histogram(mut self, name: Option<impl Into<SharedString>>) -> Self {
         self.time_to_first_token = name.map(Into::into);
         self
@@ -646,6 +669,7 @@ impl MetricsConfig {
         for n in [
             &self.requests,
             &self.request_duration,
+            &self.time_to_first_byte,
             &self.time_to_first_token,
             &self.time_per_output_token,
         ]
@@ -675,6 +699,9 @@ impl MetricsConfig {
         if let Some(n) = &self.request_duration {
             v.push((n.to_string(), time(REQUEST_DURATION_BUCKETS)));
         }
+        if let Some(n) = &self.time_to_first_byte {
+            v.push((n.to_string(), time(TIME_TO_FIRST_TOKEN_BUCKETS)));
+        }
         if let Some(n) = &self.time_to_first_token {
             v.push((n.to_string(), time(TIME_TO_FIRST_TOKEN_BUCKETS)));
         }
@@ -702,11 +729,18 @@ impl MetricsConfig {
         if let Some(n) = &self.request_duration {
             metrics::describe_histogram!(n.clone(), unit, "LLM exchange duration.");
         }
-        if let Some(n) = &self.time_to_first_token {
+        if let Some(n) = &self.time_to_first_byte {
             metrics::describe_histogram!(
                 n.clone(),
                 unit,
                 "Time to the first byte of the response body."
+            );
+        }
+        if let Some(n) = &self.time_to_first_token {
+            metrics::describe_histogram!(
+                n.clone(),
+                unit,
+                "Time to the first complete response event."
             );
         }
         if let Some(n) = &self.time_per_output_token {
@@ -804,7 +838,10 @@ impl MetricsConfig {
         if let Some(n) = &self.request_duration {
             metrics::histogram!(n.clone(), base.iter()).record(self.time_unit.of(ev.duration));
         }
-        if let (Some(n), Some(t)) = (&self.time_to_first_token, ev.time_to_first_byte) {
+        if let (Some(n), Some(t)) = (&self.time_to_first_byte, ev.time_to_first_byte) {
+            metrics::histogram!(n.clone(), base.iter()).record(self.time_unit.of(t));
+        }
+        if let (Some(n), Some(t)) = (&self.time_to_first_token, ev.time_to_first_token) {
             metrics::histogram!(n.clone(), base.iter()).record(self.time_unit.of(t));
         }
         if let (Some(n), Some(t)) = (&self.time_per_output_token, ev.time_per_output_token()) {
@@ -861,9 +898,11 @@ mod tests {
     #[test]
     fn profiles_name_their_metrics() {
         let o = MetricsConfig::otel();
-        assert!(o.metric_names().contains(&"gen_ai_client_token_usage".to_string()));
+        assert!(o
+            .metric_names()
+            .contains(&"gen_ai_client_token_usage".to_string()));
         let b = o.histogram_buckets();
-        assert_eq!(b.len(), 4);
+        assert_eq!(b.len(), 5);
         let a = MetricsConfig::asm("w", "ns");
         let names = a.metric_names();
         assert!(names.contains(&"asm_llm_proxy_completion_tokens".to_string()));
@@ -871,7 +910,7 @@ mod tests {
         let ttft = a
             .histogram_buckets()
             .into_iter()
-            .find(|(n, _)| n == "asm_llm_proxy_time_to_first_token")
+            .find(|(n, _)| n == "asm_llm_proxy_time_to_first_token_ms")
             .unwrap();
         assert_eq!(ttft.1[0], 1.0);
     }

@@ -31,6 +31,7 @@ struct State {
     gap: bool,
     status: Option<StatusCode>,
     ttfb: Option<Duration>,
+    ttft: Option<Duration>,
     request_bytes: u64,
     response_bytes: u64,
 }
@@ -81,6 +82,7 @@ impl Shared {
                 gap: false,
                 status: None,
                 ttfb: None,
+                ttft: None,
                 request_bytes: 0,
                 response_bytes: 0,
             }),
@@ -119,7 +121,8 @@ impl Shared {
             return;
         }
         st.status = Some(status);
-        st.exchange.on_response_head(status.as_u16(), headers.iter());
+        st.exchange
+            .on_response_head(status.as_u16(), headers.iter());
     }
 
     pub(crate) fn response_data(&self, data: &impl Buf) {
@@ -139,6 +142,9 @@ impl Shared {
         if !each_chunk(data, |c| st.exchange.on_response_body(c)) {
             st.gap = true;
         }
+        if st.ttft.is_none() && st.exchange.response_events() > 0 {
+            st.ttft = Some(self.start.elapsed());
+        }
     }
 
     /// Emits the record, once: later calls do nothing.
@@ -151,6 +157,9 @@ impl Shared {
             st.emitted = true;
             if outcome == Outcome::Complete {
                 st.exchange.on_response_end();
+                if st.ttft.is_none() && st.exchange.response_events() > 0 {
+                    st.ttft = Some(self.start.elapsed());
+                }
             }
             let mut record = st.exchange.finish();
             if st.gap {
@@ -164,6 +173,7 @@ impl Shared {
                 status: st.status,
                 duration: self.start.elapsed(),
                 time_to_first_byte: st.ttfb,
+                time_to_first_token: st.ttft,
                 request_body_bytes: st.request_bytes,
                 response_body_bytes: st.response_bytes,
                 labels: Vec::new(),

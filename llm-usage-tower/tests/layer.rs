@@ -17,7 +17,10 @@ use llm_usage_tower::{
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tower::{Layer, Service, ServiceExt};
 
-fn prometheus() -> (metrics_exporter_prometheus::PrometheusRecorder, PrometheusHandle) {
+fn prometheus() -> (
+    metrics_exporter_prometheus::PrometheusRecorder,
+    PrometheusHandle,
+) {
     let rec = PrometheusBuilder::new().build_recorder();
     let handle = rec.handle();
     (rec, handle)
@@ -106,8 +109,14 @@ async fn openai_stream_passes_unchanged_and_records_once() {
         v.push(("gen_ai_token_type", t));
         v
     };
-    assert_eq!(prom_sum(&text, "llm_usage_tokens_total", &with("input")), Some(16.0));
-    assert_eq!(prom_sum(&text, "llm_usage_tokens_total", &with("output")), Some(6.0));
+    assert_eq!(
+        prom_sum(&text, "llm_usage_tokens_total", &with("input")),
+        Some(16.0)
+    );
+    assert_eq!(
+        prom_sum(&text, "llm_usage_tokens_total", &with("output")),
+        Some(6.0)
+    );
     assert_eq!(
         prom_sum(&text, "gen_ai_client_token_usage_sum", &with("output")),
         Some(6.0)
@@ -211,7 +220,9 @@ async fn body_error_passes_through_and_is_recorded() {
         ))]
     }));
     let res = svc.oneshot(fixture_request(&fx)).await.unwrap();
-    let e = res.into_body().collect().await.err().expect("error passes through");
+    let Err(e) = res.into_body().collect().await else {
+        panic!("the body error must pass through")
+    };
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
     let evs = events.all();
     assert_eq!(evs.len(), 1);
@@ -219,7 +230,11 @@ async fn body_error_passes_through_and_is_recorded() {
     assert!(!evs[0].record.complete);
     assert_eq!(evs[0].record.output_tokens, Some(31));
     assert_eq!(
-        prom_sum(&handle.render(), "llm_usage_requests_total", &[("outcome", "body_error")]),
+        prom_sum(
+            &handle.render(),
+            "llm_usage_requests_total",
+            &[("outcome", "body_error")]
+        ),
         Some(1.0)
     );
 }
@@ -235,7 +250,9 @@ async fn service_error_and_cancelled_future_are_recorded() {
         Err::<Response<Full<Bytes>>, _>(std::io::Error::other("no upstream"))
     });
     let req = Request::post("/v1/chat/completions")
-        .body(Full::new(Bytes::from_static(br#"{"model":"gpt-4o","messages":[]}"#)))
+        .body(Full::new(Bytes::from_static(
+            br#"{"model":"gpt-4o","messages":[]}"#,
+        )))
         .unwrap();
     let err = layer.layer(failing).oneshot(req).await.unwrap_err();
     assert_eq!(err.to_string(), "no upstream");
@@ -308,13 +325,24 @@ async fn filter_skips_unobserved_requests() {
     ));
     let res = svc
         .clone()
-        .oneshot(Request::get("/healthz").body(Full::new(Bytes::from("ok"))).unwrap())
+        .oneshot(
+            Request::get("/healthz")
+                .body(Full::new(Bytes::from("ok")))
+                .unwrap(),
+        )
         .await
         .unwrap();
-    assert_eq!(&res.into_body().collect().await.unwrap().to_bytes()[..], b"ok");
+    assert_eq!(
+        &res.into_body().collect().await.unwrap().to_bytes()[..],
+        b"ok"
+    );
     assert_eq!(events.len(), 0);
     let res = svc
-        .oneshot(Request::post("/v1/x").body(Full::new(Bytes::from("{}"))).unwrap())
+        .oneshot(
+            Request::post("/v1/x")
+                .body(Full::new(Bytes::from("{}")))
+                .unwrap(),
+        )
         .await
         .unwrap();
     let _ = res.into_body().collect().await.unwrap();
@@ -343,11 +371,14 @@ fn echo_model_service() -> impl Service<
     })
 }
 
-async fn call_model(svc: &mut impl Service<
+async fn call_model(
+    svc: &mut impl Service<
         Request<Full<Bytes>>,
         Response = Response<llm_usage_tower::ResponseBody<Full<Bytes>>>,
         Error = Infallible,
-    >, model: &str) {
+    >,
+    model: &str,
+) {
     let req = Request::post("/v1/chat/completions")
         .header("host", "llm.internal:8000")
         .header("user-type", "subscriber")
@@ -402,7 +433,10 @@ async fn asm_profile_uses_envoy_style_names_and_labels() {
         "{text}"
     );
     let lbl = [("llmproxy_model", "qwen-turbo")];
-    assert_eq!(prom_sum(&text, "asm_llm_proxy_completion_tokens", &lbl), Some(6.0));
+    assert_eq!(
+        prom_sum(&text, "asm_llm_proxy_completion_tokens", &lbl),
+        Some(6.0)
+    );
     assert_eq!(prom_sum(&text, "asm_llm_proxy_requests", &lbl), Some(2.0));
     assert!(!text.contains("gen_ai_"), "{text}");
 }
@@ -426,10 +460,7 @@ async fn custom_names_header_and_extension_labels() {
                 .token_counter(TokenMetric::labelled("tokens", "kind"))
                 .token_histogram(TokenMetric::Off)
                 .requests_counter(Some("calls"))
-                .label(Label::header(
-                    "user_type",
-                    http::HeaderName::from_static("user-type"),
-                ))
+                .label(Label::header("user_type", "user-type"))
                 .label(Label::extension::<Tenant>("tenant")),
         );
     let svc = layer.layer(echo_model_service());
