@@ -1,1 +1,228 @@
-fn main() {}
+//! `llm-usage`: turn captured LLM API exchanges into usage records.
+//!
+//! ```text
+//! llm-usage scan [--method M] [--path PATH_AND_QUERY] [--request FILE]
+//!                [--request-header 'Name: value']... [--status N]
+//!                [--header 'Name: value']... [--provider NAME] [--pretty]
+//!                [RESPONSE_FILE|-]
+//! llm-usage demo
+//! ```
+//!
+//! All parsing lives in `llm-usage-core`; this binary only reads files and prints.
+
+use llm_usage_core::{Exchange, Options, Provider, UsageRecord};
+use std::io::{self, Read, Write};
+use std::process::ExitCode;
+
+mod demo;
+
+const USAGE: &str = "\
+llm-usage: token usage from captured LLM API traffic
+
+USAGE:
+    llm-usage scan [OPTIONS] [RESPONSE_FILE|-]
+    llm-usage demo
+    llm-usage help
+
+scan reads one exchange (the response body from RESPONSE_FILE, or stdin when it is
+absent or '-') and prints its usage record as one JSON object.
+
+SCAN OPTIONS:
+    --method METHOD             request method (default POST)
+    --path PATH_AND_QUERY       request path and query, e.g. /v1/chat/completions
+    --request FILE              request body file
+    --request-header 'N: v'     a request header (repeatable)
+    --status N                  response status (default 200)
+    --header 'N: v'             a response header (repeatable), e.g. 'content-type: text/event-stream'
+    --provider NAME             force a provider: openai, azure, anthropic, gemini, vertex,
+                                bedrock, dashscope, ollama, cohere, mistral, deepseek
+    --pretty                    indent the JSON
+
+demo replays bundled exchanges (no network, no API key) and prints each record and the
+token totals per model.
+";
+
+/// A usage error: printed with the usage hint, exit code 2.
+struct UsageError(String);
+
+struct ScanArgs {
+    method: String,
+    path: String,
+    request: Option<String>,
+    request_headers: Vec<(String, String)>,
+    status: u16,
+    headers: Vec<(String, String)>,
+    provider: Option<Provider>,
+    pretty: bool,
+    response: Option<String>,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), UsageError> {
+    match s.split_once(':') {
+        // `:authority: host` style pseudo-headers keep their leading colon.
+        Some(("", rest)) => match rest.split_once(':') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                Ok((format!(":{}", name.trim()), value.trim().to_owned()))
+            }
+            _ => Err(UsageError(format!(
+                "bad header {s:?}: expected 'Name: value'"
+            ))),
+        },
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_owned(), value.trim().to_owned()))
+        }
+        _ => Err(UsageError(format!(
+            "bad header {s:?}: expected 'Name: value'"
+        ))),
+    }
+}
+
+fn parse_scan(args: &[String]) -> Result<ScanArgs, UsageError> {
+    let mut a = ScanArgs {
+        method: "POST".into(),
+        path: "/".into(),
+        request: None,
+        request_headers: Vec::new(),
+        status: 200,
+        headers: Vec::new(),
+        provider: None,
+        pretty: false,
+        response: None,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| UsageError(format!("{name} needs a value")))
+        };
+        match arg.as_str() {
+            "--method" => a.method = value("--method")?,
+            "--path" => a.path = value("--path")?,
+            "--request" => a.request = Some(value("--request")?),
+            "--request-header" => a
+                .request_headers
+                .push(parse_header(&value("--request-header")?)?),
+            "--header" => a.headers.push(parse_header(&value("--header")?)?),
+            "--status" => {
+                let v = value("--status")?;
+                a.status = v
+                    .parse()
+                    .ok()
+                    .filter(|s| (100..=999).contains(s))
+                    .ok_or_else(|| {
+                        UsageError(format!("bad --status {v:?}: expected an HTTP status code"))
+                    })?;
+            }
+            "--provider" => {
+                let v = value("--provider")?;
+                a.provider = Some(
+                    Provider::from_name(&v)
+                        .ok_or_else(|| UsageError(format!("unknown provider {v:?}")))?,
+                );
+            }
+            "--pretty" => a.pretty = true,
+            "-" => a.response = Some("-".into()),
+            s if s.starts_with('-') => return Err(UsageError(format!("unknown option {s:?}"))),
+            s => {
+                if a.response.is_some() {
+                    return Err(UsageError(format!(
+                        "unexpected argument {s:?}: one response file only"
+                    )));
+                }
+                a.response = Some(s.to_owned());
+            }
+        }
+    }
+    Ok(a)
+}
+
+/// Streams a reader into `f` in fixed chunks: the core never needs a whole body.
+fn stream(mut r: impl Read, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => f(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn open(path: &str, what: &str) -> Result<std::fs::File, UsageError> {
+    std::fs::File::open(path).map_err(|e| UsageError(format!("cannot open {what} {path:?}: {e}")))
+}
+
+fn scan(args: &[String]) -> Result<UsageRecord, UsageError> {
+    let a = parse_scan(args)?;
+    // Open everything first so a missing file is a usage error before any output.
+    let request = a
+        .request
+        .as_deref()
+        .map(|p| open(p, "request file"))
+        .transpose()?;
+    let response = match a.response.as_deref() {
+        None | Some("-") => None,
+        Some(p) => Some(open(p, "response file")?),
+    };
+    let mut options = Options::new();
+    if let Some(p) = a.provider {
+        options = options.provider(p);
+    }
+    let mut ex = Exchange::with_options(options);
+    let io_err = |e: io::Error| UsageError(format!("read error: {e}"));
+    ex.on_request_head(
+        &a.method,
+        &a.path,
+        a.request_headers.iter().map(|(k, v)| (k, v)),
+    );
+    if let Some(f) = request {
+        stream(f, |c| ex.on_request_body(c)).map_err(io_err)?;
+    }
+    ex.on_request_end();
+    ex.on_response_head(a.status, a.headers.iter().map(|(k, v)| (k, v)));
+    match response {
+        Some(f) => stream(f, |c| ex.on_response_body(c)).map_err(io_err)?,
+        None => stream(io::stdin().lock(), |c| ex.on_response_body(c)).map_err(io_err)?,
+    }
+    ex.on_response_end();
+    let record = ex.finish();
+    let json = if a.pretty {
+        serde_json::to_string_pretty(&record)
+    } else {
+        serde_json::to_string(&record)
+    };
+    println!("{}", json.expect("a record always serialises"));
+    Ok(record)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("scan") => scan(&args[1..]).map(|_| ()),
+        Some("demo") if args.len() == 1 => {
+            demo::run(&mut io::stdout().lock()).map_err(|e| UsageError(e.to_string()))
+        }
+        Some("help" | "--help" | "-h") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some("--version" | "-V") => {
+            println!("llm-usage {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some(other) => Err(UsageError(format!("unknown command {other:?}"))),
+        None => Err(UsageError("missing command".into())),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(UsageError(msg)) => {
+            let _ = writeln!(
+                io::stderr(),
+                "llm-usage: {msg}\nRun 'llm-usage help' for usage."
+            );
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The `llm-usage` binary on every fixture, and its usage errors.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const FIELDS: [&str; 12] = [
+    "provider",
+    "model",
+    "request_model",
+    "response_model",
+    "stream",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cached_input_tokens",
+    "cache_creation_input_tokens",
+    "reasoning_tokens",
+    "complete",
+];
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_llm-usage"))
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("case.json").exists())
+        .collect();
+    v.sort();
+    v
+}
+
+fn scan_args(dir: &Path) -> Vec<String> {
+    let case: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
+    let mut args = vec![
+        "scan".to_owned(),
+        "--method".into(),
+        case["method"].as_str().unwrap().into(),
+        "--path".into(),
+        case["path"].as_str().unwrap().into(),
+        "--status".into(),
+        case["response_status"].to_string(),
+    ];
+    if dir.join("request.json").exists() {
+        args.push("--request".into());
+        args.push(dir.join("request.json").to_string_lossy().into_owned());
+    }
+    for (flag, key) in [
+        ("--request-header", "request_headers"),
+        ("--header", "response_headers"),
+    ] {
+        if let Some(m) = case[key].as_object() {
+            for (k, v) in m {
+                args.push(flag.into());
+                args.push(format!("{k}: {}", v.as_str().unwrap()));
+            }
+        }
+    }
+    args
+}
+
+#[test]
+fn every_fixture_through_the_binary() {
+    let all = fixtures();
+    assert!(all.len() >= 49);
+    for dir in all {
+        let mut args = scan_args(&dir);
+        args.push(dir.join("response.bin").to_string_lossy().into_owned());
+        let out = bin().args(&args).output().unwrap();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(
+            text.lines().count(),
+            1,
+            "{name}: one JSON object on one line"
+        );
+        let got: Value = serde_json::from_str(&text).unwrap();
+        let keys: Vec<&str> = got
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut sorted_fields = FIELDS.to_vec();
+        sorted_fields.sort();
+        let mut sorted_keys = keys.clone();
+        sorted_keys.sort();
+        assert_eq!(
+            sorted_keys, sorted_fields,
+            "{name}: exactly the record's fields"
+        );
+        let case: Value =
+            serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
+        for (k, v) in case["expect"].as_object().unwrap() {
+            assert_eq!(&got[k], v, "{name}: {k}");
+        }
+        assert_eq!(
+            got["complete"],
+            Value::Bool(!name.contains("truncated")),
+            "{name}: complete"
+        );
+    }
+}
+
+#[test]
+fn response_from_stdin() {
+    let dir = fixtures()
+        .into_iter()
+        .find(|d| d.ends_with("12-anthropic-messages-stream"))
+        .unwrap();
+    let mut child = bin()
+        .args(scan_args(&dir))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let body = std::fs::read(dir.join("response.bin")).unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&body).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got["output_tokens"], 31);
+    assert_eq!(got["provider"], "anthropic");
+}
+
+#[test]
+fn provider_override() {
+    // An Anthropic stream behind a gateway path nobody could recognise.
+    let dir = fixtures()
+        .into_iter()
+        .find(|d| d.ends_with("12-anthropic-messages-stream"))
+        .unwrap();
+    let body = dir.join("response.bin");
+    let run = |extra: &[&str]| -> Value {
+        let out = bin()
+            .args([
+                "scan",
+                "--path",
+                "/gateway/llm",
+                "--header",
+                "content-type: text/event-stream",
+            ])
+            .args(extra)
+            .arg(&body)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let detected = run(&[]);
+    assert_eq!(detected["provider"], "openai");
+    assert_eq!(detected["input_tokens"], Value::Null);
+    let forced = run(&["--provider", "anthropic"]);
+    assert_eq!(forced["provider"], "anthropic");
+    assert_eq!(forced["input_tokens"], 25);
+    assert_eq!(forced["output_tokens"], 31);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        vec!["scan", "/definitely/not/here.bin"],
+        vec!["scan", "--request", "/nope.json", "-"],
+        vec!["scan", "--status", "abc"],
+        vec!["scan", "--header", "no-colon"],
+        vec!["scan", "--provider", "nonesuch"],
+        vec!["scan", "--bogus"],
+        vec!["scan", "--path"],
+        vec!["frobnicate"],
+        vec![],
+    ] {
+        let out = bin().args(&args).stdin(Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("llm-usage: "), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn demo_prints_records_and_totals() {
+    let out = bin().arg("demo").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let records: Vec<Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(records.len() >= 3);
+    assert!(records.iter().any(|r| r["provider"] == "openai"));
+    assert!(records.iter().any(|r| r["provider"] == "anthropic"));
+    assert!(records.iter().any(|r| r["stream"] == true));
+    assert!(text.contains("Token totals per model:"));
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("gpt-4o-2024-08-06") && l.split_whitespace().nth(5) == Some("22")));
+}
