@@ -1,0 +1,244 @@
+//! Bounded memory: the heap an exchange holds does not grow with the body.
+//!
+//! A counting global allocator tracks live heap bytes; each case feeds a 10 MiB body in
+//! 16 KiB chunks (generated on the fly, so the test itself holds only one chunk) and
+//! asserts that the peak heap during the exchange stays under the bound stated in the
+//! README ("Limits and guarantees"): 4 KiB of heap for plain bodies and 80 KiB with
+//! gzip/deflate (the inflate window), on top of `size_of::<Exchange>()` which is inline.
+
+use llm_usage_core::{encode_event_stream_message, Exchange};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Mutex;
+
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// Tests in this binary run one at a time so the counters mean something.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let now = LIVE.fetch_add(l.size(), SeqCst) + l.size();
+        PEAK.fetch_max(now, SeqCst);
+        // SAFETY: forwarding the caller's layout to the system allocator.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size(), SeqCst);
+        // SAFETY: `p` was allocated by `System` with this layout.
+        unsafe { System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const TEN_MIB: usize = 10 * 1024 * 1024;
+const CHUNK: usize = 16 * 1024;
+const PLAIN_BOUND: usize = 4 * 1024;
+const COMPRESSED_BOUND: usize = 80 * 1024;
+
+/// Feeds `total` bytes produced by `next` (a chunk generator reusing one buffer).
+fn measure(
+    path: &str,
+    content_type: &str,
+    encoding: Option<&str>,
+    mut next: impl FnMut(&mut Vec<u8>) -> bool,
+) -> (usize, llm_usage_core::UsageRecord) {
+    // Allocated before the baseline is read, and large enough never to grow.
+    let mut chunk = Vec::with_capacity(CHUNK * 8);
+    let before = LIVE.load(SeqCst);
+    PEAK.store(before, SeqCst);
+    let mut ex = Exchange::new();
+    ex.on_request_head("POST", path, [("content-type", "application/json")]);
+    ex.on_request_body(br#"{"model":"m","stream":true}"#);
+    let mut headers = vec![("content-type", content_type)];
+    if let Some(e) = encoding {
+        headers.push(("content-encoding", e));
+    }
+    ex.on_response_head(200, headers);
+    loop {
+        chunk.clear();
+        let more = next(&mut chunk);
+        ex.on_response_body(&chunk);
+        if !more {
+            break;
+        }
+    }
+    ex.on_response_end();
+    let r = ex.finish();
+    let peak = PEAK.load(SeqCst) - before;
+    drop(ex);
+    (peak, r)
+}
+
+fn sse_stream() -> impl FnMut(&mut Vec<u8>) -> bool {
+    let mut sent = 0usize;
+    let mut i = 0u64;
+    move |buf| {
+        while buf.len() < CHUNK && sent < TEN_MIB {
+            let ev = format!(
+                "data: {{\"id\":\"c\",\"model\":\"gpt-x\",\"choices\":[{{\"delta\":{{\"content\":\"tok \\\"{i}\\\" \\u00e9\"}}}}],\"usage\":null}}\n\n"
+            );
+            sent += ev.len();
+            buf.extend_from_slice(ev.as_bytes());
+            i += 1;
+        }
+        if sent >= TEN_MIB {
+            buf.extend_from_slice(b"data: {\"model\":\"gpt-x\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":9,\"total_tokens\":16}}\n\ndata: [DONE]\n\n");
+            return false;
+        }
+        true
+    }
+}
+
+#[test]
+fn sse_10_mib() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (peak, r) = measure(
+        "/v1/chat/completions",
+        "text/event-stream",
+        None,
+        sse_stream(),
+    );
+    assert_eq!(
+        (r.input_tokens, r.output_tokens, r.total_tokens),
+        (Some(7), Some(9), Some(16))
+    );
+    assert!(r.complete);
+    assert!(peak <= PLAIN_BOUND, "peak heap {peak} bytes");
+    println!(
+        "sse 10 MiB: peak heap {peak} bytes, Exchange inline {} bytes",
+        std::mem::size_of::<Exchange>()
+    );
+}
+
+#[test]
+fn json_10_mib_content_string() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut state = 0usize;
+    let gen = move |buf: &mut Vec<u8>| {
+        if state == 0 {
+            buf.extend_from_slice(br#"{"model":"gpt-big","choices":[{"message":{"content":""#);
+        }
+        while buf.len() < CHUNK && state < TEN_MIB {
+            buf.extend_from_slice(br#"lorem \"usage\": {\"prompt_tokens\": 999} \\ \u00e9 "#);
+            state += 48;
+        }
+        if state >= TEN_MIB {
+            buf.extend_from_slice(
+                br#""}}],"usage":{"prompt_tokens":11,"completion_tokens":5,"total_tokens":16}}"#,
+            );
+            return false;
+        }
+        state += 1;
+        true
+    };
+    let (peak, r) = measure("/v1/chat/completions", "application/json", None, gen);
+    assert_eq!(r.model.as_deref(), Some("gpt-big"));
+    assert_eq!(r.input_tokens, Some(11));
+    assert!(r.complete);
+    assert!(peak <= PLAIN_BOUND, "peak heap {peak} bytes");
+}
+
+#[test]
+fn gzip_10_mib_stream() {
+    use miniz_oxide::deflate::core::{
+        compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush,
+    };
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Compress the SSE generator's output on the fly into a gzip stream.
+    let mut plain = sse_stream();
+    let mut comp = Box::new(CompressorOxide::new(create_comp_flags_from_zip_params(
+        6, -15, 0,
+    )));
+    let mut crc = crc32fast::Hasher::new();
+    let mut size = 0u32;
+    let mut header_sent = false;
+    let mut done = false;
+    let mut scratch = Vec::with_capacity(CHUNK * 2);
+    let mut out = vec![0u8; 64 * 1024];
+    let gen = move |buf: &mut Vec<u8>| {
+        if !header_sent {
+            buf.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
+            header_sent = true;
+        }
+        if done {
+            return false;
+        }
+        scratch.clear();
+        let more = plain(&mut scratch);
+        crc.update(&scratch);
+        size = size.wrapping_add(scratch.len() as u32);
+        let flush = if more {
+            TDEFLFlush::None
+        } else {
+            TDEFLFlush::Finish
+        };
+        let mut input = &scratch[..];
+        loop {
+            let (_, used, written) = compress(&mut comp, input, &mut out, flush);
+            buf.extend_from_slice(&out[..written]);
+            input = &input[used..];
+            if input.is_empty() && written < out.len() {
+                break;
+            }
+        }
+        if !more {
+            buf.extend_from_slice(&crc.clone().finalize().to_le_bytes());
+            buf.extend_from_slice(&size.to_le_bytes());
+            done = true;
+            return false;
+        }
+        true
+    };
+    let (peak, r) = measure(
+        "/v1/chat/completions",
+        "text/event-stream",
+        Some("gzip"),
+        gen,
+    );
+    assert_eq!(r.total_tokens, Some(16));
+    assert!(r.complete);
+    assert!(peak <= COMPRESSED_BOUND, "peak heap {peak} bytes");
+    println!("gzip sse 10 MiB: peak heap {peak} bytes");
+}
+
+#[test]
+fn event_stream_10_mib() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let delta = encode_event_stream_message(
+        &[
+            (":event-type", "contentBlockDelta"),
+            (":message-type", "event"),
+        ],
+        br#"{"contentBlockIndex":0,"delta":{"text":"hello there, \"friend\""},"p":"abcdefgh"}"#,
+    );
+    let meta = encode_event_stream_message(
+        &[(":event-type", "metadata"), (":message-type", "event")],
+        br#"{"usage":{"inputTokens":3,"outputTokens":4,"totalTokens":7},"metrics":{"latencyMs":1}}"#,
+    );
+    let mut sent = 0usize;
+    let gen = move |buf: &mut Vec<u8>| {
+        while buf.len() < CHUNK && sent < TEN_MIB {
+            buf.extend_from_slice(&delta);
+            sent += delta.len();
+        }
+        if sent >= TEN_MIB {
+            buf.extend_from_slice(&meta);
+            return false;
+        }
+        true
+    };
+    let (peak, r) = measure(
+        "/model/amazon.nova-lite-v1%3A0/converse-stream",
+        "application/vnd.amazon.eventstream",
+        None,
+        gen,
+    );
+    assert_eq!(r.total_tokens, Some(7));
+    assert_eq!(r.model.as_deref(), Some("amazon.nova-lite-v1:0"));
+    assert!(r.complete);
+    assert!(peak <= PLAIN_BOUND, "peak heap {peak} bytes");
+}
