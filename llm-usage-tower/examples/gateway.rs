@@ -36,7 +36,7 @@ use http::{StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use llm_usage_tower::{LlmUsageLayer, MetricsConfig, Provider, UsageEvent};
+use llm_usage_tower::{Label, LlmUsageLayer, MetricsConfig, Provider, UsageEvent};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -352,11 +352,12 @@ struct Args {
     provider: Option<Provider>,
 }
 
+const USAGE: &str =
+    "usage: gateway [--listen ADDR] [--upstream http://HOST:PORT] [--profile otel|asm] [--provider NAME]";
+
 fn usage_exit(msg: &str) -> ! {
     eprintln!("gateway: {msg}");
-    eprintln!(
-        "usage: gateway [--listen ADDR] [--upstream http://HOST:PORT] [--profile otel|asm] [--provider NAME]"
-    );
+    eprintln!("{USAGE}");
     std::process::exit(2)
 }
 
@@ -396,7 +397,10 @@ fn parse_args() -> Args {
                         .unwrap_or_else(|| usage_exit(&format!("unknown provider {v:?}"))),
                 );
             }
-            "-h" | "--help" => usage_exit("help"),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0)
+            }
             other => usage_exit(&format!("unknown argument {other:?}")),
         }
     }
@@ -408,7 +412,14 @@ async fn main() {
     let args = parse_args();
     let metrics = match args.profile.as_str() {
         "otel" => MetricsConfig::otel(),
-        "asm" => MetricsConfig::asm("gateway", "default"),
+        // In a gateway the destination is the upstream, not the Host the client used.
+        "asm" => MetricsConfig::asm("gateway", "default").label(Label::constant(
+            "llmproxy_destination_service",
+            args.upstream
+                .as_ref()
+                .and_then(|u| u.authority())
+                .map_or("mock", |a| a.as_str()),
+        )),
         p => usage_exit(&format!("unknown profile {p:?}")),
     };
     let recorder = prometheus_recorder(&metrics);

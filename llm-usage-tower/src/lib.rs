@@ -50,3 +50,8 @@ pub use crate::metrics::{
     TOKEN_USAGE_BUCKETS, UNKNOWN,
 };
 pub use llm_usage_core::{Provider, UsageRecord};
+
+// The README's code blocks are compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -55,7 +55,10 @@ fn fixture_service(
 }
 
 fn fixture_request(fx: &Fixture) -> Request<Full<Bytes>> {
-    let mut req = Request::post(fx.path())
+    let method = fx.case["method"].as_str().unwrap_or("POST");
+    let mut req = Request::builder()
+        .method(method)
+        .uri(fx.path())
         .header("host", "api.example.test")
         .body(Full::new(Bytes::from(fx.request.clone())))
         .unwrap();
@@ -481,4 +484,50 @@ async fn custom_names_header_and_extension_labels() {
     assert_eq!(prom_sum(&text, "calls", &lbl[..2]), Some(1.0));
     assert!(!text.contains("gen_ai_client_token_usage"));
     assert_eq!(events.all()[0].label("tenant"), Some("acme"));
+}
+
+/// Every fixture of the corpus, streamed through the layer in irregular chunks, gives the
+/// record its `case.json` expects, and its bytes unchanged.
+#[tokio::test]
+async fn every_fixture_gives_its_expected_record_through_the_layer() {
+    let mut names: Vec<String> = std::fs::read_dir(common::fixtures_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("case.json").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 40, "fixtures missing: {names:?}");
+    let mut failures = Vec::new();
+    for name in &names {
+        let fx = Fixture::load(name);
+        let events = Events::default();
+        let layer = LlmUsageLayer::new()
+            .without_metrics()
+            .on_record(events.callback());
+        let res = layer
+            .layer(fixture_service(&fx, Vec::new))
+            .oneshot(fixture_request(&fx))
+            .await
+            .unwrap();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], &fx.response[..], "{name}: body changed");
+        let evs = events.all();
+        assert_eq!(evs.len(), 1, "{name}: one record");
+        let r = &evs[0].record;
+        let got = serde_json::json!({
+            "model": r.model,
+            "input_tokens": r.input_tokens,
+            "output_tokens": r.output_tokens,
+            "total_tokens": r.total_tokens,
+            "cached_input_tokens": r.cached_input_tokens,
+            "cache_creation_input_tokens": r.cache_creation_input_tokens,
+            "reasoning_tokens": r.reasoning_tokens,
+            "stream": r.stream,
+        });
+        if got != fx.case["expect"] {
+            failures.push(format!("{name}: got {got}, want {}", fx.case["expect"]));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
