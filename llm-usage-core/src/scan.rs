@@ -829,3 +829,244 @@ impl<T: 'static> Scanner<T> {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum T {
+        Model,
+        Prompt,
+        Cached,
+        Stream,
+        Blob,
+    }
+
+    static WATCHES: &[Watch<T>] = &[
+        Watch {
+            path: &["model"],
+            target: T::Model,
+        },
+        Watch {
+            path: &["usage", "prompt_tokens"],
+            target: T::Prompt,
+        },
+        Watch {
+            path: &["usage", "details", "cached"],
+            target: T::Cached,
+        },
+        Watch {
+            path: &["stream"],
+            target: T::Stream,
+        },
+        Watch {
+            path: &["blob"],
+            target: T::Blob,
+        },
+    ];
+
+    #[derive(Default, Debug, PartialEq, Eq, Clone)]
+    struct Found {
+        values: Vec<(T, String)>,
+        docs: usize,
+        streamed: Vec<u8>,
+    }
+
+    impl Sink<T> for Found {
+        fn value(&mut self, t: &T, v: Scalar<'_>) {
+            let s = match v {
+                Scalar::Number(n) => format!("n:{}", String::from_utf8_lossy(n)),
+                Scalar::String(s) => format!("s:{}", String::from_utf8_lossy(s)),
+                Scalar::Bool(b) => format!("b:{b}"),
+                Scalar::Null => "null".into(),
+            };
+            self.values.push((*t, s));
+        }
+        fn document_end(&mut self) {
+            self.docs += 1;
+        }
+        fn streams(&self, t: &T) -> bool {
+            *t == T::Blob
+        }
+        fn string_chunk(&mut self, _t: &T, bytes: &[u8]) {
+            self.streamed.extend_from_slice(bytes);
+        }
+    }
+
+    /// Scans `input` whole, split at every byte, and byte by byte; all must agree.
+    fn scan(input: &[u8]) -> (Found, bool, bool) {
+        let run = |cuts: &[usize]| {
+            let mut s = Scanner::new(WATCHES, true, true);
+            let mut f = Found::default();
+            let mut last = 0;
+            for &c in cuts {
+                s.feed(&input[last..c], &mut f);
+                last = c;
+            }
+            s.feed(&input[last..], &mut f);
+            (f, s.at_boundary(), s.failed())
+        };
+        let whole = run(&[]);
+        for at in 0..=input.len() {
+            assert_eq!(
+                run(&[at]),
+                whole,
+                "split at {at} of {:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        let bytes: Vec<usize> = (1..input.len()).collect();
+        assert_eq!(run(&bytes), whole, "byte at a time");
+        whole
+    }
+
+    fn values(input: &str) -> Vec<(T, String)> {
+        scan(input.as_bytes()).0.values
+    }
+
+    #[test]
+    fn finds_watched_paths_only() {
+        let v = values(
+            r#"{"id":"x","model":"gpt-4o","choices":[{"model":"nested"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"details":{"cached":4}},"stream":true}"#,
+        );
+        assert_eq!(
+            v,
+            [
+                (T::Model, "s:gpt-4o".into()),
+                (T::Prompt, "n:12".into()),
+                (T::Cached, "n:4".into()),
+                (T::Stream, "b:true".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn lookalike_text_inside_strings_is_not_a_member() {
+        let v = values(
+            r#"{"content":"{\"usage\":{\"prompt_tokens\":999}}, \u0022model\u0022: \u0022fake\u0022","usage":{"prompt_tokens":7},"x":"\\\"model\\\":1"}"#,
+        );
+        assert_eq!(v, [(T::Prompt, "n:7".into())]);
+    }
+
+    #[test]
+    fn escapes_and_unicode_in_values_and_keys() {
+        // `\u006dodel` is the key "model"; surrogate pairs decode; lone surrogates become U+FFFD.
+        let v = values(r#"{"\u006dodel":"a\"b\\c\/d\n\u00e9\ud83d\ude00\ud800x\udc00"}"#);
+        assert_eq!(v, [(T::Model, "s:a\"b\\c/d\né😀\u{FFFD}x\u{FFFD}".into())]);
+        let v = values("{\"model\":\"caf\u{e9} \u{1F600}\"}");
+        assert_eq!(v, [(T::Model, "s:caf\u{e9} \u{1F600}".into())]);
+    }
+
+    #[test]
+    fn whitespace_everywhere() {
+        let v = values(" \r\n{ \"usage\" :\t{ \"prompt_tokens\" : 5 , \"details\" : { \"cached\" : 0 } } , \"model\" : \"m\" }\n");
+        assert_eq!(
+            v,
+            [
+                (T::Prompt, "n:5".into()),
+                (T::Cached, "n:0".into()),
+                (T::Model, "s:m".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn documents_arrays_and_sequences() {
+        let (f, boundary, failed) = scan(b"[{\"model\":\"a\"},\r\n{\"model\":\"b\"}\n,{}]");
+        assert_eq!(
+            f.values,
+            [(T::Model, "s:a".into()), (T::Model, "s:b".into())]
+        );
+        assert_eq!(f.docs, 3);
+        assert!(boundary && !failed);
+        let (f, _, _) = scan(b"{\"model\":\"a\"}\n{\"model\":\"b\"}\n[]");
+        assert_eq!(f.docs, 2, "an empty root array holds no documents");
+        let (f, boundary, _) = scan(b"{\"model\":\"a\"");
+        assert_eq!(f.docs, 0);
+        assert!(!boundary);
+    }
+
+    #[test]
+    fn single_document_mode_fails_on_trailing_data() {
+        let mut s = Scanner::new(WATCHES, false, false);
+        let mut f = Found::default();
+        s.feed(b"{\"model\":\"a\"} {\"model\":\"b\"}", &mut f);
+        assert!(s.failed());
+        assert_eq!(f.values, [(T::Model, "s:a".into())]);
+        s.reset();
+        s.feed(b"[DONE]", &mut f);
+        assert!(
+            s.at_boundary(),
+            "[DONE] is skipped as a value, not an error"
+        );
+    }
+
+    #[test]
+    fn non_scalar_and_odd_values_at_watched_leaves() {
+        let v = values(
+            r#"{"model":{"name":"x"},"stream":null,"usage":{"prompt_tokens":[1],"details":"no"}}"#,
+        );
+        assert_eq!(v, [(T::Stream, "null".into())]);
+        let v = values(r#"{"usage":{"prompt_tokens":-1.5e3}}"#);
+        assert_eq!(v, [(T::Prompt, "n:-1.5e3".into())]);
+    }
+
+    #[test]
+    fn syntax_errors_on_live_paths_fail() {
+        for bad in [
+            &b"{\"model\" \"x\"}"[..],
+            b"{\"model\":}",
+            b"{,}",
+            b"{\"usage\":{\"prompt_tokens\":1,,}}",
+            b"}",
+            b"{\"model\":\"\\x\"}",
+        ] {
+            let (_, _, failed) = scan(bad);
+            assert!(failed, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_skipped_with_a_counter() {
+        let mut doc = b"{\"x\":".to_vec();
+        doc.extend(std::iter::repeat_n(b'[', 100_000));
+        doc.extend(std::iter::repeat_n(b']', 100_000));
+        doc.extend_from_slice(b",\"model\":\"deep\"}");
+        let mut s = Scanner::new(WATCHES, false, false);
+        let mut f = Found::default();
+        s.feed(&doc, &mut f);
+        assert_eq!(f.values, [(T::Model, "s:deep".into())]);
+        assert!(s.at_boundary());
+    }
+
+    #[test]
+    fn long_keys_and_values_are_dropped_not_truncated() {
+        let long_key = "k".repeat(KEY_CAP + 1);
+        let long_val = "v".repeat(VALUE_CAP + 1);
+        let doc = format!(
+            "{{\"{long_key}\":1,\"model\":\"{long_val}\",\"usage\":{{\"prompt_tokens\":3}}}}"
+        );
+        let mut s = Scanner::new(WATCHES, false, false);
+        let mut f = Found::default();
+        s.feed(doc.as_bytes(), &mut f);
+        assert_eq!(f.values, [(T::Prompt, "n:3".into())]);
+        let fits = "m".repeat(VALUE_CAP);
+        let v = values(&format!("{{\"model\":\"{fits}\"}}"));
+        assert_eq!(v, [(T::Model, format!("s:{fits}"))]);
+    }
+
+    #[test]
+    fn streamed_strings_are_passed_through_decoded() {
+        let (f, _, _) = scan(br#"{"blob":"ab\/c\u0041","model":"m"}"#);
+        assert_eq!(f.streamed, b"ab/cA");
+        assert_eq!(f.values, [(T::Model, "s:m".into())]);
+    }
+
+    #[test]
+    fn escaped_quote_at_chunk_end_in_skipped_strings() {
+        // Every split is checked by `scan`; this shape puts `\` and `"` at the edges.
+        let v = values(r#"{"a":"x\\","b":"\"","c":["\\\"",{"d":"\\"}],"model":"ok"}"#);
+        assert_eq!(v, [(T::Model, "s:ok".into())]);
+    }
+}
