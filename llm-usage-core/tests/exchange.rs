@@ -1,0 +1,198 @@
+//! Exchange behaviour beyond the fixture corpus: detection fallbacks, limits, encodings.
+
+use llm_usage_core::{Exchange, Options, Provider};
+
+const OPENAI_SSE: &[u8] = b"data: {\"model\":\"gpt-x\",\"choices\":[{\"delta\":{\"content\":\"hi\"}}],\"usage\":null}\n\n\
+data: {\"model\":\"gpt-x\",\"choices\":[],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":2,\"total_tokens\":6}}\n\n\
+data: [DONE]\n\n";
+
+fn openai(headers: &[(&str, &str)], body: &[u8]) -> llm_usage_core::UsageRecord {
+    let mut ex = Exchange::new();
+    ex.on_request_head("POST", "/v1/chat/completions", [("host", "api.openai.com")]);
+    ex.on_request_body(br#"{"model":"gpt-x","stream":true}"#);
+    ex.on_response_head(200, headers.iter().copied());
+    ex.on_response_body(body);
+    ex.on_response_end();
+    ex.finish()
+}
+
+#[test]
+fn framing_is_sniffed_without_content_type() {
+    let r = openai(&[], OPENAI_SSE);
+    assert_eq!(r.total_tokens, Some(6));
+    assert!(r.complete);
+    let r = openai(
+        &[],
+        b"\n\n{\"model\":\"gpt-x\",\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}",
+    );
+    assert_eq!(
+        r.total_tokens,
+        Some(2),
+        "total = input + output without a provider total"
+    );
+}
+
+#[test]
+fn undecodable_encoding_gives_unknown_not_garbage() {
+    let r = openai(
+        &[
+            ("content-type", "text/event-stream"),
+            ("content-encoding", "br"),
+        ],
+        OPENAI_SSE,
+    );
+    assert_eq!(r.input_tokens, None);
+    assert_eq!(
+        r.model.as_deref(),
+        Some("gpt-x"),
+        "the request model still counts"
+    );
+    assert!(!r.complete);
+}
+
+#[test]
+fn error_status_ignores_usage_looking_bodies() {
+    let mut ex = Exchange::new();
+    ex.on_request_head("POST", "/v1/chat/completions", [("a", "b")]);
+    ex.on_request_body(br#"{"model":"gpt-x","stream":true}"#);
+    ex.on_response_head(503, [("content-type", "application/json")]);
+    ex.on_response_body(br#"{"model":"other","usage":{"prompt_tokens":5}}"#);
+    ex.on_response_end();
+    let r = ex.finish();
+    assert_eq!(
+        (r.model.as_deref(), r.input_tokens, r.stream),
+        (Some("gpt-x"), None, Some(true))
+    );
+    assert!(r.complete);
+}
+
+#[test]
+fn inspection_limit_marks_the_record_incomplete() {
+    let mut ex = Exchange::with_options(Options::new().max_body_bytes(100));
+    ex.on_request_head("POST", "/v1/chat/completions", [("a", "b")]);
+    ex.on_response_head(200, [("content-type", "text/event-stream")]);
+    ex.on_response_body(OPENAI_SSE);
+    ex.on_response_end();
+    let r = ex.finish();
+    assert_eq!(r.input_tokens, None, "the usage chunk is past the limit");
+    assert!(!r.complete);
+}
+
+#[test]
+fn provider_override_keeps_the_api_from_the_path() {
+    let mut ex = Exchange::with_options(Options::new().provider(Provider::Bedrock));
+    ex.on_request_head("POST", "/proxy/model/my-model/converse", [("a", "b")]);
+    ex.on_response_head(200, [("content-type", "application/json")]);
+    ex.on_response_body(br#"{"usage":{"inputTokens":3,"outputTokens":4,"totalTokens":7}}"#);
+    ex.on_response_end();
+    let r = ex.finish();
+    assert_eq!(r.provider, Some(Provider::Bedrock));
+    assert_eq!(ex.dialect(), "bedrock-converse");
+    assert_eq!(
+        (r.model.as_deref(), r.total_tokens),
+        (Some("my-model"), Some(7))
+    );
+}
+
+#[test]
+fn provider_from_host_for_openai_compatible_servers() {
+    for (host, p) in [
+        ("api.mistral.ai", Provider::Mistral),
+        ("api.deepseek.com", Provider::DeepSeek),
+        ("dashscope.aliyuncs.com", Provider::DashScope),
+        ("my-res.openai.azure.com", Provider::AzureOpenAi),
+        ("vllm.internal:8000", Provider::OpenAi),
+    ] {
+        let mut ex = Exchange::new();
+        ex.on_request_head("POST", "/v1/chat/completions", [(":authority", host)]);
+        assert_eq!(ex.provider(), Some(p), "{host}");
+    }
+}
+
+#[test]
+fn values_are_known_as_soon_as_their_event_completes() {
+    let mut ex = Exchange::new();
+    ex.on_request_head("POST", "/v1/chat/completions", [("a", "b")]);
+    ex.on_request_body(br#"{"messages":[],"model":"gpt-x"}"#);
+    assert_eq!(ex.request_model(), Some("gpt-x"));
+    ex.on_response_head(200, [("content-type", "text/event-stream")]);
+    let (first, rest) = OPENAI_SSE.split_at(OPENAI_SSE.len() - b"data: [DONE]\n\n".len());
+    ex.on_response_body(first);
+    assert_eq!(ex.response_events(), 2);
+    let partial = ex.record();
+    assert_eq!(partial.total_tokens, Some(6));
+    assert!(!partial.complete, "no end of stream yet");
+    ex.on_response_body(rest);
+    ex.on_response_end();
+    assert!(ex.finish().complete);
+}
+
+#[test]
+fn gzip_request_bodies_are_decoded() {
+    let body = br#"{"model":"gpt-zip","stream":false}"#;
+    let mut gz = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+    gz.extend(miniz_oxide::deflate::compress_to_vec(body, 6));
+    gz.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
+    gz.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    let mut ex = Exchange::new();
+    ex.on_request_head(
+        "POST",
+        "/v1/chat/completions",
+        [("Content-Encoding", "gzip")],
+    );
+    for c in gz.chunks(3) {
+        ex.on_request_body(c);
+    }
+    assert_eq!(ex.request_model(), Some("gpt-zip"));
+}
+
+#[test]
+fn nothing_seen_gives_an_empty_partial_record() {
+    let mut ex = Exchange::new();
+    let r = ex.finish();
+    assert_eq!(r.provider, None);
+    assert_eq!(r.model, None);
+    assert_eq!(r.stream, None);
+    assert!(!r.complete);
+}
+
+#[test]
+fn binary_garbage_never_panics() {
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    let mut junk = vec![0u8; 64 * 1024];
+    for b in junk.iter_mut() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        *b = seed as u8;
+    }
+    for path in [
+        "/v1/chat/completions",
+        "/v1/messages",
+        "/model/x/converse-stream",
+        "/model/x/invoke-with-response-stream",
+        "/api/chat",
+        "/v1beta/models/g:streamGenerateContent",
+    ] {
+        for ct in [
+            "text/event-stream",
+            "application/json",
+            "application/vnd.amazon.eventstream",
+            "application/x-ndjson",
+            "",
+        ] {
+            for enc in ["", "gzip", "deflate"] {
+                let mut ex = Exchange::new();
+                ex.on_request_head("POST", path, [("a", "b")]);
+                ex.on_request_body(&junk[..1000]);
+                ex.on_response_head(200, [("content-type", ct), ("content-encoding", enc)]);
+                for c in junk.chunks(777) {
+                    ex.on_response_body(c);
+                }
+                ex.on_response_end();
+                let r = ex.finish();
+                assert_eq!(r.input_tokens, None, "{path} {ct} {enc}");
+            }
+        }
+    }
+}
