@@ -1,6 +1,7 @@
 //! The per-exchange state shared by the request body, the response future and the response body.
 
 use std::io::IoSlice;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,8 @@ pub(crate) struct Shared {
 }
 
 struct State {
-    exchange: Exchange,
+    /// `None` once the parser panicked: observation stops, traffic goes on.
+    exchange: Option<Exchange>,
     emitted: bool,
     request_ended: bool,
     /// Bytes were passed that the core could not be shown (a non-contiguous `Buf` with more
@@ -34,6 +36,27 @@ struct State {
     ttft: Option<Duration>,
     request_bytes: u64,
     response_bytes: u64,
+}
+
+impl State {
+    /// Runs `f` on the exchange. A panic in the parser retires the exchange (the record will be
+    /// partial) instead of unwinding into the traffic path.
+    fn feed<T>(&mut self, f: impl FnOnce(&mut Exchange) -> T) -> Option<T> {
+        let ex = self.exchange.as_mut()?;
+        match catch_unwind(AssertUnwindSafe(|| f(ex))) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.exchange = None;
+                None
+            }
+        }
+    }
+
+    fn note_first_event(&mut self, start: Instant) {
+        if self.ttft.is_none() && self.feed(|ex| ex.response_events()).unwrap_or(0) > 0 {
+            self.ttft = Some(start.elapsed());
+        }
+    }
 }
 
 /// Shows every byte of `buf` to `f` without consuming it. Returns `false` if some bytes could
@@ -62,9 +85,13 @@ impl Shared {
         headers: &HeaderMap,
         extensions: &http::Extensions,
     ) -> Arc<Shared> {
-        let mut exchange = Exchange::with_options(config.options.clone());
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        exchange.on_request_head(method.as_str(), path, headers.iter());
+        let exchange = catch_unwind(AssertUnwindSafe(|| {
+            let mut ex = Exchange::with_options(config.options.clone());
+            ex.on_request_head(method.as_str(), path, headers.iter());
+            ex
+        }))
+        .ok();
         let request_values = match &config.metrics {
             Some(m) => m.request_values(uri, headers, extensions),
             None => Vec::new(),
@@ -100,8 +127,7 @@ impl Shared {
             return;
         }
         st.request_bytes += data.remaining() as u64;
-        let st = &mut *st;
-        if !each_chunk(data, |c| st.exchange.on_request_body(c)) {
+        if st.feed(|ex| each_chunk(data, |c| ex.on_request_body(c))) == Some(false) {
             st.gap = true;
         }
     }
@@ -112,7 +138,7 @@ impl Shared {
             return;
         }
         st.request_ended = true;
-        st.exchange.on_request_end();
+        st.feed(|ex| ex.on_request_end());
     }
 
     pub(crate) fn response_head(&self, status: StatusCode, headers: &HeaderMap) {
@@ -121,8 +147,7 @@ impl Shared {
             return;
         }
         st.status = Some(status);
-        st.exchange
-            .on_response_head(status.as_u16(), headers.iter());
+        st.feed(|ex| ex.on_response_head(status.as_u16(), headers.iter()));
     }
 
     pub(crate) fn response_data(&self, data: &impl Buf) {
@@ -138,13 +163,10 @@ impl Shared {
             st.ttfb = Some(self.start.elapsed());
         }
         st.response_bytes += n as u64;
-        let st = &mut *st;
-        if !each_chunk(data, |c| st.exchange.on_response_body(c)) {
+        if st.feed(|ex| each_chunk(data, |c| ex.on_response_body(c))) == Some(false) {
             st.gap = true;
         }
-        if st.ttft.is_none() && st.exchange.response_events() > 0 {
-            st.ttft = Some(self.start.elapsed());
-        }
+        st.note_first_event(self.start);
     }
 
     /// Emits the record, once: later calls do nothing.
@@ -156,13 +178,11 @@ impl Shared {
             }
             st.emitted = true;
             if outcome == Outcome::Complete {
-                st.exchange.on_response_end();
-                if st.ttft.is_none() && st.exchange.response_events() > 0 {
-                    st.ttft = Some(self.start.elapsed());
-                }
+                st.feed(|ex| ex.on_response_end());
+                st.note_first_event(self.start);
             }
-            let mut record = st.exchange.finish();
-            if st.gap {
+            let mut record = st.feed(|ex| ex.finish()).unwrap_or_default();
+            if st.gap || st.exchange.is_none() {
                 record.complete = false;
             }
             UsageEvent {
