@@ -1,0 +1,181 @@
+//! What the host knows about one VM: contexts, streams, properties, logs and stats.
+
+use std::collections::BTreeMap;
+
+use crate::stats::Stats;
+
+/// A header map as the host keeps it: lower-case names, in insertion order.
+pub type HeaderMap = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Which top-level paths the node properties are served under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodePaths {
+    /// `xds.node.*` and `xds.cluster_name` only (Envoy ≥ 1.33).
+    Xds,
+    /// `node.*` and `cluster_name` only (older Envoy).
+    Legacy,
+    /// Both.
+    Both,
+}
+
+/// One line the filter logged (through `proxy_log` or WASI `fd_write`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Proxy-wasm log level (0 trace … 5 critical).
+    pub level: u32,
+    /// The context the call was made in.
+    pub context_id: u32,
+    /// The message.
+    pub message: String,
+}
+
+/// The action a callback returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// 0: go on.
+    Continue,
+    /// 1: stop (headers: StopAllIterationAndWatermark; body: StopIterationAndBuffer).
+    Pause,
+    /// The callback is not exported or returned nothing.
+    None,
+    /// Any other value (Envoy maps unknown values to Continue for headers and data).
+    Other(i64),
+}
+
+impl Action {
+    pub(crate) fn from_ret(ret: Option<i64>) -> Action {
+        match ret {
+            Some(0) => Action::Continue,
+            Some(1) => Action::Pause,
+            Some(v) => Action::Other(v),
+            None => Action::None,
+        }
+    }
+}
+
+/// The host-side state of one HTTP stream.
+#[derive(Debug, Default, Clone)]
+pub struct StreamState {
+    /// Whether `proxy_on_context_create` has run for it.
+    pub created: bool,
+    /// Request headers, once delivered.
+    pub request_headers: Option<HeaderMap>,
+    /// Request trailers, once delivered.
+    pub request_trailers: Option<HeaderMap>,
+    /// Response headers, once delivered.
+    pub response_headers: Option<HeaderMap>,
+    /// Response trailers, once delivered.
+    pub response_trailers: Option<HeaderMap>,
+    /// The request body buffer the filter sees now.
+    pub request_body: Vec<u8>,
+    /// The response body buffer the filter sees now.
+    pub response_body: Vec<u8>,
+    /// Whether the last request body call paused (so Envoy buffers).
+    pub request_buffering: bool,
+    /// Whether the last response body call paused.
+    pub response_buffering: bool,
+    /// Request bytes passed on upstream.
+    pub forwarded_request: Vec<u8>,
+    /// Response bytes passed on downstream.
+    pub forwarded_response: Vec<u8>,
+    /// Filter state set through `proxy_set_property`, by Envoy key (`wasm.<path>`).
+    pub filter_state: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Every callback and the action it returned, in order.
+    pub callbacks: Vec<(&'static str, Action)>,
+    /// Whether the filter modified a header map or body buffer.
+    pub modified: bool,
+    /// Whether Envoy is in the access-log phase (`on_log`) for this stream.
+    pub access_log_phase: bool,
+    /// The stream was stopped by a paused end-of-stream call and never continued.
+    pub stalled: bool,
+    /// A local response the filter asked for (status, body).
+    pub local_response: Option<(u32, Vec<u8>)>,
+    /// Whether `on_done`/`on_delete` ran.
+    pub destroyed: bool,
+}
+
+/// Everything the host functions read and write, kept in the engine's store.
+#[derive(Debug)]
+pub struct HostState {
+    /// The VM configuration (`vm_config.configuration`).
+    pub vm_config: Vec<u8>,
+    /// The plugin configuration (`configuration`).
+    pub plugin_config: Vec<u8>,
+    /// Whether `on_configure` is running (the only time Envoy exposes the plugin config).
+    pub in_configure: bool,
+    /// `plugin_name` property.
+    pub plugin_name: String,
+    /// `plugin_root_id` property.
+    pub root_id: String,
+    /// `plugin_vm_id` property.
+    pub vm_id: String,
+    /// Static properties by serialized path (elements joined by NUL).
+    pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The root context id.
+    pub root_context_id: u32,
+    /// The context whose callback is running (0: none).
+    pub current_context: u32,
+    /// Set by `proxy_set_effective_context` for the rest of the callback.
+    pub effective_context: Option<u32>,
+    /// HTTP streams by context id.
+    pub streams: BTreeMap<u32, StreamState>,
+    /// Host clock, nanoseconds since the Unix epoch.
+    pub clock_ns: u64,
+    /// What the host reports as its log level.
+    pub log_level: u32,
+    /// Log lines.
+    pub logs: Vec<LogLine>,
+    /// Stats (Envoy's store for the custom metrics).
+    pub stats: Stats,
+    /// Metric ids handed out by `proxy_define_metric`, to full stat names.
+    pub metric_ids: BTreeMap<u32, String>,
+    /// Number of calls per host function.
+    pub calls: BTreeMap<String, u64>,
+    /// Number of non-Ok statuses returned, per host function.
+    pub refused: BTreeMap<String, u64>,
+    /// The tick period the root asked for.
+    pub tick_period_ms: u32,
+    /// Shared data (key → value, cas).
+    pub shared_data: BTreeMap<Vec<u8>, (Vec<u8>, u32)>,
+    /// Seed for `random_get`.
+    pub random_state: u64,
+}
+
+impl HostState {
+    pub(crate) fn new() -> HostState {
+        HostState {
+            vm_config: Vec::new(),
+            plugin_config: Vec::new(),
+            in_configure: false,
+            plugin_name: "llm-usage".into(),
+            root_id: String::new(),
+            vm_id: String::new(),
+            properties: BTreeMap::new(),
+            root_context_id: 1,
+            current_context: 0,
+            effective_context: None,
+            streams: BTreeMap::new(),
+            clock_ns: 1_767_225_600_000_000_000, // 2026-01-01T00:00:00Z
+            log_level: 2,
+            logs: Vec::new(),
+            stats: Stats::default(),
+            metric_ids: BTreeMap::new(),
+            calls: BTreeMap::new(),
+            refused: BTreeMap::new(),
+            tick_period_ms: 0,
+            shared_data: BTreeMap::new(),
+            random_state: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+
+    /// The context host calls act on.
+    pub(crate) fn context(&self) -> u32 {
+        self.effective_context.unwrap_or(self.current_context)
+    }
+
+    /// The stream host calls act on, if the current context is a stream.
+    pub(crate) fn stream(&mut self) -> Option<&mut StreamState> {
+        let id = self.context();
+        self.streams.get_mut(&id)
+    }
+}

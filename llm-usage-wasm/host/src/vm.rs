@@ -1,0 +1,704 @@
+//! One VM running a proxy-wasm module in wasmi, driven the way Envoy drives a plugin.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use wasmi::{
+    Caller, Engine, ExternType, Func, Instance, Linker, Memory, Module, Store, Val, ValType,
+};
+
+use crate::abi::{self, Guest, Trap, Ty};
+use crate::state::{Action, HeaderMap, HostState, LogLine, NodePaths, StreamState};
+use crate::stats::{Stats, StatsConfig};
+
+/// Why a VM could not be made, or failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostError {
+    /// The module does not compile or instantiate.
+    Load(String),
+    /// The module imports something Envoy does not provide (Envoy refuses such a module).
+    MissingImport(String),
+    /// An import has a different signature than the ABI's.
+    BadSignature(String),
+    /// `proxy_on_vm_start` returned false.
+    VmStartFailed,
+    /// `proxy_on_configure` returned false (Envoy rejects the plugin configuration); the
+    /// messages the module logged.
+    ConfigureFailed(Vec<String>),
+    /// A call into the module trapped; the VM is failed from then on.
+    Trap(String),
+    /// The VM failed earlier (Envoy: requests then pass or fail per the plugin's fail policy).
+    VmFailed(String),
+    /// The stream id is unknown.
+    NoSuchStream(u32),
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::Load(m) => write!(f, "cannot load the module: {m}"),
+            HostError::MissingImport(m) => {
+                write!(f, "the module imports {m}, which Envoy does not provide")
+            }
+            HostError::BadSignature(m) => write!(f, "import {m} has the wrong signature"),
+            HostError::VmStartFailed => f.write_str("proxy_on_vm_start returned false"),
+            HostError::ConfigureFailed(logs) => write!(
+                f,
+                "proxy_on_configure returned false (Envoy rejects this configuration): {}",
+                logs.join("; ")
+            ),
+            HostError::Trap(m) => write!(f, "the VM trapped: {m}"),
+            HostError::VmFailed(m) => write!(f, "the VM failed earlier: {m}"),
+            HostError::NoSuchStream(id) => write!(f, "no stream with context id {id}"),
+        }
+    }
+}
+
+impl std::error::Error for HostError {}
+
+/// How to set up a VM.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// The plugin configuration (`configuration` in the Wasm filter config).
+    pub plugin_config: Vec<u8>,
+    /// The VM configuration (`vm_config.configuration`).
+    pub vm_config: Vec<u8>,
+    /// Node metadata, served as `xds.node.metadata.<key>` and/or `node.metadata.<key>`.
+    pub node_metadata: BTreeMap<String, String>,
+    /// The upstream cluster name (`xds.cluster_name` / `cluster_name`), if any.
+    pub cluster_name: Option<String>,
+    /// Which node property paths exist.
+    pub node_paths: NodePaths,
+    /// `plugin_name`.
+    pub plugin_name: String,
+    /// Extra static properties: serialized path (NUL-joined) → value.
+    pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Default for HostOptions {
+    fn default() -> Self {
+        HostOptions {
+            plugin_config: Vec::new(),
+            vm_config: Vec::new(),
+            node_metadata: BTreeMap::new(),
+            cluster_name: None,
+            node_paths: NodePaths::Xds,
+            plugin_name: "llm-usage".into(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+impl HostOptions {
+    /// Options with this plugin configuration.
+    pub fn with_config(config: impl Into<Vec<u8>>) -> HostOptions {
+        HostOptions {
+            plugin_config: config.into(),
+            ..HostOptions::default()
+        }
+    }
+
+    /// Adds a node metadata entry.
+    pub fn node_metadata(mut self, key: &str, value: &str) -> HostOptions {
+        self.node_metadata.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// A compiled module, ready to start VMs.
+pub struct Host {
+    engine: Engine,
+    module: Module,
+}
+
+impl Host {
+    /// Compiles a module.
+    pub fn new(wasm: &[u8]) -> Result<Host, HostError> {
+        let engine = Engine::default();
+        let module = Module::new(&engine, wasm).map_err(|e| HostError::Load(e.to_string()))?;
+        Ok(Host { engine, module })
+    }
+
+    /// Reads and compiles a module file.
+    pub fn from_file(path: &std::path::Path) -> Result<Host, HostError> {
+        let wasm =
+            std::fs::read(path).map_err(|e| HostError::Load(format!("{}: {e}", path.display())))?;
+        Host::new(&wasm)
+    }
+
+    /// The imports of the module (`module.name`), as the module lists them.
+    pub fn imports(&self) -> Vec<String> {
+        self.module
+            .imports()
+            .map(|i| format!("{}.{}", i.module(), i.name()))
+            .collect()
+    }
+
+    /// Starts a VM: instantiates, runs `_initialize` (then `main` if exported), creates the
+    /// root context, and calls `proxy_on_vm_start` and `proxy_on_configure`.
+    pub fn start(&self, options: HostOptions) -> Result<Vm, HostError> {
+        let mut state = HostState::new();
+        state.vm_config = options.vm_config;
+        state.plugin_config = options.plugin_config;
+        state.plugin_name = options.plugin_name;
+        state.properties = options.properties;
+        for (k, v) in &options.node_metadata {
+            let legacy = format!("node\0metadata\0{k}");
+            if matches!(options.node_paths, NodePaths::Legacy | NodePaths::Both) {
+                state
+                    .properties
+                    .insert(legacy.clone().into_bytes(), v.clone().into_bytes());
+            }
+            if matches!(options.node_paths, NodePaths::Xds | NodePaths::Both) {
+                state.properties.insert(
+                    format!("xds\0{legacy}").into_bytes(),
+                    v.clone().into_bytes(),
+                );
+            }
+        }
+        if let Some(c) = &options.cluster_name {
+            if matches!(options.node_paths, NodePaths::Legacy | NodePaths::Both) {
+                state
+                    .properties
+                    .insert(b"cluster_name".to_vec(), c.clone().into_bytes());
+            }
+            if matches!(options.node_paths, NodePaths::Xds | NodePaths::Both) {
+                state
+                    .properties
+                    .insert(b"xds\0cluster_name".to_vec(), c.clone().into_bytes());
+            }
+        }
+        let mut store = Store::new(&self.engine, state);
+        let mut linker = Linker::<HostState>::new(&self.engine);
+        let mut bound = std::collections::BTreeSet::new();
+        for import in self.module.imports() {
+            let full = format!("{}.{}", import.module(), import.name());
+            let ExternType::Func(ty) = import.ty() else {
+                return Err(HostError::MissingImport(full));
+            };
+            let Some(f) = abi::lookup(import.module(), import.name()) else {
+                return Err(HostError::MissingImport(full));
+            };
+            let want: Vec<ValType> = f
+                .params
+                .iter()
+                .map(|t| match t {
+                    Ty::I32 => ValType::I32,
+                    Ty::I64 => ValType::I64,
+                })
+                .collect();
+            let want_results: &[ValType] = if f.returns { &[ValType::I32] } else { &[] };
+            if ty.params() != want.as_slice() || ty.results() != want_results {
+                return Err(HostError::BadSignature(full));
+            }
+            if !bound.insert(full) {
+                continue;
+            }
+            let handler = f.handler;
+            let name = f.name;
+            linker
+                .func_new(
+                    import.module(),
+                    import.name(),
+                    ty.clone(),
+                    move |mut caller, params, results| {
+                        let args: Vec<u64> = params
+                            .iter()
+                            .map(|v| match v {
+                                Val::I32(x) => *x as u32 as u64,
+                                Val::I64(x) => *x as u64,
+                                _ => 0,
+                            })
+                            .collect();
+                        *caller.data_mut().calls.entry(name.to_string()).or_insert(0) += 1;
+                        let mut guest = WasmiGuest::new(&mut caller);
+                        let ret = handler(&mut guest, &args).map_err(|t| wasmi::Error::new(t.0))?;
+                        if ret != 0 && name.starts_with("proxy_") {
+                            *caller
+                                .data_mut()
+                                .refused
+                                .entry(name.to_string())
+                                .or_insert(0) += 1;
+                        }
+                        if let Some(r) = results.first_mut() {
+                            *r = Val::I32(ret);
+                        }
+                        Ok(())
+                    },
+                )
+                .map_err(|e| HostError::Load(e.to_string()))?;
+        }
+        let instance = linker
+            .instantiate_and_start(&mut store, &self.module)
+            .map_err(|e| HostError::Load(e.to_string()))?;
+        let mut vm = Vm {
+            store,
+            instance,
+            failed: None,
+            next_context: 2,
+            exports: BTreeMap::new(),
+        };
+        if vm.func("proxy_abi_version_0_2_1").is_none()
+            && vm.func("proxy_abi_version_0_2_0").is_none()
+        {
+            return Err(HostError::Load(
+                "the module exports no proxy_abi_version_0_2_x marker".into(),
+            ));
+        }
+        if vm.func("_initialize").is_some() {
+            vm.call("_initialize", &[])?;
+            if vm.func("main").is_some() {
+                vm.call("main", &[0, 0])?;
+            }
+        } else if vm.func("_start").is_some() {
+            vm.call("_start", &[])?;
+        }
+        let root = vm.store.data().root_context_id as i64;
+        vm.call_in(root as u32, "proxy_on_context_create", &[root, 0])?;
+        let vm_len = vm.store.data().vm_config.len() as i64;
+        if vm.call_in(root as u32, "proxy_on_vm_start", &[root, vm_len])? == Some(0) {
+            return Err(HostError::VmStartFailed);
+        }
+        let cfg_len = vm.store.data().plugin_config.len() as i64;
+        vm.store.data_mut().in_configure = true;
+        let configured = vm.call_in(root as u32, "proxy_on_configure", &[root, cfg_len]);
+        vm.store.data_mut().in_configure = false;
+        if configured? == Some(0) {
+            let logs = vm.logs().iter().map(|l| l.message.clone()).collect();
+            return Err(HostError::ConfigureFailed(logs));
+        }
+        Ok(vm)
+    }
+}
+
+struct WasmiGuest<'a, 'b> {
+    caller: &'a mut Caller<'b, HostState>,
+    memory: Option<Memory>,
+}
+
+impl<'a, 'b> WasmiGuest<'a, 'b> {
+    fn new(caller: &'a mut Caller<'b, HostState>) -> Self {
+        let memory = caller.get_export("memory").and_then(|e| e.into_memory());
+        WasmiGuest { caller, memory }
+    }
+}
+
+impl Guest for WasmiGuest<'_, '_> {
+    fn state(&mut self) -> &mut HostState {
+        self.caller.data_mut()
+    }
+
+    fn read(&mut self, ptr: u32, len: u32) -> Option<Vec<u8>> {
+        let mem = self.memory?;
+        let mut buf = vec![0u8; len as usize];
+        mem.read(&*self.caller, ptr as usize, &mut buf).ok()?;
+        Some(buf)
+    }
+
+    fn write(&mut self, ptr: u32, data: &[u8]) -> bool {
+        match self.memory {
+            Some(mem) => mem.write(&mut *self.caller, ptr as usize, data).is_ok(),
+            None => false,
+        }
+    }
+
+    fn alloc(&mut self, size: u32) -> Result<u32, Trap> {
+        let f = self
+            .caller
+            .get_export("malloc")
+            .and_then(|e| e.into_func())
+            .or_else(|| {
+                self.caller
+                    .get_export("proxy_on_memory_allocate")
+                    .and_then(|e| e.into_func())
+            })
+            .ok_or_else(|| Trap("the module exports no allocator".into()))?;
+        let mut out = [Val::I32(0)];
+        f.call(&mut *self.caller, &[Val::I32(size as i32)], &mut out)
+            .map_err(|e| Trap(format!("allocator trapped: {e}")))?;
+        match out[0] {
+            Val::I32(p) => Ok(p as u32),
+            _ => Err(Trap("allocator returned a non-i32".into())),
+        }
+    }
+}
+
+/// A stream's context id.
+pub type StreamId = u32;
+
+/// One running VM (one Envoy worker's instance of the plugin) with its root context.
+pub struct Vm {
+    store: Store<HostState>,
+    instance: Instance,
+    failed: Option<String>,
+    next_context: u32,
+    exports: BTreeMap<String, Option<Func>>,
+}
+
+impl Vm {
+    fn func(&mut self, name: &str) -> Option<Func> {
+        if let Some(f) = self.exports.get(name) {
+            return *f;
+        }
+        let f = self.instance.get_func(&self.store, name);
+        self.exports.insert(name.to_string(), f);
+        f
+    }
+
+    fn call(&mut self, name: &str, args: &[i64]) -> Result<Option<i64>, HostError> {
+        if let Some(why) = &self.failed {
+            return Err(HostError::VmFailed(why.clone()));
+        }
+        let Some(f) = self.func(name) else {
+            return Ok(None);
+        };
+        let ty = f.ty(&self.store);
+        let params: Vec<Val> = ty
+            .params()
+            .iter()
+            .zip(args.iter().chain(std::iter::repeat(&0)))
+            .map(|(t, v)| match t {
+                ValType::I64 => Val::I64(*v),
+                _ => Val::I32(*v as i32),
+            })
+            .collect();
+        let mut results: Vec<Val> = ty.results().iter().map(|_| Val::I32(0)).collect();
+        match f.call(&mut self.store, &params, &mut results) {
+            Ok(()) => Ok(results.first().map(|v| match v {
+                Val::I32(x) => *x as i64,
+                Val::I64(x) => *x,
+                _ => 0,
+            })),
+            Err(e) => {
+                let why = format!("{name}: {e}");
+                self.failed = Some(why.clone());
+                Err(HostError::Trap(why))
+            }
+        }
+    }
+
+    /// Calls a callback with `context` as the current context.
+    fn call_in(
+        &mut self,
+        context: u32,
+        name: &str,
+        args: &[i64],
+    ) -> Result<Option<i64>, HostError> {
+        let st = self.store.data_mut();
+        st.current_context = context;
+        st.effective_context = None;
+        let r = self.call(name, args);
+        let st = self.store.data_mut();
+        st.current_context = 0;
+        st.effective_context = None;
+        r
+    }
+
+    /// The host state (logs, stats, streams).
+    pub fn state(&self) -> &HostState {
+        self.store.data()
+    }
+
+    /// Why the VM failed, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// Advances the host clock.
+    pub fn advance_ms(&mut self, ms: u64) {
+        self.store.data_mut().clock_ns += ms * 1_000_000;
+    }
+
+    /// Log lines so far.
+    pub fn logs(&self) -> &[LogLine] {
+        &self.store.data().logs
+    }
+
+    /// The stats store.
+    pub fn stats(&self) -> &Stats {
+        &self.store.data().stats
+    }
+
+    /// The Prometheus text Envoy would serve for the custom metrics.
+    pub fn prometheus(&self, config: &StatsConfig) -> String {
+        self.store.data().stats.prometheus(config)
+    }
+
+    /// How often a host function was called.
+    pub fn calls(&self, name: &str) -> u64 {
+        self.store.data().calls.get(name).copied().unwrap_or(0)
+    }
+
+    /// A stream's host-side state.
+    pub fn stream(&self, id: StreamId) -> Option<&StreamState> {
+        self.store.data().streams.get(&id)
+    }
+
+    /// A stream's filter state as text (`wasm.<path>` → value).
+    pub fn filter_state(&self, id: StreamId) -> BTreeMap<String, String> {
+        self.stream(id)
+            .map(|s| {
+                s.filter_state
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            String::from_utf8_lossy(k).into_owned(),
+                            String::from_utf8_lossy(v).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Allocates a context id for a new stream; the filter sees it at the request headers.
+    pub fn new_stream(&mut self) -> StreamId {
+        let id = self.next_context;
+        self.next_context += 1;
+        self.store
+            .data_mut()
+            .streams
+            .insert(id, StreamState::default());
+        id
+    }
+
+    fn stream_mut(&mut self, id: StreamId) -> Result<&mut StreamState, HostError> {
+        self.store
+            .data_mut()
+            .streams
+            .get_mut(&id)
+            .ok_or(HostError::NoSuchStream(id))
+    }
+
+    fn ensure_created(&mut self, id: StreamId) -> Result<(), HostError> {
+        if self.stream_mut(id)?.created {
+            return Ok(());
+        }
+        self.stream_mut(id)?.created = true;
+        let root = self.store.data().root_context_id as i64;
+        self.call_in(id, "proxy_on_context_create", &[id as i64, root])?;
+        Ok(())
+    }
+
+    fn record(
+        &mut self,
+        id: StreamId,
+        cb: &'static str,
+        ret: Option<i64>,
+    ) -> Result<Action, HostError> {
+        let a = Action::from_ret(ret);
+        self.stream_mut(id)?.callbacks.push((cb, a));
+        Ok(a)
+    }
+
+    fn to_map(headers: &[(&str, &str)]) -> HeaderMap {
+        headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase().into_bytes(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    /// `decodeHeaders`: creates the context, then `proxy_on_request_headers`.
+    pub fn request_headers(
+        &mut self,
+        id: StreamId,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> Result<Action, HostError> {
+        self.stream_mut(id)?.request_headers = Some(Self::to_map(headers));
+        self.ensure_created(id)?;
+        let n = headers.len() as i64;
+        let r = self.call_in(
+            id,
+            "proxy_on_request_headers",
+            &[id as i64, n, end_of_stream as i64],
+        )?;
+        self.record(id, "on_request_headers", r)
+    }
+
+    /// `decodeData`: one body chunk. After a Pause Envoy buffers, and the next call sees the
+    /// whole buffer; after Continue the chunk goes upstream.
+    pub fn request_body(
+        &mut self,
+        id: StreamId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Action, HostError> {
+        self.body(id, chunk, end_of_stream, true)
+    }
+
+    /// `encodeData`: one response body chunk (see [`Vm::request_body`]).
+    pub fn response_body(
+        &mut self,
+        id: StreamId,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Action, HostError> {
+        self.body(id, chunk, end_of_stream, false)
+    }
+
+    fn body(
+        &mut self,
+        id: StreamId,
+        chunk: &[u8],
+        eos: bool,
+        request: bool,
+    ) -> Result<Action, HostError> {
+        let s = self.stream_mut(id)?;
+        if !s.created {
+            // Envoy skips Wasm callbacks for a context that was never created.
+            if request {
+                s.forwarded_request.extend_from_slice(chunk)
+            } else {
+                s.forwarded_response.extend_from_slice(chunk)
+            }
+            return Ok(Action::None);
+        }
+        let (buf, buffering) = if request {
+            (&mut s.request_body, s.request_buffering)
+        } else {
+            (&mut s.response_body, s.response_buffering)
+        };
+        if !buffering {
+            buf.clear();
+        }
+        buf.extend_from_slice(chunk);
+        let size = buf.len() as i64;
+        let cb = if request {
+            "proxy_on_request_body"
+        } else {
+            "proxy_on_response_body"
+        };
+        let r = self.call_in(id, cb, &[id as i64, size, eos as i64])?;
+        let action = self.record(
+            id,
+            if request {
+                "on_request_body"
+            } else {
+                "on_response_body"
+            },
+            r,
+        )?;
+        let s = self.stream_mut(id)?;
+        let pause = action == Action::Pause;
+        let (buf, buffering, out) = if request {
+            (
+                &mut s.request_body,
+                &mut s.request_buffering,
+                &mut s.forwarded_request,
+            )
+        } else {
+            (
+                &mut s.response_body,
+                &mut s.response_buffering,
+                &mut s.forwarded_response,
+            )
+        };
+        if pause {
+            *buffering = true;
+            if eos {
+                s.stalled = true;
+            }
+        } else {
+            *buffering = false;
+            out.extend_from_slice(buf);
+            buf.clear();
+        }
+        Ok(action)
+    }
+
+    /// `decodeTrailers`.
+    pub fn request_trailers(
+        &mut self,
+        id: StreamId,
+        trailers: &[(&str, &str)],
+    ) -> Result<Action, HostError> {
+        self.stream_mut(id)?.request_trailers = Some(Self::to_map(trailers));
+        if !self.stream_mut(id)?.created {
+            return Ok(Action::None);
+        }
+        let r = self.call_in(
+            id,
+            "proxy_on_request_trailers",
+            &[id as i64, trailers.len() as i64],
+        )?;
+        self.record(id, "on_request_trailers", r)
+    }
+
+    /// `encodeHeaders`.
+    pub fn response_headers(
+        &mut self,
+        id: StreamId,
+        headers: &[(&str, &str)],
+        end_of_stream: bool,
+    ) -> Result<Action, HostError> {
+        self.stream_mut(id)?.response_headers = Some(Self::to_map(headers));
+        if !self.stream_mut(id)?.created {
+            return Ok(Action::None);
+        }
+        let r = self.call_in(
+            id,
+            "proxy_on_response_headers",
+            &[id as i64, headers.len() as i64, end_of_stream as i64],
+        )?;
+        self.record(id, "on_response_headers", r)
+    }
+
+    /// `encodeTrailers`.
+    pub fn response_trailers(
+        &mut self,
+        id: StreamId,
+        trailers: &[(&str, &str)],
+    ) -> Result<Action, HostError> {
+        self.stream_mut(id)?.response_trailers = Some(Self::to_map(trailers));
+        if !self.stream_mut(id)?.created {
+            return Ok(Action::None);
+        }
+        let r = self.call_in(
+            id,
+            "proxy_on_response_trailers",
+            &[id as i64, trailers.len() as i64],
+        )?;
+        self.record(id, "on_response_trailers", r)
+    }
+
+    /// The access-log handler (`Context::log`): creates the context if the stream never
+    /// reached the filter (local replies), then `proxy_on_log` in the access-log phase.
+    pub fn log(&mut self, id: StreamId) -> Result<(), HostError> {
+        self.ensure_created(id)?;
+        self.stream_mut(id)?.access_log_phase = true;
+        let r = self.call_in(id, "proxy_on_log", &[id as i64]);
+        self.stream_mut(id)?.access_log_phase = false;
+        self.record(id, "on_log", r?)?;
+        Ok(())
+    }
+
+    /// `onDestroy`: `proxy_on_done`, then `proxy_on_delete`.
+    pub fn destroy(&mut self, id: StreamId) -> Result<(), HostError> {
+        let s = self.stream_mut(id)?;
+        if s.destroyed || !s.created {
+            return Ok(());
+        }
+        s.destroyed = true;
+        // on_done answers a bool (whether the context is done), not an action.
+        self.call_in(id, "proxy_on_done", &[id as i64])?;
+        self.record(id, "on_done", None)?;
+        let r = self.call_in(id, "proxy_on_delete", &[id as i64])?;
+        self.record(id, "on_delete", r)?;
+        Ok(())
+    }
+
+    /// The end of a stream as Envoy runs it: the access log (`on_log`), then `onDestroy`
+    /// (`on_done`, `on_delete`).
+    pub fn complete(&mut self, id: StreamId) -> Result<(), HostError> {
+        self.log(id)?;
+        self.destroy(id)
+    }
+
+    /// Calls `proxy_on_tick` on the root context.
+    pub fn tick(&mut self) -> Result<(), HostError> {
+        let root = self.store.data().root_context_id;
+        self.call_in(root, "proxy_on_tick", &[root as i64])?;
+        Ok(())
+    }
+}
