@@ -3,11 +3,12 @@
 //!
 //! ```text
 //! cargo run -p llm-usage-tower --example gateway -- --listen 127.0.0.1:8080 --upstream http://127.0.0.1:11434
+//! cargo run -p llm-usage-tower --features tls --example gateway -- --upstream https://api.openai.com
 //! cargo run -p llm-usage-tower --example gateway -- --listen 127.0.0.1:8080     # built-in mock provider
 //! ```
 //!
-//! Options: `--listen ADDR` (default `127.0.0.1:8080`), `--upstream URL` (an `http://` base URL;
-//! without it a built-in mock provider answers OpenAI `/v1/chat/completions` and Anthropic
+//! Options: `--listen ADDR` (default `127.0.0.1:8080`), `--upstream URL` (an `http://` base URL,
+//! or `https://` when built with `--features tls`; without it a built-in mock provider answers OpenAI `/v1/chat/completions` and Anthropic
 //! `/v1/messages`, JSON or SSE), `--profile otel|asm` (metric names), `--provider NAME`
 //! (force a dialect).
 //!
@@ -57,7 +58,7 @@ pub fn prometheus_recorder(metrics: &MetricsConfig) -> PrometheusRecorder {
 pub fn app(upstream: Option<Uri>, layer: LlmUsageLayer, prometheus: PrometheusHandle) -> Router {
     let llm = match upstream {
         Some(base) => {
-            let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+            let client = Client::builder(TokioExecutor::new()).build(connector());
             Router::new()
                 .fallback(proxy)
                 .with_state(Upstream { base, client })
@@ -75,10 +76,29 @@ pub fn app(upstream: Option<Uri>, layer: LlmUsageLayer, prometheus: PrometheusHa
         .fallback_service(llm.layer(layer))
 }
 
+#[cfg(feature = "tls")]
+type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+#[cfg(not(feature = "tls"))]
+type Connector = HttpConnector;
+
+#[cfg(feature = "tls")]
+fn connector() -> Connector {
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .build()
+}
+
+#[cfg(not(feature = "tls"))]
+fn connector() -> Connector {
+    HttpConnector::new()
+}
+
 #[derive(Clone)]
 struct Upstream {
     base: Uri,
-    client: Client<HttpConnector, Body>,
+    client: Client<Connector, Body>,
 }
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -353,7 +373,7 @@ struct Args {
 }
 
 const USAGE: &str =
-    "usage: gateway [--listen ADDR] [--upstream http://HOST:PORT] [--profile otel|asm] [--provider NAME]";
+    "usage: gateway [--listen ADDR] [--upstream http(s)://HOST[:PORT]] [--profile otel|asm] [--provider NAME]";
 
 fn usage_exit(msg: &str) -> ! {
     eprintln!("gateway: {msg}");
@@ -384,8 +404,13 @@ fn parse_args() -> Args {
                 let u: Uri = value()
                     .parse()
                     .unwrap_or_else(|e| usage_exit(&format!("bad --upstream: {e}")));
-                if u.scheme_str() != Some("http") {
-                    usage_exit("--upstream must be an http:// URL (put a TLS-originating sidecar in front of https APIs)");
+                match u.scheme_str() {
+                    Some("http") => {}
+                    Some("https") if cfg!(feature = "tls") => {}
+                    Some("https") => usage_exit(
+                        "https:// upstreams need the `tls` feature: cargo run -p llm-usage-tower --features tls --example gateway -- ...",
+                    ),
+                    _ => usage_exit("--upstream must be an http:// or https:// URL"),
                 }
                 args.upstream = Some(u);
             }
