@@ -14,7 +14,7 @@ use tower_service::Service;
 
 use crate::body::{RequestBody, ResponseBody};
 use crate::callback::{OnRecord, Outcome, UsageEvent};
-use crate::metrics::MetricsConfig;
+use crate::metrics_config::MetricsConfig;
 use crate::state::{Shared, Tap};
 
 type FilterFn = Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;

@@ -7,7 +7,7 @@
 //! unchanged. Parsing lives entirely in the core: this crate only feeds it and reports.
 //!
 //! Once per exchange (when the response body ends, errors, or is dropped early) the
-//! [`UsageRecord`](llm_usage_core::UsageRecord) is emitted:
+//! [`UsageRecord`] is emitted:
 //! - through the [`metrics`] facade, with OpenTelemetry GenAI names by default or the
 //!   `asm` profile of the `llm-usage-wasm` filter ([`MetricsConfig`]);
 //! - to an [`OnRecord`] callback, for access logs or billing.
@@ -38,13 +38,13 @@
 mod body;
 mod callback;
 mod layer;
-mod metrics;
+mod metrics_config;
 mod state;
 
 pub use crate::body::{RequestBody, ResponseBody};
 pub use crate::callback::{OnRecord, Outcome, UsageEvent};
 pub use crate::layer::{LlmUsage, LlmUsageLayer, ResponseFuture};
-pub use crate::metrics::{
+pub use crate::metrics_config::{
     Label, MetricsConfig, TimeUnit, TokenMetric, TokenType, DEFAULT_MAX_MODELS, OTHER,
     REQUEST_DURATION_BUCKETS, TIME_PER_OUTPUT_TOKEN_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS,
     TOKEN_USAGE_BUCKETS, UNKNOWN,
