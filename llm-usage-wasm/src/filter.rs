@@ -321,8 +321,15 @@ impl Stream {
         }
     }
 
+    /// Whether the exchange is LLM traffic worth reporting: a model is known (from the
+    /// traffic or configuration) or a token figure is. A recognised provider alone is not
+    /// enough (a health check on an OpenAI-compatible path names no model and no tokens).
     fn is_llm(&self, rec: &UsageRecord) -> bool {
-        rec.provider.is_some() || rec.model.is_some() || self.configured_model.is_some()
+        rec.model.is_some()
+            || self.configured_model.is_some()
+            || rec.input_tokens.is_some()
+            || rec.output_tokens.is_some()
+            || rec.total_tokens.is_some()
     }
 
     fn request_model(&self, rec: &UsageRecord) -> Option<String> {

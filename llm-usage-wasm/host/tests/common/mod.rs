@@ -1,0 +1,111 @@
+//! Locating (and if needed building) the release `.wasm` artifact for the tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use llm_usage_wasm_host::{Host, HostOptions, StatsConfig, Vm};
+
+/// The workspace root (two levels above this crate).
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The fixtures directory.
+pub fn fixtures() -> PathBuf {
+    workspace().join("testdata/fixtures")
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => {
+            let d = PathBuf::from(d);
+            if d.is_absolute() {
+                d
+            } else {
+                workspace().join(d)
+            }
+        }
+        None => workspace().join("target"),
+    }
+}
+
+fn wasm_target_installed() -> Result<(), String> {
+    let out = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", "wasm32-wasip1"])
+        .current_dir(workspace())
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    let dir = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || dir.is_empty() || !Path::new(&dir).is_dir() {
+        return Err(format!(
+            "the wasm32-wasip1 target is not installed for this toolchain ({}).\n\
+             Install it with: rustup target add wasm32-wasip1",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+/// The path of the release filter artifact, building it first (once per test binary)
+/// unless `LLM_USAGE_WASM` names a file to use.
+pub fn wasm_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(p) = std::env::var_os("LLM_USAGE_WASM") {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "LLM_USAGE_WASM={} does not exist", p.display());
+            return p;
+        }
+        if let Err(msg) = wasm_target_installed() {
+            panic!("{msg}");
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let target = target_dir();
+        let out = Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "llm-usage-wasm",
+                "--target",
+                "wasm32-wasip1",
+            ])
+            .env("CARGO_TARGET_DIR", &target)
+            .current_dir(workspace())
+            .output()
+            .expect("cannot run cargo to build the filter");
+        assert!(
+            out.status.success(),
+            "building the filter failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let p = target.join("wasm32-wasip1/release/llm_usage_wasm.wasm");
+        assert!(p.is_file(), "the build did not produce {}", p.display());
+        p
+    })
+}
+
+/// The compiled filter (compiled once per test binary).
+pub fn host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| Host::from_file(wasm_path()).expect("the filter loads"))
+}
+
+/// A VM with the node metadata of ASM's guide (workload `sleep` in `default`).
+pub fn sleep_vm(config: &str) -> Vm {
+    host()
+        .start(
+            HostOptions::with_config(config)
+                .node_metadata("WORKLOAD_NAME", "sleep")
+                .node_metadata("NAMESPACE", "default"),
+        )
+        .expect("the VM starts")
+}
+
+/// The ASM ConfigMap's stats_tags.
+pub fn asm_stats() -> StatsConfig {
+    StatsConfig::asm()
+}

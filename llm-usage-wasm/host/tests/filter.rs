@@ -1,0 +1,540 @@
+//! The real release filter in the Envoy-like host: every fixture, chunkings, resets,
+//! lifecycle, labels, profiles and configuration errors.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{asm_stats, fixtures, host, sleep_vm};
+use llm_usage_wasm_host::replay::{self, check_expect, Delivery, Exchange};
+use llm_usage_wasm_host::{Action, HostError, HostOptions, NodePaths, StatsConfig};
+
+fn cases() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .expect("testdata/fixtures exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("case.json").is_file())
+        .collect();
+    dirs.sort();
+    assert!(
+        dirs.len() >= 40,
+        "expected the fixture set, found {}",
+        dirs.len()
+    );
+    dirs
+}
+
+fn load(name: &str) -> Exchange {
+    replay::load_case(&fixtures().join(name), "api.example.com").unwrap()
+}
+
+/// Replays every fixture with `delivery` and checks tokens, model, Continue and bytes.
+fn replay_all(delivery: &Delivery, only_small: Option<usize>) -> usize {
+    let mut vm = sleep_vm("");
+    let mut bad = Vec::new();
+    let mut ran = 0;
+    for dir in cases() {
+        let ex = replay::load_case(&dir, "api.example.com").unwrap();
+        if only_small.is_some_and(|max| ex.request_body.len() + ex.response_body.len() > max) {
+            continue;
+        }
+        ran += 1;
+        let out = replay::run(&mut vm, &ex, delivery).unwrap();
+        let expect = ex.expect.as_ref().expect("case.json has expect");
+        let mismatches = check_expect(&out.filter_state, expect, "asm.llmproxy");
+        if !mismatches.is_empty() {
+            bad.push(format!("{}: {}", ex.name, mismatches.join("; ")));
+        }
+        if !out.all_continue {
+            bad.push(format!("{}: a callback did not answer Continue", ex.name));
+        }
+        if !out.forwarded_unchanged {
+            bad.push(format!(
+                "{}: forwarded bytes differ from received bytes",
+                ex.name
+            ));
+        }
+    }
+    assert!(vm.failure().is_none(), "the VM failed: {:?}", vm.failure());
+    assert!(
+        bad.is_empty(),
+        "{} of {ran} exchanges wrong:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+    ran
+}
+
+#[test]
+fn every_fixture_gives_its_expected_tokens() {
+    assert!(replay_all(&Delivery::default(), None) >= 40);
+}
+
+#[test]
+fn every_fixture_in_fixed_chunks_with_an_empty_final_chunk() {
+    let d = Delivery {
+        chunk_size: 64,
+        jitter: false,
+        empty_final_chunk: true,
+        ..Delivery::default()
+    };
+    replay_all(&d, None);
+}
+
+#[test]
+fn every_fixture_ending_in_trailers() {
+    let d = Delivery {
+        chunk_size: 333,
+        response_trailers: true,
+        ..Delivery::default()
+    };
+    replay_all(&d, None);
+}
+
+#[test]
+fn small_fixtures_one_byte_at_a_time() {
+    let d = Delivery {
+        chunk_size: 1,
+        jitter: false,
+        ..Delivery::default()
+    };
+    assert!(replay_all(&d, Some(3_000)) >= 5);
+}
+
+#[test]
+fn a_reset_stream_is_finalised_in_on_log() {
+    // No end-of-stream ever reaches the filter: Envoy goes straight to the access log.
+    let mut vm = sleep_vm("");
+    let ex = load("12-anthropic-messages-stream");
+    let d = Delivery {
+        reset: true,
+        ..Delivery::default()
+    };
+    let out = replay::run(&mut vm, &ex, &d).unwrap();
+    let fs = &out.filter_state;
+    assert!(
+        check_expect(fs, ex.expect.as_ref().unwrap(), "asm.llmproxy").is_empty(),
+        "{fs:?}"
+    );
+    assert_eq!(fs["wasm.asm.llmproxy.complete"], "false");
+    let cut = load("49-anthropic-stream-truncated");
+    let out = replay::run(&mut vm, &cut, &d).unwrap();
+    assert!(check_expect(
+        &out.filter_state,
+        cut.expect.as_ref().unwrap(),
+        "asm.llmproxy"
+    )
+    .is_empty());
+    assert_eq!(out.filter_state["wasm.asm.llmproxy.complete"], "false");
+    // Counted exactly once each.
+    let text = vm.prometheus(&asm_stats());
+    let requests: u64 = text
+        .lines()
+        .filter(|l| l.starts_with("asm_llm_proxy_requests{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(requests, 2, "{text}");
+}
+
+#[test]
+fn callbacks_run_in_envoy_order_and_all_continue() {
+    let mut vm = sleep_vm("");
+    let ex = load("02-openai-chat-stream-usage");
+    let d = Delivery {
+        chunk_size: 200,
+        jitter: false,
+        ..Delivery::default()
+    };
+    let out = replay::run(&mut vm, &ex, &d).unwrap();
+    let s = vm.stream(out.stream).unwrap();
+    let names: Vec<&str> = s.callbacks.iter().map(|(n, _)| *n).collect();
+    let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
+    assert_eq!(names[0], "on_request_headers");
+    assert!(pos("on_request_body") < pos("on_response_headers"));
+    assert!(pos("on_response_headers") < pos("on_response_body"));
+    assert_eq!(
+        &names[names.len() - 3..],
+        ["on_log", "on_done", "on_delete"]
+    );
+    assert!(s
+        .callbacks
+        .iter()
+        .all(|(_, a)| matches!(a, Action::Continue | Action::None)));
+    assert!(!s.modified && !s.stalled && s.local_response.is_none());
+}
+
+#[test]
+fn filter_state_keys_are_single_path_elements() {
+    let mut vm = sleep_vm("");
+    let out = replay::run(
+        &mut vm,
+        &load("11-anthropic-messages-basic"),
+        &Delivery::default(),
+    )
+    .unwrap();
+    for key in out.filter_state.keys() {
+        assert!(key.starts_with("wasm.asm.llmproxy."), "{key}");
+        assert!(
+            !key.contains('\0'),
+            "{key:?}: the property path must be one element"
+        );
+    }
+    for key in [
+        "request_model",
+        "request_prompt_tokens",
+        "request_completion_tokens",
+        "provider",
+        "model",
+    ] {
+        assert!(
+            out.filter_state
+                .contains_key(&format!("wasm.asm.llmproxy.{key}")),
+            "{key}"
+        );
+    }
+    assert_eq!(out.filter_state["wasm.asm.llmproxy.provider"], "anthropic");
+}
+
+#[test]
+fn latency_is_measured_on_the_host_clock() {
+    let mut vm = sleep_vm("");
+    let ex = load("02-openai-chat-stream-usage");
+    let d = Delivery {
+        chunk_size: 100,
+        jitter: false,
+        upstream_ms: 200,
+        chunk_interval_ms: 10,
+        ..Delivery::default()
+    };
+    let out = replay::run(&mut vm, &ex, &d).unwrap();
+    let ms = |k: &str| {
+        out.filter_state[&format!("wasm.asm.llmproxy.{k}")]
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert_eq!(ms("time_to_first_byte_ms"), 200.0);
+    let ttft = ms("time_to_first_token_ms");
+    let duration = ms("request_duration_ms");
+    assert!(ttft >= 200.0 && ttft < duration, "{ttft} {duration}");
+    let output: f64 = out.filter_state["wasm.asm.llmproxy.request_completion_tokens"]
+        .parse()
+        .unwrap();
+    let tpot = ms("time_per_output_token_ms");
+    assert!(
+        (tpot - (duration - ttft) / (output - 1.0)).abs() < 0.01,
+        "{tpot}"
+    );
+    let h = vm.prometheus(&asm_stats());
+    assert!(
+        h.contains("# TYPE asm_llm_proxy_time_to_first_token_ms histogram"),
+        "{h}"
+    );
+    assert!(
+        h.contains("asm_llm_proxy_request_duration_ms_count{"),
+        "{h}"
+    );
+}
+
+fn chat(model: &str) -> Exchange {
+    let body = format!(
+        r#"{{"model":"{model}","choices":[],"usage":{{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}}}"#
+    );
+    Exchange {
+        name: model.into(),
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+        authority: "api.openai.com".into(),
+        request_headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("user-type".into(), "pro|x=y".into()),
+        ],
+        request_body: br#"{"messages":[]}"#.to_vec(),
+        status: 200,
+        response_headers: vec![("content-type".into(), "application/json".into())],
+        response_body: body.into_bytes(),
+        expect: None,
+    }
+}
+
+#[test]
+fn hostile_model_names_cannot_forge_tags_or_grow_stats() {
+    let mut vm = sleep_vm(
+        r#"{"models": {"max_distinct": 2}, "extra_dimensions": [{"tag": "llmproxy_user_type", "from": "header:user-type"}]}"#,
+    );
+    for m in [
+        "gpt-4o",
+        "evil|llmproxy_model=forged",
+        "third-model",
+        "fourth-model",
+        "gpt-4o",
+    ] {
+        replay::run(&mut vm, &chat(m), &Delivery::default()).unwrap();
+    }
+    let mut stats = asm_stats();
+    stats.stats_tags.extend(
+        StatsConfig::parse(r#"{"stats_tags":[{"tag_name":"llmproxy_user_type","regex":"(\\|llmproxy_user_type=([^|]*))"}]}"#)
+            .unwrap()
+            .stats_tags,
+    );
+    let text = vm.prometheus(&stats);
+    let prompt: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("asm_llm_proxy_prompt_tokens{"))
+        .collect();
+    assert!(!text.contains(r#"llmproxy_model="forged""#), "{text}");
+    assert!(
+        prompt
+            .iter()
+            .any(|l| l.contains(r#"llmproxy_model="gpt-4o""#) && l.ends_with(" 10")),
+        "{text}"
+    );
+    assert!(
+        prompt
+            .iter()
+            .any(|l| l.contains(r#"llmproxy_model="evil_llmproxy_model_forged""#)),
+        "{text}"
+    );
+    // The cap is 2: the third and fourth model share `other`.
+    assert!(
+        prompt
+            .iter()
+            .any(|l| l.contains(r#"llmproxy_model="other""#) && l.ends_with(" 10")),
+        "{text}"
+    );
+    assert_eq!(prompt.len(), 3, "{text}");
+    assert!(
+        prompt
+            .iter()
+            .all(|l| l.contains(r#"llmproxy_user_type="pro_x_y""#)),
+        "{text}"
+    );
+    // Every series has exactly the configured labels.
+    assert!(
+        prompt.iter().all(|l| l.matches("=\"").count() == 5),
+        "{text}"
+    );
+}
+
+#[test]
+fn metric_definitions_are_memoised() {
+    let mut vm = sleep_vm("");
+    for _ in 0..5 {
+        replay::run(&mut vm, &chat("gpt-4o"), &Delivery::default()).unwrap();
+    }
+    let defined = vm.calls("proxy_define_metric");
+    assert!(defined > 0);
+    assert_eq!(
+        defined as usize,
+        vm.stats().metrics.len(),
+        "one definition per stat name"
+    );
+    let text = vm.prometheus(&asm_stats());
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("asm_llm_proxy_requests{") && l.ends_with(" 5")),
+        "{text}"
+    );
+}
+
+#[test]
+fn istio_tag_format_with_extra_stat_tags() {
+    let mut vm = sleep_vm(
+        r#"{"tag_format": "istio", "dimensions": [{"tag": "llm_model", "from": "model"}, {"tag": "llm_provider", "from": "provider"}],
+            "metrics": {"prompt_tokens": "llm_prompt_tokens_total", "completion_tokens": "llm_completion_tokens_total"}}"#,
+    );
+    replay::run(
+        &mut vm,
+        &load("11-anthropic-messages-basic"),
+        &Delivery::default(),
+    )
+    .unwrap();
+    let name = vm
+        .stats()
+        .metrics
+        .keys()
+        .find(|k| k.ends_with("llm_prompt_tokens_total"))
+        .unwrap()
+        .clone();
+    assert!(name.starts_with("wasmcustom.llm_model=.="), "{name}");
+    let text = vm.prometheus(&StatsConfig::istio_extra_stat_tags(&[
+        "llm_model",
+        "llm_provider",
+    ]));
+    let expect = load("11-anthropic-messages-basic").expect.unwrap();
+    let line = format!(
+        "llm_prompt_tokens_total{{llm_model=\"{}\",llm_provider=\"anthropic\"}} {}",
+        expect["model"].as_str().unwrap(),
+        expect["input_tokens"]
+    );
+    assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+}
+
+#[test]
+fn otel_profile_names_labels_and_buckets() {
+    let mut vm = sleep_vm(r#"{"profile": "otel"}"#);
+    let ex = load("04-openai-chat-reasoning-cached");
+    replay::run(&mut vm, &ex, &Delivery::default()).unwrap();
+    let stats = StatsConfig::parse(
+        r#"{"stats_config": {
+          "stats_tags": [
+            {"tag_name": "gen_ai_token_type", "regex": "(\\|gen_ai_token_type=([^|]*))"},
+            {"tag_name": "gen_ai_provider_name", "regex": "(\\|gen_ai_provider_name=([^|]*))"},
+            {"tag_name": "gen_ai_request_model", "regex": "(\\|gen_ai_request_model=([^|]*))"},
+            {"tag_name": "gen_ai_response_model", "regex": "(\\|gen_ai_response_model=([^|]*))"}
+          ],
+          "histogram_bucket_settings": [
+            {"match": {"prefix": "wasmcustom.gen_ai_client_token_usage"},
+             "buckets": [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]}
+          ]}}"#,
+    )
+    .unwrap();
+    let text = vm.prometheus(&stats);
+    let e = ex.expect.unwrap();
+    let labels = |t: &str| {
+        format!(
+            "gen_ai_token_type=\"{t}\",gen_ai_provider_name=\"openai\",gen_ai_request_model=\"o4-mini\",gen_ai_response_model=\"{}\"",
+            e["model"].as_str().unwrap()
+        )
+    };
+    for (t, field) in [
+        ("input", "input_tokens"),
+        ("output", "output_tokens"),
+        ("input_cache_read", "cached_input_tokens"),
+        ("reasoning", "reasoning_tokens"),
+    ] {
+        let line = format!(
+            "gen_ai_client_token_usage_sum{{{}}} {}",
+            labels(t),
+            e[field]
+        );
+        assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+    }
+    assert!(
+        text.contains(&format!(
+            "gen_ai_client_token_usage_bucket{{{},le=\"4096\"}} 1",
+            labels("input")
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "gen_ai_client_token_usage_bucket{{{},le=\"1024\"}} 0",
+            labels("input")
+        )),
+        "{text}"
+    );
+    for h in [
+        "gen_ai_server_request_duration",
+        "gen_ai_server_time_to_first_token",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {h} histogram")),
+            "{h}\n{text}"
+        );
+    }
+    assert!(!text.contains("asm_llm_proxy"), "{text}");
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_clear_message() {
+    let err = host()
+        .start(HostOptions::with_config(r#"{"profil": "asm"}"#))
+        .err()
+        .expect("refused");
+    match err {
+        HostError::ConfigureFailed(logs) => {
+            assert!(
+                logs.iter().any(|l| l.contains("unknown field `profil`")),
+                "{logs:?}"
+            )
+        }
+        other => panic!("{other}"),
+    }
+    let err = host()
+        .start(HostOptions::with_config("{not json"))
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string()
+            .contains("invalid llm-usage plugin configuration"),
+        "{err}"
+    );
+}
+
+#[test]
+fn legacy_node_paths_are_a_fallback() {
+    let mut opts = HostOptions::default()
+        .node_metadata("WORKLOAD_NAME", "old-envoy")
+        .node_metadata("NAMESPACE", "ns1");
+    opts.node_paths = NodePaths::Legacy;
+    let mut vm = host().start(opts).unwrap();
+    replay::run(&mut vm, &chat("gpt-4o"), &Delivery::default()).unwrap();
+    let text = vm.prometheus(&asm_stats());
+    assert!(
+        text.contains(
+            r#"llmproxy_source_workload="old-envoy",llmproxy_source_workload_namespace="ns1""#
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn non_llm_traffic_is_left_alone() {
+    let mut vm = sleep_vm("");
+    let id = vm.new_stream();
+    vm.request_headers(
+        id,
+        &[
+            (":method", "GET"),
+            (":path", "/healthz"),
+            (":authority", "svc.local"),
+        ],
+        true,
+    )
+    .unwrap();
+    vm.response_headers(
+        id,
+        &[(":status", "200"), ("content-type", "text/plain")],
+        false,
+    )
+    .unwrap();
+    vm.response_body(id, b"ok", true).unwrap();
+    vm.complete(id).unwrap();
+    assert!(vm.filter_state(id).is_empty(), "{:?}", vm.filter_state(id));
+    assert!(vm.stats().metrics.is_empty());
+    assert_eq!(vm.stream(id).unwrap().forwarded_response, b"ok");
+}
+
+#[test]
+fn max_body_bytes_limits_inspection() {
+    let mut vm = sleep_vm(r#"{"max_body_bytes": 16}"#);
+    let out = replay::run(&mut vm, &load("01-openai-chat-basic"), &Delivery::default()).unwrap();
+    assert!(out.forwarded_unchanged && out.all_continue);
+    assert!(
+        !out.filter_state
+            .contains_key("wasm.asm.llmproxy.request_prompt_tokens"),
+        "{:?}",
+        out.filter_state
+    );
+}
+
+#[test]
+fn the_module_imports_only_what_envoy_provides() {
+    let imports = host().imports();
+    assert!(
+        imports
+            .iter()
+            .all(|i| i.starts_with("env.proxy_") || i.starts_with("wasi_snapshot_preview1.")),
+        "{imports:?}"
+    );
+    for needed in [
+        "env.proxy_set_property",
+        "env.proxy_define_metric",
+        "env.proxy_get_property",
+    ] {
+        assert!(
+            imports.iter().any(|i| i == needed),
+            "{needed} not in {imports:?}"
+        );
+    }
+}
