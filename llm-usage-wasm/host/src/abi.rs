@@ -884,6 +884,263 @@ fn wasi_proc_exit(_: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {
 mod tests {
     use super::*;
 
+    /// Guest memory as a plain vector with a bump allocator.
+    struct FakeGuest {
+        state: HostState,
+        mem: Vec<u8>,
+        next: u32,
+    }
+
+    impl FakeGuest {
+        fn new() -> FakeGuest {
+            FakeGuest {
+                state: HostState::new(),
+                mem: vec![0; 1 << 16],
+                next: 1024,
+            }
+        }
+        fn put(&mut self, data: &[u8]) -> (u64, u64) {
+            let p = self.alloc(data.len() as u32).unwrap();
+            self.write(p, data);
+            (p as u64, data.len() as u64)
+        }
+        fn u32_at(&self, p: u32) -> u32 {
+            let p = p as usize;
+            u32::from_le_bytes([
+                self.mem[p],
+                self.mem[p + 1],
+                self.mem[p + 2],
+                self.mem[p + 3],
+            ])
+        }
+        fn returned(&self, ptr_ptr: u32, len_ptr: u32) -> Vec<u8> {
+            let (p, l) = (self.u32_at(ptr_ptr) as usize, self.u32_at(len_ptr) as usize);
+            self.mem[p..p + l].to_vec()
+        }
+        fn in_stream(&mut self) -> &mut StreamState {
+            self.state.current_context = 2;
+            self.state.streams.entry(2).or_default()
+        }
+    }
+
+    impl Guest for FakeGuest {
+        fn state(&mut self) -> &mut HostState {
+            &mut self.state
+        }
+        fn read(&mut self, ptr: u32, len: u32) -> Option<Vec<u8>> {
+            self.mem
+                .get(ptr as usize..(ptr as usize).checked_add(len as usize)?)
+                .map(<[u8]>::to_vec)
+        }
+        fn write(&mut self, ptr: u32, data: &[u8]) -> bool {
+            match self.mem.get_mut(ptr as usize..ptr as usize + data.len()) {
+                Some(dst) => {
+                    dst.copy_from_slice(data);
+                    true
+                }
+                None => false,
+            }
+        }
+        fn alloc(&mut self, size: u32) -> Result<u32, Trap> {
+            let p = self.next;
+            self.next += size.max(1);
+            Ok(p)
+        }
+    }
+
+    const RET: u64 = 16; // ret_ptr at 16, ret_len at 20
+    const RET_LEN: u64 = 20;
+
+    #[test]
+    fn set_property_needs_a_stream_and_prefixes_wasm() {
+        let mut g = FakeGuest::new();
+        let (pp, pl) = g.put(b"asm.llmproxy.request_model");
+        let (vp, vl) = g.put(b"qwen-turbo");
+        g.state.current_context = 1;
+        assert_eq!(
+            proxy_set_property(&mut g, &[pp, pl, vp, vl]).unwrap(),
+            status::NOT_FOUND
+        );
+        g.in_stream();
+        assert_eq!(
+            proxy_set_property(&mut g, &[pp, pl, vp, vl]).unwrap(),
+            status::OK
+        );
+        let fs = &g.state.streams[&2].filter_state;
+        assert_eq!(
+            fs[&b"wasm.asm.llmproxy.request_model".to_vec()],
+            b"qwen-turbo"
+        );
+        // And Envoy reads it back as an unknown top-level property.
+        assert_eq!(
+            proxy_get_property(&mut g, &[pp, pl, RET, RET_LEN]).unwrap(),
+            status::OK
+        );
+        assert_eq!(g.returned(16, 20), b"qwen-turbo");
+    }
+
+    #[test]
+    fn node_metadata_property_paths() {
+        let mut g = FakeGuest::new();
+        g.state.properties.insert(
+            b"xds\0node\0metadata\0WORKLOAD_NAME".to_vec(),
+            b"sleep".to_vec(),
+        );
+        g.state.current_context = 1;
+        let (pp, pl) = g.put(b"xds\0node\0metadata\0WORKLOAD_NAME");
+        assert_eq!(
+            proxy_get_property(&mut g, &[pp, pl, RET, RET_LEN]).unwrap(),
+            status::OK
+        );
+        assert_eq!(g.returned(16, 20), b"sleep");
+        let (pp, pl) = g.put(b"node\0metadata\0WORKLOAD_NAME");
+        assert_eq!(
+            proxy_get_property(&mut g, &[pp, pl, RET, RET_LEN]).unwrap(),
+            status::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn metric_rules_follow_envoy() {
+        let mut g = FakeGuest::new();
+        let (np, nl) = g.put(b"c");
+        assert_eq!(
+            proxy_define_metric(&mut g, &[0, np, nl, 40]).unwrap(),
+            status::OK
+        );
+        let counter = g.u32_at(40) as u64;
+        assert_eq!(counter & 3, 0, "counter ids carry type 0 in the low bits");
+        assert_eq!(
+            proxy_increment_metric(&mut g, &[counter, 0]).unwrap(),
+            status::BAD_ARGUMENT
+        );
+        assert_eq!(
+            proxy_increment_metric(&mut g, &[counter, (-1i64) as u64]).unwrap(),
+            status::BAD_ARGUMENT
+        );
+        assert_eq!(
+            proxy_increment_metric(&mut g, &[counter, 3]).unwrap(),
+            status::OK
+        );
+        assert_eq!(
+            proxy_record_metric(&mut g, &[counter, 2]).unwrap(),
+            status::OK
+        );
+        assert_eq!(g.state.stats.counter("c"), Some(5));
+        assert_eq!(
+            proxy_increment_metric(&mut g, &[counter + 4, 1]).unwrap(),
+            status::NOT_FOUND
+        );
+        // Defining the same name again gives a new id for the same stat.
+        assert_eq!(
+            proxy_define_metric(&mut g, &[0, np, nl, 40]).unwrap(),
+            status::OK
+        );
+        assert_ne!(g.u32_at(40) as u64, counter);
+        assert_eq!(g.state.stats.metrics.len(), 1);
+        let (hp, hl) = g.put(b"h");
+        assert_eq!(
+            proxy_define_metric(&mut g, &[2, hp, hl, 44]).unwrap(),
+            status::OK
+        );
+        let hist = g.u32_at(44) as u64;
+        assert_eq!(
+            proxy_increment_metric(&mut g, &[hist, 1]).unwrap(),
+            status::BAD_ARGUMENT
+        );
+        assert_eq!(proxy_record_metric(&mut g, &[hist, 7]).unwrap(), status::OK);
+        assert_eq!(g.state.stats.histogram("h"), Some(&[7u64][..]));
+        assert_eq!(
+            proxy_define_metric(&mut g, &[3, hp, hl, 44]).unwrap(),
+            status::BAD_ARGUMENT
+        );
+    }
+
+    #[test]
+    fn buffers_follow_envoy() {
+        let mut g = FakeGuest::new();
+        g.in_stream().response_body = b"hello".to_vec();
+        assert_eq!(
+            proxy_get_buffer_bytes(&mut g, &[1, 1, 3, RET, RET_LEN]).unwrap(),
+            status::OK
+        );
+        assert_eq!(g.returned(16, 20), b"ell");
+        assert_eq!(
+            proxy_get_buffer_bytes(&mut g, &[1, 6, 1, RET, RET_LEN]).unwrap(),
+            status::BAD_ARGUMENT
+        );
+        assert_eq!(
+            proxy_get_buffer_bytes(&mut g, &[9, 0, 1, RET, RET_LEN]).unwrap(),
+            status::BAD_ARGUMENT
+        );
+        // The plugin configuration exists only during on_configure.
+        assert_eq!(
+            proxy_get_buffer_bytes(&mut g, &[7, 0, 10, RET, RET_LEN]).unwrap(),
+            status::NOT_FOUND
+        );
+    }
+
+    #[test]
+    fn header_maps_follow_envoy() {
+        let mut g = FakeGuest::new();
+        let (kp, kl) = g.put(b"Content-Type");
+        g.in_stream();
+        // Response headers not delivered yet: BadArgument; during on_log: NotFound.
+        assert_eq!(
+            proxy_get_header_map_value(&mut g, &[2, kp, kl, RET, RET_LEN]).unwrap(),
+            status::BAD_ARGUMENT
+        );
+        g.in_stream().access_log_phase = true;
+        assert_eq!(
+            proxy_get_header_map_value(&mut g, &[2, kp, kl, RET, RET_LEN]).unwrap(),
+            status::NOT_FOUND
+        );
+        let s = g.in_stream();
+        s.access_log_phase = false;
+        s.response_headers = Some(vec![(
+            b"content-type".to_vec(),
+            b"text/event-stream".to_vec(),
+        )]);
+        assert_eq!(
+            proxy_get_header_map_value(&mut g, &[2, kp, kl, RET, RET_LEN]).unwrap(),
+            status::OK
+        );
+        assert_eq!(g.returned(16, 20), b"text/event-stream");
+        let (mp, ml) = g.put(b"x-missing");
+        assert_eq!(
+            proxy_get_header_map_value(&mut g, &[2, mp, ml, RET, RET_LEN]).unwrap(),
+            status::NOT_FOUND
+        );
+        assert_eq!(
+            proxy_get_header_map_pairs(&mut g, &[2, RET, RET_LEN]).unwrap(),
+            status::OK
+        );
+        let pairs = deserialize_pairs(&g.returned(16, 20)).unwrap();
+        assert_eq!(
+            pairs,
+            vec![(b"content-type".to_vec(), b"text/event-stream".to_vec())]
+        );
+    }
+
+    #[test]
+    fn wasi_output_becomes_logs() {
+        let mut g = FakeGuest::new();
+        let (dp, dl) = g.put(b"panicked at x\n");
+        let mut iov = (dp as u32).to_le_bytes().to_vec();
+        iov.extend_from_slice(&(dl as u32).to_le_bytes());
+        let (ip, _) = g.put(&iov);
+        assert_eq!(wasi_fd_write(&mut g, &[2, ip, 1, 40]).unwrap(), 0);
+        assert_eq!(g.u32_at(40), dl as u32);
+        assert_eq!(g.state.logs[0].level, 4);
+        assert_eq!(g.state.logs[0].message, "panicked at x");
+        assert_eq!(wasi_fd_write(&mut g, &[3, ip, 1, 40]).unwrap(), WASI_EBADF);
+        assert!(wasi_proc_exit(&mut g, &[1]).is_err());
+        assert_eq!(
+            wasi_clock_time_get(&mut g, &[1, 0, 40]).unwrap(),
+            WASI_ENOTSUP
+        );
+    }
+
     #[test]
     fn pairs_round_trip() {
         let m: HeaderMap = vec![

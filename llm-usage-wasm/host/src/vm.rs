@@ -702,3 +702,52 @@ impl Vm {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module importing `env.<name>` as a `() -> ()` function, assembled by hand.
+    fn module_importing(name: &str) -> Vec<u8> {
+        let mut m = b"\0asm\x01\0\0\0".to_vec();
+        m.extend_from_slice(&[1, 4, 1, 0x60, 0, 0]); // type section: one () -> ()
+        let mut imp = vec![1, 3];
+        imp.extend_from_slice(b"env");
+        imp.push(name.len() as u8);
+        imp.extend_from_slice(name.as_bytes());
+        imp.extend_from_slice(&[0, 0]); // a function of type 0
+        m.push(2);
+        m.push(imp.len() as u8);
+        m.extend_from_slice(&imp);
+        m
+    }
+
+    #[test]
+    fn imports_envoy_lacks_refuse_the_module() {
+        let host = Host::new(&module_importing("proxy_nope")).unwrap();
+        assert_eq!(host.imports(), vec!["env.proxy_nope".to_string()]);
+        match host.start(HostOptions::default()) {
+            Err(HostError::MissingImport(name)) => assert_eq!(name, "env.proxy_nope"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("started"),
+        }
+    }
+
+    #[test]
+    fn wrong_signatures_refuse_the_module() {
+        let host = Host::new(&module_importing("proxy_log")).unwrap();
+        assert!(matches!(
+            host.start(HostOptions::default()),
+            Err(HostError::BadSignature(_))
+        ));
+    }
+
+    #[test]
+    fn modules_without_the_abi_marker_are_refused() {
+        let host = Host::new(b"\0asm\x01\0\0\0").unwrap();
+        assert!(matches!(
+            host.start(HostOptions::default()),
+            Err(HostError::Load(_))
+        ));
+    }
+}
