@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds the seed corpus of every fuzz target from the fixture corpus
+# (testdata/fixtures), into fuzz/corpus/<target>/ (gitignored). Needs jq.
+# Idempotent: seeds are named by fixture, so re-running refreshes them.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+fixtures="$here/../testdata/fixtures"
+corpus="$here/corpus"
+mkdir -p "$corpus"/{scan,sse,ndjson,json_array,eventstream,gzip,exchange}
+
+for dir in "$fixtures"/*/; do
+    name="$(basename "$dir")"
+    case_json="$dir/case.json"
+    [ -f "$case_json" ] || continue
+    resp="$dir/response.bin"
+    req="$dir/request.json"
+    ct="$(jq -r '.response_headers | to_entries[] | select(.key|ascii_downcase=="content-type") | .value' "$case_json" | head -1)"
+    ce="$(jq -r '.response_headers | to_entries[] | select(.key|ascii_downcase=="content-encoding") | .value' "$case_json" | head -1)"
+    small() { [ "$(wc -c < "$1")" -le 65536 ]; }
+
+    # The whole exchange: <provider 0 = detect><options 0><head>\n\n<request>\0--response--\0<response>
+    {
+        printf '\000\000'
+        jq -j '"\(.method) \(.path)\n",
+               ((.request_headers // {}) | to_entries[] | "\(.key): \(.value)\n"),
+               "@ \(.response_status)\n",
+               ((.response_headers // {}) | to_entries[] | "\(.key): \(.value)\n"),
+               "\n"' "$case_json"
+        if [ -f "$req" ] && small "$req"; then cat "$req"; fi
+        printf '\000--response--\000'
+        cat "$resp"
+    } > "$corpus/exchange/$name"
+
+    if [ -f "$req" ] && small "$req"; then
+        cp "$req" "$corpus/scan/$name-request"
+        cp "$req" "$corpus/json_array/$name-request"
+    fi
+    if [ -n "$ce" ]; then
+        cp "$resp" "$corpus/gzip/$name"
+        continue
+    fi
+    case "$ct" in
+        text/event-stream*) cp "$resp" "$corpus/sse/$name" ;;
+        application/x-ndjson* | application/ndjson* | application/jsonl*) cp "$resp" "$corpus/ndjson/$name" ;;
+        application/vnd.amazon.eventstream*) cp "$resp" "$corpus/eventstream/$name" ;;
+        *)
+            cp "$resp" "$corpus/scan/$name"
+            cp "$resp" "$corpus/json_array/$name"
+            ;;
+    esac
+    # Plain bodies are also seeds for the compress-then-decode half of the gzip target.
+    if small "$resp"; then cp "$resp" "$corpus/gzip/$name-plain"; fi
+done
+
+# Event-stream recipes: payloads separated by 0xFE, each led by an op byte
+# (0 intact, 1 bad message CRC, 2 bad prelude, 3 cut, 4 wrong length, +0x10 base64-wrapped).
+printf '\000{"usage":{"inputTokens":12,"outputTokens":34,"totalTokens":46}}\376\001{"usage":{"inputTokens":99}}' \
+    > "$corpus/eventstream/recipe-converse"
+printf '\020{"type":"message_start","message":{"model":"claude","usage":{"input_tokens":3}}}\376\020{"amazon-bedrock-invocationMetrics":{"inputTokenCount":3,"outputTokenCount":9}}\376\002{}' \
+    > "$corpus/eventstream/recipe-invoke"
+
+for t in "$corpus"/*/; do
+    printf '%-12s %4d seeds\n' "$(basename "$t")" "$(ls "$t" | wc -l)"
+done
