@@ -29,8 +29,9 @@ struct State {
     emitted: bool,
     request_ended: bool,
     /// Bytes were passed that the core could not be shown (a non-contiguous `Buf` with more
-    /// segments than we look at): the record can only be partial.
-    gap: bool,
+    /// segments than we look at): the exchange was retired and this is the record from before
+    /// the gap, final and partial.
+    frozen: Option<llm_usage_core::UsageRecord>,
     status: Option<StatusCode>,
     ttfb: Option<Duration>,
     ttft: Option<Duration>,
@@ -52,6 +53,12 @@ impl State {
         }
     }
 
+    /// Retires the exchange after a gap, keeping what it knew before.
+    fn freeze(&mut self) {
+        self.frozen = Some(self.feed(|ex| ex.record()).unwrap_or_default());
+        self.exchange = None;
+    }
+
     fn note_first_event(&mut self, start: Instant) {
         if self.ttft.is_none() && self.feed(|ex| ex.response_events()).unwrap_or(0) > 0 {
             self.ttft = Some(start.elapsed());
@@ -59,8 +66,8 @@ impl State {
     }
 }
 
-/// Shows every byte of `buf` to `f` without consuming it. Returns `false` if some bytes could
-/// not be shown.
+/// Shows every byte of `buf`, in order, to `f` without consuming it. When not every byte can
+/// be seen (more than 64 segments), shows nothing and returns `false`.
 fn each_chunk(buf: &impl Buf, mut f: impl FnMut(&[u8])) -> bool {
     let chunk = buf.chunk();
     if chunk.len() == buf.remaining() {
@@ -69,12 +76,13 @@ fn each_chunk(buf: &impl Buf, mut f: impl FnMut(&[u8])) -> bool {
     }
     let mut slices = [IoSlice::new(&[]); 64];
     let n = buf.chunks_vectored(&mut slices);
-    let mut seen = 0;
+    if slices[..n].iter().map(|s| s.len()).sum::<usize>() != buf.remaining() {
+        return false;
+    }
     for s in &slices[..n] {
         f(s);
-        seen += s.len();
     }
-    seen == buf.remaining()
+    true
 }
 
 impl Shared {
@@ -106,7 +114,7 @@ impl Shared {
                 exchange,
                 emitted: false,
                 request_ended: false,
-                gap: false,
+                frozen: None,
                 status: None,
                 ttfb: None,
                 ttft: None,
@@ -128,7 +136,7 @@ impl Shared {
         }
         st.request_bytes += data.remaining() as u64;
         if st.feed(|ex| each_chunk(data, |c| ex.on_request_body(c))) == Some(false) {
-            st.gap = true;
+            st.freeze();
         }
     }
 
@@ -164,7 +172,7 @@ impl Shared {
         }
         st.response_bytes += n as u64;
         if st.feed(|ex| each_chunk(data, |c| ex.on_response_body(c))) == Some(false) {
-            st.gap = true;
+            st.freeze();
         }
         st.note_first_event(self.start);
     }
@@ -181,8 +189,12 @@ impl Shared {
                 st.feed(|ex| ex.on_response_end());
                 st.note_first_event(self.start);
             }
-            let mut record = st.feed(|ex| ex.finish()).unwrap_or_default();
-            if st.gap || st.exchange.is_none() {
+            let mut record = match st.frozen.take() {
+                Some(r) => r,
+                None => st.feed(|ex| ex.finish()).unwrap_or_default(),
+            };
+            if st.exchange.is_none() {
+                // Retired after a gap or a parser panic.
                 record.complete = false;
             }
             UsageEvent {
@@ -249,5 +261,55 @@ mod tests {
         assert!(each_chunk(&buf, |c| seen.extend_from_slice(c)));
         assert_eq!(seen, b"hello world");
         assert_eq!(buf.remaining(), 11);
+    }
+
+    /// A `Buf` of many segments, like a rope.
+    pub(crate) struct Segments(pub std::collections::VecDeque<bytes::Bytes>);
+
+    impl Buf for Segments {
+        fn remaining(&self) -> usize {
+            self.0.iter().map(|b| b.len()).sum()
+        }
+        fn chunk(&self) -> &[u8] {
+            self.0.front().map(|b| &b[..]).unwrap_or(&[])
+        }
+        fn advance(&mut self, mut cnt: usize) {
+            while cnt > 0 {
+                let front = self.0.front_mut().expect("advance past the end");
+                let n = cnt.min(front.len());
+                front.advance(n);
+                cnt -= n;
+                if front.is_empty() {
+                    self.0.pop_front();
+                }
+            }
+        }
+        fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+            let mut n = 0;
+            for (d, b) in dst.iter_mut().zip(self.0.iter()) {
+                *d = IoSlice::new(b);
+                n += 1;
+            }
+            n
+        }
+    }
+
+    #[test]
+    fn each_chunk_shows_all_of_a_short_rope_and_nothing_of_a_long_one() {
+        let seg = |n: usize| {
+            Segments(
+                (0..n)
+                    .map(|i| bytes::Bytes::from(vec![i as u8; 2]))
+                    .collect(),
+            )
+        };
+        let short = seg(64);
+        let mut seen = Vec::new();
+        assert!(each_chunk(&short, |c| seen.extend_from_slice(c)));
+        assert_eq!(seen.len(), 128);
+        let long = seg(65);
+        let mut calls = 0;
+        assert!(!each_chunk(&long, |_| calls += 1));
+        assert_eq!(calls, 0);
     }
 }

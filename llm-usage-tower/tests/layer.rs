@@ -531,3 +531,64 @@ async fn every_fixture_gives_its_expected_record_through_the_layer() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Bodies whose `Data` is not one contiguous slice are observed segment by segment; past what
+/// can be seen without consuming (64 segments), the record keeps what was known and is partial.
+#[tokio::test]
+async fn segmented_buffers_are_observed_or_marked_partial() {
+    use bytes::Buf;
+    let fx = Fixture::load("02-openai-chat-stream-usage");
+    let run = |segments_in_second_frame: usize| {
+        let fx = &fx;
+        async move {
+            let events = Events::default();
+            let (head, tail) = fx.response.split_at(700);
+            let mut body = Some(common::RopeBody(
+                [
+                    common::Rope::split(head, 5),
+                    common::Rope::split(tail, segments_in_second_frame),
+                ]
+                .into(),
+            ));
+            let layer = LlmUsageLayer::new()
+                .without_metrics()
+                .on_record(events.callback());
+            let svc = layer.layer(tower::service_fn(
+                move |_req: Request<RequestBody<Full<Bytes>>>| {
+                    let mut res = Response::new(body.take().expect("called once"));
+                    res.headers_mut()
+                        .insert("content-type", "text/event-stream".parse().unwrap());
+                    std::future::ready(Ok::<_, Infallible>(res))
+                },
+            ));
+            let res = svc.oneshot(fixture_request(fx)).await.unwrap();
+            let mut got = Vec::new();
+            let mut body = res.into_body();
+            while let Some(f) = body.frame().await {
+                let mut d = f.unwrap().into_data().ok().unwrap();
+                while d.has_remaining() {
+                    let c = d.chunk().to_vec();
+                    d.advance(c.len());
+                    got.extend_from_slice(&c);
+                }
+            }
+            assert_eq!(got, fx.response, "bytes unchanged");
+            events.all().remove(0)
+        }
+    };
+    let seen = run(60).await;
+    assert!(seen.record.complete);
+    assert_eq!(seen.record.input_tokens, Some(16));
+
+    let gap = run(100).await;
+    assert_eq!(gap.outcome, Outcome::Complete);
+    assert!(!gap.record.complete, "a gap makes the record partial");
+    assert_eq!(
+        gap.record.response_model.as_deref(),
+        Some("gpt-4o-2024-08-06")
+    );
+    assert_eq!(
+        gap.record.input_tokens, None,
+        "nothing is guessed past the gap"
+    );
+}

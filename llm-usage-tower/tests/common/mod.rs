@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -203,4 +204,58 @@ pub fn prom_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> 
         }
     }
     total
+}
+
+/// A `Buf` made of many segments, like a rope.
+pub struct Rope(pub VecDeque<Bytes>);
+
+impl Rope {
+    /// `data` cut into `n` segments of (nearly) equal length.
+    pub fn split(data: &[u8], n: usize) -> Rope {
+        let size = data.len().div_ceil(n).max(1);
+        Rope(data.chunks(size).map(Bytes::copy_from_slice).collect())
+    }
+}
+
+impl bytes::Buf for Rope {
+    fn remaining(&self) -> usize {
+        self.0.iter().map(|b| b.len()).sum()
+    }
+    fn chunk(&self) -> &[u8] {
+        self.0.front().map(|b| &b[..]).unwrap_or(&[])
+    }
+    fn advance(&mut self, mut cnt: usize) {
+        while cnt > 0 {
+            let front = self.0.front_mut().expect("advance past the end");
+            let n = cnt.min(front.len());
+            front.advance(n);
+            cnt -= n;
+            if front.is_empty() {
+                self.0.pop_front();
+            }
+        }
+    }
+    fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (d, b) in dst.iter_mut().zip(self.0.iter()) {
+            *d = std::io::IoSlice::new(b);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// A body of `Rope` frames.
+pub struct RopeBody(pub VecDeque<Rope>);
+
+impl Body for RopeBody {
+    type Data = Rope;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Rope>, Infallible>>> {
+        Poll::Ready(self.0.pop_front().map(|r| Ok(Frame::data(r))))
+    }
 }
