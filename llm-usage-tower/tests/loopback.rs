@@ -487,3 +487,56 @@ async fn client_middleware_around_hyper_util_client() {
         Some(31.0)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_request_streams_through_and_its_model_is_found() {
+    // ~1 MiB request whose "model" comes after the messages, sent in irregular chunks.
+    let fx = Fixture::load("44-cohere-large-request-model-last");
+    let up = spawn_upstream().await;
+    let events = Events::default();
+    let gw = spawn_gateway(Some(up), LlmUsageLayer::new().on_record(events.callback())).await;
+    let mut rng = Rng::new(44);
+    let chunks: Vec<(Duration, Bytes)> = irregular_chunks(&fx.request, 44, 16 * 1024)
+        .into_iter()
+        .map(|c| {
+            let d = if rng.below(8) == 0 {
+                Duration::from_millis(1)
+            } else {
+                Duration::ZERO
+            };
+            (d, c)
+        })
+        .collect();
+    assert!(chunks.len() > 50);
+    let client: Client<HttpConnector, gateway::Paced> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let req = Request::post(format!("http://{gw}{}", fx.path()))
+        .header(FIXTURE, fx.name.as_str())
+        .header("content-type", "application/json")
+        .body(gateway::Paced::new(chunks))
+        .unwrap();
+    // The upstream asserts it received the request body unchanged.
+    let res = client.request(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], &fx.response[..]);
+    let evs = events.wait_for(1).await;
+    let r = &evs[0].record;
+    assert_eq!(evs[0].request_body_bytes, fx.request.len() as u64);
+    assert_eq!(r.provider, Some(Provider::Cohere));
+    assert_eq!(r.request_model.as_deref(), Some("command-a-03-2025"));
+    assert_eq!(r.input_tokens, fx.expect_u64("input_tokens"));
+    assert_eq!(r.output_tokens, fx.expect_u64("output_tokens"));
+    let text = scrape(&client(), gw).await;
+    assert_eq!(
+        prom_sum(
+            &text,
+            "llm_usage_tokens_total",
+            &[
+                ("gen_ai_request_model", "command-a-03-2025"),
+                ("gen_ai_token_type", "input")
+            ]
+        ),
+        Some(243117.0)
+    );
+}
