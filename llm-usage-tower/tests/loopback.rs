@@ -508,7 +508,7 @@ async fn large_request_streams_through_and_its_model_is_found() {
         })
         .collect();
     assert!(chunks.len() > 50);
-    let client: Client<HttpConnector, gateway::Paced> =
+    let streaming: Client<HttpConnector, gateway::Paced> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let req = Request::post(format!("http://{gw}{}", fx.path()))
         .header(FIXTURE, fx.name.as_str())
@@ -516,7 +516,7 @@ async fn large_request_streams_through_and_its_model_is_found() {
         .body(gateway::Paced::new(chunks))
         .unwrap();
     // The upstream asserts it received the request body unchanged.
-    let res = client.request(req).await.unwrap();
+    let res = streaming.request(req).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], &fx.response[..]);
