@@ -450,7 +450,6 @@ async fn main() {
     let recorder = prometheus_recorder(&metrics);
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).expect("first recorder");
-    metrics.describe();
     let mut layer = LlmUsageLayer::new()
         .metrics(metrics)
         .on_record(|ev: &UsageEvent| {
@@ -474,6 +473,7 @@ async fn main() {
     if let Some(p) = args.provider {
         layer = layer.provider(p);
     }
+    layer.describe_metrics();
     // Periodic upkeep keeps the Prometheus histograms' memory bounded.
     let upkeep = handle.clone();
     tokio::spawn(async move {

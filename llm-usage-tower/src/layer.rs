@@ -142,6 +142,27 @@ impl LlmUsageLayer {
         self.with(|c| c.recorder = Some(Arc::new(recorder)))
     }
 
+    /// Registers the descriptions and units of the configured metrics with the layer's recorder
+    /// (the one given to [`recorder`](Self::recorder), else the global one). Call it once,
+    /// after installing the recorder.
+    ///
+    /// ```
+    /// let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    /// let handle = recorder.handle();
+    /// let layer = llm_usage_tower::LlmUsageLayer::new().recorder(recorder);
+    /// layer.describe_metrics();
+    /// # let _ = handle;
+    /// ```
+    pub fn describe_metrics(&self) {
+        let Some(m) = &self.config.metrics else {
+            return;
+        };
+        match &self.config.recorder {
+            Some(r) => metrics::with_local_recorder(&**r, || m.describe()),
+            None => m.describe(),
+        }
+    }
+
     /// Called once per exchange with its [`UsageEvent`].
     pub fn on_record<C: OnRecord>(self, callback: C) -> Self {
         self.with(|c| c.on_record = Some(Arc::new(callback)))

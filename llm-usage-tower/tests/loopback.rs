@@ -100,6 +100,7 @@ async fn spawn_gateway(upstream: Option<SocketAddr>, layer: LlmUsageLayer) -> So
     let recorder = gateway::prometheus_recorder(&metrics);
     let handle: PrometheusHandle = recorder.handle();
     let layer = layer.recorder(recorder);
+    layer.describe_metrics();
     let upstream = upstream.map(|a| format!("http://{a}").parse::<Uri>().unwrap());
     let app = gateway::app(upstream, layer, handle);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
