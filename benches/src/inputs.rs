@@ -1,7 +1,8 @@
 //! Deterministic benchmark inputs, generated in code (no files, no randomness between runs).
 //!
 //! The text is built from a fixed vocabulary by a fixed-seed xorshift generator, with the
-//! escapes real model output carries (`\n`, `\"`, `\\`, `\u00e9`, a surrogate pair), so
+//! escapes real model output carries (`\n`, `\"`, `\\`, `\u00e9`, a surrogate pair; about one
+//! escape per 100 bytes of text, as in prose with line breaks), so
 //! string skipping is measured on realistic escape densities rather than on one long run.
 
 use std::fmt::Write as _;
@@ -124,7 +125,7 @@ const WORDS: &[&str] = &[
 fn text(rng: &mut Rng, out: &mut String, len: usize) {
     let start = out.len();
     while out.len() - start < len {
-        match rng.range(0, 40) {
+        match rng.range(0, 100) {
             0 => out.push_str("\\n"),
             1 => out.push_str("\\\""),
             2 => out.push_str("\\u00e9"),

@@ -6,12 +6,13 @@
 //! event.
 //!
 //! The crate denies `unsafe` except in [`alloc`], where implementing `GlobalAlloc`
-//! requires it.
+//! requires it, and in [`clock`], which reads the thread's CPU time.
 
 #![deny(unsafe_code)]
 
 pub mod alloc;
 pub mod baselines;
+pub mod clock;
 pub mod inputs;
 
 use baselines::Found;

@@ -49,6 +49,7 @@ mod framing;
 mod inflate;
 mod record;
 pub mod scan;
+mod swar;
 mod values;
 
 pub use body::FramingKind;

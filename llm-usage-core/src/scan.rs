@@ -35,7 +35,7 @@
 //! path *is* checked; a syntax error there fails the document, and the framing above
 //! decides what a failed document means (usually: ignore that event).
 
-use memchr::memchr2;
+use crate::swar::{find_quote_or_backslash, find_structural};
 
 /// Longest key that can match a watched path segment.
 pub const KEY_CAP: usize = 64;
@@ -140,6 +140,8 @@ enum Dest {
 pub struct Scanner<T: 'static> {
     watches: &'static [Watch<T>],
     all: u64,
+    /// Per depth, the watches that represent a distinct key there (see `representatives`).
+    reps: [u64; MAX_LIVE_DEPTH],
     state: State,
     /// Candidate masks of the open live objects.
     stack: [u64; MAX_LIVE_DEPTH],
@@ -176,6 +178,42 @@ impl<T: 'static> core::fmt::Debug for Scanner<T> {
     }
 }
 
+/// Whether two path segments are equal (identical literals are usually one allocation,
+/// so the address is compared first).
+fn same(a: &str, b: &str) -> bool {
+    core::ptr::eq(a, b) || a == b
+}
+
+/// Per depth `d`, the set of watches that are the first (lowest index) of their class of
+/// watches sharing `path[..=d]`.
+///
+/// Watches still candidates at depth `d` share `path[..d]` (they matched the same keys
+/// above), so comparing a key with one representative per distinct `path[d]` decides the
+/// whole class: OpenAI's eight `usage.*` paths cost one comparison, not eight. Computed
+/// once per scanner, in O(watches² × depth) segment comparisons.
+fn representatives<T>(watches: &[Watch<T>]) -> [u64; MAX_LIVE_DEPTH] {
+    let mut reps = [0u64; MAX_LIVE_DEPTH];
+    for (i, w) in watches.iter().enumerate() {
+        // Longest prefix this watch shares with an earlier one: it represents nothing
+        // up to that depth, and itself from there on.
+        let shared = watches[..i]
+            .iter()
+            .map(|v| {
+                v.path
+                    .iter()
+                    .zip(w.path)
+                    .take_while(|(a, b)| same(a, b))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        for r in reps.iter_mut().take(w.path.len()).skip(shared) {
+            *r |= 1 << i;
+        }
+    }
+    reps
+}
+
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
@@ -200,6 +238,7 @@ impl<T: 'static> Scanner<T> {
         Scanner {
             watches,
             all,
+            reps: representatives(watches),
             state: State::Between,
             stack: [0; MAX_LIVE_DEPTH],
             depth: 0,
@@ -380,11 +419,14 @@ impl<T: 'static> Scanner<T> {
                     }
                 }
                 State::SkipScalar => {
-                    let b = input[i];
-                    if matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
-                        self.value_done(sink);
-                    } else {
-                        i += 1;
+                    match input[i..].iter().position(|&b| {
+                        matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                    }) {
+                        Some(p) => {
+                            i += p;
+                            self.value_done(sink);
+                        }
+                        None => i = n,
                     }
                 }
                 State::SkipStr => {
@@ -520,15 +562,27 @@ impl<T: 'static> Scanner<T> {
         let mut leaf = 0u64;
         if !self.key_overflow {
             let key = &self.key[..self.key_len];
-            let mut m = parent;
+            // Compare the key with one representative per distinct segment (see
+            // `representatives`): two or three comparisons per key instead of one per watch.
+            let mut m = parent & self.reps[d];
             while m != 0 {
                 let idx = m.trailing_zeros() as usize;
                 m &= m - 1;
-                let path = self.watches[idx].path;
-                if path.len() > d && path[d].as_bytes() == key {
-                    mask |= 1 << idx;
-                    if path.len() == d + 1 {
-                        leaf |= 1 << idx;
+                let seg = self.watches[idx].path[d].as_bytes();
+                if seg != key {
+                    continue;
+                }
+                // A hit: every candidate with the same segment here matches too.
+                let mut g = parent;
+                while g != 0 {
+                    let j = g.trailing_zeros() as usize;
+                    g &= g - 1;
+                    let path = self.watches[j].path;
+                    if path.len() > d && same(path[d], self.watches[idx].path[d]) {
+                        mask |= 1 << j;
+                        if path.len() == d + 1 {
+                            leaf |= 1 << j;
+                        }
                     }
                 }
             }
@@ -641,7 +695,7 @@ impl<T: 'static> Scanner<T> {
             match self.esc {
                 Esc::None => {
                     let rest = &input[i..];
-                    match memchr2(b'"', b'\\', rest) {
+                    match find_quote_or_backslash(rest) {
                         None => {
                             self.flush_surrogate(rest, dest, sink);
                             self.emit(rest, dest, sink);
@@ -766,7 +820,7 @@ impl<T: 'static> Scanner<T> {
             i = 1;
         }
         while i < input.len() {
-            match memchr2(b'"', b'\\', &input[i..]) {
+            match find_quote_or_backslash(&input[i..]) {
                 None => return input.len(),
                 Some(p) => {
                     let at = i + p;
@@ -787,45 +841,65 @@ impl<T: 'static> Scanner<T> {
     }
 
     /// Skips an unwatched object or array (after its opening bracket); returns bytes used.
+    ///
+    /// Only brackets and string boundaries matter here, so the loop jumps from one to the
+    /// next with word-at-a-time search ([`find_structural`] outside strings,
+    /// [`find_quote_or_backslash`] inside) instead of stepping byte by byte. The state is
+    /// kept in locals and written back once, when the chunk or the subtree ends.
     fn skip_nest<S: Sink<T>>(&mut self, input: &[u8], sink: &mut S) -> usize {
-        let mut i = 0;
         let n = input.len();
-        while i < n {
-            if self.skip_in_str {
-                if self.skip_esc {
-                    self.skip_esc = false;
+        let mut i = 0;
+        let mut depth = self.skip_depth;
+        let mut in_str = self.skip_in_str;
+        let mut esc = self.skip_esc;
+        loop {
+            if in_str {
+                if esc {
+                    if i >= n {
+                        break;
+                    }
+                    esc = false;
                     i += 1;
-                    continue;
                 }
-                match memchr2(b'"', b'\\', &input[i..]) {
-                    None => return n,
+                match find_quote_or_backslash(&input[i..]) {
+                    None => break,
                     Some(p) => {
                         let at = i + p;
-                        if input[at] == b'"' {
-                            self.skip_in_str = false;
-                        } else {
-                            self.skip_esc = true;
-                        }
                         i = at + 1;
+                        if input[at] == b'"' {
+                            in_str = false;
+                        } else {
+                            esc = true;
+                        }
                     }
                 }
-                continue;
-            }
-            let b = input[i];
-            i += 1;
-            match b {
-                b'"' => self.skip_in_str = true,
-                b'{' | b'[' => self.skip_depth = self.skip_depth.saturating_add(1),
-                b'}' | b']' => {
-                    self.skip_depth -= 1;
-                    if self.skip_depth == 0 {
-                        self.value_done(sink);
-                        return i;
+            } else {
+                match find_structural(&input[i..]) {
+                    None => break,
+                    Some(p) => {
+                        let at = i + p;
+                        i = at + 1;
+                        match input[at] {
+                            b'"' => in_str = true,
+                            b'{' | b'[' => depth = depth.saturating_add(1),
+                            _ => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    self.skip_depth = 0;
+                                    self.skip_in_str = false;
+                                    self.skip_esc = false;
+                                    self.value_done(sink);
+                                    return i;
+                                }
+                            }
+                        }
                     }
                 }
-                _ => {}
             }
         }
+        self.skip_depth = depth;
+        self.skip_in_str = in_str;
+        self.skip_esc = esc;
         n
     }
 }

@@ -16,6 +16,7 @@
 
 use llm_usage_benches::alloc::Counting;
 use llm_usage_benches::baselines::{self, Limit};
+use llm_usage_benches::clock::{self, Tick};
 use llm_usage_benches::inputs::{self, Input};
 use llm_usage_benches::{feed, found, run_core, start, Feed};
 use llm_usage_core::Exchange;
@@ -37,13 +38,13 @@ fn median_ns(mut f: impl FnMut()) -> f64 {
     let samples = env_or("COMPARE_SAMPLES", 9).max(1) as usize;
     let sample = Duration::from_millis(env_or("COMPARE_SAMPLE_MS", 15));
     // Warm up and calibrate: iterations per sample so one sample lasts about `sample`.
-    let t = Instant::now();
+    let t = Tick::now();
     f();
     let once = t.elapsed().max(Duration::from_nanos(50));
     let iters = (sample.as_nanos() / once.as_nanos()).clamp(1, 1_000_000) as u32;
     let mut v: Vec<f64> = (0..samples)
         .map(|_| {
-            let t = Instant::now();
+            let t = Tick::now();
             for _ in 0..iters {
                 f();
             }
@@ -153,7 +154,8 @@ fn main() {
     let started = Instant::now();
     println!("machine: {}", machine());
     println!(
-        "MB/s = 10^6 decoded body bytes per second, median of {} samples; core fed in 1-16 KiB chunks unless 'whole'",
+        "MB/s = 10^6 decoded body bytes per second of {}, median of {} samples; core fed in 1-16 KiB chunks unless 'whole'",
+        clock::name(),
         env_or("COMPARE_SAMPLES", 9)
     );
     println!();

@@ -1,0 +1,26 @@
+//! Runs the core alone over one input in a loop, for a profiler:
+//! `perf record -g target/release/profile openai_sse 5`.
+
+use llm_usage_benches::{inputs, run_core, Feed};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "openai_sse".to_owned());
+    let secs: f64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let input = inputs::all()
+        .into_iter()
+        .find(|i| i.name == name)
+        .unwrap_or_else(|| panic!("no input {name}"));
+    let sizes = inputs::chunk_sizes(input.wire.len(), 7);
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let mut runs = 0u64;
+    let t = Instant::now();
+    while Instant::now() < until {
+        black_box(run_core(black_box(&input), Feed::Chunks(&sizes)));
+        runs += 1;
+    }
+    let mb_s = (input.decoded.len() as u64 * runs) as f64 / t.elapsed().as_secs_f64() / 1e6;
+    println!("{name}: {runs} runs, {mb_s:.0} MB/s");
+}
