@@ -96,7 +96,17 @@ impl Shared {
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let exchange = catch_unwind(AssertUnwindSafe(|| {
             let mut ex = Exchange::with_options(config.options.clone());
-            ex.on_request_head(method.as_str(), path, headers.iter());
+            // Client middleware sees absolute URIs and no `host` header yet (the client adds
+            // it later): give the core the URI's authority so host-based detection works.
+            let authority = match (headers.contains_key(http::header::HOST), uri.authority()) {
+                (false, Some(a)) => Some((&b"host"[..], a.as_str().as_bytes())),
+                _ => None,
+            };
+            let all = headers
+                .iter()
+                .map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()))
+                .chain(authority);
+            ex.on_request_head(method.as_str(), path, all);
             ex
         }))
         .ok();

@@ -592,3 +592,24 @@ async fn segmented_buffers_are_observed_or_marked_partial() {
         "nothing is guessed past the gap"
     );
 }
+
+/// As client middleware the layer sees absolute URIs and no `host` header: the URI's authority
+/// still reaches the core, so host-based provider detection works.
+#[tokio::test]
+async fn absolute_uri_authority_is_used_for_provider_detection() {
+    let events = Events::default();
+    let layer = LlmUsageLayer::new()
+        .without_metrics()
+        .on_record(events.callback());
+    let svc = layer.layer(echo_model_service());
+    let req = Request::post("https://api.deepseek.com/chat/completions")
+        .body(Full::new(Bytes::from_static(
+            br#"{"model":"deepseek-chat","messages":[]}"#,
+        )))
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    let _ = res.into_body().collect().await.unwrap();
+    let evs = events.all();
+    assert_eq!(evs[0].record.provider, Some(Provider::DeepSeek));
+    assert_eq!(evs[0].record.input_tokens, Some(2));
+}
