@@ -97,6 +97,15 @@ const fn w(path: &'static [&'static str], target: Target) -> Watch<Target> {
     Watch { path, target }
 }
 
+/// Watches each path both at the document root and under `$prefix`: the non-stream body
+/// and the stream events of one API share their field names (Anthropic's message versus
+/// `message_start.message`, the Responses object versus `response.completed.response`).
+macro_rules! root_and_under {
+    ($prefix:literal; $([$($seg:literal),+] => $target:expr),+ $(,)?) => {
+        &[$(w(&[$($seg),+], $target), w(&[$prefix, $($seg),+], $target),)+]
+    };
+}
+
 use Field::*;
 use Target::*;
 
@@ -155,49 +164,14 @@ static OPENAI_CHAT: Dialect = Dialect {
 static OPENAI_RESPONSES: Dialect = Dialect {
     name: "openai-responses",
     request: MODEL_AND_STREAM,
-    response: &[
-        w(&["model"], ResponseModel),
-        w(&["usage", "input_tokens"], Slot(Input, 0)),
-        w(&["usage", "output_tokens"], Slot(Output, 0)),
-        w(&["usage", "total_tokens"], Slot(Total, 0)),
-        w(
-            &["usage", "input_tokens_details", "cached_tokens"],
-            Slot(Cached, 0),
-        ),
-        w(
-            &["usage", "input_tokens_details", "cache_write_tokens"],
-            Slot(CacheCreation, 0),
-        ),
-        w(
-            &["usage", "output_tokens_details", "reasoning_tokens"],
-            Slot(Reasoning, 0),
-        ),
-        w(&["response", "model"], ResponseModel),
-        w(&["response", "usage", "input_tokens"], Slot(Input, 0)),
-        w(&["response", "usage", "output_tokens"], Slot(Output, 0)),
-        w(&["response", "usage", "total_tokens"], Slot(Total, 0)),
-        w(
-            &["response", "usage", "input_tokens_details", "cached_tokens"],
-            Slot(Cached, 0),
-        ),
-        w(
-            &[
-                "response",
-                "usage",
-                "input_tokens_details",
-                "cache_write_tokens",
-            ],
-            Slot(CacheCreation, 0),
-        ),
-        w(
-            &[
-                "response",
-                "usage",
-                "output_tokens_details",
-                "reasoning_tokens",
-            ],
-            Slot(Reasoning, 0),
-        ),
+    response: root_and_under!["response";
+        ["model"] => ResponseModel,
+        ["usage", "input_tokens"] => Slot(Input, 0),
+        ["usage", "output_tokens"] => Slot(Output, 0),
+        ["usage", "total_tokens"] => Slot(Total, 0),
+        ["usage", "input_tokens_details", "cached_tokens"] => Slot(Cached, 0),
+        ["usage", "input_tokens_details", "cache_write_tokens"] => Slot(CacheCreation, 0),
+        ["usage", "output_tokens_details", "reasoning_tokens"] => Slot(Reasoning, 0),
     ],
     inner: &[],
     headers: &[],
@@ -211,49 +185,15 @@ static OPENAI_RESPONSES: Dialect = Dialect {
 static ANTHROPIC: Dialect = Dialect {
     name: "anthropic-messages",
     request: MODEL_AND_STREAM,
-    response: &[
-        w(&["model"], ResponseModel),
-        w(&["usage", "input_tokens"], Slot(Input, 0)),
-        w(&["usage", "cache_read_input_tokens"], Slot(Input, 1)),
-        w(&["usage", "cache_read_input_tokens"], Slot(Cached, 0)),
-        w(&["usage", "cache_creation_input_tokens"], Slot(Input, 2)),
-        w(
-            &["usage", "cache_creation_input_tokens"],
-            Slot(CacheCreation, 0),
-        ),
-        w(&["usage", "output_tokens"], Slot(Output, 0)),
-        w(
-            &["usage", "output_tokens_details", "thinking_tokens"],
-            Slot(Reasoning, 0),
-        ),
-        w(&["message", "model"], ResponseModel),
-        w(&["message", "usage", "input_tokens"], Slot(Input, 0)),
-        w(
-            &["message", "usage", "cache_read_input_tokens"],
-            Slot(Input, 1),
-        ),
-        w(
-            &["message", "usage", "cache_read_input_tokens"],
-            Slot(Cached, 0),
-        ),
-        w(
-            &["message", "usage", "cache_creation_input_tokens"],
-            Slot(Input, 2),
-        ),
-        w(
-            &["message", "usage", "cache_creation_input_tokens"],
-            Slot(CacheCreation, 0),
-        ),
-        w(&["message", "usage", "output_tokens"], Slot(Output, 0)),
-        w(
-            &[
-                "message",
-                "usage",
-                "output_tokens_details",
-                "thinking_tokens",
-            ],
-            Slot(Reasoning, 0),
-        ),
+    response: root_and_under!["message";
+        ["model"] => ResponseModel,
+        ["usage", "input_tokens"] => Slot(Input, 0),
+        ["usage", "cache_read_input_tokens"] => Slot(Input, 1),
+        ["usage", "cache_read_input_tokens"] => Slot(Cached, 0),
+        ["usage", "cache_creation_input_tokens"] => Slot(Input, 2),
+        ["usage", "cache_creation_input_tokens"] => Slot(CacheCreation, 0),
+        ["usage", "output_tokens"] => Slot(Output, 0),
+        ["usage", "output_tokens_details", "thinking_tokens"] => Slot(Reasoning, 0),
     ],
     inner: &[],
     headers: &[],
@@ -444,29 +384,12 @@ static OLLAMA_NATIVE: Dialect = Dialect {
 static COHERE: Dialect = Dialect {
     name: "cohere-v2",
     request: MODEL_AND_STREAM,
-    response: &[
-        w(&["usage", "billed_units", "input_tokens"], Slot(Input, 0)),
-        w(&["usage", "tokens", "input_tokens"], Slot(Input, 1)),
-        w(&["usage", "billed_units", "output_tokens"], Slot(Output, 0)),
-        w(&["usage", "tokens", "output_tokens"], Slot(Output, 1)),
-        w(&["usage", "cached_tokens"], Slot(Cached, 0)),
-        w(
-            &["delta", "usage", "billed_units", "input_tokens"],
-            Slot(Input, 0),
-        ),
-        w(
-            &["delta", "usage", "tokens", "input_tokens"],
-            Slot(Input, 1),
-        ),
-        w(
-            &["delta", "usage", "billed_units", "output_tokens"],
-            Slot(Output, 0),
-        ),
-        w(
-            &["delta", "usage", "tokens", "output_tokens"],
-            Slot(Output, 1),
-        ),
-        w(&["delta", "usage", "cached_tokens"], Slot(Cached, 0)),
+    response: root_and_under!["delta";
+        ["usage", "billed_units", "input_tokens"] => Slot(Input, 0),
+        ["usage", "tokens", "input_tokens"] => Slot(Input, 1),
+        ["usage", "billed_units", "output_tokens"] => Slot(Output, 0),
+        ["usage", "tokens", "output_tokens"] => Slot(Output, 1),
+        ["usage", "cached_tokens"] => Slot(Cached, 0),
     ],
     inner: &[],
     headers: &[],
