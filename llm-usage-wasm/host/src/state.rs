@@ -137,6 +137,8 @@ pub struct HostState {
     pub tick_period_ms: u32,
     /// Shared data (key → value, cas).
     pub shared_data: BTreeMap<Vec<u8>, (Vec<u8>, u32)>,
+    /// Host functions made to fail with `InternalFailure` (fault injection for tests).
+    pub fail_calls: std::collections::BTreeSet<String>,
     /// Seed for `random_get`.
     pub random_state: u64,
 }
@@ -164,6 +166,7 @@ impl HostState {
             refused: BTreeMap::new(),
             tick_period_ms: 0,
             shared_data: BTreeMap::new(),
+            fail_calls: std::collections::BTreeSet::new(),
             random_state: 0x9E37_79B9_7F4A_7C15,
         }
     }

@@ -73,6 +73,9 @@ pub struct HostOptions {
     pub plugin_name: String,
     /// Extra static properties: serialized path (NUL-joined) → value.
     pub properties: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// Host functions (e.g. `proxy_set_property`) that answer `InternalFailure` instead of
+    /// working: fault injection, to check the filter lets traffic through regardless.
+    pub fail_calls: Vec<String>,
 }
 
 impl Default for HostOptions {
@@ -85,6 +88,7 @@ impl Default for HostOptions {
             node_paths: NodePaths::Xds,
             plugin_name: "llm-usage".into(),
             properties: BTreeMap::new(),
+            fail_calls: Vec::new(),
         }
     }
 }
@@ -142,6 +146,7 @@ impl Host {
         state.plugin_config = options.plugin_config;
         state.plugin_name = options.plugin_name;
         state.properties = options.properties;
+        state.fail_calls = options.fail_calls.into_iter().collect();
         for (k, v) in &options.node_metadata {
             let legacy = format!("node\0metadata\0{k}");
             if matches!(options.node_paths, NodePaths::Legacy | NodePaths::Both) {
@@ -211,6 +216,17 @@ impl Host {
                             })
                             .collect();
                         *caller.data_mut().calls.entry(name.to_string()).or_insert(0) += 1;
+                        if caller.data().fail_calls.contains(name) {
+                            *caller
+                                .data_mut()
+                                .refused
+                                .entry(name.to_string())
+                                .or_insert(0) += 1;
+                            if let Some(r) = results.first_mut() {
+                                *r = Val::I32(abi::status::INTERNAL_FAILURE);
+                            }
+                            return Ok(());
+                        }
                         let mut guest = WasmiGuest::new(&mut caller);
                         let ret = handler(&mut guest, &args).map_err(|t| wasmi::Error::new(t.0))?;
                         if ret != 0 && name.starts_with("proxy_") {

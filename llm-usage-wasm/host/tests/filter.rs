@@ -538,3 +538,48 @@ fn the_module_imports_only_what_envoy_provides() {
         );
     }
 }
+
+#[test]
+fn host_failures_never_stop_traffic_and_are_logged_once() {
+    let failing = [
+        "proxy_set_property",
+        "proxy_define_metric",
+        "proxy_get_header_map_pairs",
+        "proxy_get_buffer_bytes",
+        "proxy_get_property",
+    ];
+    let mut opts = HostOptions::default().node_metadata("WORKLOAD_NAME", "sleep");
+    opts.fail_calls = failing.iter().map(|s| s.to_string()).collect();
+    let mut vm = host()
+        .start(opts)
+        .expect("starts even when host calls fail");
+    for name in [
+        "01-openai-chat-basic",
+        "12-anthropic-messages-stream",
+        "48-anthropic-gzip-sse",
+    ] {
+        let out = replay::run(&mut vm, &load(name), &Delivery::default()).unwrap();
+        assert!(out.all_continue && out.forwarded_unchanged, "{name}");
+        assert!(out.filter_state.is_empty());
+    }
+    assert!(vm.failure().is_none());
+    let warnings: Vec<&str> = vm
+        .logs()
+        .iter()
+        .filter(|l| l.level == 3)
+        .map(|l| l.message.as_str())
+        .collect();
+    for call in ["set_property", "get_header_map_pairs", "get_buffer_bytes"] {
+        let n = warnings
+            .iter()
+            .filter(|m| m.starts_with(&format!("llm-usage: {call} failed")))
+            .count();
+        assert!(n <= 1, "{call} logged {n} times: {warnings:?}");
+    }
+    assert!(
+        warnings
+            .iter()
+            .any(|m| m.starts_with("llm-usage: get_header_map_pairs failed")),
+        "{warnings:?}"
+    );
+}
