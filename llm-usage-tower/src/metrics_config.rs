@@ -341,8 +341,8 @@ impl Label {
         Self::new(name, Source::Constant(value.into()))
     }
 
-    /// Caps the number of distinct values of a header or extension label: past `max`
-    /// distinct values, new ones are counted as `other`.
+    /// Caps the number of distinct values of this label: past `max` distinct values, new ones
+    /// are counted as `other`. (Model labels are also under the cap of [`MetricsConfig`].)
     pub fn max_values(mut self, max: usize) -> Self {
         self.cap = Some(Arc::new(ValueCap::new(None, Some(max))));
         self
@@ -807,6 +807,14 @@ impl MetricsConfig {
                         .cloned()
                         .flatten()
                         .unwrap_or_else(|| UNKNOWN.to_owned()),
+                };
+                let v = match (&l.cap, &l.source) {
+                    (Some(cap), Source::Model | Source::RequestModel | Source::ResponseModel)
+                        if v != UNKNOWN =>
+                    {
+                        cap.admit(&v)
+                    }
+                    _ => v,
                 };
                 (l.name.clone(), v)
             })
