@@ -495,7 +495,7 @@ impl Stream {
                 MetricKind::Requests => Some(1),
                 MetricKind::TimeToFirstByte => latency.ttfb_ms(),
                 MetricKind::TimeToFirstToken => latency.ttft_ms(),
-                MetricKind::TimePerOutputToken => latency.tpot_ms(rec.output_tokens),
+                MetricKind::TimePerOutputToken => latency.tpot_ms(streamed_output(rec)),
                 MetricKind::RequestDuration => latency.duration_ms(),
                 MetricKind::TokenUsage => {
                     let type_tag = s.config.token_type_tag.clone();
@@ -533,6 +533,16 @@ struct Latency {
     first_byte: Option<u64>,
     first_event: Option<u64>,
     end: Option<u64>,
+}
+
+/// The output token count of a streamed response: time per output token is only meaningful
+/// when tokens arrive as they are generated.
+fn streamed_output(rec: &UsageRecord) -> Option<u64> {
+    if rec.stream == Some(true) {
+        rec.output_tokens
+    } else {
+        None
+    }
 }
 
 fn ns_to_ms(ns: u64) -> u64 {
@@ -752,7 +762,7 @@ impl HttpContext for Stream {
         if let Some(ns) = latency.since_start(latency.first_event) {
             self.put("time_to_first_token_ms", ms_text(ns).as_bytes());
         }
-        if let Some(ns) = latency.tpot_ns(rec.output_tokens) {
+        if let Some(ns) = latency.tpot_ns(streamed_output(&rec)) {
             self.put("time_per_output_token_ms", ms_text(ns).as_bytes());
         }
         if let Some(ns) = latency.since_start(latency.end) {

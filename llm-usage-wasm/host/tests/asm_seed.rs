@@ -171,3 +171,26 @@ fn request_model_is_set_before_the_response_for_istio_stats() {
         "qwen-1.8b-chat"
     );
 }
+
+#[test]
+fn asm_guide_curl_to_the_bare_host_with_a_route_override() {
+    // The guide's curl posts to `http://dashscope.aliyuncs.com` (path `/`): nothing in the
+    // path says which API it is, so a route tells the filter the provider family.
+    let config = r#"{"routes": [{"authority": "dashscope.aliyuncs.com", "provider": "openai"}]}"#;
+    let mut vm = sleep_vm(config);
+    let d = Delivery::default();
+    for (subscriber, model, p, c) in [
+        (false, "qwen-1.8b-chat", 3, 55),
+        (true, "qwen-turbo", 11, 90),
+    ] {
+        let mut ex = exchange(subscriber, &completion(Some(model), p, c));
+        ex.path = "/".into();
+        let out = replay::run(&mut vm, &ex, &d).unwrap();
+        assert_eq!(out.filter_state["wasm.asm.llmproxy.provider"], "openai");
+        assert_eq!(
+            out.filter_state["wasm.asm.llmproxy.request_prompt_tokens"],
+            p.to_string()
+        );
+    }
+    assert_seed_metrics(&vm.prometheus(&asm_stats()));
+}
