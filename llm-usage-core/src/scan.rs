@@ -142,6 +142,8 @@ pub struct Scanner<T: 'static> {
     all: u64,
     /// Per depth, the watches that represent a distinct key there (see `representatives`).
     reps: [u64; MAX_LIVE_DEPTH],
+    /// Per depth, a 64-bit Bloom filter of the watched segments' [`signature`]s.
+    bloom: [u64; MAX_LIVE_DEPTH],
     state: State,
     /// Candidate masks of the open live objects.
     stack: [u64; MAX_LIVE_DEPTH],
@@ -181,7 +183,14 @@ impl<T: 'static> core::fmt::Debug for Scanner<T> {
 /// Whether two path segments are equal (identical literals are usually one allocation,
 /// so the address is compared first).
 fn same(a: &str, b: &str) -> bool {
-    core::ptr::eq(a, b) || a == b
+    core::ptr::eq(a, b) || eq_bytes(a.as_bytes(), b.as_bytes())
+}
+
+/// Byte equality for short keys: length and first byte settle almost every comparison
+/// without the call a slice comparison makes.
+#[inline]
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.first() == b.first() && a == b
 }
 
 /// Per depth `d`, the set of watches that are the first (lowest index) of their class of
@@ -214,6 +223,29 @@ fn representatives<T>(watches: &[Watch<T>]) -> [u64; MAX_LIVE_DEPTH] {
     reps
 }
 
+/// A 6-bit signature of a key from its length and end bytes, for the per-depth Bloom
+/// filters: two keys with different signatures differ.
+#[inline]
+fn signature(key: &[u8]) -> u32 {
+    let first = u32::from(key.first().copied().unwrap_or(0));
+    let last = u32::from(key.last().copied().unwrap_or(0));
+    (key.len() as u32)
+        .wrapping_mul(37)
+        .wrapping_add(first.wrapping_mul(11))
+        .wrapping_add(last)
+        & 63
+}
+
+fn blooms<T>(watches: &[Watch<T>]) -> [u64; MAX_LIVE_DEPTH] {
+    let mut bloom = [0u64; MAX_LIVE_DEPTH];
+    for w in watches {
+        for (b, seg) in bloom.iter_mut().zip(w.path) {
+            *b |= 1 << signature(seg.as_bytes());
+        }
+    }
+    bloom
+}
+
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
@@ -239,6 +271,7 @@ impl<T: 'static> Scanner<T> {
             watches,
             all,
             reps: representatives(watches),
+            bloom: blooms(watches),
             state: State::Between,
             stack: [0; MAX_LIVE_DEPTH],
             depth: 0,
@@ -339,13 +372,7 @@ impl<T: 'static> Scanner<T> {
                     i += 1;
                     match b {
                         b' ' | b'\t' | b'\n' | b'\r' => {}
-                        b'"' => {
-                            self.key_len = 0;
-                            self.key_overflow = false;
-                            self.esc = Esc::None;
-                            self.high_surrogate = 0;
-                            self.state = State::Key;
-                        }
+                        b'"' => i = self.key_start(input, i, sink),
                         b'}' if self.state == State::ObjFirst => self.close_object(sink),
                         _ => self.fail(),
                     }
@@ -366,6 +393,10 @@ impl<T: 'static> Scanner<T> {
                     let b = input[i];
                     i += 1;
                     match b {
+                        // The usual `,"key"`: straight into the key, without a dispatch.
+                        b',' if input.get(i) == Some(&b'"') => {
+                            i = self.key_start(input, i + 1, sink);
+                        }
                         b',' => self.state = State::ObjKey,
                         b'}' => self.close_object(sink),
                         b' ' | b'\t' | b'\n' | b'\r' => {}
@@ -554,42 +585,95 @@ impl<T: 'static> Scanner<T> {
         }
     }
 
-    /// A key ended: compute the candidates for its value.
+    /// A key's opening quote was just consumed (`i` is past it). The usual key lies
+    /// whole in this chunk without escapes: it is matched in place, the `:` and the first
+    /// byte of the value are consumed here too, saving a copy and three state dispatches
+    /// per member. Anything else takes the general, resumable path through [`State::Key`].
+    fn key_start<S: Sink<T>>(&mut self, input: &[u8], i: usize, sink: &mut S) -> usize {
+        let rest = &input[i..];
+        if let Some(p) = find_quote_or_backslash(rest) {
+            if rest[p] == b'"' {
+                let (mask, leaf) = if p <= KEY_CAP {
+                    self.candidates(&rest[..p])
+                } else {
+                    (0, 0)
+                };
+                self.cur_mask = mask;
+                self.cur_leaf = leaf;
+                let mut j = i + p + 1;
+                if input.get(j) == Some(&b':') {
+                    j += 1;
+                    match input.get(j) {
+                        Some(&b) if !is_ws(b) => {
+                            self.start_value(b, sink);
+                            return j + 1;
+                        }
+                        _ => {
+                            self.state = State::Value;
+                            return j;
+                        }
+                    }
+                }
+                self.state = State::Colon;
+                return j;
+            }
+        }
+        self.key_len = 0;
+        self.key_overflow = false;
+        self.esc = Esc::None;
+        self.high_surrogate = 0;
+        self.state = State::Key;
+        i
+    }
+
+    /// A key ended (general path): compute the candidates for its value.
     fn key_done(&mut self) {
+        let (mask, leaf) = if self.key_overflow {
+            (0, 0)
+        } else {
+            self.candidates(&self.key[..self.key_len])
+        };
+        self.cur_mask = mask;
+        self.cur_leaf = leaf;
+        self.state = State::Colon;
+    }
+
+    /// The watches (and the leaves among them) that continue through `key` here.
+    fn candidates(&self, key: &[u8]) -> (u64, u64) {
         let d = self.depth - 1;
         let parent = self.stack[d];
         let mut mask = 0u64;
         let mut leaf = 0u64;
-        if !self.key_overflow {
-            let key = &self.key[..self.key_len];
-            // Compare the key with one representative per distinct segment (see
-            // `representatives`): two or three comparisons per key instead of one per watch.
-            let mut m = parent & self.reps[d];
-            while m != 0 {
-                let idx = m.trailing_zeros() as usize;
-                m &= m - 1;
-                let seg = self.watches[idx].path[d].as_bytes();
-                if seg != key {
-                    continue;
-                }
-                // A hit: every candidate with the same segment here matches too.
-                let mut g = parent;
-                while g != 0 {
-                    let j = g.trailing_zeros() as usize;
-                    g &= g - 1;
-                    let path = self.watches[j].path;
-                    if path.len() > d && same(path[d], self.watches[idx].path[d]) {
-                        mask |= 1 << j;
-                        if path.len() == d + 1 {
-                            leaf |= 1 << j;
-                        }
+        // Most keys of an event are watched nowhere (`id`, `object`, `created`, `choices`):
+        // one bit test turns them away before any comparison.
+        if self.bloom[d] & (1 << signature(key)) == 0 {
+            return (0, 0);
+        }
+        // Compare the key with one representative per distinct segment (see
+        // `representatives`): two or three comparisons per key instead of one per watch.
+        let mut m = parent & self.reps[d];
+        while m != 0 {
+            let idx = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let seg = self.watches[idx].path[d];
+            if !eq_bytes(seg.as_bytes(), key) {
+                continue;
+            }
+            // A hit: every candidate with the same segment here matches too.
+            let mut g = parent;
+            while g != 0 {
+                let j = g.trailing_zeros() as usize;
+                g &= g - 1;
+                let path = self.watches[j].path;
+                if path.len() > d && same(path[d], seg) {
+                    mask |= 1 << j;
+                    if path.len() == d + 1 {
+                        leaf |= 1 << j;
                     }
                 }
             }
         }
-        self.cur_mask = mask;
-        self.cur_leaf = leaf;
-        self.state = State::Colon;
+        (mask, leaf)
     }
 
     fn push_value_byte(&mut self, b: u8) {
