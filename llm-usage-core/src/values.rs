@@ -71,7 +71,12 @@ pub(crate) fn parse_count(text: &[u8]) -> Option<u64> {
         Some(p) => (&text[..p], &text[p + 1..]),
         None => (text, &b""[..]),
     };
-    if int.is_empty() || !frac.iter().all(|&b| b == b'0') {
+    // JSON number grammar: no leading zeros, and a `.` needs at least one digit after it.
+    if int.is_empty()
+        || (int.len() > 1 && int[0] == b'0')
+        || (text.len() > int.len() && frac.is_empty())
+        || !frac.iter().all(|&b| b == b'0')
+    {
         return None;
     }
     let mut v: u64 = 0;
@@ -152,5 +157,11 @@ mod tests {
         assert_eq!(parse_count(b"1e3"), None);
         assert_eq!(parse_count(b".0"), None);
         assert_eq!(parse_count(b""), None);
+        // Not JSON numbers: unknown rather than a guess.
+        assert_eq!(parse_count(b"1."), None);
+        assert_eq!(parse_count(b"01"), None);
+        assert_eq!(parse_count(b"00.0"), None);
+        assert_eq!(parse_count(b"0.0"), Some(0));
+        assert_eq!(parse_count(b"10"), Some(10));
     }
 }

@@ -1,0 +1,971 @@
+//! Hostile input: what an attacker (or a broken upstream) can send through the filter.
+//!
+//! Every case is streamed in 64 KiB chunks from a generator (the test never holds the
+//! body), and each one checks:
+//!
+//! * no panic;
+//! * bounded memory: a counting global allocator measures the peak heap growth from
+//!   creating the [`Exchange`] to taking its record, which must stay under the bound that
+//!   `fuzz/LIMITS.md` states ([`PLAIN_BOUND`], [`COMPRESSED_BOUND`] with gzip/deflate);
+//! * the record: unknown where the input does not carry a valid figure, known figures
+//!   right, `complete` only when the body ended cleanly;
+//! * time linear in the input (a few cases run at two sizes and compare).
+//!
+//! Limits and guarantees are described in `fuzz/LIMITS.md`.
+
+use llm_usage_core::{encode_event_stream_message, Exchange, Options, UsageRecord};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// One case at a time, so the counters mean something.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    /// Only the thread running a case is counted (not, say, another test's panic report).
+    static TRACKED: Cell<bool> = const { Cell::new(false) };
+}
+
+fn tracked() -> bool {
+    TRACKED.try_with(Cell::get).unwrap_or(false)
+}
+
+fn grow(by: usize) {
+    if tracked() {
+        let now = LIVE.fetch_add(by, SeqCst) + by;
+        PEAK.fetch_max(now, SeqCst);
+    }
+}
+
+fn shrink(by: usize) {
+    if tracked() {
+        LIVE.fetch_sub(by, SeqCst);
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        grow(l.size());
+        // SAFETY: forwarding the caller's layout to the system allocator.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        shrink(l.size());
+        // SAFETY: `p` was allocated by `System` with this layout.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        if new > l.size() {
+            grow(new - l.size());
+        } else {
+            shrink(l.size() - new);
+        }
+        // SAFETY: forwarding to the allocator that allocated `p`.
+        unsafe { System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Heap an exchange may hold for a plain (identity-encoded) body, whatever its size.
+const PLAIN_BOUND: usize = 4 * 1024;
+/// Heap an exchange may hold for a gzip/deflate body (inflate window and output buffer).
+const COMPRESSED_BOUND: usize = 80 * 1024;
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+const CHUNK: usize = 64 * KIB;
+
+/// A piece of a body.
+enum Part<'a> {
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// `pattern` repeated to about `len` bytes (rounded down to whole copies).
+    Repeat(&'a [u8], usize),
+}
+
+/// A body, and a reusable buffer per repeated part, built before measuring.
+struct Body<'a> {
+    parts: Vec<Part<'a>>,
+    bufs: Vec<Vec<u8>>,
+}
+
+impl<'a> Body<'a> {
+    fn new(parts: Vec<Part<'a>>) -> Self {
+        let bufs = parts
+            .iter()
+            .map(|p| match p {
+                Part::Bytes(_) => Vec::new(),
+                Part::Repeat(pat, _) => {
+                    let copies = (CHUNK / pat.len()).max(1);
+                    pat.repeat(copies)
+                }
+            })
+            .collect();
+        Body { parts, bufs }
+    }
+
+    fn len(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Bytes(b) => b.len(),
+                Part::Repeat(pat, n) => *n / pat.len() * pat.len(),
+            })
+            .sum()
+    }
+
+    fn feed(&self, mut f: impl FnMut(&[u8])) {
+        for (p, buf) in self.parts.iter().zip(&self.bufs) {
+            match p {
+                Part::Bytes(b) => b.chunks(CHUNK).for_each(&mut f),
+                Part::Repeat(pat, n) => {
+                    let mut left = *n / pat.len() * pat.len();
+                    while left > 0 {
+                        let k = left.min(buf.len());
+                        f(&buf[..k]);
+                        left -= k;
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct Case<'a> {
+    path: &'a str,
+    request_headers: Vec<(&'a str, &'a str)>,
+    request: Body<'a>,
+    response_headers: Vec<(&'a str, &'a str)>,
+    response: Body<'a>,
+    options: Options,
+    /// Whether to signal the end of the response (a cut stream does not).
+    end: bool,
+}
+
+impl<'a> Case<'a> {
+    fn new(path: &'a str, content_type: &'a str, response: Vec<Part<'a>>) -> Self {
+        Case {
+            path,
+            request_headers: vec![("content-type", "application/json")],
+            request: Body::new(vec![Part::Bytes(br#"{"model":"req-model","stream":true}"#)]),
+            response_headers: vec![("content-type", content_type)],
+            response: Body::new(response),
+            options: Options::new(),
+            end: true,
+        }
+    }
+
+    fn request(mut self, parts: Vec<Part<'a>>) -> Self {
+        self.request = Body::new(parts);
+        self
+    }
+
+    fn header(mut self, name: &'a str, value: &'a str) -> Self {
+        self.response_headers.push((name, value));
+        self
+    }
+
+    /// Runs the exchange; returns the record, the peak heap growth and the time taken.
+    fn run(&self) -> (UsageRecord, usize, Duration) {
+        let start = Instant::now();
+        // Live heap counts only this thread's allocations from here: it starts at 0.
+        LIVE.store(0, SeqCst);
+        PEAK.store(0, SeqCst);
+        TRACKED.with(|t| t.set(true));
+        let mut ex = Exchange::with_options(self.options.clone());
+        ex.on_request_head("POST", self.path, self.request_headers.iter().copied());
+        self.request.feed(|c| ex.on_request_body(c));
+        ex.on_request_end();
+        ex.on_response_head(200, self.response_headers.iter().copied());
+        self.response.feed(|c| ex.on_response_body(c));
+        if self.end {
+            ex.on_response_end();
+        }
+        let r = ex.finish();
+        let peak = PEAK.load(SeqCst);
+        drop(ex);
+        TRACKED.with(|t| t.set(false));
+        (r, peak, start.elapsed())
+    }
+
+    /// Runs and checks the memory bound.
+    fn check(&self, what: &str) -> UsageRecord {
+        let compressed = self
+            .response_headers
+            .iter()
+            .chain(&self.request_headers)
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-encoding"));
+        let bound = if compressed {
+            COMPRESSED_BOUND
+        } else {
+            PLAIN_BOUND
+        };
+        let (r, peak, took) = self.run();
+        let size = self.request.len() + self.response.len();
+        println!(
+            "{what}: {} bytes in {took:?}, peak heap growth {peak} bytes (bound {bound})",
+            size
+        );
+        assert!(
+            peak <= bound,
+            "{what}: peak heap growth {peak} bytes > {bound}"
+        );
+        r
+    }
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Time linear in input: the case at 4x the size takes well under 16x the time (the
+/// quadratic signature). Retried, since CI machines are noisy.
+fn assert_linear(what: &str, case: impl Fn(usize) -> Case<'static>, base: usize) {
+    let best = |n: usize| {
+        let c = case(n);
+        (0..2).map(|_| c.run().2).min().unwrap()
+    };
+    let mut ratios = Vec::new();
+    for _ in 0..3 {
+        let small = best(base).max(Duration::from_micros(200));
+        let large = best(base * 4);
+        let ratio = large.as_secs_f64() / small.as_secs_f64();
+        ratios.push(ratio);
+        if ratio < 9.0 {
+            return;
+        }
+    }
+    panic!("{what}: 4x the input took {ratios:?} times as long (not linear)");
+}
+
+fn leak(v: Vec<u8>) -> &'static [u8] {
+    Box::leak(v.into_boxed_slice())
+}
+
+// ---------------------------------------------------------------------------------------
+// Nesting 100,000 deep
+
+fn deep(depth: usize, open: &'static [u8], close: &'static [u8]) -> Case<'static> {
+    Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![
+            Part::Bytes(br#"{"model":"m","choices":"#),
+            Part::Repeat(open, depth * open.len()),
+            Part::Bytes(b"1"),
+            Part::Repeat(close, depth * close.len()),
+            Part::Bytes(br#","usage":{"prompt_tokens":5,"completion_tokens":6}}"#),
+        ],
+    )
+}
+
+#[test]
+fn nesting_100k_deep_in_an_unwatched_value() {
+    let _g = serial();
+    for (open, close) in [
+        (&b"["[..], &b"]"[..]),
+        (b"{\"a\":", b"}"),
+        (b"[{\"b\":[", b"]}]"),
+    ] {
+        let r = deep(100_000, open, close).check("100k deep");
+        assert_eq!((r.input_tokens, r.output_tokens), (Some(5), Some(6)));
+        assert!(r.complete);
+    }
+    assert_linear("deep nesting", |n| deep(n, b"[{\"b\":", b"}]"), 2_000_000);
+}
+
+#[test]
+fn nesting_100k_deep_along_a_watched_path() {
+    let _g = serial();
+    // `usage` is watched: its object is followed, then `usage.usage...` matches nothing.
+    let r = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![
+            Part::Bytes(br#"{"usage":{"prompt_tokens":3,"usage":"#),
+            Part::Repeat(b"{\"usage\":", 100_000 * 9),
+            Part::Bytes(b"0"),
+            Part::Repeat(b"}", 100_000),
+            Part::Bytes(br#","completion_tokens":4}}"#),
+        ],
+    )
+    .check("100k deep on a watched path");
+    assert_eq!((r.input_tokens, r.output_tokens), (Some(3), Some(4)));
+    assert!(r.complete);
+
+    // Openers that are never closed, in every framing: unknown, incomplete.
+    for ct in [
+        "application/json",
+        "text/event-stream",
+        "application/x-ndjson",
+    ] {
+        let prefix: &[u8] = if ct == "text/event-stream" {
+            b"data: "
+        } else {
+            b""
+        };
+        let r = Case::new(
+            "/v1/chat/completions",
+            ct,
+            vec![
+                Part::Bytes(prefix),
+                Part::Repeat(b"{\"usage\":[", 100_000 * 10),
+            ],
+        )
+        .check("100k unclosed");
+        assert_eq!(r.input_tokens, None);
+        assert!(!r.complete, "{ct}");
+    }
+
+    // Mismatched closers and 100,000 stray closers: no panic, unknown.
+    let r = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![
+            Part::Repeat(b"[{", 200_000),
+            Part::Repeat(b"]", 300_000),
+            Part::Repeat(b"}", 100_000),
+        ],
+    )
+    .check("mismatched closers");
+    assert_eq!(r.input_tokens, None);
+}
+
+// ---------------------------------------------------------------------------------------
+// A 100 MiB string
+
+#[test]
+fn string_of_100_mib() {
+    let _g = serial();
+    // In content, with escapes that look like usage: skipped, the real usage counts.
+    let content = |n: usize| {
+        Case::new(
+            "/v1/chat/completions",
+            "application/json",
+            vec![
+                Part::Bytes(br#"{"model":"gpt-x","choices":[{"message":{"content":""#),
+                Part::Repeat(
+                    br#"ab \"usage\":{\"prompt_tokens\":9} \\ \u00e9 \ud83d\ude00 "#,
+                    n,
+                ),
+                Part::Bytes(br#""}}],"usage":{"prompt_tokens":11,"completion_tokens":5}}"#),
+            ],
+        )
+    };
+    let r = content(100 * MIB).check("100 MiB content string");
+    assert_eq!(
+        (r.model.as_deref(), r.input_tokens, r.total_tokens),
+        (Some("gpt-x"), Some(11), Some(16))
+    );
+    assert!(r.complete);
+    assert_linear("long string", content, 8 * MIB);
+
+    // As the (watched) model: too long to capture, so the response model is unknown and
+    // the request's model stands in; the tokens after it still count.
+    let r = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![
+            Part::Bytes(br#"{"model":""#),
+            Part::Repeat(b"m\\\"", 100 * MIB),
+            Part::Bytes(br#"","usage":{"prompt_tokens":1,"completion_tokens":2}}"#),
+        ],
+    )
+    .check("100 MiB model");
+    assert_eq!(r.response_model, None);
+    assert_eq!(r.model.as_deref(), Some("req-model"));
+    assert_eq!(r.total_tokens, Some(3));
+
+    // Never closed: unknown, incomplete.
+    let r = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![
+            Part::Bytes(br#"{"usage":{"prompt_tokens":1},"x":""#),
+            Part::Repeat(b"a", 100 * MIB),
+        ],
+    )
+    .check("100 MiB unterminated");
+    assert_eq!(r.input_tokens, None);
+    assert!(!r.complete);
+
+    // A 100 MiB request body (a long prompt): the model after it is still found.
+    let r = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![Part::Bytes(br#"{"usage":{"prompt_tokens":1}}"#)],
+    )
+    .request(vec![
+        Part::Bytes(br#"{"messages":[{"role":"user","content":""#),
+        Part::Repeat(b"0123456789\\n", 100 * MIB),
+        Part::Bytes(br#""}],"stream":false,"model":"late-model"}"#),
+    ])
+    .check("100 MiB request");
+    assert_eq!(r.request_model.as_deref(), Some("late-model"));
+    assert_eq!(r.stream, Some(false));
+}
+
+// ---------------------------------------------------------------------------------------
+// A key of 1 MiB
+
+#[test]
+fn key_of_1_mib() {
+    let _g = serial();
+    for (prefix, what) in [
+        (&br#"{"usage":{"prompt_tokens":2},""#[..], "top level"),
+        (br#"{"usage":{"prompt_tokens":2,""#, "inside usage"),
+    ] {
+        // A long key that starts like a watched one must not match it.
+        let r = Case::new(
+            "/v1/chat/completions",
+            "application/json",
+            vec![
+                Part::Bytes(prefix),
+                Part::Bytes(b"completion_tokens"),
+                Part::Repeat(b"k\\u00e9", MIB),
+                Part::Bytes(if what == "top level" {
+                    br#"":{"completion_tokens":99}}"#
+                } else {
+                    br#"":99}}"#
+                }),
+            ],
+        )
+        .check("1 MiB key");
+        assert_eq!(r.input_tokens, Some(2), "{what}");
+        assert_eq!(r.output_tokens, None, "{what}");
+        assert!(r.complete);
+    }
+    // Keys just over the cap never match, keys at the cap do (watched keys are short).
+    let key = leak(b"x".repeat(llm_usage_core::limits::KEY_CAP + 1));
+    let r = Case::new(
+        "/v1/chat/completions",
+        "text/event-stream",
+        vec![
+            Part::Bytes(b"data: {\""),
+            Part::Bytes(key),
+            Part::Bytes(b"\":1,\"usage\":{\"prompt_tokens\":8}}\n\n"),
+        ],
+    )
+    .check("key over the cap");
+    assert_eq!(r.input_tokens, Some(8));
+    assert_linear(
+        "long key",
+        |n| {
+            Case::new(
+                "/v1/chat/completions",
+                "application/json",
+                vec![
+                    Part::Bytes(br#"{"usage":{""#),
+                    Part::Repeat(b"k", n),
+                    Part::Bytes(br#"":1,"prompt_tokens":1}}"#),
+                ],
+            )
+        },
+        8 * MIB,
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Numbers
+
+fn usage_json(usage: &str) -> UsageRecord {
+    let body = leak(format!(r#"{{"model":"m","usage":{usage}}}"#).into_bytes());
+    Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![Part::Bytes(body)],
+    )
+    .check("numbers")
+}
+
+#[test]
+fn numbers_overflowing_u64() {
+    let _g = serial();
+    let r = usage_json(r#"{"prompt_tokens":18446744073709551615,"completion_tokens":0}"#);
+    assert_eq!(r.input_tokens, Some(u64::MAX));
+    // in + out overflows: the total is unknown rather than wrapped or saturated.
+    let r = usage_json(r#"{"prompt_tokens":18446744073709551615,"completion_tokens":1}"#);
+    assert_eq!((r.output_tokens, r.total_tokens), (Some(1), None));
+    for n in [
+        "18446744073709551616",
+        "99999999999999999999999999999999",
+        "1e400",
+        "-18446744073709551616",
+    ] {
+        let r = usage_json(&format!(
+            r#"{{"prompt_tokens":{n},"completion_tokens":3,"total_tokens":{n}}}"#
+        ));
+        assert_eq!((r.input_tokens, r.total_tokens), (None, None), "{n}");
+        assert_eq!(r.output_tokens, Some(3));
+    }
+    // A number of 1 MiB digits (far over the value cap): unknown, bounded memory.
+    let r = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![
+            Part::Bytes(br#"{"usage":{"prompt_tokens":1"#),
+            Part::Repeat(b"0", MIB),
+            Part::Bytes(br#","completion_tokens":2}}"#),
+        ],
+    )
+    .check("1 MiB number");
+    assert_eq!((r.input_tokens, r.output_tokens), (None, Some(2)));
+    // Summed fields (Anthropic input = input + cache read + cache creation) overflow too.
+    let body = br#"{"model":"c","usage":{"input_tokens":18446744073709551615,"cache_read_input_tokens":1,"output_tokens":2}}"#;
+    let r = Case::new("/v1/messages", "application/json", vec![Part::Bytes(body)])
+        .check("sum overflow");
+    assert_eq!(r.input_tokens, None);
+    assert_eq!(r.cached_input_tokens, Some(1));
+    assert_eq!(r.output_tokens, Some(2));
+    // Header counts (Bedrock InvokeModel) that overflow are unknown too.
+    let r = Case::new(
+        "/model/m/invoke",
+        "application/json",
+        vec![Part::Bytes(b"{}")],
+    )
+    .header("x-amzn-bedrock-input-token-count", "18446744073709551616")
+    .header("x-amzn-bedrock-output-token-count", "-4")
+    .check("header overflow");
+    assert_eq!((r.input_tokens, r.output_tokens), (None, None));
+}
+
+#[test]
+fn negative_fractional_and_non_numeric_counts() {
+    let _g = serial();
+    for v in [
+        "-1",
+        "-0",
+        "-0.0",
+        "1.5",
+        "0.1",
+        "1e3",
+        "1E2",
+        "12e-1",
+        "\"12\"",
+        "true",
+        "null",
+        "[12]",
+        "{\"n\":12}",
+        "0x10",
+        "-",
+        "1.",
+        "01",
+        "00",
+        "01.5",
+        "1.0.0",
+        "1-2",
+    ] {
+        let r = usage_json(&format!(r#"{{"prompt_tokens":{v},"completion_tokens":2}}"#));
+        assert_eq!(r.input_tokens, None, "prompt_tokens: {v}");
+        assert_eq!(r.total_tokens, None, "{v}");
+        assert_eq!(r.output_tokens, Some(2), "{v}");
+    }
+    // Not JSON at all on a watched path: the document is unreadable, everything unknown.
+    for v in ["+5", ".5", "NaN", "Infinity", "x"] {
+        let r = usage_json(&format!(r#"{{"prompt_tokens":{v},"completion_tokens":2}}"#));
+        assert_eq!((r.input_tokens, r.output_tokens), (None, None), "{v}");
+    }
+    // An integral value written as a float is a count.
+    let r = usage_json(r#"{"prompt_tokens":12.0,"completion_tokens":2.000}"#);
+    assert_eq!((r.input_tokens, r.output_tokens), (Some(12), Some(2)));
+    // A reported zero is a known zero, not unknown.
+    let r = usage_json(r#"{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}"#);
+    assert_eq!(r.total_tokens, Some(0));
+}
+
+// ---------------------------------------------------------------------------------------
+// Duplicate keys
+
+#[test]
+fn duplicate_keys() {
+    let _g = serial();
+    // Every occurrence is read in order; the last valid one wins.
+    let r = usage_json(r#"{"prompt_tokens":1,"prompt_tokens":2,"completion_tokens":3}"#);
+    assert_eq!(r.input_tokens, Some(2));
+    let body =
+        br#"{"model":"a","usage":{"prompt_tokens":1},"model":"b","usage":{"completion_tokens":4}}"#;
+    let r = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![Part::Bytes(body)],
+    )
+    .check("duplicate objects");
+    assert_eq!(r.model.as_deref(), Some("b"));
+    assert_eq!((r.input_tokens, r.output_tokens), (Some(1), Some(4)));
+    // An invalid later duplicate does not erase a valid earlier one.
+    let r = usage_json(r#"{"prompt_tokens":5,"prompt_tokens":-1,"completion_tokens":1}"#);
+    assert_eq!(r.input_tokens, Some(5));
+    // 100,000 duplicates: constant memory, last wins.
+    let r = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![
+            Part::Bytes(br#"{"usage":{"prompt_tokens":0"#),
+            Part::Repeat(br#","prompt_tokens":123456"#, 100_000 * 22),
+            Part::Bytes(br#","prompt_tokens":7}}"#),
+        ],
+    )
+    .check("100k duplicates");
+    assert_eq!(r.input_tokens, Some(7));
+}
+
+// ---------------------------------------------------------------------------------------
+// Invalid UTF-8
+
+#[test]
+fn invalid_utf8() {
+    let _g = serial();
+    // In a response model: not a name, so the request's model stands in.
+    let r = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![Part::Bytes(
+            b"{\"model\":\"gpt\xff\xfe\",\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}",
+        )],
+    )
+    .check("invalid utf-8 model");
+    assert_eq!(r.response_model, None);
+    assert_eq!(r.model.as_deref(), Some("req-model"));
+    assert_eq!(r.total_tokens, Some(2));
+    // Lone surrogate escapes decode to U+FFFD.
+    let r = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![Part::Bytes(br#"{"model":"a\ud800b\udc00c\ud83d"}"#)],
+    )
+    .check("lone surrogates");
+    assert_eq!(r.model.as_deref(), Some("a\u{FFFD}b\u{FFFD}c\u{FFFD}"));
+    // In content, keys, SSE field names and comments: skipped, the usage still counts.
+    let body = b": \xff\xfe comment\n\xc3\x28\xa0: x\nevent: \x80\ndata: {\"\xe2\x82\":{\"x\":\"\xf0\x28\x8c\x28\"},\"choices\":[{\"delta\":{\"content\":\"\xed\xa0\x80\"}}],\"usage\":{\"prompt_tokens\":4,\"completion_tokens\":5}}\n\n";
+    let r = Case::new(
+        "/v1/chat/completions",
+        "text/event-stream",
+        vec![Part::Bytes(body)],
+    )
+    .check("invalid utf-8 in sse");
+    assert_eq!(r.total_tokens, Some(9));
+    assert!(r.complete);
+    // 16 MiB of random bytes in every framing: nothing, no panic.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let noise = leak(
+        (0..CHUNK)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect(),
+    );
+    for ct in [
+        "application/json",
+        "text/event-stream",
+        "application/x-ndjson",
+        "application/vnd.amazon.eventstream",
+        "application/octet-stream",
+    ] {
+        let r = Case::new(
+            "/v1/chat/completions",
+            ct,
+            vec![Part::Repeat(noise, 16 * MIB)],
+        )
+        .check("noise");
+        assert_eq!(r.input_tokens, None, "{ct}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Gzip bomb
+
+/// One gzip member holding `n` spaces.
+fn gzip_member(prefix: &[u8], n: usize, suffix: &[u8]) -> Vec<u8> {
+    let mut plain = prefix.to_vec();
+    plain.resize(prefix.len() + n, b' ');
+    plain.extend_from_slice(suffix);
+    let mut v = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+    v.extend(miniz_oxide::deflate::compress_to_vec(&plain, 9));
+    v.extend_from_slice(&crc32fast::hash(&plain).to_le_bytes());
+    v.extend_from_slice(&(plain.len() as u32).to_le_bytes());
+    v
+}
+
+#[test]
+fn gzip_bomb() {
+    let _g = serial();
+    // 256 MiB of whitespace inside one JSON document, from about 256 KiB of gzip: 64
+    // members of 4 MiB each (a ratio of about 1000:1, deflate's maximum).
+    let first = leak(gzip_member(
+        br#"{"model":"bomb","usage":{"prompt_tokens":5,"completion_tokens":6}, "pad":"#,
+        4 * MIB,
+        b"",
+    ));
+    let middle = leak(gzip_member(b"", 4 * MIB, b""));
+    let last = leak(gzip_member(b"", 4 * MIB, b"0}"));
+    let bomb = |members: usize| {
+        Case::new(
+            "/v1/chat/completions",
+            "application/json",
+            vec![
+                Part::Bytes(first),
+                Part::Repeat(middle, middle.len() * members),
+                Part::Bytes(last),
+            ],
+        )
+        .header("content-encoding", "gzip")
+    };
+    let case = bomb(62);
+    println!(
+        "gzip bomb: {} compressed bytes -> 256 MiB",
+        case.response.len()
+    );
+    let r = case.check("gzip bomb, 256 MiB decoded");
+    assert_eq!(r.total_tokens, Some(11));
+    assert!(r.complete);
+    // With an inspection limit, decoding stops early: incomplete, and only the figures
+    // seen before the limit (here: all of them, they come first... but uncommitted, since
+    // the document never ended).
+    let mut limited = bomb(62);
+    limited.options = Options::new().max_body_bytes(MIB as u64);
+    let (r, peak, took) = limited.run();
+    println!("gzip bomb with a 1 MiB inspection limit: {took:?}, peak {peak}");
+    assert!(peak <= COMPRESSED_BOUND);
+    assert!(!r.complete);
+    assert_eq!(r.input_tokens, None);
+    assert_linear("gzip bomb", bomb, 4);
+
+    // A member whose CRC lies: the body is corrupt, the record incomplete.
+    let mut bad = gzip_member(br#"{"usage":{"prompt_tokens":5}}"#, 0, b"");
+    let n = bad.len();
+    bad[n - 5] ^= 0xff;
+    let bad = leak(bad);
+    let r = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![Part::Bytes(bad)],
+    )
+    .header("content-encoding", "gzip")
+    .check("bad gzip crc");
+    assert!(!r.complete);
+    // Deflate bomb (zlib-wrapped).
+    let mut plain = br#"{"usage":{"prompt_tokens":5},"pad":""#.to_vec();
+    plain.resize(16 * MIB, b'a');
+    plain.extend_from_slice(b"\"}");
+    let z = leak(miniz_oxide::deflate::compress_to_vec_zlib(&plain, 6));
+    drop(plain);
+    let r = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![Part::Bytes(z)],
+    )
+    .header("content-encoding", "deflate")
+    .check("deflate bomb, 16 MiB");
+    assert_eq!(r.input_tokens, Some(5));
+    assert!(r.complete);
+}
+
+// ---------------------------------------------------------------------------------------
+// Event-stream frames with bad CRCs or lengths
+
+const ES: &str = "application/vnd.amazon.eventstream";
+const CONVERSE: &str = "/model/amazon.nova-lite-v1%3A0/converse-stream";
+
+fn meta(input: u64) -> Vec<u8> {
+    encode_event_stream_message(
+        &[(":event-type", "metadata"), (":message-type", "event")],
+        format!(
+            r#"{{"usage":{{"inputTokens":{input},"outputTokens":2,"totalTokens":{}}}}}"#,
+            input + 2
+        )
+        .as_bytes(),
+    )
+}
+
+fn prelude(total: u32, headers: u32) -> Vec<u8> {
+    let mut p = total.to_be_bytes().to_vec();
+    p.extend_from_slice(&headers.to_be_bytes());
+    let crc = crc32fast::hash(&p);
+    p.extend_from_slice(&crc.to_be_bytes());
+    p
+}
+
+fn es(parts: Vec<Part<'static>>) -> UsageRecord {
+    Case::new(CONVERSE, ES, parts).check("event-stream")
+}
+
+#[test]
+fn event_stream_bad_crcs_and_lengths() {
+    let _g = serial();
+    let good = leak(meta(10));
+    // A bad message CRC drops that message only.
+    let mut bad_msg = meta(99);
+    let n = bad_msg.len();
+    bad_msg[n - 1] ^= 1;
+    let bad_msg = leak(bad_msg);
+    let r = es(vec![Part::Bytes(good), Part::Bytes(bad_msg)]);
+    assert_eq!((r.input_tokens, r.complete), (Some(10), true));
+    // 100,000 bad messages in a row: still only the good one counts.
+    let r = es(vec![
+        Part::Repeat(bad_msg, bad_msg.len() * 100_000),
+        Part::Bytes(good),
+    ]);
+    assert_eq!((r.input_tokens, r.complete), (Some(10), true));
+
+    // A bad prelude CRC: lengths cannot be trusted, reading stops, incomplete.
+    let mut bad_prelude = meta(99);
+    bad_prelude[9] ^= 1;
+    let r = es(vec![
+        Part::Bytes(good),
+        Part::Bytes(leak(bad_prelude)),
+        Part::Bytes(leak(meta(50))),
+    ]);
+    assert_eq!((r.input_tokens, r.complete), (Some(10), false));
+
+    // Lengths with a valid prelude CRC but impossible values.
+    for (total, headers) in [
+        (0u32, 0u32),
+        (15, 0),
+        (16, 1),
+        (100, 90),
+        (u32::MAX, 0),
+        (llm_usage_core::limits::MAX_EVENT_STREAM_MESSAGE + 1, 0),
+        (1000, u32::MAX),
+    ] {
+        let r = es(vec![
+            Part::Bytes(good),
+            Part::Bytes(leak(prelude(total, headers))),
+            Part::Repeat(b"x", 4096),
+        ]);
+        assert_eq!(
+            (r.input_tokens, r.complete),
+            (Some(10), false),
+            "total {total}, headers {headers}"
+        );
+    }
+
+    // The largest message accepted (16 MiB), streamed: bounded memory; its payload is
+    // read (a huge unwatched string), then its CRC is wrong, so it is dropped.
+    let max = llm_usage_core::limits::MAX_EVENT_STREAM_MESSAGE;
+    let body = max as usize - 16;
+    let head = br#"{"usage":{"inputTokens":77},"p":""#;
+    let r = es(vec![
+        Part::Bytes(good),
+        Part::Bytes(leak(prelude(max, 0))),
+        Part::Bytes(head),
+        Part::Repeat(b"y", body - head.len() - 2),
+        Part::Bytes(b"\"}"),
+        Part::Bytes(&[0, 0, 0, 0]),
+        Part::Bytes(leak(meta(20))),
+    ]);
+    assert_eq!((r.input_tokens, r.complete), (Some(20), true));
+
+    // A declared length longer than the stream: cut, incomplete, the partial message
+    // does not count.
+    let r = es(vec![
+        Part::Bytes(good),
+        Part::Bytes(leak(prelude(1_000_000, 0))),
+        Part::Bytes(br#"{"usage":{"inputTokens":77}}"#),
+    ]);
+    assert_eq!((r.input_tokens, r.complete), (Some(10), false));
+
+    // A declared length shorter than the payload: the CRC check fails, and what follows
+    // is garbage (a bad prelude), so reading stops.
+    let mut short = meta(30);
+    let total = short.len() as u32 - 8;
+    short[..12].copy_from_slice(&prelude(total, 0)[..]);
+    let r = es(vec![Part::Bytes(good), Part::Bytes(leak(short))]);
+    assert_eq!((r.input_tokens, r.complete), (Some(10), false));
+}
+
+// ---------------------------------------------------------------------------------------
+// A 50 MiB SSE line without a newline
+
+#[test]
+fn sse_line_of_50_mib_without_newline() {
+    let _g = serial();
+    let line = |n: usize| {
+        Case::new(
+            "/v1/chat/completions",
+            "text/event-stream",
+            vec![
+                Part::Bytes(b"data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1}}\n\n"),
+                Part::Bytes(br#"data: {"usage":{"prompt_tokens":9},"x":""#),
+                Part::Repeat(b"z", n),
+            ],
+        )
+    };
+    // The event never ends: its figures do not count, the record is incomplete.
+    let r = line(50 * MIB).check("50 MiB data line");
+    assert_eq!((r.input_tokens, r.total_tokens), (Some(1), Some(2)));
+    assert!(!r.complete);
+    assert_linear("long sse line", line, 8 * MIB);
+
+    // The same, cut without end of stream.
+    let mut cut = line(50 * MIB);
+    cut.end = false;
+    let r = cut.check("50 MiB data line, no end");
+    assert_eq!(r.input_tokens, Some(1));
+    assert!(!r.complete);
+
+    // A 50 MiB comment, field name or unknown field, then a real event.
+    for (prefix, fill) in [
+        (&b":"[..], &b"c"[..]),
+        (b"", b"f"),
+        (b"event: ", b"e"),
+        (b"data: \"", b"d"),
+    ] {
+        let r = Case::new(
+            "/v1/chat/completions",
+            "text/event-stream",
+            vec![
+                Part::Bytes(prefix),
+                Part::Repeat(fill, 50 * MIB),
+                Part::Bytes(b"\r\n\r\ndata: {\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\r\n\r\n"),
+            ],
+        )
+        .check("50 MiB line then an event");
+        assert_eq!(
+            r.total_tokens,
+            Some(7),
+            "{:?}",
+            String::from_utf8_lossy(prefix)
+        );
+        assert!(r.complete);
+    }
+
+    // 50 MiB of one NDJSON line without a newline.
+    let r = Case::new(
+        "/api/chat",
+        "application/x-ndjson",
+        vec![
+            Part::Bytes(br#"{"prompt_eval_count":1,"eval_count":2,"x":""#),
+            Part::Repeat(b"n", 50 * MIB),
+        ],
+    )
+    .check("50 MiB ndjson line");
+    assert_eq!(r.input_tokens, None);
+    assert!(!r.complete);
+}
+
+// ---------------------------------------------------------------------------------------
+// Many events
+
+#[test]
+fn a_million_events_in_constant_memory() {
+    let _g = serial();
+    let ev = b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n";
+    let r = Case::new(
+        "/v1/chat/completions",
+        "text/event-stream",
+        vec![Part::Repeat(ev, ev.len() * 1_000_000)],
+    )
+    .check("1M events");
+    assert_eq!(r.total_tokens, Some(3));
+    assert!(r.complete);
+}
