@@ -609,8 +609,12 @@ pub(crate) fn path_model(rule: PathModel, path: &str) -> Option<String> {
             &rest[..end]
         }
     };
+    // Like a model in a body: longer than the value cap is unknown (and never copied).
+    if raw.len() > 3 * crate::scan::VALUE_CAP {
+        return None;
+    }
     let decoded = percent_decode(raw);
-    if decoded.is_empty() {
+    if decoded.is_empty() || decoded.len() > crate::scan::VALUE_CAP {
         None
     } else {
         Some(decoded)

@@ -351,14 +351,22 @@ where
     K: AsRef<[u8]>,
     V: AsRef<[u8]>,
 {
+    // Bounded whatever the head holds: the first occurrence of each wanted name only
+    // (the one lookups use), and at most `VALUE_CAP + 1` bytes of its value (a longer
+    // value then matches nothing and parses as no count, as in a body).
     let mut out = Vec::new();
     for (k, v) in headers {
         let k = k.as_ref();
         if wanted
             .iter()
             .any(|w| !w.is_empty() && k.eq_ignore_ascii_case(w.as_bytes()))
+            && !out
+                .iter()
+                .any(|(seen, _): &(Vec<u8>, Vec<u8>)| k.eq_ignore_ascii_case(seen))
         {
-            out.push((k.to_ascii_lowercase(), v.as_ref().to_vec()));
+            let v = v.as_ref();
+            let v = &v[..v.len().min(crate::scan::VALUE_CAP + 1)];
+            out.push((k.to_ascii_lowercase(), v.to_vec()));
         }
     }
     out

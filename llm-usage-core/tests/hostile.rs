@@ -969,3 +969,87 @@ fn a_million_events_in_constant_memory() {
     assert_eq!(r.total_tokens, Some(3));
     assert!(r.complete);
 }
+
+// ---------------------------------------------------------------------------------------
+// Hostile heads: huge or repeated headers, huge paths
+
+#[test]
+fn huge_and_repeated_headers_do_not_grow_memory() {
+    let _g = serial();
+    let big = leak(b"x".repeat(MIB));
+    let big = std::str::from_utf8(big).unwrap();
+    let mut case = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![Part::Bytes(
+            br#"{"model":"m","usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+        )],
+    );
+    // 1,000 copies of every header the core looks at, each 1 MiB long, then the real ones.
+    for name in [
+        "host",
+        ":authority",
+        "anthropic-version",
+        "x-dashscope-sse",
+        "content-encoding",
+    ] {
+        case.request_headers
+            .extend(std::iter::repeat_n((name, big), 1000));
+    }
+    for name in ["content-encoding", "x-amzn-bedrock-input-token-count"] {
+        case.response_headers
+            .extend(std::iter::repeat_n((name, big), 1000));
+    }
+    let r = case.check("1,000 x 1 MiB headers");
+    assert_eq!(
+        r.total_tokens, None,
+        "a 1 MiB content-encoding is undecodable"
+    );
+    assert!(!r.complete);
+
+    // The same with short repeated values: the first one is the one that counts.
+    let mut case = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![Part::Bytes(
+            br#"{"model":"m","usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+        )],
+    );
+    case.response_headers = vec![("Content-Type", "application/json"); 100_000];
+    case.response_headers
+        .push(("content-type", "text/event-stream"));
+    let r = case.check("100,000 content-type headers");
+    assert_eq!(r.total_tokens, Some(3));
+}
+
+#[test]
+fn huge_paths_do_not_grow_memory() {
+    let _g = serial();
+    let mut gemini = b"/v1beta/models/".to_vec();
+    gemini.extend(b"%41".repeat(MIB / 3));
+    gemini.extend_from_slice(b":generateContent");
+    let gemini = std::str::from_utf8(leak(gemini)).unwrap();
+    let mut bedrock = b"/model/".to_vec();
+    bedrock.extend(b"m".repeat(MIB));
+    bedrock.extend_from_slice(b"/converse");
+    let bedrock = std::str::from_utf8(leak(bedrock)).unwrap();
+    for path in [gemini, bedrock] {
+        let r = Case::new(path, "application/json", vec![Part::Bytes(b"{}")])
+            .request(vec![Part::Bytes(b"{}")])
+            .check("1 MiB path");
+        // A model name longer than the value cap is unknown, as in a body.
+        assert_eq!(r.model, None);
+        assert!(r.provider.is_some());
+    }
+    // At the cap it is still read.
+    let model = "g".repeat(llm_usage_core::limits::VALUE_CAP);
+    let path = leak(format!("/v1beta/models/{model}:generateContent").into_bytes());
+    let r = Case::new(
+        std::str::from_utf8(path).unwrap(),
+        "application/json",
+        vec![Part::Bytes(b"{}")],
+    )
+    .request(vec![Part::Bytes(b"{}")])
+    .check("path model at the cap");
+    assert_eq!(r.model.as_deref(), Some(model.as_str()));
+}
