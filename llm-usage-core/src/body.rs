@@ -195,6 +195,9 @@ impl EventSink for Core {
     }
 }
 
+/// Compressed bytes decoded between two checks of the inspection limit.
+const INFLATE_SLICE: usize = 16 * 1024;
+
 /// One request or response body being observed.
 #[derive(Debug)]
 pub(crate) struct Body {
@@ -293,7 +296,14 @@ impl Body {
         self.raw += chunk.len() as u64;
         match self.inflate.take() {
             Some(mut inflate) => {
-                inflate.feed(chunk, &mut |decoded| self.feed_decoded(decoded));
+                // In slices, so that hitting the inspection limit stops the decoding: one
+                // chunk of a deflate bomb can hold a thousand times its size.
+                for piece in chunk.chunks(INFLATE_SLICE) {
+                    inflate.feed(piece, &mut |decoded| self.feed_decoded(decoded));
+                    if self.limited {
+                        break;
+                    }
+                }
                 self.inflate = Some(inflate);
             }
             None => self.feed_decoded(chunk),

@@ -1053,3 +1053,43 @@ fn huge_paths_do_not_grow_memory() {
     .check("path model at the cap");
     assert_eq!(r.model.as_deref(), Some(model.as_str()));
 }
+
+#[test]
+fn inspection_limit_bounds_decompression_work_within_one_chunk() {
+    let _g = serial();
+    // 64 MiB of whitespace from about 64 KiB of gzip, arriving as one chunk.
+    let member = gzip_member(br#"{"usage":{"prompt_tokens":1}, "pad":"#, 4 * MIB, b"");
+    let mut z = Vec::new();
+    for _ in 0..16 {
+        z.extend_from_slice(&member);
+    }
+    let z = leak(z);
+    let run = |limit: Option<u64>| {
+        let mut opts = Options::new();
+        if let Some(l) = limit {
+            opts = opts.max_body_bytes(l);
+        }
+        let mut ex = Exchange::with_options(opts);
+        ex.on_request_head("POST", "/v1/chat/completions", [("a", "b")]);
+        ex.on_response_head(
+            200,
+            [
+                ("content-type", "application/json"),
+                ("content-encoding", "gzip"),
+            ],
+        );
+        let t = Instant::now();
+        ex.on_response_body(z);
+        ex.on_response_end();
+        let r = ex.finish();
+        (r, t.elapsed())
+    };
+    let (_, full) = (0..2).map(|_| run(None)).min_by_key(|x| x.1).unwrap();
+    let (r, limited) = (0..2).map(|_| run(Some(1024))).min_by_key(|x| x.1).unwrap();
+    println!("64 MiB bomb in one chunk: {full:?} unlimited, {limited:?} with a 1 KiB limit");
+    assert!(!r.complete);
+    assert!(
+        limited * 8 < full,
+        "a 1 KiB inspection limit still decoded the whole chunk ({limited:?} vs {full:?})"
+    );
+}
