@@ -1,0 +1,214 @@
+//! The wasm filter's cost per exchange, against a no-op filter, in the proxy-wasm host.
+//!
+//! ```text
+//! cargo build --release -p llm-usage-wasm --target wasm32-wasip1
+//! cargo run --release -p llm-usage-benches --features wasm --bin wasm_cost
+//! ```
+//!
+//! Both modules run in `llm-usage-wasm-host` (the wasmi interpreter, Envoy's callback
+//! order) over the same exchanges, fed in the same 1–16 KiB chunks. The no-op filter
+//! (WAT below) does what any body-observing filter must: on each body callback it copies
+//! the chunk into its memory with `proxy_get_buffer_bytes`, and returns `Continue`. The
+//! ratio `filter/noop` is the price of parsing on top of merely seeing the bytes.
+//!
+//! With `--features wasm-jit` the same runs again on wasmtime (Cranelift), as Envoy can
+//! run it.
+//!
+//! The filter is found through `LLM_USAGE_WASM`, else
+//! `$CARGO_TARGET_DIR` (or `target`)`/wasm32-wasip1/release/llm_usage_wasm.wasm`.
+
+use llm_usage_benches::clock::Tick;
+use llm_usage_benches::inputs::{self, Input, Side};
+use llm_usage_wasm_host::{EngineKind, Host, HostOptions, Vm};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A filter that reads every body chunk and does nothing else.
+const NOOP_WAT: &str = r#"
+(module
+  (import "env" "proxy_get_buffer_bytes"
+    (func $get_buffer_bytes (param i32 i32 i32 i32 i32) (result i32)))
+  ;; 2.5 MiB: room for any chunk at 64 KiB.
+  (memory (export "memory") 40)
+  (func (export "proxy_abi_version_0_2_1"))
+  ;; One buffer at a time is ever live: every allocation reuses the same region.
+  (func (export "proxy_on_memory_allocate") (param i32) (result i32) (i32.const 65536))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32) (i32.const 0))
+  (func $read (param $type i32) (param $size i32)
+    (drop (call $get_buffer_bytes
+      (local.get $type) (i32.const 0) (local.get $size) (i32.const 0) (i32.const 4))))
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+    (call $read (i32.const 0) (local.get 1))
+    (i32.const 0))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+    (call $read (i32.const 1) (local.get 1))
+    (i32.const 0))
+  (func (export "proxy_on_log") (param i32))
+  (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_delete") (param i32)))
+"#;
+
+const REQUEST: &[u8] = br#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Say hello."}]}"#;
+
+fn filter_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("LLM_USAGE_WASM") {
+        return p.into();
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|d| if d.is_absolute() { d } else { root.join(d) })
+        .unwrap_or_else(|| root.join("target"));
+    target.join("wasm32-wasip1/release/llm_usage_wasm.wasm")
+}
+
+fn authority(input: &Input) -> &'static str {
+    if input.path == "/v1/messages" {
+        "api.anthropic.com"
+    } else {
+        "api.openai.com"
+    }
+}
+
+/// One exchange through a VM, Envoy-style; the body under test in `sizes` chunks.
+fn exchange(vm: &mut Vm, input: &Input, sizes: &[usize]) {
+    let id = vm.new_stream();
+    let mut req = vec![
+        (":method", "POST"),
+        (":path", input.path),
+        (":authority", authority(input)),
+    ];
+    req.extend(input.request_headers.iter().copied());
+    let mut resp = vec![(":status", "200")];
+    resp.extend(input.response_headers.iter().copied());
+    let body = |vm: &mut Vm, request: bool| {
+        let mut at = 0;
+        for (k, &n) in sizes.iter().enumerate() {
+            let chunk = &input.wire[at..at + n];
+            let eos = k + 1 == sizes.len();
+            let r = if request {
+                vm.request_body(id, chunk, eos)
+            } else {
+                vm.response_body(id, chunk, eos)
+            };
+            r.expect("body callback");
+            at += n;
+        }
+    };
+    vm.request_headers(id, &req, false)
+        .expect("request headers");
+    match input.side {
+        Side::Request => body(vm, true),
+        Side::Response => {
+            vm.request_body(id, REQUEST, true).expect("request body");
+        }
+    }
+    vm.response_headers(id, &resp, input.side == Side::Request)
+        .expect("response headers");
+    if input.side == Side::Response {
+        body(vm, false);
+    }
+    vm.complete(id).expect("complete");
+}
+
+/// Median CPU time of one exchange.
+fn per_exchange(vm: &mut Vm, input: &Input, sizes: &[usize]) -> Duration {
+    exchange(vm, input, sizes);
+    let t = Tick::now();
+    exchange(vm, input, sizes);
+    let once = t.elapsed().max(Duration::from_micros(1));
+    let iters = (Duration::from_millis(40).as_nanos() / once.as_nanos()).clamp(1, 10_000) as u32;
+    let mut v: Vec<Duration> = (0..7)
+        .map(|_| {
+            let t = Tick::now();
+            for _ in 0..iters {
+                exchange(vm, input, sizes);
+            }
+            t.elapsed() / iters
+        })
+        .collect();
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let path = filter_path();
+    let wasm = std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}\nbuild it first: cargo build --release -p llm-usage-wasm --target wasm32-wasip1",
+            path.display()
+        )
+    });
+    let noop = wat::parse_str(NOOP_WAT).expect("the no-op module assembles");
+    println!(
+        "filter: {} ({} bytes = {:.0} KiB); CPU time per exchange, median of 7",
+        path.display(),
+        wasm.len(),
+        wasm.len() as f64 / 1024.0
+    );
+    let engines = [
+        Some((EngineKind::Wasmi, "wasmi")),
+        #[cfg(feature = "wasm-jit")]
+        Some((EngineKind::Wasmtime, "wasmtime")),
+    ];
+    let mut lines = Vec::new();
+    for (kind, engine) in engines.into_iter().flatten() {
+        run(&wasm, &noop, kind, engine, &mut lines);
+    }
+    println!();
+    for l in lines {
+        println!("{l}");
+    }
+    println!("wasm_bytes={}", wasm.len());
+}
+
+fn run(wasm: &[u8], noop: &[u8], kind: EngineKind, engine: &str, lines: &mut Vec<String>) {
+    let filter_host = Host::with_engine(wasm, kind).expect("the filter loads");
+    let noop_host = Host::with_engine(noop, kind).expect("the no-op module loads");
+    let mut filter = filter_host
+        .start(HostOptions::with_config(""))
+        .expect("the filter starts");
+    let mut noop = noop_host
+        .start(HostOptions::with_config(""))
+        .expect("the no-op starts");
+    println!();
+    println!(
+        "{:<14} {:>9} {:>12} {:>12} {:>12} {:>10}",
+        engine, "bytes", "filter µs", "no-op µs", "added µs", "filter/noop"
+    );
+    for input in [
+        inputs::openai_sse(),
+        inputs::anthropic_sse(),
+        inputs::openai_1mib(),
+    ] {
+        let sizes = inputs::chunk_sizes(input.wire.len(), 7);
+        let f = per_exchange(&mut filter, &input, &sizes);
+        let n = per_exchange(&mut noop, &input, &sizes);
+        assert!(
+            filter.failure().is_none(),
+            "filter failed: {:?}",
+            filter.failure()
+        );
+        let ratio = f.as_secs_f64() / n.as_secs_f64();
+        println!(
+            "{:<14} {:>9} {:>12.0} {:>12.0} {:>12.0} {:>10.2}x",
+            input.name,
+            input.wire.len(),
+            f.as_secs_f64() * 1e6,
+            n.as_secs_f64() * 1e6,
+            (f.as_secs_f64() - n.as_secs_f64()) * 1e6,
+            ratio
+        );
+        lines.push(format!(
+            "{} engine={engine} wasm_filter_us={:.0} wasm_noop_us={:.0} filter/noop={:.2}",
+            input.name,
+            f.as_secs_f64() * 1e6,
+            n.as_secs_f64() * 1e6,
+            ratio
+        ));
+    }
+}
