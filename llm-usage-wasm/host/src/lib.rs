@@ -35,6 +35,7 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+mod engine;
 pub mod replay;
 pub mod state;
 pub mod stats;
@@ -42,4 +43,4 @@ mod vm;
 
 pub use state::{Action, HostState, LogLine, NodePaths, StreamState};
 pub use stats::{MetricValue, Stats, StatsConfig};
-pub use vm::{Host, HostError, HostOptions, StreamId, Vm};
+pub use vm::{EngineKind, Host, HostError, HostOptions, StreamId, Vm};

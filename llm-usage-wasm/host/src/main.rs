@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use llm_usage_wasm_host::replay::{self, Delivery};
-use llm_usage_wasm_host::{Host, HostOptions, StatsConfig};
+use llm_usage_wasm_host::{EngineKind, Host, HostOptions, StatsConfig};
 use serde_json::{json, Value};
 
 const USAGE: &str = "\
@@ -28,6 +28,7 @@ options:
   --no-jitter                 fixed-size chunks instead of varied ones
   --reset                     cut each stream after the response body (no end of stream)
   --check                     compare the filter state with case.json `expect`; exit 1 on mismatch
+  --engine wasmi|wasmtime     the engine (wasmtime needs the `wasmtime` cargo feature)
 ";
 
 fn main() -> ExitCode {
@@ -58,6 +59,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     let mut authority = "upstream".to_string();
     let mut delivery = Delivery::default();
     let mut check = false;
+    let mut engine = EngineKind::Wasmi;
     let mut cases = Vec::new();
     let need = |it: &mut std::vec::IntoIter<String>, flag: &str| {
         it.next().ok_or_else(|| format!("{flag} needs a value"))
@@ -94,6 +96,14 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
             "--no-jitter" => delivery.jitter = false,
             "--reset" => delivery.reset = true,
             "--check" => check = true,
+            "--engine" => {
+                engine = match need(&mut it, &a)?.as_str() {
+                    "wasmi" => EngineKind::Wasmi,
+                    #[cfg(feature = "wasmtime")]
+                    "wasmtime" => EngineKind::Wasmtime,
+                    other => return Err(format!("unknown or disabled engine {other:?}")),
+                }
+            }
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(ExitCode::SUCCESS);
@@ -123,7 +133,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
                 .map(str::to_string)
         })
         .unwrap_or_else(|| "asm.llmproxy".to_string());
-    let host = Host::from_file(&wasm).map_err(|e| e.to_string())?;
+    let host = Host::from_file_with(&wasm, engine).map_err(|e| e.to_string())?;
     let mut vm = host.start(options).map_err(|e| e.to_string())?;
     let mut failures = 0;
     for dir in &cases {

@@ -1,13 +1,9 @@
-//! One VM running a proxy-wasm module in wasmi, driven the way Envoy drives a plugin.
+//! One VM running a proxy-wasm module, driven the way Envoy drives a plugin.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use wasmi::{
-    Caller, Engine, ExternType, Func, Instance, Linker, Memory, Module, Store, Val, ValType,
-};
-
-use crate::abi::{self, Guest, Trap, Ty};
+use crate::engine::{self, Backend};
 use crate::state::{Action, HeaderMap, HostState, LogLine, NodePaths, StreamState};
 use crate::stats::{Stats, StatsConfig};
 
@@ -109,37 +105,70 @@ impl HostOptions {
     }
 }
 
+/// Which engine runs the module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKind {
+    /// wasmi, an interpreter (the default: fast to build, deterministic).
+    #[default]
+    Wasmi,
+    /// wasmtime with Cranelift (the `wasmtime` feature); Envoy can run wasmtime too.
+    #[cfg(feature = "wasmtime")]
+    Wasmtime,
+}
+
+enum Compiled {
+    Wasmi(engine::wasmi_engine::Compiled),
+    #[cfg(feature = "wasmtime")]
+    Wasmtime(engine::wasmtime_engine::Compiled),
+}
+
 /// A compiled module, ready to start VMs.
 pub struct Host {
-    engine: Engine,
-    module: Module,
+    compiled: Compiled,
 }
 
 impl Host {
-    /// Compiles a module.
+    /// Compiles a module with the default engine (wasmi).
     pub fn new(wasm: &[u8]) -> Result<Host, HostError> {
-        let engine = Engine::default();
-        let module = Module::new(&engine, wasm).map_err(|e| HostError::Load(e.to_string()))?;
-        Ok(Host { engine, module })
+        Host::with_engine(wasm, EngineKind::Wasmi)
     }
 
-    /// Reads and compiles a module file.
+    /// Compiles a module with the given engine.
+    pub fn with_engine(wasm: &[u8], kind: EngineKind) -> Result<Host, HostError> {
+        let compiled = match kind {
+            EngineKind::Wasmi => Compiled::Wasmi(engine::wasmi_engine::Compiled::new(wasm)?),
+            #[cfg(feature = "wasmtime")]
+            EngineKind::Wasmtime => {
+                Compiled::Wasmtime(engine::wasmtime_engine::Compiled::new(wasm)?)
+            }
+        };
+        Ok(Host { compiled })
+    }
+
+    /// Reads and compiles a module file with the default engine.
     pub fn from_file(path: &std::path::Path) -> Result<Host, HostError> {
+        Host::from_file_with(path, EngineKind::Wasmi)
+    }
+
+    /// Reads and compiles a module file with the given engine.
+    pub fn from_file_with(path: &std::path::Path, kind: EngineKind) -> Result<Host, HostError> {
         let wasm =
             std::fs::read(path).map_err(|e| HostError::Load(format!("{}: {e}", path.display())))?;
-        Host::new(&wasm)
+        Host::with_engine(&wasm, kind)
     }
 
     /// The imports of the module (`module.name`), as the module lists them.
     pub fn imports(&self) -> Vec<String> {
-        self.module
-            .imports()
-            .map(|i| format!("{}.{}", i.module(), i.name()))
-            .collect()
+        match &self.compiled {
+            Compiled::Wasmi(c) => c.imports(),
+            #[cfg(feature = "wasmtime")]
+            Compiled::Wasmtime(c) => c.imports(),
+        }
     }
 
-    /// Starts a VM: instantiates, runs `_initialize` (then `main` if exported), creates the
-    /// root context, and calls `proxy_on_vm_start` and `proxy_on_configure`.
+    /// Starts a VM: instantiates (binding every import from the module's import list),
+    /// runs `_initialize` (then `main` if exported), creates the root context, and calls
+    /// `proxy_on_vm_start` and `proxy_on_configure`.
     pub fn start(&self, options: HostOptions) -> Result<Vm, HostError> {
         let mut state = HostState::new();
         state.vm_config = options.vm_config;
@@ -147,138 +176,68 @@ impl Host {
         state.plugin_name = options.plugin_name;
         state.properties = options.properties;
         state.fail_calls = options.fail_calls.into_iter().collect();
+        let legacy = matches!(options.node_paths, NodePaths::Legacy | NodePaths::Both);
+        let xds = matches!(options.node_paths, NodePaths::Xds | NodePaths::Both);
         for (k, v) in &options.node_metadata {
-            let legacy = format!("node\0metadata\0{k}");
-            if matches!(options.node_paths, NodePaths::Legacy | NodePaths::Both) {
+            let path = format!("node\0metadata\0{k}");
+            if legacy {
                 state
                     .properties
-                    .insert(legacy.clone().into_bytes(), v.clone().into_bytes());
+                    .insert(path.clone().into_bytes(), v.clone().into_bytes());
             }
-            if matches!(options.node_paths, NodePaths::Xds | NodePaths::Both) {
-                state.properties.insert(
-                    format!("xds\0{legacy}").into_bytes(),
-                    v.clone().into_bytes(),
-                );
+            if xds {
+                state
+                    .properties
+                    .insert(format!("xds\0{path}").into_bytes(), v.clone().into_bytes());
             }
         }
         if let Some(c) = &options.cluster_name {
-            if matches!(options.node_paths, NodePaths::Legacy | NodePaths::Both) {
+            if legacy {
                 state
                     .properties
                     .insert(b"cluster_name".to_vec(), c.clone().into_bytes());
             }
-            if matches!(options.node_paths, NodePaths::Xds | NodePaths::Both) {
+            if xds {
                 state
                     .properties
                     .insert(b"xds\0cluster_name".to_vec(), c.clone().into_bytes());
             }
         }
-        let mut store = Store::new(&self.engine, state);
-        let mut linker = Linker::<HostState>::new(&self.engine);
-        let mut bound = std::collections::BTreeSet::new();
-        for import in self.module.imports() {
-            let full = format!("{}.{}", import.module(), import.name());
-            let ExternType::Func(ty) = import.ty() else {
-                return Err(HostError::MissingImport(full));
-            };
-            let Some(f) = abi::lookup(import.module(), import.name()) else {
-                return Err(HostError::MissingImport(full));
-            };
-            let want: Vec<ValType> = f
-                .params
-                .iter()
-                .map(|t| match t {
-                    Ty::I32 => ValType::I32,
-                    Ty::I64 => ValType::I64,
-                })
-                .collect();
-            let want_results: &[ValType] = if f.returns { &[ValType::I32] } else { &[] };
-            if ty.params() != want.as_slice() || ty.results() != want_results {
-                return Err(HostError::BadSignature(full));
-            }
-            if !bound.insert(full) {
-                continue;
-            }
-            let handler = f.handler;
-            let name = f.name;
-            linker
-                .func_new(
-                    import.module(),
-                    import.name(),
-                    ty.clone(),
-                    move |mut caller, params, results| {
-                        let args: Vec<u64> = params
-                            .iter()
-                            .map(|v| match v {
-                                Val::I32(x) => *x as u32 as u64,
-                                Val::I64(x) => *x as u64,
-                                _ => 0,
-                            })
-                            .collect();
-                        *caller.data_mut().calls.entry(name.to_string()).or_insert(0) += 1;
-                        if caller.data().fail_calls.contains(name) {
-                            *caller
-                                .data_mut()
-                                .refused
-                                .entry(name.to_string())
-                                .or_insert(0) += 1;
-                            if let Some(r) = results.first_mut() {
-                                *r = Val::I32(abi::status::INTERNAL_FAILURE);
-                            }
-                            return Ok(());
-                        }
-                        let mut guest = WasmiGuest::new(&mut caller);
-                        let ret = handler(&mut guest, &args).map_err(|t| wasmi::Error::new(t.0))?;
-                        if ret != 0 && name.starts_with("proxy_") {
-                            *caller
-                                .data_mut()
-                                .refused
-                                .entry(name.to_string())
-                                .or_insert(0) += 1;
-                        }
-                        if let Some(r) = results.first_mut() {
-                            *r = Val::I32(ret);
-                        }
-                        Ok(())
-                    },
-                )
-                .map_err(|e| HostError::Load(e.to_string()))?;
-        }
-        let instance = linker
-            .instantiate_and_start(&mut store, &self.module)
-            .map_err(|e| HostError::Load(e.to_string()))?;
+        let backend = match &self.compiled {
+            Compiled::Wasmi(c) => c.instantiate(state)?,
+            #[cfg(feature = "wasmtime")]
+            Compiled::Wasmtime(c) => c.instantiate(state)?,
+        };
         let mut vm = Vm {
-            store,
-            instance,
+            backend,
             failed: None,
             next_context: 2,
-            exports: BTreeMap::new(),
         };
-        if vm.func("proxy_abi_version_0_2_1").is_none()
-            && vm.func("proxy_abi_version_0_2_0").is_none()
+        if !vm.backend.has_export("proxy_abi_version_0_2_1")
+            && !vm.backend.has_export("proxy_abi_version_0_2_0")
         {
             return Err(HostError::Load(
                 "the module exports no proxy_abi_version_0_2_x marker".into(),
             ));
         }
-        if vm.func("_initialize").is_some() {
+        if vm.backend.has_export("_initialize") {
             vm.call("_initialize", &[])?;
-            if vm.func("main").is_some() {
+            if vm.backend.has_export("main") {
                 vm.call("main", &[0, 0])?;
             }
-        } else if vm.func("_start").is_some() {
+        } else if vm.backend.has_export("_start") {
             vm.call("_start", &[])?;
         }
-        let root = vm.store.data().root_context_id as i64;
-        vm.call_in(root as u32, "proxy_on_context_create", &[root, 0])?;
-        let vm_len = vm.store.data().vm_config.len() as i64;
-        if vm.call_in(root as u32, "proxy_on_vm_start", &[root, vm_len])? == Some(0) {
+        let root = vm.state().root_context_id;
+        vm.call_in(root, "proxy_on_context_create", &[root as i64, 0])?;
+        let vm_len = vm.state().vm_config.len() as i64;
+        if vm.call_in(root, "proxy_on_vm_start", &[root as i64, vm_len])? == Some(0) {
             return Err(HostError::VmStartFailed);
         }
-        let cfg_len = vm.store.data().plugin_config.len() as i64;
-        vm.store.data_mut().in_configure = true;
-        let configured = vm.call_in(root as u32, "proxy_on_configure", &[root, cfg_len]);
-        vm.store.data_mut().in_configure = false;
+        let cfg_len = vm.state().plugin_config.len() as i64;
+        vm.backend.state_mut().in_configure = true;
+        let configured = vm.call_in(root, "proxy_on_configure", &[root as i64, cfg_len]);
+        vm.backend.state_mut().in_configure = false;
         if configured? == Some(0) {
             let logs = vm.logs().iter().map(|l| l.message.clone()).collect();
             return Err(HostError::ConfigureFailed(logs));
@@ -287,110 +246,26 @@ impl Host {
     }
 }
 
-struct WasmiGuest<'a, 'b> {
-    caller: &'a mut Caller<'b, HostState>,
-    memory: Option<Memory>,
-}
-
-impl<'a, 'b> WasmiGuest<'a, 'b> {
-    fn new(caller: &'a mut Caller<'b, HostState>) -> Self {
-        let memory = caller.get_export("memory").and_then(|e| e.into_memory());
-        WasmiGuest { caller, memory }
-    }
-}
-
-impl Guest for WasmiGuest<'_, '_> {
-    fn state(&mut self) -> &mut HostState {
-        self.caller.data_mut()
-    }
-
-    fn read(&mut self, ptr: u32, len: u32) -> Option<Vec<u8>> {
-        let mem = self.memory?;
-        let mut buf = vec![0u8; len as usize];
-        mem.read(&*self.caller, ptr as usize, &mut buf).ok()?;
-        Some(buf)
-    }
-
-    fn write(&mut self, ptr: u32, data: &[u8]) -> bool {
-        match self.memory {
-            Some(mem) => mem.write(&mut *self.caller, ptr as usize, data).is_ok(),
-            None => false,
-        }
-    }
-
-    fn alloc(&mut self, size: u32) -> Result<u32, Trap> {
-        let f = self
-            .caller
-            .get_export("malloc")
-            .and_then(|e| e.into_func())
-            .or_else(|| {
-                self.caller
-                    .get_export("proxy_on_memory_allocate")
-                    .and_then(|e| e.into_func())
-            })
-            .ok_or_else(|| Trap("the module exports no allocator".into()))?;
-        let mut out = [Val::I32(0)];
-        f.call(&mut *self.caller, &[Val::I32(size as i32)], &mut out)
-            .map_err(|e| Trap(format!("allocator trapped: {e}")))?;
-        match out[0] {
-            Val::I32(p) => Ok(p as u32),
-            _ => Err(Trap("allocator returned a non-i32".into())),
-        }
-    }
-}
-
 /// A stream's context id.
 pub type StreamId = u32;
 
 /// One running VM (one Envoy worker's instance of the plugin) with its root context.
 pub struct Vm {
-    store: Store<HostState>,
-    instance: Instance,
+    backend: Box<dyn Backend>,
     failed: Option<String>,
     next_context: u32,
-    exports: BTreeMap<String, Option<Func>>,
 }
 
 impl Vm {
-    fn func(&mut self, name: &str) -> Option<Func> {
-        if let Some(f) = self.exports.get(name) {
-            return *f;
-        }
-        let f = self.instance.get_func(&self.store, name);
-        self.exports.insert(name.to_string(), f);
-        f
-    }
-
     fn call(&mut self, name: &str, args: &[i64]) -> Result<Option<i64>, HostError> {
         if let Some(why) = &self.failed {
             return Err(HostError::VmFailed(why.clone()));
         }
-        let Some(f) = self.func(name) else {
-            return Ok(None);
-        };
-        let ty = f.ty(&self.store);
-        let params: Vec<Val> = ty
-            .params()
-            .iter()
-            .zip(args.iter().chain(std::iter::repeat(&0)))
-            .map(|(t, v)| match t {
-                ValType::I64 => Val::I64(*v),
-                _ => Val::I32(*v as i32),
-            })
-            .collect();
-        let mut results: Vec<Val> = ty.results().iter().map(|_| Val::I32(0)).collect();
-        match f.call(&mut self.store, &params, &mut results) {
-            Ok(()) => Ok(results.first().map(|v| match v {
-                Val::I32(x) => *x as i64,
-                Val::I64(x) => *x,
-                _ => 0,
-            })),
-            Err(e) => {
-                let why = format!("{name}: {e}");
-                self.failed = Some(why.clone());
-                Err(HostError::Trap(why))
-            }
-        }
+        self.backend.call(name, args).map_err(|e| {
+            let why = format!("{name}: {e}");
+            self.failed = Some(why.clone());
+            HostError::Trap(why)
+        })
     }
 
     /// Calls a callback with `context` as the current context.
@@ -400,11 +275,11 @@ impl Vm {
         name: &str,
         args: &[i64],
     ) -> Result<Option<i64>, HostError> {
-        let st = self.store.data_mut();
+        let st = self.backend.state_mut();
         st.current_context = context;
         st.effective_context = None;
         let r = self.call(name, args);
-        let st = self.store.data_mut();
+        let st = self.backend.state_mut();
         st.current_context = 0;
         st.effective_context = None;
         r
@@ -412,7 +287,7 @@ impl Vm {
 
     /// The host state (logs, stats, streams).
     pub fn state(&self) -> &HostState {
-        self.store.data()
+        self.backend.state()
     }
 
     /// Why the VM failed, if it did.
@@ -422,32 +297,32 @@ impl Vm {
 
     /// Advances the host clock.
     pub fn advance_ms(&mut self, ms: u64) {
-        self.store.data_mut().clock_ns += ms * 1_000_000;
+        self.backend.state_mut().clock_ns += ms * 1_000_000;
     }
 
     /// Log lines so far.
     pub fn logs(&self) -> &[LogLine] {
-        &self.store.data().logs
+        &self.backend.state().logs
     }
 
     /// The stats store.
     pub fn stats(&self) -> &Stats {
-        &self.store.data().stats
+        &self.backend.state().stats
     }
 
     /// The Prometheus text Envoy would serve for the custom metrics.
     pub fn prometheus(&self, config: &StatsConfig) -> String {
-        self.store.data().stats.prometheus(config)
+        self.backend.state().stats.prometheus(config)
     }
 
     /// How often a host function was called.
     pub fn calls(&self, name: &str) -> u64 {
-        self.store.data().calls.get(name).copied().unwrap_or(0)
+        self.backend.state().calls.get(name).copied().unwrap_or(0)
     }
 
     /// A stream's host-side state.
     pub fn stream(&self, id: StreamId) -> Option<&StreamState> {
-        self.store.data().streams.get(&id)
+        self.backend.state().streams.get(&id)
     }
 
     /// A stream's filter state as text (`wasm.<path>` → value).
@@ -471,16 +346,16 @@ impl Vm {
     pub fn new_stream(&mut self) -> StreamId {
         let id = self.next_context;
         self.next_context += 1;
-        self.store
-            .data_mut()
+        self.backend
+            .state_mut()
             .streams
             .insert(id, StreamState::default());
         id
     }
 
     fn stream_mut(&mut self, id: StreamId) -> Result<&mut StreamState, HostError> {
-        self.store
-            .data_mut()
+        self.backend
+            .state_mut()
             .streams
             .get_mut(&id)
             .ok_or(HostError::NoSuchStream(id))
@@ -491,7 +366,7 @@ impl Vm {
             return Ok(());
         }
         self.stream_mut(id)?.created = true;
-        let root = self.store.data().root_context_id as i64;
+        let root = self.backend.state().root_context_id as i64;
         self.call_in(id, "proxy_on_context_create", &[id as i64, root])?;
         Ok(())
     }
@@ -713,7 +588,7 @@ impl Vm {
 
     /// Calls `proxy_on_tick` on the root context.
     pub fn tick(&mut self) -> Result<(), HostError> {
-        let root = self.store.data().root_context_id;
+        let root = self.backend.state().root_context_id;
         self.call_in(root, "proxy_on_tick", &[root as i64])?;
         Ok(())
     }

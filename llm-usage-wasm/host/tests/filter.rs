@@ -30,7 +30,15 @@ fn load(name: &str) -> Exchange {
 
 /// Replays every fixture with `delivery` and checks tokens, model, Continue and bytes.
 fn replay_all(delivery: &Delivery, only_small: Option<usize>) -> usize {
-    let mut vm = sleep_vm("");
+    replay_all_on(host(), delivery, only_small)
+}
+
+fn replay_all_on(
+    host: &llm_usage_wasm_host::Host,
+    delivery: &Delivery,
+    only_small: Option<usize>,
+) -> usize {
+    let mut vm = common::sleep_vm_on(host, "");
     let mut bad = Vec::new();
     let mut ran = 0;
     for dir in cases() {
@@ -582,4 +590,21 @@ fn host_failures_never_stop_traffic_and_are_logged_once() {
             .any(|m| m.starts_with("llm-usage: get_header_map_pairs failed")),
         "{warnings:?}"
     );
+}
+
+#[cfg(feature = "wasmtime")]
+#[test]
+fn every_fixture_on_wasmtime() {
+    let host = llm_usage_wasm_host::Host::from_file_with(
+        common::wasm_path(),
+        llm_usage_wasm_host::EngineKind::Wasmtime,
+    )
+    .expect("wasmtime compiles the filter");
+    assert!(replay_all_on(&host, &Delivery::default(), None) >= 40);
+    let d = Delivery {
+        chunk_size: 1,
+        jitter: false,
+        ..Delivery::default()
+    };
+    replay_all_on(&host, &d, Some(3_000));
 }

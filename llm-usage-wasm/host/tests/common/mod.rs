@@ -96,13 +96,17 @@ pub fn host() -> &'static Host {
 
 /// A VM with the node metadata of ASM's guide (workload `sleep` in `default`).
 pub fn sleep_vm(config: &str) -> Vm {
-    host()
-        .start(
-            HostOptions::with_config(config)
-                .node_metadata("WORKLOAD_NAME", "sleep")
-                .node_metadata("NAMESPACE", "default"),
-        )
-        .expect("the VM starts")
+    sleep_vm_on(host(), config)
+}
+
+/// [`sleep_vm`] on a given host (engine).
+pub fn sleep_vm_on(host: &Host, config: &str) -> Vm {
+    host.start(
+        HostOptions::with_config(config)
+            .node_metadata("WORKLOAD_NAME", "sleep")
+            .node_metadata("NAMESPACE", "default"),
+    )
+    .expect("the VM starts")
 }
 
 /// The ASM ConfigMap's stats_tags.
