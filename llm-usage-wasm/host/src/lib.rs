@@ -2,7 +2,8 @@
 //!
 //! A small host for proxy-wasm modules that behaves like Envoy, so the `llm-usage-wasm`
 //! filter can be tested as the real `.wasm` artifact and exchanges can be replayed through it
-//! offline. It implements the proxy-wasm ABI 0.2.1 host side on the [wasmi] interpreter:
+//! offline. It implements the proxy-wasm ABI 0.2.1 host side on the [wasmi] interpreter
+//! (or, with the `wasmtime` feature, on wasmtime's Cranelift JIT; see [`EngineKind`]):
 //!
 //! - imports are bound from the module's own import list; an import Envoy does not provide,
 //!   or one with the wrong signature, refuses the module as Envoy would;
