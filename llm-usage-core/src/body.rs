@@ -93,14 +93,14 @@ impl Collect {
     fn commit(&mut self) {
         if self.dirty {
             self.committed.merge(&self.staged);
-            self.staged = Values::default();
+            self.staged.clear();
             self.dirty = false;
         }
     }
 
     fn discard(&mut self) {
         if self.dirty {
-            self.staged = Values::default();
+            self.staged.clear();
             self.dirty = false;
         }
     }

@@ -42,6 +42,14 @@ impl Name {
         }
     }
 
+    /// Copies a name (only its bytes in use).
+    fn copy_from(&mut self, other: &Name) {
+        let n = usize::from(other.len);
+        self.bytes[..n].copy_from_slice(&other.bytes[..n]);
+        self.len = other.len;
+        self.set = other.set;
+    }
+
     /// Sets a non-empty, valid UTF-8 name; anything else is ignored.
     fn set_from(&mut self, s: &[u8]) {
         if s.is_empty() || s.len() > VALUE_CAP || core::str::from_utf8(s).is_err() {
@@ -116,6 +124,15 @@ impl Values {
         }
     }
 
+    /// Forgets every value. Only the flags are reset (a name's bytes stay, unread), so
+    /// clearing per event costs a few stores, not a rewrite of two 256-byte buffers.
+    pub(crate) fn clear(&mut self) {
+        self.slots = [[None; SLOTS]; FIELDS];
+        self.response_model.set = false;
+        self.request_model.set = false;
+        self.stream = None;
+    }
+
     /// Copies every value set in `other` over this one (last wins, field by field).
     pub(crate) fn merge(&mut self, other: &Values) {
         for (mine, theirs) in self.slots.iter_mut().zip(other.slots.iter()) {
@@ -126,10 +143,10 @@ impl Values {
             }
         }
         if other.response_model.set {
-            self.response_model = other.response_model;
+            self.response_model.copy_from(&other.response_model);
         }
         if other.request_model.set {
-            self.request_model = other.request_model;
+            self.request_model.copy_from(&other.request_model);
         }
         if other.stream.is_some() {
             self.stream = other.stream;
