@@ -93,10 +93,29 @@ impl Sse {
                             self.pending = true;
                         }
                         _ => {
-                            self.name[0] = b;
-                            self.name_len = 1;
-                            self.state = State::Field;
                             self.pending = true;
+                            // The usual lines, whole in this chunk: `data:` and `event:` are
+                            // recognised at once instead of a state step per name byte.
+                            let line = &input[i - 1..];
+                            if line.starts_with(b"data:") {
+                                self.data_line(sink);
+                                i += 4;
+                                self.state = match input.get(i) {
+                                    Some(b' ') => {
+                                        i += 1;
+                                        State::Data
+                                    }
+                                    Some(_) => State::Data,
+                                    None => State::DataStart,
+                                };
+                            } else if line.starts_with(b"event:") {
+                                i += 5;
+                                self.state = State::Skip;
+                            } else {
+                                self.name[0] = b;
+                                self.name_len = 1;
+                                self.state = State::Field;
+                            }
                         }
                     }
                 }
