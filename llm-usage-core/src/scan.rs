@@ -36,6 +36,7 @@
 //! decides what a failed document means (usually: ignore that event).
 
 use crate::swar::{find_quote_or_backslash, find_structural};
+use memchr::memchr2;
 
 /// Longest key that can match a watched path segment.
 pub const KEY_CAP: usize = 64;
@@ -903,8 +904,18 @@ impl<T: 'static> Scanner<T> {
             self.skip_esc = false;
             i = 1;
         }
+        // Most strings are short and end within the first words; one that has shown an
+        // escape is usually long text (content, arguments), where `memchr2`'s vector
+        // loop wins from the first byte.
+        let mut long = false;
         while i < input.len() {
-            match find_quote_or_backslash(&input[i..]) {
+            let found = if long {
+                memchr2(b'"', b'\\', &input[i..])
+            } else {
+                find_quote_or_backslash(&input[i..])
+            };
+            long = true;
+            match found {
                 None => return input.len(),
                 Some(p) => {
                     let at = i + p;
@@ -936,6 +947,8 @@ impl<T: 'static> Scanner<T> {
         let mut depth = self.skip_depth;
         let mut in_str = self.skip_in_str;
         let mut esc = self.skip_esc;
+        // As in `skip_string`: after an escape, the rest of a string goes to `memchr2`.
+        let mut long = esc;
         loop {
             if in_str {
                 if esc {
@@ -945,13 +958,20 @@ impl<T: 'static> Scanner<T> {
                     esc = false;
                     i += 1;
                 }
-                match find_quote_or_backslash(&input[i..]) {
+                let found = if long {
+                    memchr2(b'"', b'\\', &input[i..])
+                } else {
+                    find_quote_or_backslash(&input[i..])
+                };
+                long = true;
+                match found {
                     None => break,
                     Some(p) => {
                         let at = i + p;
                         i = at + 1;
                         if input[at] == b'"' {
                             in_str = false;
+                            long = false;
                         } else {
                             esc = true;
                         }
