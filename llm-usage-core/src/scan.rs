@@ -141,8 +141,8 @@ enum Dest {
 pub struct Scanner<T: 'static> {
     watches: &'static [Watch<T>],
     all: u64,
-    /// Per depth, the watches that represent a distinct key there (see `representatives`).
-    reps: [u64; MAX_LIVE_DEPTH],
+    /// Watches grouped by shared path prefix, for key matching.
+    classes: Classes,
     /// Per depth, a 64-bit Bloom filter of the watched segments' [`signature`]s.
     bloom: [u64; MAX_LIVE_DEPTH],
     state: State,
@@ -194,34 +194,54 @@ fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.first() == b.first() && a == b
 }
 
-/// Per depth `d`, the set of watches that are the first (lowest index) of their class of
-/// watches sharing `path[..=d]`.
-///
-/// Watches still candidates at depth `d` share `path[..d]` (they matched the same keys
-/// above), so comparing a key with one representative per distinct `path[d]` decides the
-/// whole class: OpenAI's eight `usage.*` paths cost one comparison, not eight. Computed
-/// once per scanner, in O(watches² × depth) segment comparisons.
-fn representatives<T>(watches: &[Watch<T>]) -> [u64; MAX_LIVE_DEPTH] {
-    let mut reps = [0u64; MAX_LIVE_DEPTH];
-    for (i, w) in watches.iter().enumerate() {
-        // Longest prefix this watch shares with an earlier one: it represents nothing
-        // up to that depth, and itself from there on.
-        let shared = watches[..i]
-            .iter()
-            .map(|v| {
-                v.path
+/// Watches grouped by shared path prefix, per depth (see [`Classes::new`]).
+#[derive(Clone)]
+struct Classes {
+    /// Per depth `d`: the watches that are the first (lowest index) of their class.
+    reps: [u64; MAX_LIVE_DEPTH],
+    /// Per depth `d` and watch: the index of its class's representative (`u8::MAX` where
+    /// the path is not that deep).
+    class: [[u8; 64]; MAX_LIVE_DEPTH],
+    /// Per depth `d`: the watches whose path ends there (leaves).
+    leaves: [u64; MAX_LIVE_DEPTH],
+}
+
+impl Classes {
+    /// Groups watches: at depth `d`, two watches are in one class when they share
+    /// `path[..=d]`.
+    ///
+    /// Watches still candidates at depth `d` share `path[..d]` (they matched the same
+    /// keys above), so comparing a key with one representative per class decides the
+    /// whole class: OpenAI's eight `usage.*` paths cost one comparison, not eight, and a
+    /// hit expands to its class with a table look-up per candidate, no string compared.
+    /// Built once per scanner, in O(watches² × depth) segment comparisons.
+    fn new<T>(watches: &[Watch<T>]) -> Classes {
+        let mut c = Classes {
+            reps: [0; MAX_LIVE_DEPTH],
+            class: [[u8::MAX; 64]; MAX_LIVE_DEPTH],
+            leaves: [0; MAX_LIVE_DEPTH],
+        };
+        for (i, w) in watches.iter().enumerate() {
+            let depth = w.path.len().min(MAX_LIVE_DEPTH);
+            for d in 0..depth {
+                // The first earlier watch sharing `path[..=d]`, else this one.
+                let first = watches[..i]
                     .iter()
-                    .zip(w.path)
-                    .take_while(|(a, b)| same(a, b))
-                    .count()
-            })
-            .max()
-            .unwrap_or(0);
-        for r in reps.iter_mut().take(w.path.len()).skip(shared) {
-            *r |= 1 << i;
+                    .position(|v| {
+                        v.path.len() > d && v.path[..=d].iter().zip(w.path).all(|(a, b)| same(a, b))
+                    })
+                    .unwrap_or(i);
+                c.class[d][i] = first as u8;
+                if first == i {
+                    c.reps[d] |= 1 << i;
+                }
+            }
+            if let Some(l) = c.leaves.get_mut(w.path.len().wrapping_sub(1)) {
+                *l |= 1 << i;
+            }
         }
+        c
     }
-    reps
 }
 
 /// A 6-bit signature of a key from its length and end bytes, for the per-depth Bloom
@@ -271,7 +291,7 @@ impl<T: 'static> Scanner<T> {
         Scanner {
             watches,
             all,
-            reps: representatives(watches),
+            classes: Classes::new(watches),
             bloom: blooms(watches),
             state: State::Between,
             stack: [0; MAX_LIVE_DEPTH],
@@ -644,36 +664,31 @@ impl<T: 'static> Scanner<T> {
         let d = self.depth - 1;
         let parent = self.stack[d];
         let mut mask = 0u64;
-        let mut leaf = 0u64;
         // Most keys of an event are watched nowhere (`id`, `object`, `created`, `choices`):
         // one bit test turns them away before any comparison.
         if self.bloom[d] & (1 << signature(key)) == 0 {
             return (0, 0);
         }
-        // Compare the key with one representative per distinct segment (see
-        // `representatives`): two or three comparisons per key instead of one per watch.
-        let mut m = parent & self.reps[d];
+        // Compare the key with one representative per class (see `Classes::new`): two
+        // or three comparisons per key instead of one per watch.
+        let classes = &self.classes;
+        let mut m = parent & classes.reps[d];
         while m != 0 {
             let idx = m.trailing_zeros() as usize;
             m &= m - 1;
-            let seg = self.watches[idx].path[d];
-            if !eq_bytes(seg.as_bytes(), key) {
+            if !eq_bytes(self.watches[idx].path[d].as_bytes(), key) {
                 continue;
             }
-            // A hit: every candidate with the same segment here matches too.
+            // A hit: the candidates of its class match too.
+            let class = &classes.class[d];
             let mut g = parent;
             while g != 0 {
                 let j = g.trailing_zeros() as usize;
                 g &= g - 1;
-                let path = self.watches[j].path;
-                if path.len() > d && same(path[d], seg) {
-                    mask |= 1 << j;
-                    if path.len() == d + 1 {
-                        leaf |= 1 << j;
-                    }
-                }
+                mask |= u64::from(usize::from(class[j]) == idx) << j;
             }
         }
+        let leaf = mask & classes.leaves[d];
         (mask, leaf)
     }
 
