@@ -8,7 +8,10 @@
 //! least validate and decode every string; this scanner instead walks the document
 //! structure and spends almost no time on anything outside a watched path:
 //!
-//! * string contents are skipped with `memchr2` (looking for `"` and `\` only);
+//! * the contents of a skipped string are searched for quotes only (`memchr`, or a
+//!   word-at-a-time search for short strings, in the private `swar` module): a quote after an odd
+//!   run of backslashes is escaped, so the `\n`s of long text cost nothing. Only keys
+//!   and watched strings stop at backslashes, to decode them;
 //! * a value whose key matches no watched path is skipped as a *dead* subtree, where only
 //!   brackets and string boundaries are tracked (a nesting counter, not a stack);
 //! * keys on a live path are compared against the watch table, and only leaf values of
@@ -35,8 +38,7 @@
 //! path *is* checked; a syntax error there fails the document, and the framing above
 //! decides what a failed document means (usually: ignore that event).
 
-use crate::swar::{find_quote_or_backslash, find_structural};
-use memchr::memchr2;
+use crate::swar::{find_quote_or_backslash, find_structural, string_end};
 
 /// Longest key that can match a watched path segment.
 pub const KEY_CAP: usize = 64;
@@ -914,47 +916,30 @@ impl<T: 'static> Scanner<T> {
 
     /// Skips an unwatched string (after its opening quote); returns bytes used.
     fn skip_string<S: Sink<T>>(&mut self, input: &[u8], sink: &mut S) -> usize {
-        let mut i = 0;
+        let mut from = 0;
         if self.skip_esc {
             self.skip_esc = false;
-            i = 1;
+            from = 1;
         }
-        // Most strings are short and end within the first words; one that has shown an
-        // escape is usually long text (content, arguments), where `memchr2`'s vector
-        // loop wins from the first byte.
-        let mut long = false;
-        while i < input.len() {
-            let found = if long {
-                memchr2(b'"', b'\\', &input[i..])
-            } else {
-                find_quote_or_backslash(&input[i..])
-            };
-            long = true;
-            match found {
-                None => return input.len(),
-                Some(p) => {
-                    let at = i + p;
-                    if input[at] == b'"' {
-                        self.value_done(sink);
-                        return at + 1;
-                    }
-                    if at + 1 < input.len() {
-                        i = at + 2;
-                    } else {
-                        self.skip_esc = true;
-                        return input.len();
-                    }
-                }
+        // Skipped contents need no decoding: only the closing quote matters.
+        match string_end(input, from.min(input.len())) {
+            Ok(q) => {
+                self.value_done(sink);
+                q + 1
+            }
+            Err(escaped) => {
+                self.skip_esc = escaped;
+                input.len()
             }
         }
-        input.len()
     }
 
     /// Skips an unwatched object or array (after its opening bracket); returns bytes used.
     ///
     /// Only brackets and string boundaries matter here, so the loop jumps from one to the
     /// next with word-at-a-time search ([`find_structural`] outside strings,
-    /// [`find_quote_or_backslash`] inside) instead of stepping byte by byte. The state is
+    /// [`string_end`] inside, which looks for quotes only) instead of stepping byte by
+    /// byte. The state is
     /// kept in locals and written back once, when the chunk or the subtree ends.
     fn skip_nest<S: Sink<T>>(&mut self, input: &[u8], sink: &mut S) -> usize {
         let n = input.len();
@@ -962,8 +947,6 @@ impl<T: 'static> Scanner<T> {
         let mut depth = self.skip_depth;
         let mut in_str = self.skip_in_str;
         let mut esc = self.skip_esc;
-        // As in `skip_string`: after an escape, the rest of a string goes to `memchr2`.
-        let mut long = esc;
         loop {
             if in_str {
                 if esc {
@@ -973,23 +956,14 @@ impl<T: 'static> Scanner<T> {
                     esc = false;
                     i += 1;
                 }
-                let found = if long {
-                    memchr2(b'"', b'\\', &input[i..])
-                } else {
-                    find_quote_or_backslash(&input[i..])
-                };
-                long = true;
-                match found {
-                    None => break,
-                    Some(p) => {
-                        let at = i + p;
-                        i = at + 1;
-                        if input[at] == b'"' {
-                            in_str = false;
-                            long = false;
-                        } else {
-                            esc = true;
-                        }
+                match string_end(input, i) {
+                    Ok(q) => {
+                        i = q + 1;
+                        in_str = false;
+                    }
+                    Err(escaped) => {
+                        esc = escaped;
+                        break;
                     }
                 }
             } else {

@@ -22,7 +22,7 @@
 //! vector unit: [`find_quote_or_backslash`] checks the first [`SHORT`] bytes with words,
 //! then hands over.
 
-use memchr::memchr2;
+use memchr::{memchr, memchr2};
 
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
@@ -87,6 +87,54 @@ pub(crate) fn find_quote_or_backslash(s: &[u8]) -> Option<usize> {
         .map(|p| i + p)
 }
 
+/// Index of the first `"` in `s` (word by word for [`SHORT`] bytes, then `memchr`).
+#[inline]
+pub(crate) fn find_quote(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        if i >= SHORT {
+            return memchr(b'"', &s[i..]).map(|p| i + p);
+        }
+        let m = zeros(word(s, i) ^ rep(b'"'));
+        if m != 0 {
+            return Some(i + first(m));
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&b| b == b'"').map(|p| i + p)
+}
+
+/// The end of a string that is skipped, not decoded: `input[from..]` is string content
+/// (the byte before `from` is the opening quote or an escaped byte).
+///
+/// Only quotes are searched for; a quote preceded by an odd run of backslashes is
+/// escaped and the search goes on. Escapes are thus never stopped at (`\n` costs nothing
+/// in a long text), where a `"`-or-`\` search would stop at each. Linear: a backslash
+/// run is counted once, back from the quote that ends it.
+///
+/// `Ok(q)`: the closing quote is at `q`. `Err(escaped)`: the input ends inside the
+/// string; `escaped` says whether its last byte is an unpaired backslash, so the next
+/// chunk's first byte is escaped.
+#[inline]
+pub(crate) fn string_end(input: &[u8], from: usize) -> Result<usize, bool> {
+    let backslashes = |end: usize| {
+        input[from..end]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count()
+    };
+    let mut i = from;
+    while let Some(p) = find_quote(&input[i..]) {
+        let q = i + p;
+        if backslashes(q) % 2 == 0 {
+            return Ok(q);
+        }
+        i = q + 1;
+    }
+    Err(backslashes(input.len()) % 2 == 1)
+}
+
 /// Index of the first `"`, `{`, `}`, `[` or `]` in `s`: the bytes that matter in a
 /// skipped subtree outside strings.
 #[inline]
@@ -109,6 +157,54 @@ pub(crate) fn find_structural(s: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// Reference: decode escapes byte by byte.
+    fn naive_end(input: &[u8], from: usize) -> Result<usize, bool> {
+        let mut esc = false;
+        for (i, &b) in input.iter().enumerate().skip(from) {
+            if esc {
+                esc = false;
+            } else if b == b'\\' {
+                esc = true;
+            } else if b == b'"' {
+                return Ok(i);
+            }
+        }
+        Err(esc)
+    }
+
+    #[test]
+    fn string_end_agrees_with_decoding() {
+        // Every string over the alphabet {a, \, "} up to length 9, from every start.
+        let alphabet = [b'a', b'\\', b'"'];
+        for len in 0..=9u32 {
+            for code in 0..3usize.pow(len) {
+                let mut c = code;
+                let s: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[c % 3];
+                        c /= 3;
+                        b
+                    })
+                    .collect();
+                for from in 0..=s.len() {
+                    assert_eq!(
+                        string_end(&s, from),
+                        naive_end(&s, from),
+                        "{s:?} from {from}"
+                    );
+                }
+            }
+        }
+        // Long runs reach the memchr path.
+        let mut s = vec![b'x'; 100];
+        s.extend_from_slice(b"\\\\\\\"\"x\\\"");
+        assert_eq!(string_end(&s, 0), naive_end(&s, 0));
+        assert_eq!(
+            string_end(&s[..s.len() - 1], 3),
+            naive_end(&s[..s.len() - 1], 3)
+        );
+    }
+
     fn naive(s: &[u8], set: &[u8]) -> Option<usize> {
         s.iter().position(|b| set.contains(b))
     }
@@ -121,6 +217,7 @@ mod tests {
             for bg in [b'a', 0x00, 0x01, 0x21, 0x5c ^ 1, 0x7f, 0x80, 0xff] {
                 let base = vec![bg; len];
                 let check = |s: &[u8]| {
+                    assert_eq!(find_quote(s), naive(s, b"\""), "{s:?}");
                     assert_eq!(find_quote_or_backslash(s), naive(s, b"\"\\"), "{s:?}");
                     assert_eq!(find_structural(s), naive(s, b"\"{}[]"), "{s:?}");
                 };
