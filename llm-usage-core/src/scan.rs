@@ -9,9 +9,9 @@
 //! structure and spends almost no time on anything outside a watched path:
 //!
 //! * the contents of a skipped string are searched for quotes only (`memchr`, or a
-//!   word-at-a-time search for short strings, in the private `swar` module): a quote after an odd
-//!   run of backslashes is escaped, so the `\n`s of long text cost nothing. Only keys
-//!   and watched strings stop at backslashes, to decode them;
+//!   word-at-a-time search for short strings, in the private `swar` module): a quote
+//!   after an odd run of backslashes is escaped, so the `\n`s of long text cost nothing.
+//!   Only keys and watched strings stop at backslashes, to decode them;
 //! * a value whose key matches no watched path is skipped as a *dead* subtree, where only
 //!   brackets and string boundaries are tracked (a nesting counter, not a stack);
 //! * keys on a live path are compared against the watch table, and only leaf values of
