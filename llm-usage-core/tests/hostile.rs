@@ -1093,3 +1093,73 @@ fn inspection_limit_bounds_decompression_work_within_one_chunk() {
         "a 1 KiB inspection limit still decoded the whole chunk ({limited:?} vs {full:?})"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Base64-wrapped events (Bedrock InvokeModelWithResponseStream)
+
+/// Base64 of `data`, padded with JSON whitespace after its first byte to a multiple of
+/// 3 bytes, so that encodings of consecutive parts concatenate.
+fn b64(data: &[u8]) -> Vec<u8> {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut data = data.to_vec();
+    while data.len() % 3 != 0 {
+        data.insert(1, b' ');
+    }
+    data.chunks(3)
+        .flat_map(|c| {
+            let n = (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]);
+            [18, 12, 6, 0].map(|s| A[(n >> s & 63) as usize])
+        })
+        .collect()
+}
+
+#[test]
+fn base64_wrapped_event_of_64_mib() {
+    let _g = serial();
+    // The decoded event: metrics first, then a 48 MiB string, then a deep nest.
+    let head = leak(b64(
+        br#"{"amazon-bedrock-invocationMetrics":{"inputTokenCount":5,"outputTokenCount":6},"x":""#,
+    ));
+    let fill = leak(b64(b"aaa"));
+    let nest = leak(b64(b"[[["));
+    let tail = leak(b64(b"\"} "));
+    let r = Case::new(
+        "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke",
+        "application/json",
+        vec![
+            Part::Bytes(br#"{"bytes":""#),
+            Part::Bytes(head),
+            Part::Repeat(fill, 64 * MIB),
+            Part::Bytes(tail),
+            Part::Bytes(br#""}"#),
+        ],
+    )
+    .check("64 MiB base64 event");
+    assert_eq!((r.input_tokens, r.output_tokens), (Some(5), Some(6)));
+    assert!(r.complete);
+    // Decoded into an unclosed 100,000-deep nest: the inner event never completes.
+    let r = Case::new(
+        "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke",
+        "application/json",
+        vec![
+            Part::Bytes(br#"{"bytes":""#),
+            Part::Bytes(leak(b64(br#"{"x":"#))),
+            Part::Repeat(nest, 100_000 * 4),
+            Part::Bytes(br#""}"#),
+        ],
+    )
+    .check("base64 deep nest");
+    assert_eq!(r.input_tokens, None);
+    // Not base64 at all.
+    let r = Case::new(
+        "/model/anthropic.claude-3-haiku-20240307-v1%3A0/invoke",
+        "application/json",
+        vec![
+            Part::Bytes(br#"{"bytes":""#),
+            Part::Repeat(b"$%^&\\\"", 16 * MIB),
+            Part::Bytes(br#""}"#),
+        ],
+    )
+    .check("base64 garbage");
+    assert_eq!(r.input_tokens, None);
+}
