@@ -1163,3 +1163,44 @@ fn base64_wrapped_event_of_64_mib() {
     .check("base64 garbage");
     assert_eq!(r.input_tokens, None);
 }
+
+// ---------------------------------------------------------------------------------------
+// Callbacks out of order (a frontend bug, or a proxy's odd lifecycle)
+
+#[test]
+fn callbacks_in_any_order_never_panic() {
+    let _g = serial();
+    let body = b"data: {\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n";
+    type Step = fn(&mut Exchange, &[u8]);
+    let steps: [Step; 8] = [
+        |ex, _| ex.on_request_head("POST", "/v1/messages", [("anthropic-version", "1")]),
+        |ex, b| ex.on_request_body(b),
+        |ex, _| ex.on_request_end(),
+        |ex, _| ex.on_response_head(200, [("content-type", "text/event-stream")]),
+        |ex, b| ex.on_response_body(b),
+        |ex, _| ex.on_response_end(),
+        |ex, _| {
+            let _ = ex.finish();
+        },
+        |ex, _| ex.on_response_head(500, [("content-encoding", "br")]),
+    ];
+    // Every sequence of four steps (8^4), then the record.
+    for n in 0..8usize.pow(4) {
+        let mut ex = Exchange::new();
+        let mut k = n;
+        for _ in 0..4 {
+            steps[k % 8](&mut ex, body);
+            k /= 8;
+        }
+        let r = ex.record();
+        let _ = (
+            ex.model(),
+            ex.provider(),
+            ex.dialect(),
+            ex.response_events(),
+        );
+        if let (Some(i), Some(o), Some(t)) = (r.input_tokens, r.output_tokens, r.total_tokens) {
+            assert_eq!(i + o, t);
+        }
+    }
+}
