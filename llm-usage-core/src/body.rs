@@ -323,9 +323,16 @@ impl Body {
         }
         self.seen += bytes.len() as u64;
         if matches!(self.framing, Framing::Auto) {
-            let Some(&first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
+            // Leading JSON whitespace is skipped until the first byte tells the framing,
+            // whether or not it arrives in the same chunk (so it never reaches a framer).
+            let Some(start) = bytes
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            else {
                 return;
             };
+            bytes = &bytes[start..];
+            let first = bytes[0];
             let kind = match first {
                 b'{' | b'[' => FramingKind::Json,
                 // `data:`, `event:`, `id:`, `retry:` or a `:` comment.
