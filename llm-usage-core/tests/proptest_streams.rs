@@ -670,6 +670,23 @@ proptest! {
         check(&openai_json(&g), &rq, &rs)?;
     }
 
+    /// Without a `Content-Type`, the framing is sniffed from the first bytes (wherever the
+    /// first chunk ends) and the record is the same.
+    #[test]
+    fn sniffed_framing_gives_the_same_record(g in gen(), rs in cuts(), ws in "[ \t\r\n]{0,3}") {
+        for mut b in [openai_chat_sse(&g), anthropic_sse(&g), gemini_array(&g), bedrock_converse_stream(&g), ollama_ndjson(&g), openai_json(&g)] {
+            let declared = run(&b, &[], &[]);
+            b.response_headers.retain(|(k, _)| *k != "content-type");
+            if !b.response_headers.iter().any(|(k, _)| *k == "content-encoding") {
+                let mut body = ws.clone().into_bytes();
+                body.extend_from_slice(&b.response);
+                b.response = body;
+            }
+            let sniffed = run(&b, &[], &rs);
+            prop_assert_eq!(&sniffed, &declared, "{}", b.path);
+        }
+    }
+
     /// A stream cut anywhere reports no figure the whole stream does not report
     /// (unknown stays unknown), and a cut inside an event-stream frame is never complete.
     #[test]
