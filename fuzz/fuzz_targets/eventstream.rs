@@ -28,7 +28,7 @@ fn b64(data: &[u8]) -> String {
             s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
         }
     }
-    while s.len() % 4 != 0 {
+    while !s.len().is_multiple_of(4) {
         s.push('=');
     }
     s
@@ -54,7 +54,10 @@ fuzz_target!(|data: &[u8]| {
         } else {
             payload
         };
-        let mut m = encode_event_stream_message(&[(":event-type", "metadata"), (":message-type", "event")], payload);
+        let mut m = encode_event_stream_message(
+            &[(":event-type", "metadata"), (":message-type", "event")],
+            payload,
+        );
         match op & 0x7 {
             1 => {
                 let n = m.len();
@@ -72,7 +75,8 @@ fuzz_target!(|data: &[u8]| {
             }
             4 => {
                 // Lengths that disagree with the content but a valid prelude CRC.
-                let total = u32::from_be_bytes([m[0], m[1], m[2], m[3]]).wrapping_add(u32::from(op >> 5) + 1);
+                let total = u32::from_be_bytes([m[0], m[1], m[2], m[3]])
+                    .wrapping_add(u32::from(op >> 5) + 1);
                 m[..4].copy_from_slice(&total.to_be_bytes());
                 let crc = crc32(&m[..8]);
                 m[8..12].copy_from_slice(&crc.to_be_bytes());
@@ -99,7 +103,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc

@@ -34,7 +34,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let (forced, opts, rest) = (data[0], data[1], &data[2..]);
     let (head, bodies) = split_once(rest, b"\n\n").unwrap_or((rest, b""));
-    let Ok(head) = std::str::from_utf8(head) else { return };
+    let Ok(head) = std::str::from_utf8(head) else {
+        return;
+    };
     let (request, response) = split_once(bodies, SEP).unwrap_or((bodies, b""));
 
     let mut lines = head.split('\n');

@@ -35,7 +35,11 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -59,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
 
     let mut rng = Rng::from_data(data, 7);
     let level = (rng.below(10)) as u8;
-    let flags = rng.next() as u8;
+    let flags = rng.next_u64() as u8;
     let (path, ct) = CASES[rng.below(CASES.len() as u64) as usize];
     let plain = Scenario::new(path, ct).check(req, data, 40);
     let mut two = gzip(&data[..data.len() / 2], level, flags);

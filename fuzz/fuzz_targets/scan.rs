@@ -11,16 +11,46 @@ use llm_usage_core::scan::{Scalar, Scanner, Sink, Watch};
 use llm_usage_fuzz::{feed_chunked, Rng};
 
 const W: &[Watch<u8>] = &[
-    Watch { path: &["model"], target: 0 },
-    Watch { path: &["usage", "prompt_tokens"], target: 1 },
-    Watch { path: &["usage", "completion_tokens"], target: 2 },
-    Watch { path: &["usage", "details", "cached"], target: 3 },
-    Watch { path: &["message", "usage", "input_tokens"], target: 4 },
-    Watch { path: &["usage", "prompt_tokens"], target: 5 },
-    Watch { path: &["a", "b", "c", "d", "e", "f", "g"], target: 6 },
-    Watch { path: &["bytes"], target: 7 },
-    Watch { path: &["stream"], target: 8 },
-    Watch { path: &["\u{e9}t\u{e9}", "\u{1F600}"], target: 9 },
+    Watch {
+        path: &["model"],
+        target: 0,
+    },
+    Watch {
+        path: &["usage", "prompt_tokens"],
+        target: 1,
+    },
+    Watch {
+        path: &["usage", "completion_tokens"],
+        target: 2,
+    },
+    Watch {
+        path: &["usage", "details", "cached"],
+        target: 3,
+    },
+    Watch {
+        path: &["message", "usage", "input_tokens"],
+        target: 4,
+    },
+    Watch {
+        path: &["usage", "prompt_tokens"],
+        target: 5,
+    },
+    Watch {
+        path: &["a", "b", "c", "d", "e", "f", "g"],
+        target: 6,
+    },
+    Watch {
+        path: &["bytes"],
+        target: 7,
+    },
+    Watch {
+        path: &["stream"],
+        target: 8,
+    },
+    Watch {
+        path: &["\u{e9}t\u{e9}", "\u{1F600}"],
+        target: 9,
+    },
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,7 +109,13 @@ impl Sink<u8> for Rec {
     }
 }
 
-fn scan(data: &[u8], array_roots: bool, multi: bool, rng: &mut Rng, max: u64) -> (Vec<Ev>, bool, bool, u64) {
+fn scan(
+    data: &[u8],
+    array_roots: bool,
+    multi: bool,
+    rng: &mut Rng,
+    max: u64,
+) -> (Vec<Ev>, bool, bool, u64) {
     let mut s = Scanner::new(W, array_roots, multi);
     let mut rec = Rec::default();
     feed_chunked(data, rng, max, |c| s.feed(c, &mut rec));
@@ -100,17 +136,26 @@ fuzz_target!(|data: &[u8]| {
         let whole = scan(data, array_roots, multi, &mut rng, 0);
         for max in [1, 5, 64] {
             let split = scan(data, array_roots, multi, &mut rng, max);
-            assert_eq!(split, whole, "split differs (max {max}, roots {array_roots}, multi {multi})");
+            assert_eq!(
+                split, whole,
+                "split differs (max {max}, roots {array_roots}, multi {multi})"
+            );
         }
     }
 
     // Differential check against serde_json for one valid document.
-    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else { return };
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(data) else {
+        return;
+    };
     // Longest run of number characters: a longer number is beyond the value cap.
     let mut run = 0usize;
     let mut longest_number = 0usize;
     for &b in data {
-        run = if b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E') { run + 1 } else { 0 };
+        run = if b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E') {
+            run + 1
+        } else {
+            0
+        };
         longest_number = longest_number.max(run);
     }
     let mut padded = data.to_vec();
@@ -123,23 +168,29 @@ fuzz_target!(|data: &[u8]| {
         if w.target == 7 {
             continue;
         }
-        let Some(v) = lookup(&doc, w.path) else { continue };
+        let Some(v) = lookup(&doc, w.path) else {
+            continue;
+        };
         if w.path.iter().any(|k| k.len() > KEY_CAP) {
             continue;
         }
         let found = |kind: u8, bytes: &[u8]| {
-            ev.iter().any(|e| matches!(e, Ev::Value(t, b, k) if *t == w.target && *k == kind && b == bytes))
+            ev.iter().any(
+                |e| matches!(e, Ev::Value(t, b, k) if *t == w.target && *k == kind && b == bytes),
+            )
         };
         let ok = match v {
             serde_json::Value::String(s) => s.len() > VALUE_CAP || found(1, s.as_bytes()),
             serde_json::Value::Bool(b) => found(2, &[*b as u8]),
             serde_json::Value::Null => found(3, &[]),
-            serde_json::Value::Number(_) => ev.iter().any(|e| match e {
-                Ev::Value(t, b, 0) if *t == w.target => {
-                    serde_json::from_slice::<serde_json::Value>(b).ok().as_ref() == Some(v)
-                }
-                _ => false,
-            }) || longest_number > VALUE_CAP,
+            serde_json::Value::Number(_) => {
+                ev.iter().any(|e| match e {
+                    Ev::Value(t, b, 0) if *t == w.target => {
+                        serde_json::from_slice::<serde_json::Value>(b).ok().as_ref() == Some(v)
+                    }
+                    _ => false,
+                }) || longest_number > VALUE_CAP
+            }
             _ => true,
         };
         assert!(ok, "scanner missed {:?} = {v:?}; events {ev:?}", w.path);

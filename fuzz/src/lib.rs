@@ -21,7 +21,7 @@ impl Rng {
         h ^= data.len() as u64;
         Rng::new(h)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -33,7 +33,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            self.next() % n
+            self.next_u64() % n
         }
     }
 }
@@ -101,7 +101,7 @@ impl<'a> Scenario<'a> {
         feed_chunked(response, rng, max, |c| {
             ex.on_response_body(c);
             n += 1;
-            if n % 64 == 0 {
+            if n.is_multiple_of(64) {
                 let _ = ex.record();
             }
         });
@@ -117,7 +117,10 @@ impl<'a> Scenario<'a> {
         let whole = self.run(request, response, &mut rng, 0);
         for max in [3, 17, 700] {
             let r = self.run(request, response, &mut rng, max);
-            assert_eq!(r, whole, "record differs when split (chunks <= {max}): {self:?}");
+            assert_eq!(
+                r, whole,
+                "record differs when split (chunks <= {max}): {self:?}"
+            );
         }
         sanity(&whole);
         whole
