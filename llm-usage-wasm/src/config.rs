@@ -7,7 +7,8 @@
 use std::collections::BTreeMap;
 
 use llm_usage_core::Provider;
-use serde::Deserialize;
+
+use crate::json::{self, Json};
 
 /// Which names and dimensions the metrics use by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,10 +272,14 @@ impl Default for Config {
 impl Config {
     /// The defaults of a profile.
     pub fn for_profile(profile: Profile) -> Config {
-        let metrics = MetricKind::ALL
-            .iter()
-            .filter_map(|k| k.default_name(profile).map(|n| (*k, n.to_string())))
-            .collect();
+        // Inserted one by one: collecting into a BTreeMap sorts first, and the sort code
+        // costs kilobytes in the module (issue 6).
+        let mut metrics = BTreeMap::new();
+        for k in MetricKind::ALL {
+            if let Some(n) = k.default_name(profile) {
+                metrics.insert(k, n.to_string());
+            }
+        }
         let dims: &[(&str, Source)] = match profile {
             Profile::Asm => &[
                 ("llmproxy_source_workload", Source::SourceWorkload),
@@ -322,7 +327,8 @@ impl Config {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(Config::default());
         }
-        let raw: RawConfig = serde_json::from_slice(bytes)
+        let raw = json::parse(bytes)
+            .and_then(RawConfig::from_json)
             .map_err(|e| format!("invalid llm-usage plugin configuration: {e}"))?;
         raw.validate()
     }
@@ -364,24 +370,19 @@ pub fn strip_port(authority: &str) -> &str {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+/// The configuration as written, before defaults and validation.
 struct RawConfig {
     profile: Option<String>,
     tag_format: Option<String>,
-    #[serde(default, deserialize_with = "explicit_null")]
+    /// Absent: `None`; `null`: `Some(None)`.
     property_prefix: Option<Option<String>>,
-    #[serde(default)]
     metrics: BTreeMap<String, Option<String>>,
     dimensions: Option<Vec<RawDimension>>,
-    #[serde(default)]
     extra_dimensions: Vec<RawDimension>,
     token_type_tag: Option<String>,
     provider: Option<String>,
-    #[serde(default)]
     routes: Vec<RawRoute>,
     default_model: Option<String>,
-    #[serde(default)]
     model_rules: Vec<RawModelRule>,
     models: Option<RawModels>,
     max_label_values: Option<usize>,
@@ -389,23 +390,11 @@ struct RawConfig {
     max_body_bytes: Option<u64>,
 }
 
-fn explicit_null<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawDimension {
     tag: String,
     from: String,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawRoute {
     path_prefix: Option<String>,
     authority: Option<String>,
@@ -413,21 +402,166 @@ struct RawRoute {
     default_model: Option<String>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawModelRule {
     header: String,
     equals: Option<String>,
     model: String,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawModels {
-    #[serde(default)]
     allow: Vec<String>,
     max_distinct: Option<usize>,
     other: Option<String>,
+}
+
+/// Reads the items of an array of objects with `read` (absent: `None`; `null`: `None` if
+/// `null_is_absent`, else a type error).
+fn objects<T>(
+    value: Option<Json>,
+    path: &str,
+    null_is_absent: bool,
+    read: fn(Json, &str) -> Result<T, String>,
+) -> Result<Option<Vec<T>>, String> {
+    let Some(items) = json::opt_array(value, path, null_is_absent)? else {
+        return Ok(None);
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| read(item, &format!("{path}[{i}]")))
+        .collect::<Result<Vec<T>, String>>()
+        .map(Some)
+}
+
+impl RawConfig {
+    fn from_json(value: Json) -> Result<RawConfig, String> {
+        let mut f = json::fields(
+            value,
+            "",
+            &[
+                "profile",
+                "tag_format",
+                "property_prefix",
+                "metrics",
+                "dimensions",
+                "extra_dimensions",
+                "token_type_tag",
+                "provider",
+                "routes",
+                "default_model",
+                "model_rules",
+                "models",
+                "max_label_values",
+                "max_label_len",
+                "max_body_bytes",
+            ],
+        )?;
+        let property_prefix = match f.take("property_prefix") {
+            None => None,
+            p => Some(json::opt_string(p, "property_prefix")?),
+        };
+        let metrics = match f.take("metrics") {
+            None => BTreeMap::new(),
+            Some(Json::Object(entries)) => {
+                let mut map = BTreeMap::new();
+                for (key, name) in entries {
+                    // A repeated key: the last one wins.
+                    let name = json::opt_string(Some(name), &format!("metrics.{key}"))?;
+                    map.insert(key, name);
+                }
+                map
+            }
+            Some(other) => return Err(json::invalid_type("metrics", &other, "a map")),
+        };
+        let models = match f.take("models") {
+            None | Some(Json::Null) => None,
+            Some(m) => Some(RawModels::from_json(m)?),
+        };
+        Ok(RawConfig {
+            profile: json::opt_string(f.take("profile"), "profile")?,
+            tag_format: json::opt_string(f.take("tag_format"), "tag_format")?,
+            property_prefix,
+            metrics,
+            dimensions: objects(
+                f.take("dimensions"),
+                "dimensions",
+                true,
+                RawDimension::from_json,
+            )?,
+            extra_dimensions: objects(
+                f.take("extra_dimensions"),
+                "extra_dimensions",
+                false,
+                RawDimension::from_json,
+            )?
+            .unwrap_or_default(),
+            token_type_tag: json::opt_string(f.take("token_type_tag"), "token_type_tag")?,
+            provider: json::opt_string(f.take("provider"), "provider")?,
+            routes: objects(f.take("routes"), "routes", false, RawRoute::from_json)?
+                .unwrap_or_default(),
+            default_model: json::opt_string(f.take("default_model"), "default_model")?,
+            model_rules: objects(
+                f.take("model_rules"),
+                "model_rules",
+                false,
+                RawModelRule::from_json,
+            )?
+            .unwrap_or_default(),
+            models,
+            max_label_values: json::opt_usize(f.take("max_label_values"), "max_label_values")?,
+            max_label_len: json::opt_usize(f.take("max_label_len"), "max_label_len")?,
+            max_body_bytes: json::opt_u64(f.take("max_body_bytes"), "max_body_bytes")?,
+        })
+    }
+}
+
+impl RawDimension {
+    fn from_json(value: Json, path: &str) -> Result<RawDimension, String> {
+        let mut f = json::fields(value, path, &["tag", "from"])?;
+        Ok(RawDimension {
+            tag: json::string(f.take("tag"), path, "tag")?,
+            from: json::string(f.take("from"), path, "from")?,
+        })
+    }
+}
+
+impl RawRoute {
+    fn from_json(value: Json, path: &str) -> Result<RawRoute, String> {
+        let mut f = json::fields(
+            value,
+            path,
+            &["path_prefix", "authority", "provider", "default_model"],
+        )?;
+        let mut get = |name: &str| json::opt_string(f.take(name), &json::field_path(path, name));
+        Ok(RawRoute {
+            path_prefix: get("path_prefix")?,
+            authority: get("authority")?,
+            provider: get("provider")?,
+            default_model: get("default_model")?,
+        })
+    }
+}
+
+impl RawModelRule {
+    fn from_json(value: Json, path: &str) -> Result<RawModelRule, String> {
+        let mut f = json::fields(value, path, &["header", "equals", "model"])?;
+        Ok(RawModelRule {
+            header: json::string(f.take("header"), path, "header")?,
+            equals: json::opt_string(f.take("equals"), &json::field_path(path, "equals"))?,
+            model: json::string(f.take("model"), path, "model")?,
+        })
+    }
+}
+
+impl RawModels {
+    fn from_json(value: Json) -> Result<RawModels, String> {
+        let mut f = json::fields(value, "models", &["allow", "max_distinct", "other"])?;
+        Ok(RawModels {
+            allow: json::strings(f.take("allow"), "models.allow")?,
+            max_distinct: json::opt_usize(f.take("max_distinct"), "models.max_distinct")?,
+            other: json::opt_string(f.take("other"), "models.other")?,
+        })
+    }
 }
 
 fn parse_provider(name: &str, field: &str) -> Result<Provider, String> {

@@ -45,18 +45,17 @@ impl Shared {
             config.max_models,
             config.other_model.clone(),
         );
-        let value_limiters = config
-            .dimensions
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.source.client_chosen())
-            .map(|(i, _)| {
-                (
+        // BTreeMaps are filled by insert, not collect: collecting sorts, and each sort
+        // instance costs kilobytes in the module (issue 6).
+        let mut value_limiters = BTreeMap::new();
+        for (i, d) in config.dimensions.iter().enumerate() {
+            if d.source.client_chosen() {
+                value_limiters.insert(
                     i,
                     Limiter::new(Vec::new(), config.max_label_values, "other".into()),
-                )
-            })
-            .collect();
+                );
+            }
+        }
         Shared {
             config,
             metric_ids: BTreeMap::new(),
@@ -622,15 +621,14 @@ impl HttpContext for Stream {
                 })
                 .map(|r| r.model.clone())
                 .or_else(|| route_model.map(str::to_string));
-            let header_values: BTreeMap<usize, String> = config
-                .dimensions
-                .iter()
-                .enumerate()
-                .filter_map(|(i, d)| match &d.source {
-                    Source::Header(h) => get(h).map(|v| (i, v.into_owned())),
-                    _ => None,
-                })
-                .collect();
+            let mut header_values = BTreeMap::new();
+            for (i, d) in config.dimensions.iter().enumerate() {
+                if let Source::Header(h) = &d.source {
+                    if let Some(v) = get(h) {
+                        header_values.insert(i, v.into_owned());
+                    }
+                }
+            }
             let mut options = Options::new();
             if let Some(p) = provider {
                 options = options.provider(p);

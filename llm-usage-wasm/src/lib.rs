@@ -21,6 +21,7 @@
 pub mod abi;
 pub mod config;
 mod filter;
+mod json;
 pub mod labels;
 
 pub use filter::Root;
