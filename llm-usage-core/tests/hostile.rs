@@ -226,19 +226,21 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// Time linear in input: the case at 4x the size takes well under 16x the time (the
-/// quadratic signature). Retried, since CI machines are noisy.
+/// quadratic signature). Retried, since CI machines are noisy; the sizes are large enough
+/// for caches and clock boosts not to dominate.
 fn assert_linear(what: &str, case: impl Fn(usize) -> Case<'static>, base: usize) {
     let best = |n: usize| {
         let c = case(n);
         (0..2).map(|_| c.run().2).min().unwrap()
     };
     let mut ratios = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..5 {
         let small = best(base).max(Duration::from_micros(200));
         let large = best(base * 4);
         let ratio = large.as_secs_f64() / small.as_secs_f64();
+        println!("{what}: {small:?} at 1x, {large:?} at 4x");
         ratios.push(ratio);
-        if ratio < 9.0 {
+        if ratio < 10.0 {
             return;
         }
     }
@@ -365,7 +367,7 @@ fn string_of_100_mib() {
         (Some("gpt-x"), Some(11), Some(16))
     );
     assert!(r.complete);
-    assert_linear("long string", content, 8 * MIB);
+    assert_linear("long string", content, 16 * MIB);
 
     // As the (watched) model: too long to capture, so the response model is unknown and
     // the request's model stands in; the tokens after it still count.
@@ -468,7 +470,7 @@ fn key_of_1_mib() {
                 ],
             )
         },
-        8 * MIB,
+        256 * MIB,
     );
 }
 
@@ -904,7 +906,7 @@ fn sse_line_of_50_mib_without_newline() {
     let r = line(50 * MIB).check("50 MiB data line");
     assert_eq!((r.input_tokens, r.total_tokens), (Some(1), Some(2)));
     assert!(!r.complete);
-    assert_linear("long sse line", line, 8 * MIB);
+    assert_linear("long sse line", line, 256 * MIB);
 
     // The same, cut without end of stream.
     let mut cut = line(50 * MIB);
