@@ -11,12 +11,15 @@
 //! the chunk into its memory with `proxy_get_buffer_bytes`, and returns `Continue`. The
 //! ratio `filter/noop` is the price of parsing on top of merely seeing the bytes.
 //!
+//! With `--features wasm-jit` the same runs again on wasmtime (Cranelift), as Envoy can
+//! run it.
+//!
 //! The filter is found through `LLM_USAGE_WASM`, else
 //! `$CARGO_TARGET_DIR` (or `target`)`/wasm32-wasip1/release/llm_usage_wasm.wasm`.
 
 use llm_usage_benches::clock::Tick;
 use llm_usage_benches::inputs::{self, Input, Side};
-use llm_usage_wasm_host::{Host, HostOptions, Vm};
+use llm_usage_wasm_host::{EngineKind, Host, HostOptions, Vm};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -147,8 +150,15 @@ fn main() {
         wasm.len(),
         wasm.len() as f64 / 1024.0
     );
+    let engines = [
+        Some((EngineKind::Wasmi, "wasmi")),
+        #[cfg(feature = "wasm-jit")]
+        Some((EngineKind::Wasmtime, "wasmtime")),
+    ];
     let mut lines = Vec::new();
-    run(&wasm, &noop, "wasmi", &mut lines);
+    for (kind, engine) in engines.into_iter().flatten() {
+        run(&wasm, &noop, kind, engine, &mut lines);
+    }
     println!();
     for l in lines {
         println!("{l}");
@@ -156,9 +166,9 @@ fn main() {
     println!("wasm_bytes={}", wasm.len());
 }
 
-fn run(wasm: &[u8], noop: &[u8], engine: &str, lines: &mut Vec<String>) {
-    let filter_host = Host::new(wasm).expect("the filter loads");
-    let noop_host = Host::new(noop).expect("the no-op module loads");
+fn run(wasm: &[u8], noop: &[u8], kind: EngineKind, engine: &str, lines: &mut Vec<String>) {
+    let filter_host = Host::with_engine(wasm, kind).expect("the filter loads");
+    let noop_host = Host::with_engine(noop, kind).expect("the no-op module loads");
     let mut filter = filter_host
         .start(HostOptions::with_config(""))
         .expect("the filter starts");
