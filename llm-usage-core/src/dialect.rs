@@ -582,6 +582,30 @@ pub(crate) fn detect(
     openai_family(provider)
 }
 
+/// Whether detection only guessed: no path, header or host named a provider, and the
+/// OpenAI-compatible dialect was picked because it is the most common one. A guessed
+/// provider is reported only once the traffic proves to be LLM traffic.
+pub(crate) fn guessed(
+    path: &str,
+    host: Option<&str>,
+    detected: &Detected,
+    forced: Option<Provider>,
+) -> bool {
+    let openai_path = [
+        "/chat/completions",
+        "/completions",
+        "/embeddings",
+        "/responses",
+    ]
+    .iter()
+    .any(|suffix| path.ends_with(suffix));
+    forced.is_none()
+        && core::ptr::eq(detected.dialect, &OPENAI_CHAT)
+        && detected.provider == Provider::OpenAi
+        && !openai_path
+        && host.and_then(provider_from_host).is_none()
+}
+
 /// The default dialect when no request head was seen.
 pub(crate) fn fallback() -> Detected {
     Detected {

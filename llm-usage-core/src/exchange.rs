@@ -65,6 +65,7 @@ pub struct Exchange {
     options: Options,
     detected: Detected,
     head_seen: bool,
+    guessed: bool,
     path_model: Option<String>,
     rule_stream: Option<bool>,
     request: Body,
@@ -106,6 +107,7 @@ impl Exchange {
             options,
             detected,
             head_seen: false,
+            guessed: false,
             path_model: None,
             rule_stream: None,
             request_bytes: 0,
@@ -150,6 +152,7 @@ impl Exchange {
             dashscope_sse,
             self.options.provider,
         );
+        self.guessed = dialect::guessed(path, host, &self.detected, self.options.provider);
         let d = self.detected.dialect;
         self.path_model = dialect::path_model(d.path_model, path);
         self.rule_stream = match d.stream {
@@ -234,13 +237,27 @@ impl Exchange {
         self.response.events()
     }
 
-    /// The provider, once the request head was seen (or forced by the options).
+    /// The provider, once the request head named one (by path, header or host) or the
+    /// options forced one. For a request nothing recognises, the OpenAI-compatible dialect
+    /// is tried and `openai` is reported only once the traffic yields a model or a figure,
+    /// so a `GET /healthz` is not counted as an LLM call.
     pub fn provider(&self) -> Option<Provider> {
-        if self.head_seen {
-            Some(self.detected.provider)
-        } else {
-            self.options.provider
+        if !self.head_seen {
+            return self.options.provider;
         }
+        if self.guessed && !self.found_anything() {
+            return None;
+        }
+        Some(self.detected.provider)
+    }
+
+    fn found_anything(&self) -> bool {
+        let seen = |v: &crate::values::Values| {
+            v.request_model.get().is_some()
+                || v.response_model.get().is_some()
+                || v.slots.iter().flatten().any(Option::is_some)
+        };
+        seen(self.request.committed()) || seen(self.response.committed())
     }
 
     /// The name of the API dialect in use (`openai-chat`, `anthropic-messages`,

@@ -196,3 +196,22 @@ fn binary_garbage_never_panics() {
         }
     }
 }
+
+#[test]
+fn unrecognised_requests_report_a_provider_only_when_they_prove_to_be_llm_traffic() {
+    let mut ex = Exchange::new();
+    ex.on_request_head("GET", "/healthz", [("host", "svc.local")]);
+    ex.on_response_head(200, [("content-type", "application/json")]);
+    ex.on_response_body(br#"{"status":"ok"}"#);
+    ex.on_response_end();
+    assert_eq!(ex.finish().provider, None);
+
+    let mut ex = Exchange::new();
+    ex.on_request_head("POST", "/generate", [("host", "vllm.local")]);
+    ex.on_request_body(br#"{"model":"llama"}"#);
+    assert_eq!(
+        ex.provider(),
+        Some(Provider::OpenAi),
+        "an OpenAI-compatible body proves it"
+    );
+}
