@@ -609,44 +609,74 @@ impl<T: 'static> Scanner<T> {
     }
 
     /// A key's opening quote was just consumed (`i` is past it). The usual key lies
-    /// whole in this chunk without escapes: it is matched in place, the `:` and the first
-    /// byte of the value are consumed here too, saving a copy and three state dispatches
-    /// per member. Anything else takes the general, resumable path through [`State::Key`].
-    fn key_start<S: Sink<T>>(&mut self, input: &[u8], i: usize, sink: &mut S) -> usize {
-        let rest = &input[i..];
-        if let Some(p) = find_quote_or_backslash(rest) {
-            if rest[p] == b'"' {
-                let (mask, leaf) = if p <= KEY_CAP {
-                    self.candidates(&rest[..p])
-                } else {
-                    (0, 0)
-                };
-                self.cur_mask = mask;
-                self.cur_leaf = leaf;
-                let mut j = i + p + 1;
-                if input.get(j) == Some(&b':') {
-                    j += 1;
-                    match input.get(j) {
-                        Some(&b) if !is_ws(b) => {
-                            self.start_value(b, sink);
-                            return j + 1;
-                        }
-                        _ => {
-                            self.state = State::Value;
-                            return j;
-                        }
-                    }
+    /// whole in this chunk without escapes: it is matched in place, and the `:` and the
+    /// value's first byte are consumed here too, saving a copy and three state dispatches
+    /// per member. When the value is skipped (no watch continues through the key) and ends
+    /// in the chunk, the loop goes straight on to the next `,"key"`: the members of an
+    /// event's top-level object are walked here without returning to [`Scanner::feed`].
+    /// Anything else takes the general, resumable path through [`State::Key`].
+    fn key_start<S: Sink<T>>(&mut self, input: &[u8], mut i: usize, sink: &mut S) -> usize {
+        loop {
+            let rest = &input[i..];
+            let p = match find_quote_or_backslash(rest) {
+                Some(p) if rest[p] == b'"' => p,
+                _ => {
+                    self.key_len = 0;
+                    self.key_overflow = false;
+                    self.esc = Esc::None;
+                    self.high_surrogate = 0;
+                    self.state = State::Key;
+                    return i;
                 }
+            };
+            let (mask, leaf) = if p <= KEY_CAP {
+                self.candidates(&rest[..p])
+            } else {
+                (0, 0)
+            };
+            self.cur_mask = mask;
+            self.cur_leaf = leaf;
+            let mut j = i + p + 1;
+            if input.get(j) != Some(&b':') {
                 self.state = State::Colon;
                 return j;
             }
+            j += 1;
+            match input.get(j) {
+                Some(&b) if !is_ws(b) => {
+                    self.start_value(b, sink);
+                    j += 1;
+                }
+                _ => {
+                    self.state = State::Value;
+                    return j;
+                }
+            }
+            match self.state {
+                State::SkipStr => j += self.skip_string(&input[j..], sink),
+                State::SkipNest => j += self.skip_nest(&input[j..], sink),
+                State::SkipScalar => {
+                    match input[j..].iter().position(|&b| {
+                        matches!(b, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                    }) {
+                        Some(q) => {
+                            j += q;
+                            self.value_done(sink);
+                        }
+                        None => return input.len(),
+                    }
+                }
+                _ => return j,
+            }
+            if self.state == State::After
+                && input.get(j) == Some(&b',')
+                && input.get(j + 1) == Some(&b'"')
+            {
+                i = j + 2;
+                continue;
+            }
+            return j;
         }
-        self.key_len = 0;
-        self.key_overflow = false;
-        self.esc = Esc::None;
-        self.high_surrogate = 0;
-        self.state = State::Key;
-        i
     }
 
     /// A key ended (general path): compute the candidates for its value.
