@@ -371,6 +371,7 @@ pub fn strip_port(authority: &str) -> &str {
 }
 
 /// The configuration as written, before defaults and validation.
+#[derive(Default)]
 struct RawConfig {
     profile: Option<String>,
     tag_format: Option<String>,
@@ -434,6 +435,7 @@ fn objects<T>(
 }
 
 impl RawConfig {
+    #[allow(clippy::field_reassign_with_default)] // see below
     fn from_json(value: Json) -> Result<RawConfig, String> {
         let mut f = json::fields(
             value,
@@ -456,62 +458,60 @@ impl RawConfig {
                 "max_body_bytes",
             ],
         )?;
-        let property_prefix = match f.take("property_prefix") {
+        // Filled one field at a time, in field order: an error then drops one RawConfig
+        // instead of a different set of half-read fields at every `?` (that drop code was
+        // kilobytes in the module).
+        let mut raw = RawConfig::default();
+        raw.profile = json::opt_string(f.take("profile"), "profile")?;
+        raw.tag_format = json::opt_string(f.take("tag_format"), "tag_format")?;
+        raw.property_prefix = match f.take("property_prefix") {
             None => None,
             p => Some(json::opt_string(p, "property_prefix")?),
         };
-        let metrics = match f.take("metrics") {
-            None => BTreeMap::new(),
+        match f.take("metrics") {
+            None => {}
             Some(Json::Object(entries)) => {
-                let mut map = BTreeMap::new();
                 for (key, name) in entries {
                     // A repeated key: the last one wins.
                     let name = json::opt_string(Some(name), &format!("metrics.{key}"))?;
-                    map.insert(key, name);
+                    raw.metrics.insert(key, name);
                 }
-                map
             }
             Some(other) => return Err(json::invalid_type("metrics", &other, "a map")),
-        };
-        let models = match f.take("models") {
+        }
+        raw.dimensions = objects(
+            f.take("dimensions"),
+            "dimensions",
+            true,
+            RawDimension::from_json,
+        )?;
+        raw.extra_dimensions = objects(
+            f.take("extra_dimensions"),
+            "extra_dimensions",
+            false,
+            RawDimension::from_json,
+        )?
+        .unwrap_or_default();
+        raw.token_type_tag = json::opt_string(f.take("token_type_tag"), "token_type_tag")?;
+        raw.provider = json::opt_string(f.take("provider"), "provider")?;
+        raw.routes =
+            objects(f.take("routes"), "routes", false, RawRoute::from_json)?.unwrap_or_default();
+        raw.default_model = json::opt_string(f.take("default_model"), "default_model")?;
+        raw.model_rules = objects(
+            f.take("model_rules"),
+            "model_rules",
+            false,
+            RawModelRule::from_json,
+        )?
+        .unwrap_or_default();
+        raw.models = match f.take("models") {
             None | Some(Json::Null) => None,
             Some(m) => Some(RawModels::from_json(m)?),
         };
-        Ok(RawConfig {
-            profile: json::opt_string(f.take("profile"), "profile")?,
-            tag_format: json::opt_string(f.take("tag_format"), "tag_format")?,
-            property_prefix,
-            metrics,
-            dimensions: objects(
-                f.take("dimensions"),
-                "dimensions",
-                true,
-                RawDimension::from_json,
-            )?,
-            extra_dimensions: objects(
-                f.take("extra_dimensions"),
-                "extra_dimensions",
-                false,
-                RawDimension::from_json,
-            )?
-            .unwrap_or_default(),
-            token_type_tag: json::opt_string(f.take("token_type_tag"), "token_type_tag")?,
-            provider: json::opt_string(f.take("provider"), "provider")?,
-            routes: objects(f.take("routes"), "routes", false, RawRoute::from_json)?
-                .unwrap_or_default(),
-            default_model: json::opt_string(f.take("default_model"), "default_model")?,
-            model_rules: objects(
-                f.take("model_rules"),
-                "model_rules",
-                false,
-                RawModelRule::from_json,
-            )?
-            .unwrap_or_default(),
-            models,
-            max_label_values: json::opt_usize(f.take("max_label_values"), "max_label_values")?,
-            max_label_len: json::opt_usize(f.take("max_label_len"), "max_label_len")?,
-            max_body_bytes: json::opt_u64(f.take("max_body_bytes"), "max_body_bytes")?,
-        })
+        raw.max_label_values = json::opt_usize(f.take("max_label_values"), "max_label_values")?;
+        raw.max_label_len = json::opt_usize(f.take("max_label_len"), "max_label_len")?;
+        raw.max_body_bytes = json::opt_u64(f.take("max_body_bytes"), "max_body_bytes")?;
+        Ok(raw)
     }
 }
 
@@ -586,7 +586,7 @@ fn valid_metric_name(name: &str) -> bool {
 }
 
 impl RawConfig {
-    fn validate(self) -> Result<Config, String> {
+    fn validate(mut self) -> Result<Config, String> {
         let profile = match self.profile.as_deref() {
             None | Some("asm") => Profile::Asm,
             Some("otel") => Profile::Otel,
@@ -597,6 +597,15 @@ impl RawConfig {
             }
         };
         let mut c = Config::for_profile(profile);
+        self.apply(&mut c)?;
+        Ok(c)
+    }
+
+    /// Applies the fields other than `profile` to `c`, the profile's defaults. It takes the
+    /// fields through `&mut` so that an error drops nothing here (the caller drops both
+    /// values once): by value, every early return had its own drop code for what was left,
+    /// kilobytes in the module (issue 6).
+    fn apply(&mut self, c: &mut Config) -> Result<(), String> {
         c.tag_format = match self.tag_format.as_deref() {
             None | Some("pipe") => TagFormat::Pipe,
             Some("istio") => TagFormat::Istio,
@@ -606,7 +615,7 @@ impl RawConfig {
                 ))
             }
         };
-        match self.property_prefix {
+        match self.property_prefix.take() {
             None => {}
             Some(None) => c.property_prefix = None,
             Some(Some(p)) if p.is_empty() => c.property_prefix = None,
@@ -617,7 +626,7 @@ impl RawConfig {
                 c.property_prefix = Some(p)
             }
         }
-        for (key, name) in self.metrics {
+        for (key, name) in std::mem::take(&mut self.metrics) {
             let kind = MetricKind::ALL
                 .iter()
                 .find(|k| k.key() == key)
@@ -662,11 +671,12 @@ impl RawConfig {
                 })
                 .collect()
         };
-        if let Some(dims) = self.dimensions {
+        if let Some(dims) = self.dimensions.take() {
             c.dimensions = to_dims(dims)?;
         }
-        c.dimensions.extend(to_dims(self.extra_dimensions)?);
-        if let Some(t) = self.token_type_tag {
+        c.dimensions
+            .extend(to_dims(std::mem::take(&mut self.extra_dimensions))?);
+        if let Some(t) = self.token_type_tag.take() {
             if !valid_tag(&t) {
                 return Err(format!("token_type_tag: {t:?} must match [A-Za-z0-9_]+"));
             }
@@ -680,10 +690,10 @@ impl RawConfig {
                 }
             }
         }
-        if let Some(p) = self.provider {
-            c.provider = Some(parse_provider(&p, "provider")?);
+        if let Some(p) = &self.provider {
+            c.provider = Some(parse_provider(p, "provider")?);
         }
-        for (i, r) in self.routes.into_iter().enumerate() {
+        for (i, r) in std::mem::take(&mut self.routes).into_iter().enumerate() {
             let provider = match r.provider {
                 Some(p) => Some(parse_provider(&p, &format!("routes[{i}].provider"))?),
                 None => None,
@@ -695,8 +705,11 @@ impl RawConfig {
                 default_model: r.default_model.filter(|m| !m.is_empty()),
             });
         }
-        c.default_model = self.default_model.filter(|m| !m.is_empty());
-        for (i, r) in self.model_rules.into_iter().enumerate() {
+        c.default_model = self.default_model.take().filter(|m| !m.is_empty());
+        for (i, r) in std::mem::take(&mut self.model_rules)
+            .into_iter()
+            .enumerate()
+        {
             if r.header.is_empty() || r.model.is_empty() {
                 return Err(format!(
                     "model_rules[{i}]: header and model must not be empty"
@@ -708,7 +721,7 @@ impl RawConfig {
                 model: r.model,
             });
         }
-        if let Some(m) = self.models {
+        if let Some(m) = self.models.take() {
             c.model_allow = m.allow;
             if let Some(n) = m.max_distinct {
                 c.max_models = n;
@@ -730,7 +743,7 @@ impl RawConfig {
             c.max_label_len = n;
         }
         c.max_body_bytes = self.max_body_bytes;
-        Ok(c)
+        Ok(())
     }
 }
 
