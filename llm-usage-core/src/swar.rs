@@ -115,7 +115,7 @@ pub(crate) fn find_quote(s: &[u8]) -> Option<usize> {
 /// `Ok(q)`: the closing quote is at `q`. `Err(escaped)`: the input ends inside the
 /// string; `escaped` says whether its last byte is an unpaired backslash, so the next
 /// chunk's first byte is escaped.
-#[inline]
+#[inline(always)]
 pub(crate) fn string_end(input: &[u8], from: usize) -> Result<usize, bool> {
     let backslashes = |end: usize| {
         input[from..end]
