@@ -21,7 +21,8 @@ struct Shared {
     metric_ids: BTreeMap<String, u32>,
     model_limiter: Limiter,
     /// One limiter per dimension whose values a client chooses (by dimension index).
-    value_limiters: BTreeMap<usize, Limiter>,
+    /// (A few dimensions at most: a Vec, searched linearly, costs less code than a map.)
+    value_limiters: Vec<(usize, Limiter)>,
     node: NodeInfo,
     /// Failure kinds already logged: each is logged once per VM.
     logged: BTreeSet<&'static str>,
@@ -42,15 +43,13 @@ impl Shared {
             config.max_models,
             config.other_model.clone(),
         );
-        // BTreeMaps are filled by insert, not collect: collecting sorts, and each sort
-        // instance costs kilobytes in the module (issue 6).
-        let mut value_limiters = BTreeMap::new();
+        let mut value_limiters = Vec::new();
         for (i, d) in config.dimensions.iter().enumerate() {
             if d.source.client_chosen() {
-                value_limiters.insert(
+                value_limiters.push((
                     i,
                     Limiter::new(Vec::new(), config.max_label_values, "other".into()),
-                );
+                ));
             }
         }
         Shared {
@@ -215,7 +214,8 @@ pub(crate) struct Stream {
     authority: String,
     configured_model: Option<String>,
     /// Request header values for header dimensions, by dimension index.
-    header_values: BTreeMap<usize, String>,
+    /// (A few header dimensions at most: a Vec, searched linearly.)
+    header_values: Vec<(usize, String)>,
     request_bytes: u64,
     response_bytes: u64,
     request_ended: bool,
@@ -233,7 +233,7 @@ impl Stream {
             first_event_ns: None,
             authority: String::new(),
             configured_model: None,
-            header_values: BTreeMap::new(),
+            header_values: Vec::new(),
             request_bytes: 0,
             response_bytes: 0,
             request_ended: false,
@@ -438,7 +438,11 @@ impl Stream {
             Source::RequestModel => self.request_model(rec),
             Source::ResponseModel => rec.response_model.clone(),
             Source::Provider => rec.provider.map(|p| p.as_str().to_string()),
-            Source::Header(_) => self.header_values.get(&index).cloned(),
+            Source::Header(_) => self
+                .header_values
+                .iter()
+                .find(|(i, _)| *i == index)
+                .map(|(_, v)| v.clone()),
         };
         let value = match raw {
             Some(r) => sanitize(r.as_bytes(), max_len),
@@ -446,7 +450,7 @@ impl Stream {
         };
         if source.is_model() {
             shared.model_limiter.admit(value)
-        } else if let Some(l) = shared.value_limiters.get_mut(&index) {
+        } else if let Some((_, l)) = shared.value_limiters.iter_mut().find(|(i, _)| *i == index) {
             l.admit(value)
         } else {
             value
@@ -620,11 +624,11 @@ impl Stream {
                 })
                 .map(|r| r.model.clone())
                 .or_else(|| route_model.map(str::to_string));
-            let mut header_values = BTreeMap::new();
+            let mut header_values = Vec::new();
             for (i, d) in config.dimensions.iter().enumerate() {
                 if let Source::Header(h) = &d.source {
                     if let Some(v) = get(h) {
-                        header_values.insert(i, v.into_owned());
+                        header_values.push((i, v.into_owned()));
                     }
                 }
             }
