@@ -369,6 +369,25 @@ pub fn gzip_1mib() -> Input {
     }
 }
 
+/// A small non-stream chat completion (about 700 bytes): what most calls look like, where
+/// the per-exchange fixed cost (creating the exchange, detection, heads) shows.
+pub fn openai_small() -> Input {
+    let bytes = br#"{"id":"chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG","object":"chat.completion","created":1741570283,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"The capital of France is Paris. It has been the country's capital since 987 and is its largest city.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":24,"total_tokens":38,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default","system_fingerprint":"fp_fc9f1d7035"}"#.to_vec();
+    Input {
+        name: "openai_small",
+        path: "/v1/chat/completions",
+        request_headers: vec![("content-type", "application/json")],
+        response_headers: vec![("content-type", "application/json")],
+        side: Side::Response,
+        wire: bytes.clone(),
+        decoded: bytes,
+        gzip: false,
+        sse: false,
+        shape: Shape::OpenAi,
+        events: 1,
+    }
+}
+
 /// Every input, in table order.
 pub fn all() -> Vec<Input> {
     vec![
@@ -377,6 +396,7 @@ pub fn all() -> Vec<Input> {
         openai_1mib(),
         request_1mib(),
         gzip_1mib(),
+        openai_small(),
     ]
 }
 

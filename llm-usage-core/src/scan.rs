@@ -143,8 +143,10 @@ enum Dest {
 pub struct Scanner<T: 'static> {
     watches: &'static [Watch<T>],
     all: u64,
-    /// Watches grouped by shared path prefix, for key matching.
+    /// Watches grouped by shared path prefix, for key matching; built at the first key
+    /// that passes the Bloom filter (an exchange creates scanners it never feeds).
     classes: Classes,
+    classes_ready: bool,
     /// Per depth, a 64-bit Bloom filter of the watched segments' [`signature`]s.
     bloom: [u64; MAX_LIVE_DEPTH],
     state: State,
@@ -216,25 +218,27 @@ impl Classes {
     /// keys above), so comparing a key with one representative per class decides the
     /// whole class: OpenAI's eight `usage.*` paths cost one comparison, not eight, and a
     /// hit expands to its class with a table look-up per candidate, no string compared.
-    /// Built once per scanner, in O(watches² × depth) segment comparisons.
+    /// Built once per scanner, lazily, in O(watches² × depth) segment comparisons.
     fn new<T>(watches: &[Watch<T>]) -> Classes {
-        let mut c = Classes {
-            reps: [0; MAX_LIVE_DEPTH],
-            class: [[u8::MAX; 64]; MAX_LIVE_DEPTH],
-            leaves: [0; MAX_LIVE_DEPTH],
-        };
+        let mut c = Classes::EMPTY;
         for (i, w) in watches.iter().enumerate() {
-            let depth = w.path.len().min(MAX_LIVE_DEPTH);
-            for d in 0..depth {
-                // The first earlier watch sharing `path[..=d]`, else this one.
-                let first = watches[..i]
+            // first[d]: the lowest index sharing `path[..=d]` with this watch.
+            let mut first = [i; MAX_LIVE_DEPTH];
+            for (j, v) in watches[..i].iter().enumerate().rev() {
+                let shared = v
+                    .path
                     .iter()
-                    .position(|v| {
-                        v.path.len() > d && v.path[..=d].iter().zip(w.path).all(|(a, b)| same(a, b))
-                    })
-                    .unwrap_or(i);
-                c.class[d][i] = first as u8;
-                if first == i {
+                    .zip(w.path)
+                    .take_while(|(a, b)| same(a, b))
+                    .count()
+                    .min(MAX_LIVE_DEPTH);
+                for f in &mut first[..shared] {
+                    *f = j;
+                }
+            }
+            for (d, &f) in first.iter().enumerate().take(w.path.len()) {
+                c.class[d][i] = f as u8;
+                if f == i {
                     c.reps[d] |= 1 << i;
                 }
             }
@@ -244,6 +248,12 @@ impl Classes {
         }
         c
     }
+
+    const EMPTY: Classes = Classes {
+        reps: [0; MAX_LIVE_DEPTH],
+        class: [[u8::MAX; 64]; MAX_LIVE_DEPTH],
+        leaves: [0; MAX_LIVE_DEPTH],
+    };
 }
 
 /// A 6-bit signature of a key from its length and end bytes, for the per-depth Bloom
@@ -293,7 +303,8 @@ impl<T: 'static> Scanner<T> {
         Scanner {
             watches,
             all,
-            classes: Classes::new(watches),
+            classes: Classes::EMPTY,
+            classes_ready: false,
             bloom: blooms(watches),
             state: State::Between,
             stack: [0; MAX_LIVE_DEPTH],
@@ -684,7 +695,8 @@ impl<T: 'static> Scanner<T> {
         let (mask, leaf) = if self.key_overflow {
             (0, 0)
         } else {
-            self.candidates(&self.key[..self.key_len])
+            let key = self.key;
+            self.candidates(&key[..self.key_len])
         };
         self.cur_mask = mask;
         self.cur_leaf = leaf;
@@ -692,7 +704,7 @@ impl<T: 'static> Scanner<T> {
     }
 
     /// The watches (and the leaves among them) that continue through `key` here.
-    fn candidates(&self, key: &[u8]) -> (u64, u64) {
+    fn candidates(&mut self, key: &[u8]) -> (u64, u64) {
         let d = self.depth - 1;
         let parent = self.stack[d];
         let mut mask = 0u64;
@@ -703,6 +715,10 @@ impl<T: 'static> Scanner<T> {
         }
         // Compare the key with one representative per class (see `Classes::new`): two
         // or three comparisons per key instead of one per watch.
+        if !self.classes_ready {
+            self.classes = Classes::new(self.watches);
+            self.classes_ready = true;
+        }
         let classes = &self.classes;
         let mut m = parent & classes.reps[d];
         while m != 0 {
