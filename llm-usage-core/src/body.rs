@@ -263,8 +263,7 @@ impl Body {
         self.core.collect.commit_on_document_end = matches!(self.framing, Framing::Json);
         // In a framed stream each event holds exactly one document.
         let framed = !matches!(self.framing, Framing::Json | Framing::Auto);
-        let watches = self.core.scanner_watches();
-        self.core.scanner = Scanner::new(watches, !framed, !framed);
+        self.core.scanner.restart(!framed, !framed);
     }
 
     /// Sets the `Content-Encoding`.
@@ -391,11 +390,5 @@ impl Body {
             Framing::Ndjson(f) => f.clean(),
             Framing::EventStream(f) => f.clean() && !f.broken(),
         }
-    }
-}
-
-impl Core {
-    fn scanner_watches(&self) -> &'static [Watch<Target>] {
-        self.scanner.watches()
     }
 }

@@ -331,6 +331,31 @@ impl<T: 'static> Scanner<T> {
         }
     }
 
+    /// The same as `Scanner::new(self.watches(), array_roots, multi_document)`, in place,
+    /// keeping what was derived from the watch table: cheaper than building a new scanner
+    /// and moving it (an exchange re-frames its bodies once the headers are known).
+    pub fn restart(&mut self, array_roots: bool, multi_document: bool) {
+        self.state = State::Between;
+        self.depth = 0;
+        self.cur_mask = self.all;
+        self.cur_leaf = 0;
+        self.in_root_array = false;
+        self.array_roots = array_roots;
+        self.multi_document = multi_document;
+        self.documents = 0;
+        self.esc = Esc::None;
+        self.high_surrogate = 0;
+        self.skip_depth = 0;
+        self.skip_in_str = false;
+        self.skip_esc = false;
+        self.key_len = 0;
+        self.key_overflow = false;
+        self.buf_len = 0;
+        self.buf_overflow = false;
+        self.streaming = false;
+        self.started = false;
+    }
+
     /// Forgets the current document and starts afresh (the document count is kept).
     pub fn reset(&mut self) {
         self.state = State::Between;
