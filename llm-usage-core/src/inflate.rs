@@ -38,6 +38,8 @@ enum Phase {
     Body,
     Trailer,
     Done,
+    /// After the last member: trailing garbage, ignored.
+    Trailing,
     Error,
 }
 
@@ -91,7 +93,7 @@ impl Inflate {
 
     /// True when the compressed stream ended properly.
     pub(crate) fn finished(&self) -> bool {
-        self.phase == Phase::Done
+        matches!(self.phase, Phase::Done | Phase::Trailing)
     }
 
     /// Decodes `input`, handing decoded bytes to `out`.
@@ -101,7 +103,9 @@ impl Inflate {
             match self.phase {
                 Phase::Error => return,
                 Phase::Done => {
-                    // Another gzip member may follow; anything else is trailing garbage.
+                    // Another gzip member may follow; anything else is trailing garbage,
+                    // ignored to the end (decided once, by the first byte after the
+                    // member, wherever the chunks end).
                     if self.coding == Coding::Gzip && rest[0] == 0x1f {
                         self.phase = Phase::Fixed;
                         self.got = 0;
@@ -109,9 +113,11 @@ impl Inflate {
                         self.crc = crc32fast::Hasher::new();
                         self.size = 0;
                     } else {
+                        self.phase = Phase::Trailing;
                         return;
                     }
                 }
+                Phase::Trailing => return,
                 Phase::Fixed => {
                     let take = (10 - self.got).min(rest.len());
                     self.hdr[self.got..self.got + take].copy_from_slice(&rest[..take]);

@@ -75,3 +75,60 @@ fn leading_whitespace_while_sniffing_the_framing() {
     );
     assert_eq!(r.input_tokens, None);
 }
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
+    v.extend(miniz_oxide::deflate::compress_to_vec(data, 6));
+    v.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+    v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    v
+}
+
+fn run_gzip(body: &[u8], cuts: &[usize]) -> UsageRecord {
+    let mut ex = Exchange::new();
+    ex.on_request_head("POST", "/api/chat", [("content-type", "application/json")]);
+    ex.on_request_body(br#"{"model":"m"}"#);
+    ex.on_response_head(
+        200,
+        [
+            ("content-type", "application/x-ndjson"),
+            ("content-encoding", "gzip"),
+        ],
+    );
+    let mut last = 0;
+    for &c in cuts {
+        ex.on_response_body(&body[last..c]);
+        last = c;
+    }
+    ex.on_response_body(&body[last..]);
+    ex.on_response_end();
+    ex.finish()
+}
+
+/// gzip, `crash-d9f58bb4…`: after a gzip member, bytes that do not start another member
+/// are trailing garbage and ignored; but every later *chunk* was looked at afresh, and one
+/// starting with 0x1f began a (broken) member: whether the body was corrupt depended on
+/// where the chunks ended.
+#[test]
+fn trailing_garbage_after_a_gzip_member() {
+    let mut body = gzip(b"{\"prompt_eval_count\":1,\"eval_count\":2}\n");
+    let member = body.len();
+    body.extend_from_slice(b"ab\x1fcdefgh\x1f\x8b\x08\x00");
+    let whole = run_gzip(&body, &[]);
+    assert_eq!(whole.total_tokens, Some(3));
+    assert!(whole.complete, "trailing garbage is ignored");
+    for at in 0..=body.len() {
+        assert_eq!(run_gzip(&body, &[at]), whole, "split at {at}");
+    }
+    for (a, b) in [(member, member + 2), (member + 1, member + 9)] {
+        assert_eq!(run_gzip(&body, &[a, b]), whole, "cuts at {a}, {b}");
+    }
+    // A second member right after the first is still decoded, whatever the chunking.
+    let mut two = gzip(b"{\"prompt_eval_count\":1,\"eval_count\":2}\n");
+    two.extend(gzip(b"{\"prompt_eval_count\":5,\"eval_count\":6}\n"));
+    let whole = run_gzip(&two, &[]);
+    assert_eq!(whole.total_tokens, Some(11));
+    for at in 0..=two.len() {
+        assert_eq!(run_gzip(&two, &[at]), whole, "two members split at {at}");
+    }
+}
