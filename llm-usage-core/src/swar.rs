@@ -127,7 +127,8 @@ pub(crate) fn string_end(input: &[u8], from: usize) -> Result<usize, bool> {
     let mut i = from;
     while let Some(p) = find_quote(&input[i..]) {
         let q = i + p;
-        if backslashes(q) % 2 == 0 {
+        // Almost every quote follows a plain byte: settle that without counting.
+        if q == from || input[q - 1] != b'\\' || backslashes(q) % 2 == 0 {
             return Ok(q);
         }
         i = q + 1;
