@@ -161,7 +161,11 @@ fn provider_override() {
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let detected = run(&[]);
-    assert_eq!(detected["provider"], Value::Null, "nothing recognised, nothing proven");
+    assert_eq!(
+        detected["provider"],
+        Value::Null,
+        "nothing recognised, nothing proven"
+    );
     assert_eq!(detected["input_tokens"], Value::Null);
     let forced = run(&["--provider", "anthropic"]);
     assert_eq!(forced["provider"], "anthropic");
