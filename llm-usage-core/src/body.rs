@@ -251,6 +251,51 @@ impl Body {
         body
     }
 
+    /// The same as `Body::new(watches, inner, framing, limit)`, in place: an exchange
+    /// re-targets its bodies once the request head names the dialect, and rebuilding them
+    /// (two ~3 KB structs built, moved and dropped) was most of a small exchange's cost.
+    pub(crate) fn retarget(
+        &mut self,
+        watches: &'static [Watch<Target>],
+        inner: &'static [Watch<Target>],
+        framing: FramingKind,
+        limit: Option<u64>,
+    ) {
+        let has_inner = watches.iter().any(|w| w.target == Target::Inner) && !inner.is_empty();
+        self.inflate = None;
+        self.undecodable = false;
+        self.seen = 0;
+        self.raw = 0;
+        self.limit = limit;
+        self.limited = false;
+        self.ignored = false;
+        let core = &mut self.core;
+        core.scanner.retarget(watches, true, true);
+        core.docs_at_event_start = 0;
+        let c = &mut core.collect;
+        c.staged.clear();
+        c.dirty = false;
+        c.committed.clear();
+        c.events = 0;
+        c.commit_on_document_end = false;
+        c.inner = if has_inner {
+            let fresh = Inner {
+                b64: Base64::default(),
+                scanner: Scanner::new(inner, false, false),
+            };
+            match c.inner.take() {
+                Some(mut b) => {
+                    *b = fresh;
+                    Some(b)
+                }
+                None => Some(Box::new(fresh)),
+            }
+        } else {
+            None
+        };
+        self.set_framing(framing);
+    }
+
     /// Re-creates the pipeline for other watch tables, keeping nothing.
     pub(crate) fn set_framing(&mut self, kind: FramingKind) {
         self.framing = match kind {

@@ -164,11 +164,13 @@ impl Exchange {
             ),
         };
         let limit = self.options.max_body_bytes;
-        self.request = Body::new(d.request, &[], FramingKind::Json, limit);
+        self.request
+            .retarget(d.request, &[], FramingKind::Json, limit);
         if let Some(ce) = find(&headers, "content-encoding") {
             self.request.set_content_encoding(ce);
         }
-        self.response = Body::new(d.response, d.inner, FramingKind::Auto, limit);
+        self.response
+            .retarget(d.response, d.inner, FramingKind::Auto, limit);
         self.head_seen = true;
     }
 

@@ -331,6 +331,25 @@ impl<T: 'static> Scanner<T> {
         }
     }
 
+    /// The same as `Scanner::new(watches, array_roots, multi_document)`, in place.
+    pub(crate) fn retarget(
+        &mut self,
+        watches: &'static [Watch<T>],
+        array_roots: bool,
+        multi_document: bool,
+    ) {
+        assert!(watches.len() <= 64, "at most 64 watched paths");
+        self.watches = watches;
+        self.all = if watches.len() == 64 {
+            u64::MAX
+        } else {
+            (1u64 << watches.len()) - 1
+        };
+        self.bloom = blooms(watches);
+        self.classes_ready = false;
+        self.restart(array_roots, multi_document);
+    }
+
     /// The same as `Scanner::new(self.watches(), array_roots, multi_document)`, in place,
     /// keeping what was derived from the watch table: cheaper than building a new scanner
     /// and moving it (an exchange re-frames its bodies once the headers are known).
