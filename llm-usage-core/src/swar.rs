@@ -18,9 +18,11 @@
 //! (wasm32 included), and no `unsafe` is needed: the compiler turns
 //! `u64::from_le_bytes(s[i..i + 8].try_into())` into one unaligned load.
 //!
-//! Long runs (string contents in big bodies) still go to `memchr2`, which uses the CPU's
-//! vector unit: [`find_quote_or_backslash`] checks the first [`SHORT`] bytes with words,
-//! then hands over.
+//! Long runs (string contents in big bodies) still go to `memchr`/`memchr2`, which use the
+//! CPU's vector unit: [`find_quote`] and [`find_quote_or_backslash`] check the first
+//! [`SHORT`] bytes with words, then hand over. A string that is skipped rather than decoded
+//! is searched for quotes only ([`string_end`]): escapes never stop that search, and a
+//! quote is told escaped by the parity of the backslash run before it.
 
 use memchr::{memchr, memchr2};
 
