@@ -377,7 +377,9 @@ struct RawConfig {
     tag_format: Option<String>,
     /// Absent: `None`; `null`: `Some(None)`.
     property_prefix: Option<Option<String>>,
-    metrics: BTreeMap<String, Option<String>>,
+    /// In document order; of a repeated key only the last entry counts. (A Vec, not a map:
+    /// one BTreeMap instantiation less in the module.)
+    metrics: Vec<(String, Option<String>)>,
     dimensions: Option<Vec<RawDimension>>,
     extra_dimensions: Vec<RawDimension>,
     token_type_tag: Option<String>,
@@ -472,9 +474,8 @@ impl RawConfig {
             None => {}
             Some(Json::Object(entries)) => {
                 for (key, name) in entries {
-                    // A repeated key: the last one wins.
                     let name = json::opt_string(Some(name), &format!("metrics.{key}"))?;
-                    raw.metrics.insert(key, name);
+                    raw.metrics.push((key, name));
                 }
             }
             Some(other) => return Err(json::invalid_type("metrics", &other, "a map")),
@@ -626,10 +627,15 @@ impl RawConfig {
                 c.property_prefix = Some(p)
             }
         }
-        for (key, name) in std::mem::take(&mut self.metrics) {
+        let metrics = std::mem::take(&mut self.metrics);
+        for (i, (key, name)) in metrics.iter().enumerate() {
+            // A repeated key: the last one wins.
+            if metrics[i + 1..].iter().any(|(k, _)| k == key) {
+                continue;
+            }
             let kind = MetricKind::ALL
                 .iter()
-                .find(|k| k.key() == key)
+                .find(|k| k.key() == *key)
                 .copied()
                 .ok_or_else(|| {
                     let keys: Vec<&str> = MetricKind::ALL.iter().map(|k| k.key()).collect();
@@ -646,12 +652,12 @@ impl RawConfig {
                     c.metrics.remove(&kind);
                 }
                 Some(n) => {
-                    if !valid_metric_name(&n) {
+                    if !valid_metric_name(n) {
                         return Err(format!(
                             "metrics.{key}: {n:?} is not a valid name (use [A-Za-z0-9_.])"
                         ));
                     }
-                    c.metrics.insert(kind, n);
+                    c.metrics.insert(kind, n.clone());
                 }
             }
         }
@@ -849,11 +855,69 @@ mod tests {
             ),
             (br#"{"provider":"nope"}"#, "unknown provider"),
             (br#"{"routes":[{"provider":"nope"}]}"#, "routes[0].provider"),
+            (
+                br#"{"profile":"asm","profile":"otel"}"#,
+                "duplicate field `profile`",
+            ),
+            (
+                br#"{"max_label_len":1.5}"#,
+                "max_label_len: invalid type: floating point number, expected usize",
+            ),
+            (
+                br#"{"max_body_bytes":-1}"#,
+                "max_body_bytes: invalid value: integer `-1`, expected u64",
+            ),
+            (
+                br#"{"routes":[{"provider":5}]}"#,
+                "routes[0].provider: invalid type: integer `5`, expected a string",
+            ),
+            (
+                br#"{"dimensions":[{"tag":"a"}]}"#,
+                "dimensions[0]: missing field `from`",
+            ),
+            (
+                br#"{"extra_dimensions":null}"#,
+                "extra_dimensions: invalid type: null, expected a sequence",
+            ),
+            (
+                br#"{"models":{"allow":[1]}}"#,
+                "models.allow[0]: invalid type: integer `1`, expected a string",
+            ),
+            (br#"{"metrics":[]}"#, "metrics: invalid type: sequence"),
+            (br#"[]"#, "invalid length 0, expected 15 fields"),
         ];
         for (input, want) in cases {
             let err = Config::parse(input).unwrap_err();
             assert!(err.contains(want), "{err:?} should contain {want:?}");
         }
+    }
+
+    #[test]
+    fn null_is_absent_where_the_field_is_optional() {
+        let c = Config::parse(
+            br#"{"profile": null, "tag_format": null, "dimensions": null, "provider": null,
+                 "default_model": null, "models": null, "max_label_values": null,
+                 "max_label_len": null, "max_body_bytes": null, "token_type_tag": null,
+                 "metrics": {"requests": null},
+                 "routes": [{"path_prefix": null, "authority": null, "provider": null,
+                             "default_model": null}],
+                 "model_rules": [{"header": "h", "equals": null, "model": "m"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.profile, Profile::Asm);
+        assert_eq!(c.dimensions.len(), 4);
+        assert!(!c.metrics.contains_key(&MetricKind::Requests));
+        assert_eq!(c.routes[0].provider, None);
+        assert_eq!(c.model_rules[0].equals, None);
+        // `property_prefix: null` turns filter state off (absent keeps the default).
+        let c = Config::parse(br#"{"property_prefix": null}"#).unwrap();
+        assert_eq!(c.property_prefix, None);
+        // A repeated metrics key: the last one wins.
+        let c = Config::parse(br#"{"metrics": {"requests": "a", "requests": "b"}}"#).unwrap();
+        assert_eq!(c.metrics[&MetricKind::Requests], "b");
+        // serde's array form of a struct: every field, in order.
+        let c = Config::parse(br#"{"extra_dimensions": [["llmproxy_x", "model"]]}"#).unwrap();
+        assert_eq!(c.dimensions[4].tag, "llmproxy_x");
     }
 
     #[test]

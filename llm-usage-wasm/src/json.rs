@@ -153,6 +153,22 @@ impl Fields {
 pub fn fields(value: Json, path: &str, names: &[&'static str]) -> Result<Fields, String> {
     let entries = match value {
         Json::Object(entries) => entries,
+        // Like serde's derived impls, also accept the fields as an array, in order. (Here
+        // every field would be required in that form, as there.)
+        Json::Array(items) if items.len() == names.len() => {
+            let slots = names.iter().copied().zip(items.into_iter().map(Some));
+            return Ok(Fields {
+                slots: slots.collect(),
+            });
+        }
+        Json::Array(items) => {
+            return Err(format!(
+                "{}invalid length {}, expected {} fields",
+                at(path),
+                items.len(),
+                names.len()
+            ))
+        }
         other => return Err(invalid_type(path, &other, "an object")),
     };
     let mut slots: Vec<(&'static str, Option<Json>)> = names.iter().map(|n| (*n, None)).collect();
@@ -314,8 +330,16 @@ mod tests {
             "duplicate field `tag`"
         );
         assert_eq!(
-            fields(obj("[]"), "d[0]", &names).unwrap_err(),
-            "d[0]: invalid type: sequence, expected an object"
+            fields(obj("true"), "d[0]", &names).unwrap_err(),
+            "d[0]: invalid type: boolean `true`, expected an object"
+        );
+        // The array form of serde's derived impls: every field, in order.
+        let mut f = fields(obj(r#"["t", null]"#), "", &names).unwrap();
+        assert_eq!(f.take("tag"), Some(Json::Str("t".into())));
+        assert_eq!(f.take("from"), Some(Json::Null));
+        assert_eq!(
+            fields(obj(r#"["t"]"#), "d[0]", &names).unwrap_err(),
+            "d[0]: invalid length 1, expected 2 fields"
         );
     }
 
