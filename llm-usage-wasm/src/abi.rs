@@ -1,12 +1,12 @@
 //! Raw proxy-wasm ABI 0.2.1 host calls that never panic.
 //!
-//! The proxy-wasm Rust SDK's `hostcalls` wrappers panic on any status they do not expect,
-//! and its `Status` enum has no variant for some statuses a host may return
-//! (`InvalidMemoryAccess` 6, `Unimplemented` 12), so reading such a status into it would be
-//! undefined behaviour. This module declares the few imports the filter needs with plain
-//! integer types and turns every status into a `Result`. The exported callbacks and the
-//! allocator (`proxy_on_memory_allocate`, through which the host hands buffers to the
-//! filter) are in `dispatch.rs`.
+//! The SDK's `hostcalls` wrappers panic on any status they do not expect, and its `Status`
+//! enum has no variant for some statuses a host may return (`InvalidMemoryAccess` 6,
+//! `Unimplemented` 12), so reading such a status into it would be undefined behaviour.
+//! This module declares the few imports the filter needs with plain integer types and turns
+//! every status into a `Result`. The SDK is still used for its dispatcher (the exported
+//! `proxy_on_*` callbacks) and its allocator (`proxy_on_memory_allocate`), which the host
+//! calls to hand buffers to the filter.
 //!
 //! On targets other than `wasm32` (host-side unit tests, `cargo clippy`) every call returns
 //! [`Status::Unimplemented`]: there is no proxy to talk to.
@@ -44,15 +44,6 @@ impl Status {
             other => Status::Other(other),
         })
     }
-}
-
-/// A stream callback's answer (spec "Action"). The filter only observes, so it always
-/// continues.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Action {
-    /// 0: let the data through.
-    Continue = 0,
 }
 
 /// Buffer types (spec "BufferType").
@@ -138,7 +129,7 @@ fn take_host_buffer(ptr: *mut u8, len: usize) -> Vec<u8> {
     if ptr.is_null() || len == 0 {
         return Vec::new();
     }
-    // SAFETY: the host obtained `ptr` from the exported `proxy_on_memory_allocate(len)`,
+    // SAFETY: the host obtained `ptr` from the SDK's exported `proxy_on_memory_allocate(len)`,
     // which leaks a boxed slice of exactly `len` bytes from the global allocator, and then
     // filled it. Nothing else owns that allocation, so rebuilding a Vec with capacity `len`
     // takes ownership of it with the same layout it was allocated with.

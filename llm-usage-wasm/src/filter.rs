@@ -9,10 +9,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
-use crate::abi::{self, buffer, level, map, metric, parse_pairs, Action, Status};
+use llm_usage_core::{Exchange, Options, UsageRecord};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType};
+
+use crate::abi::{self, buffer, level, map, metric, parse_pairs, Status};
 use crate::config::{strip_port, Config, MetricKind, Source};
 use crate::labels::{sanitize, stat_name, Limiter, UNKNOWN};
-use llm_usage_core::{Exchange, Options, UsageRecord};
 
 /// State shared by the root context and every HTTP context of one VM (one worker thread).
 struct Shared {
@@ -154,11 +157,10 @@ impl Default for Root {
     }
 }
 
-impl Root {
-    /// `proxy_on_configure`: parses the plugin configuration; `false` rejects it.
-    // Called from the wasm32 exports only (`dispatch.rs`).
-    #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-    pub(crate) fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
         let bytes = if plugin_configuration_size == 0 {
             Vec::new()
         } else {
@@ -197,15 +199,19 @@ impl Root {
         true
     }
 
-    /// `proxy_on_context_create` for a stream of this root. A stream without a configured
-    /// root (on_configure failed) still gets a context, one that does nothing.
-    pub(crate) fn create_http_context(&self) -> Stream {
-        Stream::new(self.shared.clone())
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // A stream without a configured root (on_configure failed) still gets a context,
+        // one that does nothing: the dispatcher panics on `None`.
+        Some(Box::new(Stream::new(self.shared.clone())))
     }
 }
 
 /// One HTTP stream.
-pub(crate) struct Stream {
+struct Stream {
     shared: Option<Rc<RefCell<Shared>>>,
     exchange: Option<Exchange>,
     start_ns: Option<u64>,
@@ -578,15 +584,10 @@ impl Latency {
     }
 }
 
-/// The stream callbacks (`proxy_on_request_headers` ... `proxy_on_log`). Each answers
-/// `Continue`. They are called from the wasm32 exports only (`dispatch.rs`).
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-impl Stream {
-    pub(crate) fn on_http_request_headers(
-        &mut self,
-        _num_headers: usize,
-        end_of_stream: bool,
-    ) -> Action {
+impl Context for Stream {}
+
+impl HttpContext for Stream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;
         };
@@ -658,7 +659,7 @@ impl Stream {
         Action::Continue
     }
 
-    pub(crate) fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.exchange.is_none() || self.request_ended {
             return Action::Continue;
         }
@@ -680,7 +681,7 @@ impl Stream {
         Action::Continue
     }
 
-    pub(crate) fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         if self.exchange.is_some() && !self.request_ended {
             self.request_ended = true;
             if let Some(ex) = self.exchange.as_mut() {
@@ -691,11 +692,7 @@ impl Stream {
         Action::Continue
     }
 
-    pub(crate) fn on_http_response_headers(
-        &mut self,
-        _num_headers: usize,
-        end_of_stream: bool,
-    ) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if self.exchange.is_none() || self.record.is_some() {
             return Action::Continue;
         }
@@ -717,11 +714,7 @@ impl Stream {
         Action::Continue
     }
 
-    pub(crate) fn on_http_response_body(
-        &mut self,
-        body_size: usize,
-        end_of_stream: bool,
-    ) -> Action {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.exchange.is_none() || self.record.is_some() {
             return Action::Continue;
         }
@@ -740,14 +733,14 @@ impl Stream {
         Action::Continue
     }
 
-    pub(crate) fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
         if self.exchange.is_some() {
             self.finish(true);
         }
         Action::Continue
     }
 
-    pub(crate) fn on_log(&mut self) {
+    fn on_log(&mut self) {
         if self.exchange.is_none() {
             return;
         }

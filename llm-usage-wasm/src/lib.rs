@@ -20,9 +20,20 @@
 
 pub mod abi;
 pub mod config;
-mod dispatch;
 mod filter;
 mod json;
 pub mod labels;
 
 pub use filter::Root;
+
+/// The module entry point: `_initialize` registers the root context factory.
+#[cfg(target_arch = "wasm32")]
+mod entry {
+    use super::Root;
+
+    proxy_wasm::main! {{
+        proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+            Box::new(Root::new())
+        });
+    }}
+}
