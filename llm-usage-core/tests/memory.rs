@@ -17,15 +17,28 @@ static PEAK: AtomicUsize = AtomicUsize::new(0);
 /// Tests in this binary run one at a time so the counters mean something.
 static SERIAL: Mutex<()> = Mutex::new(());
 
+thread_local! {
+    /// Only the thread measuring an exchange is counted (not the test harness's threads).
+    static TRACKED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn tracked() -> bool {
+    TRACKED.try_with(std::cell::Cell::get).unwrap_or(false)
+}
+
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let now = LIVE.fetch_add(l.size(), SeqCst) + l.size();
-        PEAK.fetch_max(now, SeqCst);
+        if tracked() {
+            let now = LIVE.fetch_add(l.size(), SeqCst) + l.size();
+            PEAK.fetch_max(now, SeqCst);
+        }
         // SAFETY: forwarding the caller's layout to the system allocator.
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        LIVE.fetch_sub(l.size(), SeqCst);
+        if tracked() {
+            LIVE.fetch_sub(l.size(), SeqCst);
+        }
         // SAFETY: `p` was allocated by `System` with this layout.
         unsafe { System.dealloc(p, l) }
     }
@@ -50,6 +63,7 @@ fn measure(
     let mut chunk = Vec::with_capacity(CHUNK * 8);
     let before = LIVE.load(SeqCst);
     PEAK.store(before, SeqCst);
+    TRACKED.with(|t| t.set(true));
     let mut ex = Exchange::new();
     ex.on_request_head("POST", path, [("content-type", "application/json")]);
     ex.on_request_body(br#"{"model":"m","stream":true}"#);
@@ -68,8 +82,9 @@ fn measure(
     }
     ex.on_response_end();
     let r = ex.finish();
-    let peak = PEAK.load(SeqCst) - before;
     drop(ex);
+    TRACKED.with(|t| t.set(false));
+    let peak = PEAK.load(SeqCst) - before;
     (peak, r)
 }
 
