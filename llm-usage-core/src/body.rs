@@ -12,6 +12,7 @@ use crate::framing::ndjson::Ndjson;
 use crate::framing::sse::Sse;
 use crate::framing::EventSink;
 use crate::inflate::{Coding, Inflate};
+use crate::prefilter::{skipped_event_counts, Prefilter, EVENT_BUF};
 use crate::scan::{Scalar, Scanner, Sink, Watch};
 use crate::values::Values;
 
@@ -162,20 +163,92 @@ impl Sink<Target> for Collect {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests turn the SSE prefilter off to compare with the unfiltered pipeline.
+    pub(crate) static PREFILTER_OFF: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn prefilter_off() -> bool {
+    PREFILTER_OFF.with(core::cell::Cell::get)
+}
+
+#[cfg(not(test))]
+fn prefilter_off() -> bool {
+    false
+}
+
+/// After a run of scanned events, one event in this many is held (see `Core::scanned_run`).
+const PROBE_EVERY: u32 = 16;
+
 /// Scanner plus sink: what framers push into.
 #[derive(Debug)]
 struct Core {
     scanner: Scanner<Target>,
     collect: Collect,
     docs_at_event_start: u64,
+    /// SSE: the current event's data while it fits in [`EVENT_BUF`] bytes (allocated once
+    /// per SSE body, reused), so that an event that cannot hold a watched key is not
+    /// scanned (see [`crate::prefilter`]).
+    held: Vec<u8>,
+    /// Whether the current event's data goes to `held` (false once it outgrew it).
+    holding: bool,
+    /// Whether events are held at all (SSE framing).
+    hold_events: bool,
+    /// Events scanned (not skipped) in a row: when every event holds a watched key
+    /// (OpenAI chunks carry `model`), holding them only costs a copy, so after a few
+    /// such events only every 16th is held, to notice when skipping pays again.
+    scanned_run: u32,
+    /// The watch table's first segments, built at the first held event.
+    prefilter: Prefilter,
+    prefilter_ready: bool,
+}
+
+impl Core {
+    /// Starts the next event: held again if events are held.
+    fn next_event(&mut self) {
+        self.held.clear();
+        self.holding =
+            self.hold_events && (self.scanned_run < 2 || self.scanned_run % PROBE_EVERY == 0);
+    }
 }
 
 impl EventSink for Core {
     fn data(&mut self, bytes: &[u8]) {
+        if self.holding {
+            if self.held.len() + bytes.len() <= EVENT_BUF {
+                self.held.extend_from_slice(bytes);
+                return;
+            }
+            // Too large to hold: streamed into the scanner from here on, as before.
+            self.holding = false;
+            self.scanner.feed(&self.held, &mut self.collect);
+            self.held.clear();
+        }
         self.scanner.feed(bytes, &mut self.collect);
     }
 
     fn end_event(&mut self) {
+        if self.holding {
+            if !self.prefilter_ready {
+                self.prefilter = Prefilter::new(self.scanner.watches());
+                self.prefilter_ready = true;
+            }
+            if !self.prefilter.may_hold(self.scanner.watches(), &self.held) {
+                // No watched member: nothing to stage or commit, and the scanner (reset at
+                // the previous event's end) never saw it. It counts as the scanner would
+                // have counted it, except for malformed objects (see
+                // `skipped_event_counts`).
+                if skipped_event_counts(&self.held) {
+                    self.collect.events += 1;
+                }
+                self.scanned_run = 0;
+                self.next_event();
+                return;
+            }
+            self.scanner.feed(&self.held, &mut self.collect);
+        }
         let complete =
             self.scanner.at_boundary() && self.scanner.documents() > self.docs_at_event_start;
         if complete {
@@ -186,12 +259,15 @@ impl EventSink for Core {
         }
         self.scanner.reset();
         self.docs_at_event_start = self.scanner.documents();
+        self.scanned_run = self.scanned_run.wrapping_add(1);
+        self.next_event();
     }
 
     fn discard_event(&mut self) {
         self.collect.discard();
         self.scanner.reset();
         self.docs_at_event_start = self.scanner.documents();
+        self.next_event();
     }
 }
 
@@ -240,6 +316,12 @@ impl Body {
                     }),
                 },
                 docs_at_event_start: 0,
+                held: Vec::new(),
+                holding: false,
+                hold_events: false,
+                scanned_run: 0,
+                prefilter: Prefilter::NONE,
+                prefilter_ready: false,
             },
             seen: 0,
             raw: 0,
@@ -272,6 +354,7 @@ impl Body {
         let core = &mut self.core;
         core.scanner.retarget(watches, true, true);
         core.docs_at_event_start = 0;
+        core.prefilter_ready = false;
         let c = &mut core.collect;
         c.staged.clear();
         c.dirty = false;
@@ -309,6 +392,14 @@ impl Body {
         // In a framed stream each event holds exactly one document.
         let framed = !matches!(self.framing, Framing::Json | Framing::Auto);
         self.core.scanner.restart(!framed, !framed);
+        let core = &mut self.core;
+        core.hold_events = matches!(self.framing, Framing::Sse(_)) && !prefilter_off();
+        core.scanned_run = 0;
+        if core.hold_events && core.held.capacity() < EVENT_BUF {
+            // Once per body, when its framing is known.
+            core.held = Vec::with_capacity(EVENT_BUF);
+        }
+        core.next_event();
     }
 
     /// Sets the `Content-Encoding`.
@@ -434,6 +525,187 @@ impl Body {
             Framing::Sse(f) => f.clean(),
             Framing::Ndjson(f) => f.clean(),
             Framing::EventStream(f) => f.clean() && !f.broken(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The SSE prefilter against the unfiltered pipeline, on the fixture corpus and on
+    //! streams built to hit its edges.
+
+    use super::PREFILTER_OFF;
+    use crate::prefilter::EVENT_BUF;
+    use crate::{Exchange, UsageRecord};
+    use std::path::Path;
+
+    struct Case {
+        method: String,
+        path: String,
+        req_headers: Vec<(String, String)>,
+        status: u16,
+        resp_headers: Vec<(String, String)>,
+        request: Option<Vec<u8>>,
+        response: Vec<u8>,
+    }
+
+    fn headers(v: &serde_json::Value) -> Vec<(String, String)> {
+        v.as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn fixtures() -> Vec<(String, Case)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures");
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let d = e.unwrap().path();
+            let Ok(case) = std::fs::read(d.join("case.json")) else {
+                continue;
+            };
+            let case: serde_json::Value = serde_json::from_slice(&case).unwrap();
+            out.push((
+                d.file_name().unwrap().to_string_lossy().into_owned(),
+                Case {
+                    method: case["method"].as_str().unwrap().to_owned(),
+                    path: case["path"].as_str().unwrap().to_owned(),
+                    req_headers: headers(&case["request_headers"]),
+                    status: case["response_status"].as_u64().unwrap() as u16,
+                    resp_headers: headers(&case["response_headers"]),
+                    request: std::fs::read(d.join("request.json")).ok(),
+                    response: std::fs::read(d.join("response.bin")).unwrap(),
+                },
+            ));
+        }
+        assert!(out.len() >= 49);
+        out
+    }
+
+    /// The record, the events counted after each chunk, and `complete`.
+    fn run(case: &Case, chunk: usize, off: bool) -> (UsageRecord, Vec<u64>) {
+        PREFILTER_OFF.with(|p| p.set(off));
+        let pairs = |h: &[(String, String)]| -> Vec<(String, String)> { h.to_vec() };
+        let mut ex = Exchange::new();
+        let rh = pairs(&case.req_headers);
+        ex.on_request_head(
+            &case.method,
+            &case.path,
+            rh.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        if let Some(r) = &case.request {
+            ex.on_request_body(r);
+        }
+        ex.on_request_end();
+        let sh = pairs(&case.resp_headers);
+        ex.on_response_head(
+            case.status,
+            sh.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        let mut counts = Vec::new();
+        for c in case.response.chunks(chunk.max(1)) {
+            ex.on_response_body(c);
+            counts.push(ex.response_events());
+        }
+        ex.on_response_end();
+        counts.push(ex.response_events());
+        PREFILTER_OFF.with(|p| p.set(false));
+        (ex.finish(), counts)
+    }
+
+    fn same(case: &Case, name: &str) {
+        for chunk in [usize::MAX, 1, 7, 64] {
+            let on = run(case, chunk, false);
+            let off = run(case, chunk, true);
+            assert_eq!(on.0, off.0, "{name}: record, chunks of {chunk}");
+            assert_eq!(on.1, off.1, "{name}: events, chunks of {chunk}");
+        }
+    }
+
+    #[test]
+    fn fixtures_give_the_same_records_and_event_counts() {
+        for (name, case) in fixtures() {
+            same(&case, &name);
+        }
+    }
+
+    fn anthropic(body: Vec<u8>) -> Case {
+        Case {
+            method: "POST".into(),
+            path: "/v1/messages".into(),
+            req_headers: vec![("anthropic-version".into(), "2023-06-01".into())],
+            status: 200,
+            resp_headers: vec![("content-type".into(), "text/event-stream".into())],
+            request: Some(br#"{"model":"claude-x","stream":true}"#.to_vec()),
+            response: body,
+        }
+    }
+
+    fn event(data: &str) -> String {
+        format!("event: e\ndata: {data}\n\n")
+    }
+
+    #[test]
+    fn edges_of_the_buffer_and_lookalikes() {
+        let start = r#"{"type":"message_start","message":{"model":"claude-x","usage":{"input_tokens":5,"output_tokens":1}}}"#;
+        let usage = r#"{"type":"message_delta","usage":{"output_tokens":9}}"#;
+        let delta = |text: &str| {
+            format!(
+                r#"{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"{text}"}}}}"#
+            )
+        };
+        let frame = delta("").len();
+        let mut s = event(start);
+        // Events at, just under and just over the buffer, with and without usage.
+        for len in [EVENT_BUF - 1, EVENT_BUF, EVENT_BUF + 1] {
+            s += &event(&delta(&"x".repeat(len - frame)));
+            let pad = len - usage.len() - r#","pad":"""#.len();
+            let big_usage = format!(
+                r#"{{"type":"message_delta","pad":"{}","usage":{{"output_tokens":{len}}}}}"#,
+                "y".repeat(pad - 1)
+            );
+            s += &event(&big_usage);
+        }
+        // Lookalikes, an escaped key, `[DONE]`, malformed events without watched keys
+        // that the scanner also rejects or accepts.
+        for d in [
+            delta(r#"the \"usage\" is \"model\""#),
+            delta(r#"\"usage\":{\"output_tokens\":99}"#),
+            r#"{"type":"x","text":"\"model\":\"fake\""}"#.to_owned(),
+            r#"{"type":"message_delta","\u0075sage":{"output_tokens":11}}"#.to_owned(),
+            "[DONE]".to_owned(),
+            "".to_owned(),
+            "  ".to_owned(),
+            r#"{"a":1}"#.to_owned(),
+            r#"{"a":[1,{"b":"]"}]}"#.to_owned(),
+            r#""text""#.to_owned(),
+            "12 ".to_owned(),
+            "[{]".to_owned(),
+        ] {
+            s += &event(&d);
+        }
+        s += &event(usage);
+        let case = anthropic(s.into_bytes());
+        same(&case, "edges");
+        let (r, counts) = run(&case, usize::MAX, false);
+        assert_eq!(r.model.as_deref(), Some("claude-x"));
+        assert_eq!(r.output_tokens, Some(9));
+        assert!(counts[0] > 10);
+    }
+
+    /// Malformed objects without a watched key are counted when skipped: the one
+    /// documented difference from the unfiltered pipeline (only in the event count).
+    #[test]
+    fn malformed_unwatched_objects_count_when_skipped() {
+        for d in [r#"{"a":1}}"#, r#"{"a" 1}"#, r#"{"a":1}{"b":2}"#] {
+            let case = anthropic(event(d).into_bytes());
+            let on = run(&case, usize::MAX, false);
+            let off = run(&case, usize::MAX, true);
+            assert_eq!(on.0, off.0);
+            assert_eq!((on.1[0], off.1[0]), (1, 0), "{d}");
         }
     }
 }

@@ -235,6 +235,10 @@ impl Exchange {
 
     /// Complete response events (documents) seen so far: a frontend can note the time the
     /// first one arrives.
+    ///
+    /// An SSE event of at most 2 KiB that holds no watched key is not scanned (see the
+    /// private `prefilter` module); if it is an object, it counts when it ends with its
+    /// `}`, so a malformed one (`{"a":1}}`) counts where a scan would have rejected it.
     pub fn response_events(&self) -> u64 {
         self.response.events()
     }

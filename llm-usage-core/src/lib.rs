@@ -47,6 +47,7 @@ mod dialect;
 mod exchange;
 mod framing;
 mod inflate;
+mod prefilter;
 mod record;
 pub mod scan;
 mod swar;

@@ -33,25 +33,25 @@ const HI: u64 = 0x8080_8080_8080_8080;
 pub(crate) const SHORT: usize = 32;
 
 #[inline(always)]
-const fn rep(b: u8) -> u64 {
+pub(crate) const fn rep(b: u8) -> u64 {
     LO * b as u64
 }
 
 /// High bit set in each byte of `v` that is zero (and possibly in bytes above one).
 #[inline(always)]
-const fn zeros(v: u64) -> u64 {
+pub(crate) const fn zeros(v: u64) -> u64 {
     v.wrapping_sub(LO) & !v & HI
 }
 
 #[inline(always)]
-fn word(s: &[u8], i: usize) -> u64 {
+pub(crate) fn word(s: &[u8], i: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&s[i..i + 8]);
     u64::from_le_bytes(w)
 }
 
 #[inline(always)]
-fn first(mask: u64) -> usize {
+pub(crate) fn first(mask: u64) -> usize {
     (mask.trailing_zeros() / 8) as usize
 }
 
