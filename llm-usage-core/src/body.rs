@@ -106,7 +106,12 @@ impl Collect {
         }
     }
 
-    fn feed_inner(&mut self, bytes: &[u8]) {
+    /// Runs `f` with the inner base64 decoder, its scanner and a sink staging into this
+    /// body's values (a no-op for dialects without base64-wrapped events).
+    fn with_inner(
+        &mut self,
+        f: impl FnOnce(&mut Base64, &mut Scanner<Target>, &mut InnerSink<'_>),
+    ) {
         let Collect {
             staged,
             dirty,
@@ -115,8 +120,7 @@ impl Collect {
         } = self;
         if let Some(inner) = inner.as_deref_mut() {
             let Inner { b64, scanner } = inner;
-            let mut sink = InnerSink { staged, dirty };
-            b64.feed(bytes, |decoded| scanner.feed(decoded, &mut sink));
+            f(b64, scanner, &mut InnerSink { staged, dirty });
         }
     }
 }
@@ -145,21 +149,11 @@ impl Sink<Target> for Collect {
     }
 
     fn string_chunk(&mut self, _target: &Target, bytes: &[u8]) {
-        self.feed_inner(bytes);
+        self.with_inner(|b64, scanner, sink| b64.feed(bytes, |d| scanner.feed(d, sink)));
     }
 
     fn string_end(&mut self, _target: &Target) {
-        let Collect {
-            staged,
-            dirty,
-            inner,
-            ..
-        } = self;
-        if let Some(inner) = inner.as_deref_mut() {
-            let Inner { b64, scanner } = inner;
-            let mut sink = InnerSink { staged, dirty };
-            b64.finish(|decoded| scanner.feed(decoded, &mut sink));
-        }
+        self.with_inner(|b64, scanner, sink| b64.finish(|d| scanner.feed(d, sink)));
     }
 }
 
@@ -206,6 +200,13 @@ struct Core {
 }
 
 impl Core {
+    /// After an event was scanned: the scanner starts the next event afresh.
+    fn restart_event(&mut self) {
+        self.scanner.reset();
+        self.docs_at_event_start = self.scanner.documents();
+        self.next_event();
+    }
+
     /// Starts the next event: held again if events are held.
     fn next_event(&mut self) {
         self.held.clear();
@@ -257,17 +258,13 @@ impl EventSink for Core {
         } else {
             self.collect.discard();
         }
-        self.scanner.reset();
-        self.docs_at_event_start = self.scanner.documents();
         self.scanned_run = self.scanned_run.wrapping_add(1);
-        self.next_event();
+        self.restart_event();
     }
 
     fn discard_event(&mut self) {
         self.collect.discard();
-        self.scanner.reset();
-        self.docs_at_event_start = self.scanner.documents();
-        self.next_event();
+        self.restart_event();
     }
 }
 
@@ -295,7 +292,6 @@ impl Body {
         framing: FramingKind,
         limit: Option<u64>,
     ) -> Body {
-        let has_inner = watches.iter().any(|w| w.target == Target::Inner) && !inner.is_empty();
         let mut body = Body {
             inflate: None,
             undecodable: false,
@@ -308,12 +304,7 @@ impl Body {
                     committed: Values::default(),
                     events: 0,
                     commit_on_document_end: false,
-                    inner: has_inner.then(|| {
-                        Box::new(Inner {
-                            b64: Base64::default(),
-                            scanner: Scanner::new(inner, false, false),
-                        })
-                    }),
+                    inner: None,
                 },
                 docs_at_event_start: 0,
                 held: Vec::new(),
@@ -329,11 +320,12 @@ impl Body {
             limited: false,
             ignored: false,
         };
-        body.set_framing(framing);
+        // One place decides the per-table state (the inner scanner, the framing).
+        body.retarget(watches, inner, framing, limit);
         body
     }
 
-    /// The same as `Body::new(watches, inner, framing, limit)`, in place: an exchange
+    /// Points the body at other watch tables, in place, forgetting everything: an exchange
     /// re-targets its bodies once the request head names the dialect, and rebuilding them
     /// (two ~3 KB structs built, moved and dropped) was most of a small exchange's cost.
     pub(crate) fn retarget(
@@ -379,7 +371,7 @@ impl Body {
         self.set_framing(framing);
     }
 
-    /// Re-creates the pipeline for other watch tables, keeping nothing.
+    /// Sets the framing and restarts the scanner and framer for it; committed values stay.
     pub(crate) fn set_framing(&mut self, kind: FramingKind) {
         self.framing = match kind {
             FramingKind::Auto => Framing::Auto,

@@ -126,16 +126,14 @@ impl Exchange {
         V: AsRef<[u8]>,
     {
         let _ = method;
-        let headers = collect_headers(
-            headers,
-            &[
-                "host",
-                ":authority",
-                "anthropic-version",
-                "x-dashscope-sse",
-                "content-encoding",
-            ],
-        );
+        const READ: [&str; 5] = [
+            "host",
+            ":authority",
+            "anthropic-version",
+            "x-dashscope-sse",
+            "content-encoding",
+        ];
+        let headers = collect_headers(headers, |k| READ.iter().any(|w| is_name(k, w)));
         let path = path_and_query
             .split(['?', '#'])
             .next()
@@ -191,11 +189,12 @@ impl Exchange {
         V: AsRef<[u8]>,
     {
         let d = self.detected.dialect;
-        let mut wanted: [&str; 8] = ["content-type", "content-encoding", "", "", "", "", "", ""];
-        for (i, (name, _)) in d.headers.iter().take(6).enumerate() {
-            wanted[2 + i] = name;
-        }
-        let headers = collect_headers(headers, &wanted);
+        // The framing headers and every header the dialect reads counts from.
+        let headers = collect_headers(headers, |k| {
+            is_name(k, "content-type")
+                || is_name(k, "content-encoding")
+                || d.headers.iter().any(|(name, _)| is_name(k, name))
+        });
         self.response_head = true;
         self.error_status = status >= 400;
         if self.error_status {
@@ -366,9 +365,14 @@ impl Exchange {
     }
 }
 
+/// Whether header name `k` is `name`, case-insensitively.
+fn is_name(k: &[u8], name: &str) -> bool {
+    k.eq_ignore_ascii_case(name.as_bytes())
+}
+
 /// Keeps only the headers the core looks at (lowercased names), so a frontend can pass
 /// its whole header map without the core copying it.
-fn collect_headers<I, K, V>(headers: I, wanted: &[&str]) -> Vec<(Vec<u8>, Vec<u8>)>
+fn collect_headers<I, K, V>(headers: I, wanted: impl Fn(&[u8]) -> bool) -> Vec<(Vec<u8>, Vec<u8>)>
 where
     I: IntoIterator<Item = (K, V)>,
     K: AsRef<[u8]>,
@@ -380,9 +384,7 @@ where
     let mut out = Vec::new();
     for (k, v) in headers {
         let k = k.as_ref();
-        if wanted
-            .iter()
-            .any(|w| !w.is_empty() && k.eq_ignore_ascii_case(w.as_bytes()))
+        if wanted(k)
             && !out
                 .iter()
                 .any(|(seen, _): &(Vec<u8>, Vec<u8>)| k.eq_ignore_ascii_case(seen))
