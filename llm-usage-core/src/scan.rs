@@ -283,6 +283,20 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
+/// The mask with one bit per watch; checks the table's shape (at most 64 watches, paths
+/// of 1 to `MAX_LIVE_DEPTH - 1` keys).
+fn all_mask<T>(watches: &[Watch<T>]) -> u64 {
+    assert!(watches.len() <= 64, "at most 64 watched paths");
+    debug_assert!(watches
+        .iter()
+        .all(|w| !w.path.is_empty() && w.path.len() < MAX_LIVE_DEPTH));
+    if watches.len() == 64 {
+        u64::MAX
+    } else {
+        (1u64 << watches.len()) - 1
+    }
+}
+
 impl<T: 'static> Scanner<T> {
     /// A scanner for `watches` (at most 64; paths at most [`MAX_LIVE_DEPTH`] keys deep).
     ///
@@ -291,15 +305,7 @@ impl<T: 'static> Scanner<T> {
     /// values may follow one another (NDJSON, concatenated JSON); otherwise anything after
     /// the first document fails the scan.
     pub fn new(watches: &'static [Watch<T>], array_roots: bool, multi_document: bool) -> Self {
-        assert!(watches.len() <= 64, "at most 64 watched paths");
-        debug_assert!(watches
-            .iter()
-            .all(|w| !w.path.is_empty() && w.path.len() < MAX_LIVE_DEPTH));
-        let all = if watches.len() == 64 {
-            u64::MAX
-        } else {
-            (1u64 << watches.len()) - 1
-        };
+        let all = all_mask(watches);
         Scanner {
             watches,
             all,
@@ -338,13 +344,8 @@ impl<T: 'static> Scanner<T> {
         array_roots: bool,
         multi_document: bool,
     ) {
-        assert!(watches.len() <= 64, "at most 64 watched paths");
         self.watches = watches;
-        self.all = if watches.len() == 64 {
-            u64::MAX
-        } else {
-            (1u64 << watches.len()) - 1
-        };
+        self.all = all_mask(watches);
         self.bloom = blooms(watches);
         self.classes_ready = false;
         self.restart(array_roots, multi_document);
@@ -428,7 +429,7 @@ impl<T: 'static> Scanner<T> {
                         i += 1;
                         continue;
                     }
-                    if self.documents_started() && !self.multi_document {
+                    if self.started && !self.multi_document {
                         self.fail();
                         return;
                     }
@@ -546,10 +547,6 @@ impl<T: 'static> Scanner<T> {
                 }
             }
         }
-    }
-
-    fn documents_started(&self) -> bool {
-        self.started
     }
 
     fn start_value<S: Sink<T>>(&mut self, b: u8, sink: &mut S) {
