@@ -16,6 +16,7 @@ use proxy_wasm::types::{Action, ContextType};
 use crate::abi::{self, buffer, level, map, metric, parse_pairs, Status};
 use crate::config::{strip_port, Config, MetricKind, Source};
 use crate::labels::{sanitize, stat_name, Limiter, UNKNOWN};
+use crate::sdk;
 
 /// State shared by the root context and every HTTP context of one VM (one worker thread).
 struct Shared {
@@ -157,9 +158,13 @@ impl Default for Root {
     }
 }
 
-impl Context for Root {}
+impl Context for Root {
+    sdk::context_methods!();
+}
 
 impl RootContext for Root {
+    sdk::root_methods!();
+
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
         let bytes = if plugin_configuration_size == 0 {
             Vec::new()
@@ -584,9 +589,13 @@ impl Latency {
     }
 }
 
-impl Context for Stream {}
+impl Context for Stream {
+    sdk::context_methods!();
+}
 
 impl HttpContext for Stream {
+    sdk::http_methods!();
+
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;

@@ -23,6 +23,7 @@ pub mod config;
 mod filter;
 mod json;
 pub mod labels;
+mod sdk;
 
 pub use filter::Root;
 
