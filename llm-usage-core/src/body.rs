@@ -11,6 +11,7 @@ use crate::framing::eventstream::EventStream;
 use crate::framing::ndjson::Ndjson;
 use crate::framing::sse::Sse;
 use crate::framing::EventSink;
+use crate::index::Index;
 use crate::inflate::{Coding, Inflate};
 use crate::prefilter::{skipped_event_counts, Prefilter, EVENT_BUF};
 use crate::scan::{Scalar, Scanner, Sink, Watch};
@@ -157,6 +158,10 @@ impl Sink<Target> for Collect {
     }
 }
 
+/// Without an index, after a run of scanned events, one event in this many is held (see
+/// `Core::scanned_run`).
+const PROBE_EVERY: u32 = 16;
+
 #[cfg(test)]
 thread_local! {
     /// Tests turn the SSE prefilter off to compare with the unfiltered pipeline.
@@ -173,8 +178,21 @@ fn prefilter_off() -> bool {
     false
 }
 
-/// After a run of scanned events, one event in this many is held (see `Core::scanned_run`).
-const PROBE_EVERY: u32 = 16;
+#[cfg(test)]
+thread_local! {
+    /// Tests turn the whole-event walk off to compare with the scanner alone.
+    pub(crate) static WHOLE_OFF: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+#[cfg(test)]
+fn whole_off() -> bool {
+    WHOLE_OFF.with(core::cell::Cell::get)
+}
+
+#[cfg(not(test))]
+fn whole_off() -> bool {
+    false
+}
 
 /// Scanner plus sink: what framers push into.
 #[derive(Debug)]
@@ -190,9 +208,13 @@ struct Core {
     holding: bool,
     /// Whether events are held at all (SSE framing).
     hold_events: bool,
-    /// Events scanned (not skipped) in a row: when every event holds a watched key
-    /// (OpenAI chunks carry `model`), holding them only costs a copy, so after a few
-    /// such events only every 16th is held, to notice when skipping pays again.
+    /// The structural index of the held event, for [`Scanner::scan_whole`] (allocated
+    /// with `held`, reused).
+    index: Option<Box<Index>>,
+    /// Without an index (builds without vector instructions), events scanned (not
+    /// skipped) in a row: when every event holds a watched key (OpenAI chunks carry
+    /// `model`), holding them only costs a copy, so after a few such events only every
+    /// 16th is held, to notice when skipping pays again.
     scanned_run: u32,
     /// The watch table's first segments, built at the first held event.
     prefilter: Prefilter,
@@ -210,8 +232,10 @@ impl Core {
     /// Starts the next event: held again if events are held.
     fn next_event(&mut self) {
         self.held.clear();
-        self.holding =
-            self.hold_events && (self.scanned_run < 2 || self.scanned_run % PROBE_EVERY == 0);
+        self.holding = self.hold_events
+            && (self.index.is_some()
+                || self.scanned_run < 2
+                || self.scanned_run % PROBE_EVERY == 0);
     }
 }
 
@@ -236,7 +260,11 @@ impl EventSink for Core {
                 self.prefilter = Prefilter::new(self.scanner.watches());
                 self.prefilter_ready = true;
             }
-            if !self.prefilter.may_hold(self.scanner.watches(), &self.held) {
+            // With an index, walking an event costs about what the prefilter's search
+            // costs, so after two walked events in a row only one in 16 is searched.
+            let probe =
+                self.index.is_none() || self.scanned_run < 2 || self.scanned_run % PROBE_EVERY == 0;
+            if probe && !self.prefilter.may_hold(self.scanner.watches(), &self.held) {
                 // No watched member: nothing to stage or commit, and the scanner (reset at
                 // the previous event's end) never saw it. It counts as the scanner would
                 // have counted it, except for malformed objects (see
@@ -247,6 +275,22 @@ impl EventSink for Core {
                 self.scanned_run = 0;
                 self.next_event();
                 return;
+            }
+            // The whole event is here: index it and walk it (see `scan::whole`); what the
+            // walk gives up on, the scanner reads as it would have read it streamed.
+            if let Some(index) = self.index.as_deref_mut() {
+                if index.build(&self.held)
+                    && self
+                        .scanner
+                        .scan_whole(&self.held, index, &mut self.collect)
+                {
+                    self.collect.commit();
+                    self.collect.events += 1;
+                    self.scanned_run = self.scanned_run.wrapping_add(1);
+                    self.restart_event();
+                    return;
+                }
+                self.collect.discard();
             }
             self.scanner.feed(&self.held, &mut self.collect);
         }
@@ -310,6 +354,7 @@ impl Body {
                 held: Vec::new(),
                 holding: false,
                 hold_events: false,
+                index: None,
                 scanned_run: 0,
                 prefilter: Prefilter::NONE,
                 prefilter_ready: false,
@@ -386,10 +431,13 @@ impl Body {
         self.core.scanner.restart(!framed, !framed);
         let core = &mut self.core;
         core.hold_events = matches!(self.framing, Framing::Sse(_)) && !prefilter_off();
-        core.scanned_run = 0;
         if core.hold_events && core.held.capacity() < EVENT_BUF {
             // Once per body, when its framing is known.
             core.held = Vec::with_capacity(EVENT_BUF);
+        }
+        core.scanned_run = 0;
+        if core.hold_events && core.index.is_none() && crate::index::VECTOR && !whole_off() {
+            core.index = Some(Box::new(Index::new()));
         }
         core.next_event();
     }

@@ -40,6 +40,8 @@
 
 use crate::swar::{find_quote_or_backslash, find_structural, string_end};
 
+mod whole;
+
 /// Longest key that can match a watched path segment.
 pub const KEY_CAP: usize = 64;
 /// Longest captured scalar (model names, numbers).
@@ -745,6 +747,7 @@ impl<T: 'static> Scanner<T> {
     }
 
     /// The watches (and the leaves among them) that continue through `key` here.
+    #[inline(always)]
     fn candidates(&mut self, key: &[u8]) -> (u64, u64) {
         let d = self.depth - 1;
         let parent = self.stack[d];

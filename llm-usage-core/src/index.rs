@@ -1,0 +1,503 @@
+//! A structural index of one whole event: where its strings end and where its brackets
+//! are, as bitmaps, computed 64 bytes at a time.
+//!
+//! # Why
+//!
+//! The streaming scanner ([`crate::scan`]) decides what each byte means as it reaches it,
+//! one state step at a time, because a chunk may end anywhere. An SSE event, though, is
+//! usually held whole (see [`crate::prefilter`]), and then its bytes can be classified all
+//! at once, the way simdjson's first stage does: one pass compares 64 bytes at a time with
+//! `"`, `\`, the opening brackets and the closing brackets and packs each comparison into a
+//! `u64` (the compiler turns these loops into vector compares and mask moves), then a few
+//! word operations find which quotes are escaped and which bytes lie inside strings. What
+//! is left for the walk ([`crate::scan::Scanner::scan_whole`]) are jumps: the end of a
+//! string is the next bit of [`Index::quotes`], the end of a skipped object is where the
+//! bracket bits balance. Model text with braces or quotes in it costs nothing extra.
+//!
+//! # Soundness
+//!
+//! A quote is escaped when an odd run of backslashes precedes it; that is the scanner's
+//! rule *inside* strings. Outside strings a backslash is not JSON at all and the scanner
+//! would treat it differently (ignore it in a skipped subtree, fail on a watched path), so
+//! an event with a backslash outside its strings is not indexed ([`Index::build`] says
+//! no) and the scanner reads it instead. With every backslash inside a string, the quote
+//! bits here are exactly the quotes the scanner would see open and close strings, and the
+//! bracket bits exactly the brackets it would count.
+
+/// Largest event indexed: the prefilter's held-event buffer.
+pub(crate) const MAX_BYTES: usize = crate::prefilter::EVENT_BUF;
+
+const WORDS: usize = MAX_BYTES / 64;
+
+/// Bitmaps over one event, bit `i % 64` of word `i / 64` standing for byte `i`.
+#[derive(Debug, Clone)]
+pub(crate) struct Index {
+    /// Whether the CPU has AVX2 (detected once, when the index is made).
+    avx2: bool,
+    /// Words in use.
+    words: usize,
+    /// Quotes that open or close a string (escaped quotes excluded).
+    quotes: [u64; WORDS],
+    /// `{` and `[` outside strings.
+    opens: [u64; WORDS],
+    /// `}` and `]` outside strings.
+    closes: [u64; WORDS],
+    /// Backslashes (all inside strings, or the event is not indexed).
+    backslashes: [u64; WORDS],
+}
+
+/// The masks of one 64-byte block: `"`, `\\`, `{` or `[`, `}` or `]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Masks {
+    quotes: u64,
+    backslashes: u64,
+    opens: u64,
+    closes: u64,
+}
+
+/// Whether this build classifies with vector instructions. Without them (wasm without
+/// `simd128`, other architectures) classifying costs more than the scanner saves, so SSE
+/// bodies do not index their events (measured: the portable loops below, which compilers
+/// do not turn into mask moves, ran OpenAI streams at 0.3 GB/s against the scanner's 1.1).
+pub(crate) const VECTOR: bool = cfg!(all(target_arch = "x86_64", target_feature = "sse2"));
+
+/// Byte-at-a-time classification: the reference, and the build for targets without
+/// vector instructions.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn classify_portable(block: &[u8; 64]) -> Masks {
+    let mut m = Masks {
+        quotes: 0,
+        backslashes: 0,
+        opens: 0,
+        closes: 0,
+    };
+    for (i, &b) in block.iter().enumerate() {
+        m.quotes |= u64::from(b == b'"') << i;
+        m.backslashes |= u64::from(b == b'\\') << i;
+        m.opens |= u64::from(b | 0x20 == b'{') << i;
+        m.closes |= u64::from(b | 0x20 == b'}') << i;
+    }
+    m
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+fn avx2_detected() -> bool {
+    std::is_x86_feature_detected!("avx2")
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+fn avx2_detected() -> bool {
+    false
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+fn classify(block: &[u8; 64], _avx2: bool) -> Masks {
+    classify_portable(block)
+}
+
+/// AVX2 classification: 32 bytes per compare, else as [`classify_sse2`].
+///
+/// # Safety
+///
+/// The CPU must have AVX2.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2")]
+unsafe fn classify_avx2(block: &[u8; 64]) -> Masks {
+    use core::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
+        _mm256_set1_epi8,
+    };
+    let quote = _mm256_set1_epi8(b'"' as i8);
+    let backslash = _mm256_set1_epi8(b'\\' as i8);
+    let open = _mm256_set1_epi8(b'{' as i8);
+    let close = _mm256_set1_epi8(b'}' as i8);
+    let bit5 = _mm256_set1_epi8(0x20);
+    // SAFETY: each load reads 32 bytes at offset 0 or 32 of a 64-byte array, in bounds;
+    // `loadu` has no alignment requirement.
+    let (lo, hi) = unsafe {
+        (
+            _mm256_loadu_si256(block.as_ptr().cast::<__m256i>()),
+            _mm256_loadu_si256(block.as_ptr().add(32).cast::<__m256i>()),
+        )
+    };
+    let mask = |l, h| {
+        u64::from(_mm256_movemask_epi8(l) as u32) | u64::from(_mm256_movemask_epi8(h) as u32) << 32
+    };
+    let (flo, fhi) = (_mm256_or_si256(lo, bit5), _mm256_or_si256(hi, bit5));
+    Masks {
+        quotes: mask(_mm256_cmpeq_epi8(lo, quote), _mm256_cmpeq_epi8(hi, quote)),
+        backslashes: mask(
+            _mm256_cmpeq_epi8(lo, backslash),
+            _mm256_cmpeq_epi8(hi, backslash),
+        ),
+        opens: mask(_mm256_cmpeq_epi8(flo, open), _mm256_cmpeq_epi8(fhi, open)),
+        closes: mask(_mm256_cmpeq_epi8(flo, close), _mm256_cmpeq_epi8(fhi, close)),
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[allow(unsafe_code)]
+fn classify(block: &[u8; 64], avx2: bool) -> Masks {
+    if avx2 {
+        // SAFETY: `avx2` is `avx2_detected()`, taken when the index was made.
+        unsafe { classify_avx2(block) }
+    } else {
+        classify_sse2(block)
+    }
+}
+
+/// SSE2 classification, 16 bytes per compare (`{` and `[` differ only in bit 5, as do `}`
+/// and `]`, so one compare of the byte with bit 5 set finds both).
+///
+/// The one `unsafe` of the crate: compilers do not turn the portable loops into
+/// `pcmpeqb`/`pmovmskb` (they build the masks two bytes at a time), and stable Rust has
+/// no safe way to call the intrinsics outside a `#[target_feature]` function. Measured on
+/// the OpenAI stream of `benches/`: 0.3 GB/s portable, see `benches/README.md` for SSE2.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[allow(unsafe_code)]
+fn classify_sse2(block: &[u8; 64]) -> Masks {
+    use core::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    };
+    let mut m = Masks {
+        quotes: 0,
+        backslashes: 0,
+        opens: 0,
+        closes: 0,
+    };
+    // SAFETY: SSE2 is enabled at compile time (the `cfg` above; it is part of the x86_64
+    // baseline), so the intrinsics are supported; each load reads 16 bytes at offset
+    // `16 * k` for `k < 4` of a 64-byte array, in bounds, and `loadu` has no alignment
+    // requirement.
+    unsafe {
+        let quote = _mm_set1_epi8(b'"' as i8);
+        let backslash = _mm_set1_epi8(b'\\' as i8);
+        let open = _mm_set1_epi8(b'{' as i8);
+        let close = _mm_set1_epi8(b'}' as i8);
+        let bit5 = _mm_set1_epi8(0x20);
+        for k in 0..4 {
+            let v = _mm_loadu_si128(block.as_ptr().add(16 * k).cast::<__m128i>());
+            let folded = _mm_or_si128(v, bit5);
+            let shift = 16 * k;
+            let mask = |x| u64::from(_mm_movemask_epi8(x) as u16) << shift;
+            m.quotes |= mask(_mm_cmpeq_epi8(v, quote));
+            m.backslashes |= mask(_mm_cmpeq_epi8(v, backslash));
+            m.opens |= mask(_mm_cmpeq_epi8(folded, open));
+            m.closes |= mask(_mm_cmpeq_epi8(folded, close));
+        }
+    }
+    m
+}
+
+/// Bit `i` of the result is the parity of bits `0..=i` of `x`: 1 from an opening quote
+/// up to (not including) its closing quote.
+#[inline(always)]
+fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
+}
+
+impl Index {
+    /// An empty index (heap-allocated once per SSE body, beside the held-event buffer).
+    pub(crate) fn new() -> Index {
+        Index {
+            avx2: avx2_detected(),
+            words: 0,
+            quotes: [0; WORDS],
+            opens: [0; WORDS],
+            closes: [0; WORDS],
+            backslashes: [0; WORDS],
+        }
+    }
+
+    #[inline(always)]
+    fn classify(&self, block: &[u8; 64]) -> Masks {
+        classify(block, self.avx2)
+    }
+
+    /// Indexes `bytes` (at most [`MAX_BYTES`]). False when the event cannot be indexed
+    /// (too long, or a backslash outside its strings: see the module docs); the index is
+    /// then not to be used.
+    pub(crate) fn build(&mut self, bytes: &[u8]) -> bool {
+        if bytes.len() > MAX_BYTES {
+            return false;
+        }
+        self.words = bytes.len().div_ceil(64);
+        // Carried from one word to the next: whether the previous byte was a backslash,
+        // and whether the word ended inside a string.
+        let mut prev_backslash = 0u64;
+        let mut in_string = 0u64;
+        for w in 0..self.words {
+            let start = w * 64;
+            let mut tail = [0u8; 64];
+            let block: &[u8; 64] = match bytes.get(start..start + 64).map(<&[u8; 64]>::try_from) {
+                Some(Ok(b)) => b,
+                _ => {
+                    // The tail, padded with bytes that match nothing.
+                    let rest = &bytes[start..];
+                    tail[..rest.len()].copy_from_slice(rest);
+                    &tail
+                }
+            };
+            let Masks {
+                mut quotes,
+                backslashes,
+                opens,
+                closes,
+            } = self.classify(block);
+            // A quote right after a backslash may be escaped: count the run (rare).
+            let mut maybe = quotes & ((backslashes << 1) | prev_backslash);
+            while maybe != 0 {
+                let at = start + maybe.trailing_zeros() as usize;
+                let run = bytes[..at]
+                    .iter()
+                    .rev()
+                    .take_while(|&&b| b == b'\\')
+                    .count();
+                if run % 2 == 1 {
+                    quotes &= !(1u64 << (at - start));
+                }
+                maybe &= maybe - 1;
+            }
+            prev_backslash = backslashes >> 63;
+            let inside = prefix_xor(quotes) ^ in_string;
+            in_string = 0u64.wrapping_sub(inside >> 63);
+            if backslashes & !inside != 0 {
+                return false;
+            }
+            self.quotes[w] = quotes;
+            self.backslashes[w] = backslashes;
+            self.opens[w] = opens & !inside;
+            self.closes[w] = closes & !inside;
+        }
+        true
+    }
+
+    /// Whether bytes `from..to` hold a backslash (an escape in a string).
+    #[inline]
+    pub(crate) fn has_backslash(&self, from: usize, to: usize) -> bool {
+        let (first, last) = (from / 64, to.saturating_sub(1) / 64);
+        if to <= from || last >= self.words {
+            return to > from;
+        }
+        let low = u64::MAX << (from % 64);
+        let high = u64::MAX >> (63 - (to - 1) % 64);
+        if first == last {
+            return self.backslashes[first] & low & high != 0;
+        }
+        self.backslashes[first] & low != 0
+            || self.backslashes[first + 1..last].iter().any(|&w| w != 0)
+            || self.backslashes[last] & high != 0
+    }
+
+    /// The first string-delimiting quote at or after byte `from`.
+    #[inline]
+    pub(crate) fn next_quote(&self, from: usize) -> Option<usize> {
+        let mut w = from / 64;
+        if w >= self.words {
+            return None;
+        }
+        let mut m = self.quotes[w] & (u64::MAX << (from % 64));
+        loop {
+            if m != 0 {
+                return Some(w * 64 + m.trailing_zeros() as usize);
+            }
+            w += 1;
+            if w >= self.words {
+                return None;
+            }
+            m = self.quotes[w];
+        }
+    }
+
+    /// The byte after the bracket that closes an object or array whose contents start at
+    /// `from` (just past its opening bracket): brackets of either kind are counted, as the
+    /// scanner counts them in a skipped subtree.
+    #[inline]
+    pub(crate) fn nest_end(&self, from: usize) -> Option<usize> {
+        let mut w = from / 64;
+        if w >= self.words {
+            return None;
+        }
+        let keep = u64::MAX << (from % 64);
+        let mut opens = self.opens[w] & keep;
+        let mut closes = self.closes[w] & keep;
+        let mut depth = 1u32;
+        loop {
+            // Events have few brackets: visit each (no `popcnt` in the x86_64 baseline to
+            // take whole words at once).
+            let mut m = opens | closes;
+            while m != 0 {
+                let bit = m & m.wrapping_neg();
+                if opens & bit != 0 {
+                    depth += 1;
+                } else {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(w * 64 + bit.trailing_zeros() as usize + 1);
+                    }
+                }
+                m &= m - 1;
+            }
+            w += 1;
+            if w >= self.words {
+                return None;
+            }
+            opens = self.opens[w];
+            closes = self.closes[w];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reference: the quotes that delimit strings and the brackets outside them, byte by
+    /// byte, or `None` for a backslash outside strings.
+    fn naive(b: &[u8]) -> Option<(Vec<usize>, Vec<usize>, Vec<usize>)> {
+        let (mut q, mut o, mut c) = (vec![], vec![], vec![]);
+        let (mut in_str, mut esc) = (false, false);
+        for (i, &x) in b.iter().enumerate() {
+            if in_str {
+                if esc {
+                    esc = false;
+                } else if x == b'\\' {
+                    esc = true;
+                } else if x == b'"' {
+                    in_str = false;
+                    q.push(i);
+                }
+            } else {
+                match x {
+                    b'"' => {
+                        in_str = true;
+                        q.push(i);
+                    }
+                    b'\\' => return None,
+                    b'{' | b'[' => o.push(i),
+                    b'}' | b']' => c.push(i),
+                    _ => {}
+                }
+            }
+        }
+        Some((q, o, c))
+    }
+
+    fn bits(words: &[u64], n: usize) -> Vec<usize> {
+        (0..n)
+            .filter(|&i| words[i / 64] >> (i % 64) & 1 == 1)
+            .collect()
+    }
+
+    fn check(b: &[u8]) {
+        let mut ix = Index::new();
+        let ok = ix.build(b);
+        match naive(b) {
+            None => assert!(!ok, "{:?}", String::from_utf8_lossy(b)),
+            Some((q, o, c)) => {
+                assert!(ok, "{:?}", String::from_utf8_lossy(b));
+                assert_eq!(bits(&ix.quotes, b.len()), q);
+                assert_eq!(bits(&ix.opens, b.len()), o);
+                assert_eq!(bits(&ix.closes, b.len()), c);
+            }
+        }
+    }
+
+    #[test]
+    fn matches_a_byte_by_byte_reading_on_every_short_string() {
+        // Every string over these bytes up to length 7, at offsets that cross words.
+        let alphabet = b"\"\\{]a";
+        let mut s = Vec::new();
+        for len in 0..=7u32 {
+            for mut k in 0..alphabet.len().pow(len) {
+                s.clear();
+                for _ in 0..len {
+                    s.push(alphabet[k % alphabet.len()]);
+                    k /= alphabet.len();
+                }
+                for pad in [0usize, 60] {
+                    let mut b = vec![b' '; pad];
+                    b.extend_from_slice(&s);
+                    check(&b);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vector_classification_matches_the_portable_one() {
+        let mut block = [0u8; 64];
+        for seed in 0..4096u64 {
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            for b in &mut block {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Every byte value, and the interesting ones often.
+                *b = match x % 4 {
+                    0 => b"\"\\{}[]{"[(x >> 8) as usize % 7],
+                    _ => (x >> 16) as u8,
+                };
+            }
+            let portable = classify_portable(&block);
+            assert_eq!(classify(&block, false), portable);
+            assert_eq!(classify(&block, avx2_detected()), portable);
+        }
+    }
+
+    #[test]
+    fn runs_of_backslashes_across_words() {
+        for run in 0..70 {
+            for at in [0usize, 1, 30, 62, 63, 64, 65, 120] {
+                let mut b = vec![b'x'; at];
+                b.insert(0, b'"');
+                b.extend(std::iter::repeat(b'\\').take(run));
+                b.extend_from_slice(b"\"}\"{");
+                check(&b);
+            }
+        }
+    }
+
+    #[test]
+    fn finds_string_ends_and_nest_ends() {
+        let b = br#"{"a":"x\"}","b":[{"c":"]"},[1,{}]],"d":{}}"#;
+        let mut ix = Index::new();
+        assert!(ix.build(b));
+        assert_eq!(ix.next_quote(6), Some(10));
+        let arr = b.iter().position(|&c| c == b'[').unwrap();
+        let end = ix.nest_end(arr + 1).unwrap();
+        assert_eq!(&b[end..end + 4], br#","d""#);
+        assert_eq!(ix.nest_end(1), Some(b.len()));
+        assert_eq!(ix.nest_end(b.len() - 1), Some(b.len()));
+        assert_eq!(ix.next_quote(b.len()), None);
+        let slash = b.iter().position(|&c| c == b'\\').unwrap();
+        for from in 0..b.len() {
+            for to in from..=b.len() {
+                assert_eq!(ix.has_backslash(from, to), (from..to).contains(&slash));
+            }
+        }
+        assert!(!ix.build(&[0; MAX_BYTES + 1]));
+    }
+
+    #[test]
+    fn long_nests_balance_across_many_words() {
+        let mut b = Vec::new();
+        for _ in 0..300 {
+            b.extend_from_slice(b"[\"}\"");
+        }
+        b.extend_from_slice(&[b'}'; 300]);
+        let mut ix = Index::new();
+        assert!(ix.build(&b));
+        assert_eq!(ix.nest_end(1), Some(b.len()));
+        assert_eq!(ix.nest_end(5), Some(b.len() - 1));
+        assert_eq!(ix.nest_end(b.len() - 1), Some(b.len()));
+        check(&b);
+    }
+}
