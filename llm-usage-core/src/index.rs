@@ -81,12 +81,12 @@ fn classify_portable(block: &[u8; 64]) -> Masks {
 }
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-fn avx2_detected() -> bool {
+pub(crate) fn avx2_detected() -> bool {
     std::is_x86_feature_detected!("avx2")
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-fn avx2_detected() -> bool {
+pub(crate) fn avx2_detected() -> bool {
     false
 }
 
@@ -201,6 +201,98 @@ fn prefix_xor(mut x: u64) -> u64 {
     x ^= x << 16;
     x ^= x << 32;
     x
+}
+
+/// Where a skipped subtree stands between two bytes of a stream: the state of the
+/// scanner's `skip_nest`, carried from one block to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Nest {
+    /// Open brackets (of either kind) not yet closed.
+    pub(crate) depth: u32,
+    /// Inside a string.
+    pub(crate) in_str: bool,
+    /// Inside a string, and the next byte is escaped.
+    pub(crate) esc: bool,
+}
+
+/// What one block did to a skipped subtree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The subtree closed at this byte of the block.
+    Closed(usize),
+    /// The subtree goes on past the block; the state is updated. `quoteless_string`: the
+    /// whole block was string contents (a long string: searching for its end with
+    /// `memchr` is faster than classifying it).
+    Open { quoteless_string: bool },
+    /// The block has a backslash outside strings (not JSON; the scanner ignores it there
+    /// while the classification would take it for an escape): it is to be read byte by
+    /// byte. The state is unchanged.
+    Bytewise,
+}
+
+/// Reads one 64-byte block of a skipped subtree, as the scanner's `skip_nest` reads it
+/// byte by byte: strings skipped (a quote after an odd run of backslashes is escaped),
+/// brackets of either kind counted.
+#[inline]
+pub(crate) fn skip_block(block: &[u8; 64], avx2: bool, nest: &mut Nest) -> Step {
+    let Masks {
+        mut quotes,
+        backslashes,
+        opens,
+        closes,
+    } = classify(block, avx2);
+    // Quotes right after a backslash, or first in the block when it starts escaped.
+    let mut maybe = quotes & ((backslashes << 1) | u64::from(nest.esc));
+    while maybe != 0 {
+        let at = maybe.trailing_zeros() as usize;
+        let run = block[..at]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        // A run from the block's start continues the escape carried in.
+        let escaped = if run == at {
+            (run + usize::from(nest.esc)) % 2 == 1
+        } else {
+            run % 2 == 1
+        };
+        if escaped {
+            quotes &= !(1u64 << at);
+        }
+        maybe &= maybe - 1;
+    }
+    let inside = prefix_xor(quotes) ^ 0u64.wrapping_sub(u64::from(nest.in_str));
+    if backslashes & !inside != 0 {
+        return Step::Bytewise;
+    }
+    let opens = opens & !inside;
+    let closes = closes & !inside;
+    let mut m = opens | closes;
+    let mut depth = nest.depth;
+    while m != 0 {
+        let bit = m & m.wrapping_neg();
+        if opens & bit != 0 {
+            depth = depth.saturating_add(1);
+        } else {
+            depth -= 1;
+            if depth == 0 {
+                return Step::Closed(bit.trailing_zeros() as usize);
+            }
+        }
+        m &= m - 1;
+    }
+    let quoteless_string = nest.in_str && quotes == 0;
+    nest.depth = depth;
+    nest.in_str = inside >> 63 == 1;
+    // The escape carried out: the trailing run of backslashes (inside a string, or the
+    // block went bytewise above).
+    let trailing = (!backslashes).leading_zeros() as usize;
+    nest.esc = if trailing == 64 {
+        nest.esc
+    } else {
+        trailing % 2 == 1
+    };
+    Step::Open { quoteless_string }
 }
 
 impl Index {
