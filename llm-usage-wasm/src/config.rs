@@ -4,7 +4,8 @@
 //! Unknown fields are an error, so a typo is reported instead of silently ignored.
 //! See the crate README for the reference.
 
-use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Index;
 
 use llm_usage_core::Provider;
 
@@ -202,6 +203,69 @@ impl MetricKind {
     }
 }
 
+/// Metric names by kind (absent kind: not emitted), iterated in kind order.
+///
+/// One slot per kind rather than a `BTreeMap<MetricKind, String>`: the same reads, in the
+/// same order, without the map's insert/remove/rebalance code in the module (issue 6).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Metrics {
+    names: [Option<String>; MetricKind::ALL.len()],
+}
+
+impl Metrics {
+    /// The name of `kind`, if it is emitted.
+    pub fn get(&self, kind: &MetricKind) -> Option<&String> {
+        self.names[*kind as usize].as_ref()
+    }
+
+    /// Whether `kind` is emitted.
+    pub fn contains_key(&self, kind: &MetricKind) -> bool {
+        self.get(kind).is_some()
+    }
+
+    /// Names `kind` (replacing any name it had).
+    pub fn insert(&mut self, kind: MetricKind, name: String) {
+        self.names[kind as usize] = Some(name);
+    }
+
+    /// Stops emitting `kind`.
+    pub fn remove(&mut self, kind: &MetricKind) {
+        self.names[*kind as usize] = None;
+    }
+
+    /// How many kinds are emitted.
+    pub fn len(&self) -> usize {
+        self.names.iter().filter(|n| n.is_some()).count()
+    }
+
+    /// Whether no kind is emitted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The emitted kinds and their names, in kind order.
+    pub fn iter(&self) -> impl Iterator<Item = (MetricKind, &String)> {
+        MetricKind::ALL
+            .iter()
+            .zip(&self.names)
+            .filter_map(|(k, n)| Some((*k, n.as_ref()?)))
+    }
+}
+
+impl Index<&MetricKind> for Metrics {
+    type Output = String;
+
+    fn index(&self, kind: &MetricKind) -> &String {
+        self.get(kind).expect("metric kind not emitted")
+    }
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
 /// Provider and default model for requests matching a path prefix and/or authority.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
@@ -236,7 +300,7 @@ pub struct Config {
     /// Filter-state property prefix (one path element `<prefix>.<key>`); `None` disables.
     pub property_prefix: Option<String>,
     /// Metric names per kind (absent kind: not emitted).
-    pub metrics: BTreeMap<MetricKind, String>,
+    pub metrics: Metrics,
     /// The dimensions of every metric, in order.
     pub dimensions: Vec<Dimension>,
     /// The tag for the token type on the `token_usage` histogram.
@@ -272,9 +336,7 @@ impl Default for Config {
 impl Config {
     /// The defaults of a profile.
     pub fn for_profile(profile: Profile) -> Config {
-        // Inserted one by one: collecting into a BTreeMap sorts first, and the sort code
-        // costs kilobytes in the module (issue 6).
-        let mut metrics = BTreeMap::new();
+        let mut metrics = Metrics::default();
         for k in MetricKind::ALL {
             if let Some(n) = k.default_name(profile) {
                 metrics.insert(k, n.to_string());
@@ -688,12 +750,10 @@ impl RawConfig {
             }
             c.token_type_tag = t;
         }
-        {
-            let mut seen = std::collections::BTreeSet::new();
-            for d in &c.dimensions {
-                if !seen.insert(d.tag.as_str()) || d.tag == c.token_type_tag {
-                    return Err(format!("dimensions: tag {:?} is used twice", d.tag));
-                }
+        // (A few dimensions: compared pairwise, without a set's code in the module.)
+        for (i, d) in c.dimensions.iter().enumerate() {
+            if c.dimensions[..i].iter().any(|e| e.tag == d.tag) || d.tag == c.token_type_tag {
+                return Err(format!("dimensions: tag {:?} is used twice", d.tag));
             }
         }
         if let Some(p) = &self.provider {

@@ -6,7 +6,7 @@
 //! `on_done`, and also for streams that were reset before their end).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use llm_usage_core::{Exchange, Options, UsageRecord};
@@ -28,8 +28,9 @@ struct Shared {
     /// (A few dimensions at most: a Vec, searched linearly, costs less code than a map.)
     value_limiters: Vec<(usize, Limiter)>,
     node: NodeInfo,
-    /// Failure kinds already logged: each is logged once per VM.
-    logged: BTreeSet<&'static str>,
+    /// Failure kinds already logged: each is logged once per VM. (A handful at most: a Vec,
+    /// searched linearly, costs less code than a set.)
+    logged: Vec<&'static str>,
 }
 
 #[derive(Default)]
@@ -62,13 +63,14 @@ impl Shared {
             model_limiter,
             value_limiters,
             node: NodeInfo::default(),
-            logged: BTreeSet::new(),
+            logged: Vec::new(),
         }
     }
 
     /// Logs `message` at warning level the first time `what` fails in this VM.
     fn warn_once(&mut self, what: &'static str, status: Status, detail: &str) {
-        if self.logged.insert(what) {
+        if !self.logged.contains(&what) {
+            self.logged.push(what);
             abi::log(
                 level::WARN,
                 &format!("llm-usage: {what} failed ({status:?}) {detail}; traffic is not affected, further failures of this kind are not logged"),
@@ -490,7 +492,7 @@ impl Stream {
             .config
             .metrics
             .iter()
-            .map(|(k, n)| (*k, n.clone()))
+            .map(|(k, n)| (k, n.clone()))
             .collect();
         for (kind, name) in metrics {
             let value = match kind {

@@ -7,7 +7,7 @@
 //! another one — and the number of distinct values is capped, so that no client can make
 //! the proxy allocate unbounded stats.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use crate::config::TagFormat;
 
@@ -88,7 +88,9 @@ pub fn stat_name(format: TagFormat, name: &str, tags: &[(&str, &str)]) -> String
 pub struct Limiter {
     allow: Vec<String>,
     cap: usize,
-    seen: BTreeSet<String>,
+    /// The admitted values. (A map to an unused `u32` rather than a set: the filter's metric
+    /// ids are a `BTreeMap<String, u32>` too, so both share one copy of the map code.)
+    seen: BTreeMap<String, u32>,
     other: String,
 }
 
@@ -98,7 +100,7 @@ impl Limiter {
         Limiter {
             allow,
             cap,
-            seen: BTreeSet::new(),
+            seen: BTreeMap::new(),
             other,
         }
     }
@@ -111,13 +113,13 @@ impl Limiter {
         if !self.allow.is_empty() && !self.allow.contains(&value) {
             return self.other.clone();
         }
-        if self.seen.contains(&value) {
+        if self.seen.contains_key(&value) {
             return value;
         }
         if self.seen.len() >= self.cap {
             return self.other.clone();
         }
-        self.seen.insert(value.clone());
+        self.seen.insert(value.clone(), 0);
         value
     }
 }
