@@ -14,7 +14,7 @@ use crate::framing::EventSink;
 use crate::index::Index;
 use crate::inflate::{Coding, Inflate};
 use crate::prefilter::{skipped_event_counts, Prefilter, EVENT_BUF};
-use crate::scan::{Scalar, Scanner, Sink, Watch};
+use crate::scan::{Replay, Scalar, Scanner, Sink, Watch};
 use crate::values::Values;
 
 /// The framing of a body.
@@ -210,7 +210,11 @@ struct Core {
     hold_events: bool,
     /// The structural index of the held event, for [`Scanner::scan_whole`] (allocated
     /// with `held`, reused).
-    index: Option<Box<Index>>,
+    /// With what the walk of the previous event left for the next (see `scan::whole`,
+    /// "Replay"): boxed together, so that bodies that never hold events stay small.
+    index: Option<Box<(Index, Replay)>>,
+    /// The previous walked event (swapped with `held`, never copied).
+    prev: Vec<u8>,
     /// Without an index (builds without vector instructions), events scanned (not
     /// skipped) in a row: when every event holds a watched key (OpenAI chunks carry
     /// `model`), holding them only costs a copy, so after a few such events only every
@@ -278,15 +282,15 @@ impl EventSink for Core {
             }
             // The whole event is here: index it and walk it (see `scan::whole`); what the
             // walk gives up on, the scanner reads as it would have read it streamed.
-            if let Some(index) = self.index.as_deref_mut() {
-                if index.build(&self.held)
-                    && self
-                        .scanner
-                        .scan_whole(&self.held, index, &mut self.collect)
+            if let Some((index, replay)) = self.index.as_deref_mut() {
+                if self
+                    .scanner
+                    .scan_whole(&self.held, &self.prev, index, replay, &mut self.collect)
                 {
                     self.collect.commit();
                     self.collect.events += 1;
                     self.scanned_run = self.scanned_run.wrapping_add(1);
+                    core::mem::swap(&mut self.held, &mut self.prev);
                     self.restart_event();
                     return;
                 }
@@ -355,6 +359,7 @@ impl Body {
                 holding: false,
                 hold_events: false,
                 index: None,
+                prev: Vec::new(),
                 scanned_run: 0,
                 prefilter: Prefilter::NONE,
                 prefilter_ready: false,
@@ -437,7 +442,11 @@ impl Body {
         }
         core.scanned_run = 0;
         if core.hold_events && core.index.is_none() && crate::index::VECTOR && !whole_off() {
-            core.index = Some(Box::new(Index::new()));
+            core.index = Some(Box::new((Index::new(), Replay::default())));
+            core.prev = Vec::with_capacity(EVENT_BUF);
+        }
+        if let Some((_, replay)) = core.index.as_deref_mut() {
+            replay.clear();
         }
         core.next_event();
     }

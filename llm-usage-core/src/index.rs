@@ -316,8 +316,16 @@ impl Index {
     /// Indexes `bytes` (at most [`MAX_BYTES`]). False when the event cannot be indexed
     /// (too long, or a backslash outside its strings: see the module docs); the index is
     /// then not to be used.
+    #[cfg(test)]
     pub(crate) fn build(&mut self, bytes: &[u8]) -> bool {
-        if bytes.len() > MAX_BYTES {
+        self.build_from(bytes, 0)
+    }
+
+    /// Indexes `bytes[from..]`, `from` being outside any string and not escaped (a
+    /// member boundary of the root object): the bits below `from` are left clear or
+    /// stale, and are not to be asked for.
+    pub(crate) fn build_from(&mut self, bytes: &[u8], from: usize) -> bool {
+        if bytes.len() > MAX_BYTES || from > bytes.len() {
             return false;
         }
         self.words = bytes.len().div_ceil(64);
@@ -325,7 +333,7 @@ impl Index {
         // and whether the word ended inside a string.
         let mut prev_backslash = 0u64;
         let mut in_string = 0u64;
-        for w in 0..self.words {
+        for w in from / 64..self.words {
             let start = w * 64;
             let mut tail = [0u8; 64];
             let block: &[u8; 64] = match bytes.get(start..start + 64).map(<&[u8; 64]>::try_from) {
@@ -337,17 +345,25 @@ impl Index {
                     &tail
                 }
             };
+            let mut m = self.classify(block);
+            if start < from {
+                let keep = u64::MAX << (from - start);
+                m.quotes &= keep;
+                m.backslashes &= keep;
+                m.opens &= keep;
+                m.closes &= keep;
+            }
             let Masks {
                 mut quotes,
                 backslashes,
                 opens,
                 closes,
-            } = self.classify(block);
+            } = m;
             // A quote right after a backslash may be escaped: count the run (rare).
             let mut maybe = quotes & ((backslashes << 1) | prev_backslash);
             while maybe != 0 {
                 let at = start + maybe.trailing_zeros() as usize;
-                let run = bytes[..at]
+                let run = bytes[from..at]
                     .iter()
                     .rev()
                     .take_while(|&&b| b == b'\\')

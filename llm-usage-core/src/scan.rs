@@ -43,6 +43,8 @@ use crate::swar::{find_quote_or_backslash, find_structural, string_end};
 
 mod whole;
 
+pub(crate) use whole::Replay;
+
 /// Longest key that can match a watched path segment.
 pub const KEY_CAP: usize = 64;
 /// Longest captured scalar (model names, numbers).

@@ -74,7 +74,7 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Heap an exchange may hold for a plain (identity-encoded) body, whatever its size.
-const PLAIN_BOUND: usize = 4 * 1024;
+const PLAIN_BOUND: usize = 6 * 1024;
 /// Heap an exchange may hold for a gzip/deflate body (inflate window and output buffer).
 const COMPRESSED_BOUND: usize = 80 * 1024;
 

@@ -49,7 +49,7 @@ static GLOBAL: Counting = Counting;
 
 const TEN_MIB: usize = 10 * 1024 * 1024;
 const CHUNK: usize = 16 * 1024;
-const PLAIN_BOUND: usize = 4 * 1024;
+const PLAIN_BOUND: usize = 6 * 1024;
 const COMPRESSED_BOUND: usize = 80 * 1024;
 
 /// Feeds `total` bytes produced by `next` (a chunk generator reusing one buffer).

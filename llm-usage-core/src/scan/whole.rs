@@ -10,6 +10,21 @@
 //! an object, a syntax error, an event that ends early, anything after the document. Then
 //! the caller discards what was staged and feeds the event to the scanner, which decides
 //! those cases as it always has. Giving up is only slower, never different.
+//!
+//! # Replay: the envelope every chunk repeats
+//!
+//! A streamed chat completion repeats its envelope in every chunk, byte for byte:
+//! `{"id":"chatcmpl-…","object":"chat.completion.chunk","created":…,"model":"…",
+//! "system_fingerprint":"…","choices":[…` — about two thirds of an OpenAI chunk, and the
+//! same in every OpenAI-compatible server. The walk is a function of the bytes it has
+//! read, so after a byte-identical prefix it stands exactly where it stood in the previous
+//! event. [`Replay`] keeps, for the previous walked event, the root-level member
+//! boundaries the walk passed ("marks") and the values it reported before each (as byte
+//! ranges, which are the same in the new event). A new event is compared with the previous
+//! one (a word-at-a-time comparison, [`common_prefix`]); from the last mark inside the
+//! common prefix, the walk replays the values reported before it and goes on from there,
+//! indexing and walking only the rest. At a mark the walk is outside strings, just past a
+//! root-level `,`, so the index starts afresh there.
 
 use super::{is_ws, Scalar, Scanner, Sink, State, KEY_CAP, MAX_LIVE_DEPTH, VALUE_CAP};
 use crate::index::Index;
@@ -21,33 +36,200 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Root-level member boundaries kept per event.
+const MAX_MARKS: usize = 16;
+/// Values kept per event for replay.
+const MAX_LOGGED: usize = 8;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Mark {
+    /// Just past a root-level `,`.
+    pos: u16,
+    /// Values reported before it.
+    logged: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Kind {
+    #[default]
+    Number,
+    String,
+    True,
+    False,
+    Null,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Logged {
+    leaf: u64,
+    kind: Kind,
+    start: u16,
+    end: u16,
+}
+
+/// What the walk of the previous event leaves for the next (see the module docs).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Replay {
+    /// Whether the previous event was walked through (its bytes are the caller's `prev`).
+    valid: bool,
+    marks: [Mark; MAX_MARKS],
+    marks_len: usize,
+    logged: [Logged; MAX_LOGGED],
+    logged_len: usize,
+    /// A value could not be logged: no later mark is recorded.
+    overflow: bool,
+}
+
+impl Replay {
+    /// Forgets the previous event.
+    pub(crate) fn clear(&mut self) {
+        self.valid = false;
+        self.marks_len = 0;
+        self.logged_len = 0;
+        self.overflow = false;
+    }
+
+    fn log(&mut self, leaf: u64, kind: Kind, start: usize, end: usize) {
+        match self.logged.get_mut(self.logged_len) {
+            Some(slot) if end <= usize::from(u16::MAX) => {
+                *slot = Logged {
+                    leaf,
+                    kind,
+                    start: start as u16,
+                    end: end as u16,
+                };
+                self.logged_len += 1;
+            }
+            _ => self.overflow = true,
+        }
+    }
+
+    fn mark(&mut self, pos: usize) {
+        if self.overflow || pos > usize::from(u16::MAX) {
+            return;
+        }
+        if let Some(slot) = self.marks.get_mut(self.marks_len) {
+            *slot = Mark {
+                pos: pos as u16,
+                logged: self.logged_len as u8,
+            };
+            self.marks_len += 1;
+        }
+    }
+}
+
+/// The length of the longest common prefix of `a` and `b`, compared up to `limit` bytes,
+/// eight at a time.
+pub(crate) fn common_prefix(a: &[u8], b: &[u8], limit: usize) -> usize {
+    let n = limit.min(a.len()).min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().unwrap_or_default());
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
 impl<T: 'static> Scanner<T> {
-    /// Reads `event`, indexed by `index`, as one document: true when it was read through
-    /// to its end as [`Scanner::feed`] would have read it, having reported its values to
-    /// `sink` and counted one document; false when the walk gave up (see the module docs):
-    /// values may have been reported, and the caller discards them and feeds the event to
-    /// the scanner instead. The scanner must be between documents, fresh from
-    /// [`Scanner::reset`]; it is left so.
+    /// Reads `event` as one document, indexing it into `index`: true when it was read
+    /// through to its end as [`Scanner::feed`] would have read it, having reported its
+    /// values to `sink` and counted one document; false when the walk gave up (see the
+    /// module docs): values may have been reported, and the caller discards them and
+    /// feeds the event to the scanner instead. The scanner must be between documents,
+    /// fresh from [`Scanner::reset`]; it is left so.
+    ///
+    /// `prev` and `replay` are the previous event walked with this `replay` (or empty
+    /// and cleared): after a true, the caller keeps `event` as the next `prev`; after a
+    /// false, `replay` is cleared.
     pub(crate) fn scan_whole<S: Sink<T>>(
         &mut self,
         event: &[u8],
-        index: &Index,
+        prev: &[u8],
+        index: &mut Index,
+        replay: &mut Replay,
         sink: &mut S,
     ) -> bool {
         if self.state != State::Between || self.started {
+            replay.clear();
             return false;
         }
-        let done = self.walk(event, index, sink);
+        let resume = self.resume_point(event, prev, replay);
+        let from = resume.map_or(0, |k| usize::from(replay.marks[k].pos));
+        let done = index.build_from(event, from) && {
+            match resume {
+                Some(k) => {
+                    let mark = replay.marks[k];
+                    replay.marks_len = k + 1;
+                    replay.logged_len = usize::from(mark.logged);
+                    replay.overflow = false;
+                    self.replay(event, replay, sink);
+                    // Where the walk stood: inside the root object, past a `,`.
+                    self.begin_root();
+                    self.stack[0] = self.cur_mask;
+                    self.depth = 1;
+                    self.walk_members(event, skip_ws(event, from), false, index, replay, sink)
+                }
+                None => {
+                    replay.clear();
+                    self.walk(event, index, replay, sink)
+                }
+            }
+        };
         self.depth = 0;
         if done {
+            replay.valid = true;
             self.documents += 1;
             sink.document_end();
+        } else {
+            replay.clear();
         }
         done
     }
 
-    fn walk<S: Sink<T>>(&mut self, b: &[u8], index: &Index, sink: &mut S) -> bool {
-        let mut i = skip_ws(b, 0);
+    /// The last mark of the previous event that lies within its common prefix with
+    /// `event`.
+    fn resume_point(&self, event: &[u8], prev: &[u8], replay: &Replay) -> Option<usize> {
+        if !replay.valid || replay.marks_len == 0 {
+            return None;
+        }
+        let last = usize::from(replay.marks[replay.marks_len - 1].pos);
+        let same = common_prefix(event, prev, last);
+        replay.marks[..replay.marks_len]
+            .iter()
+            .rposition(|m| usize::from(m.pos) <= same)
+    }
+
+    /// Reports again the values logged before the resume mark, from `event`'s bytes
+    /// (the same as the previous event's there).
+    fn replay<S: Sink<T>>(&self, event: &[u8], replay: &Replay, sink: &mut S) {
+        for l in &replay.logged[..replay.logged_len] {
+            let text = &event[usize::from(l.start)..usize::from(l.end)];
+            let value = match l.kind {
+                Kind::Number => Scalar::Number(text),
+                Kind::String => Scalar::String(text),
+                Kind::True => Scalar::Bool(true),
+                Kind::False => Scalar::Bool(false),
+                Kind::Null => Scalar::Null,
+            };
+            self.report(l.leaf, value, sink);
+        }
+    }
+
+    fn walk<S: Sink<T>>(
+        &mut self,
+        b: &[u8],
+        index: &Index,
+        replay: &mut Replay,
+        sink: &mut S,
+    ) -> bool {
+        let i = skip_ws(b, 0);
         if b.get(i) != Some(&b'{') {
             return false;
         }
@@ -57,14 +239,25 @@ impl<T: 'static> Scanner<T> {
         }
         self.stack[0] = self.cur_mask;
         self.depth = 1;
-        i = skip_ws(b, i + 1);
-        // Inside a live object, `i` at a member's key or at the object's `}`.
-        let mut first = true;
+        self.walk_members(b, skip_ws(b, i + 1), true, index, replay, sink)
+    }
+
+    /// Walks the members of the open live objects from `i` (at a key, or at `}` when
+    /// `first`) to the end of the root object.
+    fn walk_members<S: Sink<T>>(
+        &mut self,
+        b: &[u8],
+        mut i: usize,
+        mut first: bool,
+        index: &Index,
+        replay: &mut Replay,
+        sink: &mut S,
+    ) -> bool {
         loop {
             if first && b.get(i) == Some(&b'}') {
                 i += 1;
                 self.depth -= 1;
-                match self.after_value(b, i) {
+                match self.after_value(b, i, replay) {
                     Some(Some(next)) => {
                         i = next;
                         first = false;
@@ -80,10 +273,10 @@ impl<T: 'static> Scanner<T> {
             let Some(q) = index.next_quote(i + 1) else {
                 return false;
             };
-            let key = &b[i + 1..q];
             if index.has_backslash(i + 1, q) {
                 return false;
             }
+            let key = &b[i + 1..q];
             let (mask, leaf) = if key.len() <= KEY_CAP {
                 self.candidates(key)
             } else {
@@ -115,12 +308,12 @@ impl<T: 'static> Scanner<T> {
                     };
                     if leaf != 0 {
                         self.cur_leaf = leaf;
-                        let text = &b[i + 1..q];
                         if self.leaf_streams(sink) || index.has_backslash(i + 1, q) {
                             return false;
                         }
-                        if text.len() <= VALUE_CAP {
-                            self.report(leaf, Scalar::String(text), sink);
+                        if q - (i + 1) <= VALUE_CAP {
+                            self.report(leaf, Scalar::String(&b[i + 1..q]), sink);
+                            replay.log(leaf, Kind::String, i + 1, q);
                         }
                     }
                     i = q + 1;
@@ -140,14 +333,15 @@ impl<T: 'static> Scanner<T> {
                     }
                     if leaf != 0 && end - i <= VALUE_CAP {
                         let text = &b[i..end];
-                        let value = match text {
-                            b"true" => Scalar::Bool(true),
-                            b"false" => Scalar::Bool(false),
-                            b"null" => Scalar::Null,
-                            [b'-' | b'0'..=b'9', ..] => Scalar::Number(text),
+                        let (value, kind) = match text {
+                            b"true" => (Scalar::Bool(true), Kind::True),
+                            b"false" => (Scalar::Bool(false), Kind::False),
+                            b"null" => (Scalar::Null, Kind::Null),
+                            [b'-' | b'0'..=b'9', ..] => (Scalar::Number(text), Kind::Number),
                             _ => return false,
                         };
                         self.report(leaf, value, sink);
+                        replay.log(leaf, kind, i, end);
                     }
                     i = end;
                 }
@@ -155,7 +349,7 @@ impl<T: 'static> Scanner<T> {
             }
             // After a member's value: `,` and the next key, or `}` (and then after the
             // closed object's own value, and so on up).
-            match self.after_value(b, i) {
+            match self.after_value(b, i, replay) {
                 Some(Some(next)) => {
                     i = next;
                     first = false;
@@ -168,15 +362,27 @@ impl<T: 'static> Scanner<T> {
 
     /// After a value inside a live object at `i`: `Some(Some(j))` with `j` at the next
     /// member's key; `Some(None)` when the root object closed with only whitespace after
-    /// it; `None` when the walk gives up. Closing `}`s pop the live objects.
-    fn after_value(&mut self, b: &[u8], mut i: usize) -> Option<Option<usize>> {
+    /// it; `None` when the walk gives up. Closing `}`s pop the live objects; a root-level
+    /// `,` is a mark for the next event's replay.
+    #[inline]
+    fn after_value(
+        &mut self,
+        b: &[u8],
+        mut i: usize,
+        replay: &mut Replay,
+    ) -> Option<Option<usize>> {
         loop {
             if self.depth == 0 {
                 return (skip_ws(b, i) == b.len()).then_some(None);
             }
             i = skip_ws(b, i);
             match b.get(i)? {
-                b',' => return Some(Some(skip_ws(b, i + 1))),
+                b',' => {
+                    if self.depth == 1 {
+                        replay.mark(i + 1);
+                    }
+                    return Some(Some(skip_ws(b, i + 1)));
+                }
                 b'}' => {
                     i += 1;
                     self.depth -= 1;
@@ -259,12 +465,9 @@ mod tests {
     /// The walk's reading, or `None` when it gives up.
     fn walked(event: &[u8]) -> Option<Vec<(u8, String)>> {
         let mut ix = Index::new();
-        if !ix.build(event) {
-            return None;
-        }
         let mut s = Scanner::new(WATCHES, false, false);
         let mut f = Found::default();
-        let done = s.scan_whole(event, &ix, &mut f);
+        let done = s.scan_whole(event, &[], &mut ix, &mut Replay::default(), &mut f);
         assert_eq!(s.documents(), u64::from(done));
         assert_eq!(f.docs, usize::from(done));
         assert!(s.at_boundary());
@@ -401,6 +604,82 @@ mod tests {
         // The walk must do the work, not give everything back to the scanner.
         assert!(walked_through > 12_000, "walked {walked_through}");
         assert_eq!(walked_through, agreed_complete);
+    }
+
+    /// A stream of events that share envelopes and differ at every kind of place (inside
+    /// a value, at a mark, in a watched value before or after the resume point, in
+    /// whitespace, in length), some damaged, walked one after the other with the replay
+    /// kept between them as the SSE body keeps it: each event reads as the scanner reads
+    /// it alone, and replays do happen.
+    #[test]
+    fn replayed_events_read_what_the_scanner_reads() {
+        let mut r = Rng(0x1234_5678_9ABC_DEF1);
+        let ids = ["\"c1\"", "\"c2\"", "7"];
+        let models = ["\"gpt-4o\"", "\"gpt-4o-mini\"", "null", "\"m\\\"x\""];
+        let mut ix = Index::new();
+        let mut replay = Replay::default();
+        let mut prev: Vec<u8> = Vec::new();
+        let (mut events, mut resumed) = (0, 0);
+        for round in 0..20_000 {
+            let usage = match r.below(4) {
+                0 => "null".to_owned(),
+                1 => format!(
+                    r#"{{"prompt_tokens":{},"total":{}}}"#,
+                    r.below(99),
+                    r.below(9)
+                ),
+                2 => r#"{"details":{"cached":3},"prompt_tokens":1}"#.to_owned(),
+                _ => r#"[1,{"prompt_tokens":2}]"#.to_owned(),
+            };
+            let ws = r.pick(&["", "", " "]);
+            let mut e = format!(
+                r#"{{"id":{},"object":"chunk",{ws}"model":{},"created":{},"choices":[{{"delta":{{"content":"{}"}}}}],"usage":{usage}}}"#,
+                r.pick(&ids),
+                r.pick(&models[..if round % 5 == 0 { 4 } else { 2 }]),
+                1000 + r.below(2),
+                r.pick(STRINGS),
+            )
+            .into_bytes();
+            if round % 7 == 3 {
+                let at = r.below(e.len());
+                e[at] = b"{}[]\",: x"[r.below(9)];
+            }
+            let reference = streamed(&e);
+            let resume = {
+                let s = Scanner::new(WATCHES, false, false);
+                s.resume_point(&e, &prev, &replay).is_some()
+            };
+            let mut s = Scanner::new(WATCHES, false, false);
+            let mut f = Found::default();
+            let done = s.scan_whole(&e, &prev, &mut ix, &mut replay, &mut f);
+            if done {
+                events += 1;
+                resumed += usize::from(resume);
+                assert_eq!(
+                    Some(&f.values),
+                    reference.as_ref(),
+                    "{:?} after {:?}",
+                    String::from_utf8_lossy(&e),
+                    String::from_utf8_lossy(&prev)
+                );
+                prev = e;
+            }
+        }
+        assert!(events > 12_000, "walked {events}");
+        assert!(resumed > events / 5, "resumed {resumed} of {events}");
+    }
+
+    #[test]
+    fn common_prefix_is_exact() {
+        let a = b"0123456789abcdefghij";
+        for i in 0..a.len() {
+            let mut b = *a;
+            b[i] ^= 1;
+            for limit in 0..=a.len() + 2 {
+                assert_eq!(common_prefix(a, &b, limit), i.min(limit));
+                assert_eq!(common_prefix(&a[..i], a, limit), i.min(limit));
+            }
+        }
     }
 
     #[test]
