@@ -33,6 +33,10 @@ const WORDS: usize = MAX_BYTES / 64;
 #[derive(Debug, Clone)]
 pub(crate) struct Index {
     /// Whether the CPU has AVX2 (detected once, when the index is made).
+    #[cfg_attr(
+        not(all(target_arch = "x86_64", target_feature = "sse2")),
+        allow(dead_code)
+    )]
     avx2: bool,
     /// Words in use.
     words: usize,
@@ -102,6 +106,7 @@ fn classify(block: &[u8; 64], _avx2: bool) -> Masks {
 /// The CPU must have AVX2.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[allow(unsafe_code)]
+#[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn classify_avx2(block: &[u8; 64]) -> Masks {
     use core::arch::x86_64::{
@@ -308,11 +313,6 @@ impl Index {
         }
     }
 
-    #[inline(always)]
-    fn classify(&self, block: &[u8; 64]) -> Masks {
-        classify(block, self.avx2)
-    }
-
     /// Indexes `bytes` (at most [`MAX_BYTES`]). False when the event cannot be indexed
     /// (too long, or a backslash outside its strings: see the module docs); the index is
     /// then not to be used.
@@ -325,6 +325,37 @@ impl Index {
     /// member boundary of the root object): the bits below `from` are left clear or
     /// stale, and are not to be asked for.
     pub(crate) fn build_from(&mut self, bytes: &[u8], from: usize) -> bool {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        if self.avx2 {
+            // SAFETY: `avx2` is `avx2_detected()`, taken when the index was made.
+            #[allow(unsafe_code)]
+            return unsafe { self.build_from_avx2(bytes, from) };
+        }
+        self.build_from_with(bytes, from, |block| classify(block, false))
+    }
+
+    /// [`Index::build_from`] compiled for AVX2 as a whole, so that the classification is
+    /// inlined into the loop and its constants loaded once (a call per block to a
+    /// `#[target_feature]` function cannot be inlined into code without the feature).
+    ///
+    /// # Safety
+    ///
+    /// The CPU must have AVX2.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn build_from_avx2(&mut self, bytes: &[u8], from: usize) -> bool {
+        // SAFETY: this function runs with AVX2 (its caller's contract).
+        self.build_from_with(bytes, from, |block| unsafe { classify_avx2(block) })
+    }
+
+    #[inline(always)]
+    fn build_from_with(
+        &mut self,
+        bytes: &[u8],
+        from: usize,
+        classify: impl Fn(&[u8; 64]) -> Masks,
+    ) -> bool {
         if bytes.len() > MAX_BYTES || from > bytes.len() {
             return false;
         }
@@ -345,7 +376,7 @@ impl Index {
                     &tail
                 }
             };
-            let mut m = self.classify(block);
+            let mut m = classify(block);
             if start < from {
                 let keep = u64::MAX << (from - start);
                 m.quotes &= keep;

@@ -89,6 +89,28 @@ pub(crate) fn find_quote_or_backslash(s: &[u8]) -> Option<usize> {
         .map(|p| i + p)
 }
 
+/// Index of the first `\n` or `\r` in `s` (word by word for [`SHORT`] bytes, then
+/// `memchr2`): SSE `event:` lines and short data lines end before `memchr2`'s setup pays.
+#[inline]
+pub(crate) fn find_line_end(s: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 8 <= s.len() {
+        if i >= SHORT {
+            return memchr2(b'\n', b'\r', &s[i..]).map(|p| i + p);
+        }
+        let w = word(s, i);
+        let m = zeros(w ^ rep(b'\n')) | zeros(w ^ rep(b'\r'));
+        if m != 0 {
+            return Some(i + first(m));
+        }
+        i += 8;
+    }
+    s[i..]
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .map(|p| i + p)
+}
+
 /// Index of the first `"` in `s` (word by word for [`SHORT`] bytes, then `memchr`).
 #[inline]
 pub(crate) fn find_quote(s: &[u8]) -> Option<usize> {
@@ -223,6 +245,7 @@ mod tests {
                     assert_eq!(find_quote(s), naive(s, b"\""), "{s:?}");
                     assert_eq!(find_quote_or_backslash(s), naive(s, b"\"\\"), "{s:?}");
                     assert_eq!(find_structural(s), naive(s, b"\"{}[]"), "{s:?}");
+                    assert_eq!(find_line_end(s), naive(s, b"\n\r"), "{s:?}");
                 };
                 check(&base);
                 for at in 0..len {

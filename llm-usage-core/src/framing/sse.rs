@@ -10,7 +10,7 @@
 //! scanner yields nothing for it.
 
 use super::EventSink;
-use memchr::memchr2;
+use crate::swar::find_line_end;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -157,7 +157,7 @@ impl Sse {
                 }
                 State::Data | State::Skip => {
                     let rest = &input[i..];
-                    match memchr2(b'\n', b'\r', rest) {
+                    match find_line_end(rest) {
                         None => {
                             if self.state == State::Data {
                                 sink.data(rest);
