@@ -1,4 +1,5 @@
-//! The SSE event prefilter: events that cannot hold a watched key are not scanned.
+//! The SSE event prefilter: events that cannot hold a watched key are not scanned (in
+//! builds without vector instructions; see "When the prefilter runs").
 //!
 //! Most events of a stream carry no usage (Anthropic's `content_block_delta`s, pings).
 //! The SSE body holds each event's data in one bounded buffer ([`EVENT_BUF`] bytes of
@@ -30,12 +31,17 @@
 //! walks them as the scanner does. The count thus differs from a scan only for a
 //! malformed object without a watched key; values and `complete` never differ.
 //!
-//! # When events are held
+//! # When the prefilter runs
 //!
-//! Holding an event that is then scanned anyway only costs a copy and the search
-//! (OpenAI chunks all carry `"model"` and `"usage":null`). After two events in a row
-//! were scanned, the body holds only one event in 16, and holds every event again once
-//! one is skipped; this depends on the events, never on how the stream was chunked.
+//! Only in builds without vector instructions (wasm without `simd128`, for one). Where
+//! the structural index ([`crate::index`]) is available, every held event is walked
+//! instead (`Scanner::scan_whole`, with the envelope replay), which costs less than this
+//! search on the streams measured and counts events exactly as the scanner does.
+//!
+//! Without the index, holding an event that is then scanned anyway only costs a copy and
+//! the search (OpenAI chunks all carry `"model"` and `"usage":null`). After two events in
+//! a row were scanned, the body holds only one event in 16, and holds every event again
+//! once one is skipped; this depends on the events, never on how the stream was chunked.
 
 use crate::scan::Watch;
 use crate::swar::{find_quote_or_backslash, find_structural, first, rep, string_end, word, zeros};

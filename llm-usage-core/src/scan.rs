@@ -13,7 +13,8 @@
 //!   after an odd run of backslashes is escaped, so the `\n`s of long text cost nothing.
 //!   Only keys and watched strings stop at backslashes, to decode them;
 //! * a value whose key matches no watched path is skipped as a *dead* subtree, where only
-//!   brackets and string boundaries are tracked (a nesting counter, not a stack);
+//!   brackets and string boundaries are tracked (a nesting counter, not a stack), 64
+//!   bytes at a time where the build has vector instructions (the private `index` module);
 //! * keys on a live path are compared against the watch table, and only leaf values of
 //!   watched paths are copied, into a fixed buffer.
 //!
@@ -30,6 +31,12 @@
 //! * Keys longer than [`KEY_CAP`] bytes never match a watched key.
 //! * Captured values longer than [`VALUE_CAP`] bytes are dropped (reported nowhere),
 //!   which leaves the record field unknown rather than truncated.
+//!
+//! # Whole events
+//!
+//! An SSE event held whole is not fed byte by byte: `Scanner::scan_whole` (in the
+//! private `whole` module) walks it over its structural index and reports the same values,
+//! or gives up and lets [`Scanner::feed`] read it.
 //!
 //! # Leniency
 //!
