@@ -53,7 +53,7 @@ pub(crate) struct Inflate {
     skip: usize,
     state: Box<InflateState>,
     out: Box<[u8; OUT_BUF]>,
-    crc: crc32fast::Hasher,
+    crc: crate::crc32::Hasher,
     size: u32,
 }
 
@@ -81,7 +81,7 @@ impl Inflate {
             skip: 0,
             state: InflateState::new_boxed(DataFormat::Raw),
             out: Box::new([0; OUT_BUF]),
-            crc: crc32fast::Hasher::new(),
+            crc: crate::crc32::Hasher::new(),
             size: 0,
         }
     }
@@ -110,7 +110,7 @@ impl Inflate {
                         self.phase = Phase::Fixed;
                         self.got = 0;
                         self.state.reset(DataFormat::Raw);
-                        self.crc = crc32fast::Hasher::new();
+                        self.crc = crate::crc32::Hasher::new();
                         self.size = 0;
                     } else {
                         self.phase = Phase::Trailing;
@@ -213,8 +213,8 @@ impl Inflate {
                             self.hdr[6],
                             self.hdr[7],
                         ]);
-                        let actual =
-                            core::mem::replace(&mut self.crc, crc32fast::Hasher::new()).finalize();
+                        let actual = core::mem::replace(&mut self.crc, crate::crc32::Hasher::new())
+                            .finalize();
                         self.phase = if crc == actual && size == self.size {
                             Phase::Done
                         } else {

@@ -44,6 +44,7 @@
 
 mod base64;
 mod body;
+mod crc32;
 mod dialect;
 mod exchange;
 mod framing;

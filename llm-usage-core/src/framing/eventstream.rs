@@ -35,7 +35,7 @@ pub(crate) struct EventStream {
     got: usize,
     remaining: u32,
     payload: u32,
-    crc: crc32fast::Hasher,
+    crc: crate::crc32::Hasher,
 }
 
 impl Default for EventStream {
@@ -46,7 +46,7 @@ impl Default for EventStream {
             got: 0,
             remaining: 0,
             payload: 0,
-            crc: crc32fast::Hasher::new(),
+            crc: crate::crc32::Hasher::new(),
         }
     }
 }
@@ -83,14 +83,14 @@ impl EventStream {
                         u32::from_be_bytes([self.buf[4], self.buf[5], self.buf[6], self.buf[7]]);
                     let crc =
                         u32::from_be_bytes([self.buf[8], self.buf[9], self.buf[10], self.buf[11]]);
-                    if crc32fast::hash(&self.buf[..8]) != crc
+                    if crate::crc32::hash(&self.buf[..8]) != crc
                         || !(MIN_MESSAGE..=MAX_MESSAGE).contains(&total)
                         || headers > total - MIN_MESSAGE
                     {
                         self.state = State::Broken;
                         return;
                     }
-                    self.crc = crc32fast::Hasher::new();
+                    self.crc = crate::crc32::Hasher::new();
                     self.crc.update(&self.buf);
                     self.remaining = headers;
                     self.payload = total - MIN_MESSAGE - headers;
@@ -128,7 +128,7 @@ impl EventStream {
                     let expect =
                         u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
                     let actual =
-                        core::mem::replace(&mut self.crc, crc32fast::Hasher::new()).finalize();
+                        core::mem::replace(&mut self.crc, crate::crc32::Hasher::new()).finalize();
                     if actual == expect {
                         sink.end_event();
                     } else {
@@ -155,11 +155,11 @@ pub fn encode_message(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(total as usize);
     m.extend_from_slice(&total.to_be_bytes());
     m.extend_from_slice(&(h.len() as u32).to_be_bytes());
-    let pc = crc32fast::hash(&m);
+    let pc = crate::crc32::hash(&m);
     m.extend_from_slice(&pc.to_be_bytes());
     m.extend_from_slice(&h);
     m.extend_from_slice(payload);
-    let mc = crc32fast::hash(&m);
+    let mc = crate::crc32::hash(&m);
     m.extend_from_slice(&mc.to_be_bytes());
     m
 }
