@@ -121,8 +121,8 @@ fn classify(block: &[u8; 64], _avx2: bool) -> Masks {
     let lane = |k: usize| -> v128 {
         let b = &block[16 * k..16 * k + 16];
         u8x16(
-            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-            b[13], b[14], b[15],
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+            b[14], b[15],
         )
     };
     let (quote, backslash) = (u8x16_splat(b'"'), u8x16_splat(b'\\'));
