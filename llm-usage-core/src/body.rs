@@ -11,7 +11,7 @@ use crate::framing::eventstream::EventStream;
 use crate::framing::ndjson::Ndjson;
 use crate::framing::sse::Sse;
 use crate::framing::EventSink;
-use crate::index::Index;
+use crate::index::{Index, VECTOR};
 use crate::inflate::{Coding, Inflate};
 use crate::prefilter::{skipped_event_counts, Prefilter, EVENT_BUF};
 use crate::scan::{Replay, Scalar, Scanner, Sink, Watch};
@@ -282,7 +282,8 @@ impl EventSink for Core {
             }
             // The whole event is here: index it and walk it (see `scan::whole`); what the
             // walk gives up on, the scanner reads as it would have read it streamed.
-            if let Some((index, replay)) = self.index.as_deref_mut() {
+            // (`VECTOR` is a constant: builds without an index leave the walk out.)
+            if let Some((index, replay)) = self.index.as_deref_mut().filter(|_| VECTOR) {
                 if self
                     .scanner
                     .scan_whole(&self.held, &self.prev, index, replay, &mut self.collect)
@@ -441,7 +442,7 @@ impl Body {
             core.held = Vec::with_capacity(EVENT_BUF);
         }
         core.scanned_run = 0;
-        if core.hold_events && core.index.is_none() && crate::index::VECTOR && !whole_off() {
+        if core.hold_events && core.index.is_none() && VECTOR && !whole_off() {
             core.index = Some(Box::new((Index::new(), Replay::default())));
             core.prev = Vec::with_capacity(EVENT_BUF);
         }
