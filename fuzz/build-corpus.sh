@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 fixtures="$here/../testdata/fixtures"
 corpus="$here/corpus"
-mkdir -p "$corpus"/{scan,sse,ndjson,json_array,eventstream,gzip,exchange}
+mkdir -p "$corpus"/{scan,sse,ndjson,json_array,eventstream,gzip,exchange,walk}
 
 for dir in "$fixtures"/*/; do
     name="$(basename "$dir")"
@@ -40,7 +40,12 @@ for dir in "$fixtures"/*/; do
         continue
     fi
     case "$ct" in
-        text/event-stream*) cp "$resp" "$corpus/sse/$name" ;;
+        text/event-stream*)
+            cp "$resp" "$corpus/sse/$name"
+            # The walk target: the events' data, one per blank-line-separated block.
+            { grep -a '^data:' "$resp" | sed -e 's/^data: \{0,1\}//' -e 's/\r$//' | sed -e 'G'; } \
+                > "$corpus/walk/$name" || true
+            ;;
         application/x-ndjson* | application/ndjson* | application/jsonl*) cp "$resp" "$corpus/ndjson/$name" ;;
         application/vnd.amazon.eventstream*) cp "$resp" "$corpus/eventstream/$name" ;;
         *)

@@ -48,6 +48,9 @@ mod crc32;
 mod dialect;
 mod exchange;
 mod framing;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 mod index;
 mod inflate;
 mod prefilter;

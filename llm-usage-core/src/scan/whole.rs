@@ -196,6 +196,12 @@ impl<T: 'static> Scanner<T> {
         done
     }
 
+    /// Whether [`Scanner::scan_whole`] would resume `event` after `prev` (fuzzing only).
+    #[cfg(fuzzing)]
+    pub(crate) fn resumes(&self, event: &[u8], prev: &[u8], replay: &Replay) -> bool {
+        self.resume_point(event, prev, replay).is_some()
+    }
+
     /// The last mark of the previous event that lies within its common prefix with
     /// `event`.
     fn resume_point(&self, event: &[u8], prev: &[u8], replay: &Replay) -> Option<usize> {

@@ -1,0 +1,53 @@
+//! The whole-event walk (with the envelope replay) against the streaming scanner: the
+//! input is split into events at blank lines and walked one after the other as an SSE
+//! body walks them.
+//!
+//! Oracle: wherever the walk reads an event through, the scanner alone reads the same
+//! values from it and ends it with one complete document (no panic either way).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use llm_usage_core::fuzzing::walk_agrees_with_scanner;
+use llm_usage_core::scan::Watch;
+
+const W: &[Watch<u8>] = &[
+    Watch {
+        path: &["model"],
+        target: 0,
+    },
+    Watch {
+        path: &["usage", "prompt_tokens"],
+        target: 1,
+    },
+    Watch {
+        path: &["usage", "completion_tokens"],
+        target: 2,
+    },
+    Watch {
+        path: &["usage", "details", "cached"],
+        target: 3,
+    },
+    Watch {
+        path: &["message", "usage", "input_tokens"],
+        target: 4,
+    },
+    Watch {
+        path: &["usage", "prompt_tokens"],
+        target: 5,
+    },
+    Watch {
+        path: &["a", "b", "c", "d", "e", "f", "g"],
+        target: 6,
+    },
+];
+
+fuzz_target!(|data: &[u8]| {
+    let mut events = Vec::new();
+    let mut rest = data;
+    while let Some(at) = rest.windows(2).position(|w| w == b"\n\n") {
+        events.push(&rest[..at]);
+        rest = &rest[at + 2..];
+    }
+    events.push(rest);
+    walk_agrees_with_scanner(W, &events);
+});

@@ -1,0 +1,53 @@
+//! Hooks for the fuzz targets in `fuzz/`, compiled only under `--cfg fuzzing` (which
+//! cargo-fuzz sets): they reach the whole-event walk, which is not public API.
+
+use crate::index::Index;
+use crate::scan::{Replay, Scalar, Scanner, Sink, Watch};
+
+#[derive(Default, Debug, PartialEq)]
+struct Seen(Vec<(u8, Vec<u8>)>);
+
+impl Sink<u8> for Seen {
+    fn value(&mut self, target: &u8, value: Scalar<'_>) {
+        let text = match value {
+            Scalar::Number(n) => [b"n:".as_slice(), n].concat(),
+            Scalar::String(s) => [b"s:".as_slice(), s].concat(),
+            Scalar::Bool(b) => format!("b:{b}").into_bytes(),
+            Scalar::Null => b"null".to_vec(),
+        };
+        self.0.push((*target, text));
+    }
+}
+
+/// Walks `events` one after the other as an SSE body does (one scanner reset between
+/// events, the replay and the previous event kept), and panics where an event the walk
+/// read through reads otherwise with a fresh streaming scanner. Returns how many events
+/// were walked through and how many of those resumed after a common prefix.
+pub fn walk_agrees_with_scanner(watches: &'static [Watch<u8>], events: &[&[u8]]) -> (usize, usize) {
+    let mut index = Index::new();
+    let mut replay = Replay::default();
+    let mut prev: Vec<u8> = Vec::new();
+    let mut walker = Scanner::new(watches, false, false);
+    let (mut walked, mut resumed) = (0, 0);
+    for &event in events {
+        let mut reference = Scanner::new(watches, false, false);
+        let mut expected = Seen::default();
+        reference.feed(event, &mut expected);
+        let complete = reference.at_boundary() && reference.documents() == 1;
+        let would_resume = walker.resumes(event, &prev, &replay);
+        let mut seen = Seen::default();
+        walker.reset();
+        if walker.scan_whole(event, &prev, &mut index, &mut replay, &mut seen) {
+            assert!(
+                complete,
+                "walked through an event the scanner fails: {event:?}"
+            );
+            assert_eq!(seen, expected, "{event:?} after {prev:?}");
+            walked += 1;
+            resumed += usize::from(would_resume);
+            prev.clear();
+            prev.extend_from_slice(event);
+        }
+    }
+    (walked, resumed)
+}
