@@ -100,17 +100,35 @@ impl Sse {
                             if line.starts_with(b"data:") {
                                 self.data_line(sink);
                                 i += 4;
-                                self.state = match input.get(i) {
-                                    Some(b' ') => {
-                                        i += 1;
-                                        State::Data
+                                match input.get(i) {
+                                    Some(b' ') => i += 1,
+                                    Some(_) => {}
+                                    None => {
+                                        self.state = State::DataStart;
+                                        continue;
                                     }
-                                    Some(_) => State::Data,
-                                    None => State::DataStart,
-                                };
+                                }
+                                // The whole line is usually here: hand it over and go
+                                // on at the next line without a state step.
+                                match find_line_end(&input[i..]) {
+                                    Some(p) => {
+                                        if p > 0 {
+                                            sink.data(&input[i..i + p]);
+                                        }
+                                        self.after_cr = input[i + p] == b'\r';
+                                        i += p + 1;
+                                    }
+                                    None => self.state = State::Data,
+                                }
                             } else if line.starts_with(b"event:") {
                                 i += 5;
-                                self.state = State::Skip;
+                                match find_line_end(&input[i..]) {
+                                    Some(p) => {
+                                        self.after_cr = input[i + p] == b'\r';
+                                        i += p + 1;
+                                    }
+                                    None => self.state = State::Skip,
+                                }
                             } else {
                                 self.name[0] = b;
                                 self.name_len = 1;
