@@ -215,7 +215,7 @@ impl Exchange {
         for (name, target) in d.headers {
             if let (Some(v), Target::Slot(field, idx)) = (find(&headers, name), target) {
                 if let Some(n) = parse_count(v.trim_ascii()) {
-                    from_headers.slots[*field as usize][usize::from(*idx)] = Some(n);
+                    from_headers.set_slot(*field, *idx, n);
                 }
             }
         }

@@ -65,6 +65,9 @@ impl Name {
 #[derive(Clone, Copy, Default, Debug)]
 pub(crate) struct Values {
     pub slots: [[Option<u64>; SLOTS]; FIELDS],
+    /// Whether any slot may be set: most events of a stream carry a model and no counts,
+    /// and then clearing and merging skip the 288 bytes of slots.
+    slots_set: bool,
     pub response_model: Name,
     pub request_model: Name,
     pub stream: Option<bool>,
@@ -103,7 +106,7 @@ impl Values {
         match (target, value) {
             (Target::Slot(field, idx), Scalar::Number(text)) => match parse_count(text) {
                 Some(v) => {
-                    self.slots[field as usize][usize::from(idx)] = Some(v);
+                    self.set_slot(field, idx, v);
                     true
                 }
                 None => false,
@@ -127,7 +130,10 @@ impl Values {
     /// Forgets every value. Only the flags are reset (a name's bytes stay, unread), so
     /// clearing per event costs a few stores, not a rewrite of two 256-byte buffers.
     pub(crate) fn clear(&mut self) {
-        self.slots = [[None; SLOTS]; FIELDS];
+        if self.slots_set {
+            self.slots = [[None; SLOTS]; FIELDS];
+            self.slots_set = false;
+        }
         self.response_model.set = false;
         self.request_model.set = false;
         self.stream = None;
@@ -135,12 +141,15 @@ impl Values {
 
     /// Copies every value set in `other` over this one (last wins, field by field).
     pub(crate) fn merge(&mut self, other: &Values) {
-        for (mine, theirs) in self.slots.iter_mut().zip(other.slots.iter()) {
-            for (m, t) in mine.iter_mut().zip(theirs.iter()) {
-                if t.is_some() {
-                    *m = *t;
+        if other.slots_set {
+            for (mine, theirs) in self.slots.iter_mut().zip(other.slots.iter()) {
+                for (m, t) in mine.iter_mut().zip(theirs.iter()) {
+                    if t.is_some() {
+                        *m = *t;
+                    }
                 }
             }
+            self.slots_set = true;
         }
         if other.response_model.set {
             self.response_model.copy_from(&other.response_model);
@@ -151,6 +160,12 @@ impl Values {
         if other.stream.is_some() {
             self.stream = other.stream;
         }
+    }
+
+    /// Sets one slot.
+    pub(crate) fn set_slot(&mut self, field: Field, idx: u8, v: u64) {
+        self.slots[field as usize][usize::from(idx)] = Some(v);
+        self.slots_set = true;
     }
 
     /// A field's slots.
@@ -180,5 +195,37 @@ mod tests {
         assert_eq!(parse_count(b"00.0"), None);
         assert_eq!(parse_count(b"0.0"), Some(0));
         assert_eq!(parse_count(b"10"), Some(10));
+    }
+
+    /// Staging, clearing and merging per event, with and without counts: what a clear
+    /// skips (no slot set) is never left behind, and a merge of model-only values keeps
+    /// the committed counts.
+    #[test]
+    fn events_stage_clear_and_merge() {
+        use crate::dialect::Field;
+        let (input, output) = (
+            Target::Slot(Field::Input, 0),
+            Target::Slot(Field::Output, 1),
+        );
+        let mut committed = Values::default();
+        let mut staged = Values::default();
+        assert!(staged.stage(input, Scalar::Number(b"12")));
+        assert!(staged.stage(Target::ResponseModel, Scalar::String(b"m1")));
+        committed.merge(&staged);
+        staged.clear();
+        assert_eq!(staged.slots, [[None; SLOTS]; FIELDS]);
+        assert!(staged.stage(Target::ResponseModel, Scalar::String(b"m2")));
+        committed.merge(&staged);
+        staged.clear();
+        assert_eq!(committed.field(Field::Input)[0], Some(12));
+        assert_eq!(committed.response_model.get(), Some("m2"));
+        assert!(staged.stage(output, Scalar::Number(b"7")));
+        staged.clear();
+        committed.merge(&staged);
+        assert_eq!(committed.field(Field::Output)[1], None);
+        assert!(staged.stage(output, Scalar::Number(b"8")));
+        committed.merge(&staged);
+        assert_eq!(committed.field(Field::Output)[1], Some(8));
+        assert_eq!(committed.field(Field::Input)[0], Some(12));
     }
 }
