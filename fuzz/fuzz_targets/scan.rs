@@ -7,51 +7,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use llm_usage_core::limits::{KEY_CAP, VALUE_CAP};
-use llm_usage_core::scan::{Scalar, Scanner, Sink, Watch};
-use llm_usage_fuzz::{feed_chunked, Rng};
-
-const W: &[Watch<u8>] = &[
-    Watch {
-        path: &["model"],
-        target: 0,
-    },
-    Watch {
-        path: &["usage", "prompt_tokens"],
-        target: 1,
-    },
-    Watch {
-        path: &["usage", "completion_tokens"],
-        target: 2,
-    },
-    Watch {
-        path: &["usage", "details", "cached"],
-        target: 3,
-    },
-    Watch {
-        path: &["message", "usage", "input_tokens"],
-        target: 4,
-    },
-    Watch {
-        path: &["usage", "prompt_tokens"],
-        target: 5,
-    },
-    Watch {
-        path: &["a", "b", "c", "d", "e", "f", "g"],
-        target: 6,
-    },
-    Watch {
-        path: &["bytes"],
-        target: 7,
-    },
-    Watch {
-        path: &["stream"],
-        target: 8,
-    },
-    Watch {
-        path: &["\u{e9}t\u{e9}", "\u{1F600}"],
-        target: 9,
-    },
-];
+use llm_usage_core::scan::{Scalar, Scanner, Sink};
+use llm_usage_fuzz::{feed_chunked, Rng, WATCHES as W};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Ev {

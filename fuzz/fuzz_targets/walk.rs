@@ -8,38 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use llm_usage_core::fuzzing::walk_agrees_with_scanner;
-use llm_usage_core::scan::Watch;
-
-const W: &[Watch<u8>] = &[
-    Watch {
-        path: &["model"],
-        target: 0,
-    },
-    Watch {
-        path: &["usage", "prompt_tokens"],
-        target: 1,
-    },
-    Watch {
-        path: &["usage", "completion_tokens"],
-        target: 2,
-    },
-    Watch {
-        path: &["usage", "details", "cached"],
-        target: 3,
-    },
-    Watch {
-        path: &["message", "usage", "input_tokens"],
-        target: 4,
-    },
-    Watch {
-        path: &["usage", "prompt_tokens"],
-        target: 5,
-    },
-    Watch {
-        path: &["a", "b", "c", "d", "e", "f", "g"],
-        target: 6,
-    },
-];
+use llm_usage_fuzz::WATCHES as W;
 
 fuzz_target!(|data: &[u8]| {
     let mut events = Vec::new();

@@ -1,6 +1,7 @@
 //! Helpers shared by the fuzz targets: deterministic chunking, exchange drivers and the
 //! split-invariance oracle (the same bytes fed in any chunks give the same record).
 
+use llm_usage_core::scan::Watch;
 use llm_usage_core::{Exchange, Options, Provider, UsageRecord};
 
 /// A small deterministic PRNG (xorshift64*), seeded from the input so a crash reproduces.
@@ -140,3 +141,48 @@ pub fn sanity(r: &UsageRecord) {
         assert!(!m.is_empty() && m.len() <= llm_usage_core::limits::VALUE_CAP);
     }
 }
+
+/// The watch table of the scanner-level targets (`scan`, `walk`): the dialects' shapes,
+/// a repeated path, a path as deep as the scanner allows, and non-ASCII keys.
+pub const WATCHES: &[Watch<u8>] = &[
+    Watch {
+        path: &["model"],
+        target: 0,
+    },
+    Watch {
+        path: &["usage", "prompt_tokens"],
+        target: 1,
+    },
+    Watch {
+        path: &["usage", "completion_tokens"],
+        target: 2,
+    },
+    Watch {
+        path: &["usage", "details", "cached"],
+        target: 3,
+    },
+    Watch {
+        path: &["message", "usage", "input_tokens"],
+        target: 4,
+    },
+    Watch {
+        path: &["usage", "prompt_tokens"],
+        target: 5,
+    },
+    Watch {
+        path: &["a", "b", "c", "d", "e", "f", "g"],
+        target: 6,
+    },
+    Watch {
+        path: &["bytes"],
+        target: 7,
+    },
+    Watch {
+        path: &["stream"],
+        target: 8,
+    },
+    Watch {
+        path: &["\u{e9}t\u{e9}", "\u{1F600}"],
+        target: 9,
+    },
+];
