@@ -115,7 +115,7 @@ impl Sse {
                                         if p > 0 {
                                             sink.data(&input[i..i + p]);
                                         }
-                                        self.after_cr = input[i + p] == b'\r';
+                                        self.line_end(input[i + p]);
                                         i += p + 1;
                                     }
                                     None => self.state = State::Data,
@@ -124,7 +124,7 @@ impl Sse {
                                 i += 5;
                                 match find_line_end(&input[i..]) {
                                     Some(p) => {
-                                        self.after_cr = input[i + p] == b'\r';
+                                        self.line_end(input[i + p]);
                                         i += p + 1;
                                     }
                                     None => self.state = State::Skip,

@@ -174,9 +174,7 @@ impl<T: 'static> Scanner<T> {
                     replay.overflow = false;
                     self.replay(event, replay, sink);
                     // Where the walk stood: inside the root object, past a `,`.
-                    self.begin_root();
-                    self.stack[0] = self.cur_mask;
-                    self.depth = 1;
+                    self.enter_root_object();
                     self.walk_members(event, skip_ws(event, from), false, index, replay, sink)
                 }
                 None => {
@@ -246,9 +244,15 @@ impl<T: 'static> Scanner<T> {
         if !self.has_deeper(self.cur_mask) {
             return false;
         }
+        self.enter_root_object();
+        self.walk_members(b, skip_ws(b, i + 1), true, index, replay, sink)
+    }
+
+    /// Opens the root object as a live object (as `start_value` does for `{` at the root).
+    fn enter_root_object(&mut self) {
+        self.begin_root();
         self.stack[0] = self.cur_mask;
         self.depth = 1;
-        self.walk_members(b, skip_ws(b, i + 1), true, index, replay, sink)
     }
 
     /// Walks the members of the open live objects from `i` (at a key, or at `}` when
