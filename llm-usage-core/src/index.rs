@@ -33,6 +33,8 @@
 //! (One more case is the walk's to check: a quote inside a scalar, `9"`, which the scanner
 //! reads as part of the scalar; the walk gives up there.)
 
+use crate::swar::string_end;
+
 /// Largest event indexed: the prefilter's held-event buffer.
 pub(crate) const MAX_BYTES: usize = crate::prefilter::EVENT_BUF;
 
@@ -290,17 +292,92 @@ pub(crate) enum Step {
     Bytewise,
 }
 
+/// Where [`skip_blocks`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Blocks {
+    /// The subtree closed; the position after its closing bracket.
+    Closed(usize),
+    /// The block at this position is to be read byte by byte ([`Step::Bytewise`]).
+    Bytewise(usize),
+    /// Fewer than 64 bytes remain from this position (possibly none).
+    Short(usize),
+}
+
+/// Reads the whole 64-byte blocks of a skipped subtree in `input` from `i`, as the
+/// scanner's `skip_nest` reads them byte by byte ([`skip_block`]); a long string's end is
+/// searched with `memchr` ([`string_end`]) once a block was all string contents.
+pub(crate) fn skip_blocks(input: &[u8], i: usize, avx2: bool, nest: &mut Nest) -> Blocks {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    if avx2 {
+        // SAFETY: the caller passes `avx2_detected()`.
+        #[allow(unsafe_code)]
+        return unsafe { skip_blocks_avx2(input, i, nest) };
+    }
+    let _ = avx2;
+    skip_blocks_with(input, i, nest, |block| classify(block, false))
+}
+
+/// [`skip_blocks`] compiled for AVX2 as a whole (see [`Index::build_from_avx2`]).
+///
+/// # Safety
+///
+/// The CPU must have AVX2.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2")]
+unsafe fn skip_blocks_avx2(input: &[u8], i: usize, nest: &mut Nest) -> Blocks {
+    // SAFETY: this function runs with AVX2 (its caller's contract).
+    skip_blocks_with(input, i, nest, |block| unsafe { classify_avx2(block) })
+}
+
+#[inline(always)]
+fn skip_blocks_with(
+    input: &[u8],
+    mut i: usize,
+    nest: &mut Nest,
+    classify: impl Fn(&[u8; 64]) -> Masks,
+) -> Blocks {
+    let n = input.len();
+    loop {
+        let Some(Ok(block)) = input.get(i..i + 64).map(<&[u8; 64]>::try_from) else {
+            return Blocks::Short(i);
+        };
+        match skip_block(block, nest, &classify) {
+            Step::Closed(at) => return Blocks::Closed(i + at + 1),
+            Step::Bytewise => return Blocks::Bytewise(i),
+            Step::Open { quoteless_string } => {
+                i += 64;
+                if quoteless_string {
+                    // Long text: find its end with `memchr`, then go on.
+                    let from = if nest.esc { i + 1 } else { i };
+                    match string_end(input, from.min(n)) {
+                        Ok(q) => {
+                            i = q + 1;
+                            nest.in_str = false;
+                            nest.esc = false;
+                        }
+                        Err(escaped) => {
+                            nest.esc = if from > n { true } else { escaped };
+                            return Blocks::Short(n);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Reads one 64-byte block of a skipped subtree, as the scanner's `skip_nest` reads it
 /// byte by byte: strings skipped (a quote after an odd run of backslashes is escaped),
 /// brackets of either kind counted.
-#[inline]
-pub(crate) fn skip_block(block: &[u8; 64], avx2: bool, nest: &mut Nest) -> Step {
+#[inline(always)]
+fn skip_block(block: &[u8; 64], nest: &mut Nest, classify: &impl Fn(&[u8; 64]) -> Masks) -> Step {
     let Masks {
         mut quotes,
         backslashes,
         opens,
         closes,
-    } = classify(block, avx2);
+    } = classify(block);
     // Quotes right after a backslash, or first in the block when it starts escaped.
     let mut maybe = quotes & ((backslashes << 1) | u64::from(nest.esc));
     while maybe != 0 {

@@ -45,7 +45,7 @@
 //! path *is* checked; a syntax error there fails the document, and the framing above
 //! decides what a failed document means (usually: ignore that event).
 
-use crate::index::{avx2_detected, skip_block, Nest, Step, VECTOR};
+use crate::index::{avx2_detected, skip_blocks, Blocks, Nest, VECTOR};
 use crate::swar::{find_quote_or_backslash, find_structural, string_end};
 
 mod whole;
@@ -1055,33 +1055,14 @@ impl<T: 'static> Scanner<T> {
         let closed = loop {
             let mut end = n;
             if VECTOR {
-                if let Some(block) = input
-                    .get(i..i + 64)
-                    .and_then(|b| <&[u8; 64]>::try_from(b).ok())
-                {
-                    match skip_block(block, avx2, &mut nest) {
-                        Step::Closed(at) => break Some(i + at + 1),
-                        Step::Open { quoteless_string } => {
-                            i += 64;
-                            if quoteless_string {
-                                // Long text: find its end with `memchr`, then go on.
-                                let from = if nest.esc { i + 1 } else { i };
-                                match string_end(input, from.min(n)) {
-                                    Ok(q) => {
-                                        i = q + 1;
-                                        nest.in_str = false;
-                                        nest.esc = false;
-                                    }
-                                    Err(escaped) => {
-                                        nest.esc = if from > n { true } else { escaped };
-                                        break None;
-                                    }
-                                }
-                            }
-                            continue;
-                        }
-                        Step::Bytewise => end = i + 64,
+                match skip_blocks(input, i, avx2, &mut nest) {
+                    Blocks::Closed(p) => break Some(p),
+                    Blocks::Bytewise(at) => {
+                        i = at;
+                        end = at + 64;
                     }
+                    Blocks::Short(at) if at >= n => break None,
+                    Blocks::Short(at) => i = at,
                 }
             }
             match skip_bytes(&input[..end], i, &mut nest) {
