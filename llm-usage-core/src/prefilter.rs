@@ -43,7 +43,7 @@
 //! a row were scanned, the body holds only one event in 16, and holds every event again
 //! once one is skipped; this depends on the events, never on how the stream was chunked.
 
-use crate::scan::Watch;
+use crate::scan::{is_ws, skip_ws, Watch};
 use crate::swar::{find_quote_or_backslash, find_structural, first, rep, string_end, word, zeros};
 
 /// Largest SSE event (its data, lines joined) held for the prefilter.
@@ -174,17 +174,6 @@ fn first_segment<T>(watches: &[Watch<T>], j: u8) -> &[u8] {
 #[inline]
 fn quoted(rest: &[u8], seg: &[u8]) -> bool {
     rest.len() > seg.len() && rest[seg.len()] == b'"' && rest.iter().zip(seg).all(|(a, b)| a == b)
-}
-
-fn is_ws(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
-}
-
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && is_ws(b[i]) {
-        i += 1;
-    }
-    i
 }
 
 /// The end of a key (`i` past its opening quote): the position after its closing

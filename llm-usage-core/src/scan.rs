@@ -291,8 +291,17 @@ fn blooms<T>(watches: &[Watch<T>]) -> [u64; MAX_LIVE_DEPTH] {
     bloom
 }
 
-fn is_ws(b: u8) -> bool {
+/// JSON whitespace.
+pub(crate) fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// The first position at or after `i` that is not JSON whitespace (or `b.len()`).
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_ws(b[i]) {
+        i += 1;
+    }
+    i
 }
 
 /// The mask with one bit per watch; checks the table's shape (at most 64 watches, paths

@@ -26,15 +26,8 @@
 //! indexing and walking only the rest. At a mark the walk is outside strings, just past a
 //! root-level `,`, so the index starts afresh there.
 
-use super::{is_ws, Scalar, Scanner, Sink, State, KEY_CAP, MAX_LIVE_DEPTH, VALUE_CAP};
+use super::{is_ws, skip_ws, Scalar, Scanner, Sink, State, KEY_CAP, MAX_LIVE_DEPTH, VALUE_CAP};
 use crate::index::Index;
-
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while i < b.len() && is_ws(b[i]) {
-        i += 1;
-    }
-    i
-}
 
 /// Root-level member boundaries kept per event.
 const MAX_MARKS: usize = 16;
