@@ -55,8 +55,20 @@ pub fn wasm_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         if let Some(p) = std::env::var_os("LLM_USAGE_WASM") {
-            let p = PathBuf::from(p);
-            assert!(p.is_file(), "LLM_USAGE_WASM={} does not exist", p.display());
+            // Cargo runs test binaries from the package directory, so a relative path is
+            // taken from the workspace root, where the user most likely typed it.
+            let given = PathBuf::from(p);
+            let p = if given.is_relative() {
+                workspace().join(&given)
+            } else {
+                given.clone()
+            };
+            assert!(
+                p.is_file(),
+                "LLM_USAGE_WASM={} does not exist (looked for {})",
+                given.display(),
+                p.display()
+            );
             return p;
         }
         if let Err(msg) = wasm_target_installed() {
