@@ -104,9 +104,11 @@ fn classify_portable(block: &[u8; 64]) -> Masks {
     m
 }
 
+/// Whether the CPU has AVX2 and carry-less multiplication (every AVX2 CPU has both): the
+/// `avx2` paths below use `pclmulqdq` for [`prefix_xor`].
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 pub(crate) fn avx2_detected() -> bool {
-    std::is_x86_feature_detected!("avx2")
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("pclmulqdq")
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
@@ -265,6 +267,22 @@ fn prefix_xor(mut x: u64) -> u64 {
     x
 }
 
+/// [`prefix_xor`] in one instruction: carry-less multiplication by all ones (the simdjson
+/// trick), where the shifts above are a chain of twelve dependent operations per block.
+///
+/// # Safety
+///
+/// The CPU must have `pclmulqdq`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[allow(unsafe_code)]
+#[inline]
+#[target_feature(enable = "pclmulqdq")]
+unsafe fn prefix_xor_clmul(x: u64) -> u64 {
+    use core::arch::x86_64::{_mm_clmulepi64_si128, _mm_cvtsi128_si64, _mm_set_epi64x};
+    let product = _mm_clmulepi64_si128(_mm_set_epi64x(0, x as i64), _mm_set_epi64x(0, -1), 0);
+    _mm_cvtsi128_si64(product) as u64
+}
+
 /// Where a skipped subtree stands between two bytes of a stream: the state of the
 /// scanner's `skip_nest`, carried from one block to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,20 +332,26 @@ pub(crate) fn skip_blocks(input: &[u8], i: usize, avx2: bool, nest: &mut Nest) -
         return unsafe { skip_blocks_avx2(input, i, nest) };
     }
     let _ = avx2;
-    skip_blocks_with(input, i, nest, |block| classify(block, false))
+    skip_blocks_with(input, i, nest, |block| classify(block, false), prefix_xor)
 }
 
 /// [`skip_blocks`] compiled for AVX2 as a whole (see [`Index::build_from_avx2`]).
 ///
 /// # Safety
 ///
-/// The CPU must have AVX2.
+/// The CPU must have AVX2 and `pclmulqdq`.
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[allow(unsafe_code)]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,pclmulqdq")]
 unsafe fn skip_blocks_avx2(input: &[u8], i: usize, nest: &mut Nest) -> Blocks {
-    // SAFETY: this function runs with AVX2 (its caller's contract).
-    skip_blocks_with(input, i, nest, |block| unsafe { classify_avx2(block) })
+    // SAFETY: this function runs with AVX2 and pclmulqdq (its caller's contract).
+    skip_blocks_with(
+        input,
+        i,
+        nest,
+        |block| unsafe { classify_avx2(block) },
+        |x| unsafe { prefix_xor_clmul(x) },
+    )
 }
 
 #[inline(always)]
@@ -336,13 +360,14 @@ fn skip_blocks_with(
     mut i: usize,
     nest: &mut Nest,
     classify: impl Fn(&[u8; 64]) -> Masks,
+    prefix_xor: impl Fn(u64) -> u64,
 ) -> Blocks {
     let n = input.len();
     loop {
         let Some(Ok(block)) = input.get(i..i + 64).map(<&[u8; 64]>::try_from) else {
             return Blocks::Short(i);
         };
-        match skip_block(block, nest, &classify) {
+        match skip_block(block, nest, &classify, &prefix_xor) {
             Step::Closed(at) => return Blocks::Closed(i + at + 1),
             Step::Bytewise => return Blocks::Bytewise(i),
             Step::Open { quoteless_string } => {
@@ -371,7 +396,12 @@ fn skip_blocks_with(
 /// byte by byte: strings skipped (a quote after an odd run of backslashes is escaped),
 /// brackets of either kind counted.
 #[inline(always)]
-fn skip_block(block: &[u8; 64], nest: &mut Nest, classify: &impl Fn(&[u8; 64]) -> Masks) -> Step {
+fn skip_block(
+    block: &[u8; 64],
+    nest: &mut Nest,
+    classify: &impl Fn(&[u8; 64]) -> Masks,
+    prefix_xor: &impl Fn(u64) -> u64,
+) -> Step {
     let Masks {
         mut quotes,
         backslashes,
@@ -490,7 +520,7 @@ impl Index {
             #[allow(unsafe_code)]
             return unsafe { self.build_from_avx2(bytes, from) };
         }
-        self.build_from_with(bytes, from, |block| classify(block, false))
+        self.build_from_with(bytes, from, |block| classify(block, false), prefix_xor)
     }
 
     /// [`Index::build_from`] compiled for AVX2 as a whole, so that the classification is
@@ -499,13 +529,18 @@ impl Index {
     ///
     /// # Safety
     ///
-    /// The CPU must have AVX2.
+    /// The CPU must have AVX2 and `pclmulqdq`.
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[allow(unsafe_code)]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,pclmulqdq")]
     unsafe fn build_from_avx2(&mut self, bytes: &[u8], from: usize) -> bool {
-        // SAFETY: this function runs with AVX2 (its caller's contract).
-        self.build_from_with(bytes, from, |block| unsafe { classify_avx2(block) })
+        // SAFETY: this function runs with AVX2 and pclmulqdq (its caller's contract).
+        self.build_from_with(
+            bytes,
+            from,
+            |block| unsafe { classify_avx2(block) },
+            |x| unsafe { prefix_xor_clmul(x) },
+        )
     }
 
     #[inline(always)]
@@ -514,6 +549,7 @@ impl Index {
         bytes: &[u8],
         from: usize,
         classify: impl Fn(&[u8; 64]) -> Masks,
+        prefix_xor: impl Fn(u64) -> u64,
     ) -> bool {
         if bytes.len() > MAX_BYTES || from > bytes.len() {
             return false;
@@ -740,6 +776,26 @@ mod tests {
             let portable = classify_portable(&block);
             assert_eq!(classify(&block, false), portable);
             assert_eq!(classify(&block, avx2_detected()), portable);
+        }
+    }
+
+    #[test]
+    fn carry_less_prefix_xor_matches_the_shifts() {
+        if !avx2_detected() {
+            return;
+        }
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Sparse words too: quotes are a few bits per block.
+            for w in [x, x & (x >> 3) & (x >> 7), 1 << (x % 64), 0, u64::MAX] {
+                // SAFETY: `avx2_detected()` includes `pclmulqdq`.
+                #[allow(unsafe_code)]
+                let clmul = unsafe { prefix_xor_clmul(w) };
+                assert_eq!(clmul, prefix_xor(w), "{w:#x}");
+            }
         }
     }
 
