@@ -34,7 +34,7 @@ pub fn walk_agrees_with_scanner(watches: &'static [Watch<u8>], events: &[&[u8]])
         let mut expected = Seen::default();
         reference.feed(event, &mut expected);
         let complete = reference.at_boundary() && reference.documents() == 1;
-        let would_resume = walker.resumes(event, &prev, &replay);
+        let would_resume = walker.resumes(event, &prev, &index, &replay);
         let mut seen = Seen::default();
         walker.reset();
         if walker.scan_whole(event, &prev, &mut index, &mut replay, &mut seen) {

@@ -283,6 +283,58 @@ unsafe fn prefix_xor_clmul(x: u64) -> u64 {
     _mm_cvtsi128_si64(product) as u64
 }
 
+/// The length of the longest common prefix of `a` and `b`, compared up to `limit` bytes,
+/// 32 at a time (fixed-size slice comparisons compile to vector compares), then eight.
+pub(crate) fn common_prefix(a: &[u8], b: &[u8], limit: usize) -> usize {
+    let n = limit.min(a.len()).min(b.len());
+    let mut i = 0;
+    while i + 32 <= n && a[i..i + 32] == b[i..i + 32] {
+        i += 32;
+    }
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().unwrap_or_default());
+        let y = u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// [`common_prefix`] 32 bytes per compare.
+///
+/// # Safety
+///
+/// The CPU must have AVX2.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[allow(unsafe_code)]
+#[target_feature(enable = "avx2")]
+unsafe fn common_prefix_avx2(a: &[u8], b: &[u8], limit: usize) -> usize {
+    use core::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
+    };
+    let n = limit.min(a.len()).min(b.len());
+    let mut i = 0;
+    while i + 32 <= n {
+        // SAFETY: `i + 32 <= n`, and `n` is at most either slice's length: both loads
+        // are in bounds; `loadu` has no alignment requirement.
+        let same = unsafe {
+            let x = _mm256_loadu_si256(a.as_ptr().add(i).cast::<__m256i>());
+            let y = _mm256_loadu_si256(b.as_ptr().add(i).cast::<__m256i>());
+            _mm256_movemask_epi8(_mm256_cmpeq_epi8(x, y)) as u32
+        };
+        if same != u32::MAX {
+            return i + (!same).trailing_zeros() as usize;
+        }
+        i += 32;
+    }
+    i + common_prefix(&a[i..], &b[i..], n - i)
+}
+
 /// Where a skipped subtree stands between two bytes of a stream: the state of the
 /// scanner's `skip_nest`, carried from one block to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -604,6 +656,19 @@ impl Index {
             self.closes[w] = closes & !inside;
         }
         true
+    }
+
+    /// The length of the longest common prefix of `a` and `b`, compared up to `limit`
+    /// bytes: where a new event stops repeating the previous one (`scan::whole`, "Replay").
+    #[inline]
+    pub(crate) fn common_prefix(&self, a: &[u8], b: &[u8], limit: usize) -> usize {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        if self.avx2 {
+            // SAFETY: `avx2` is `avx2_detected()`, taken when the index was made.
+            #[allow(unsafe_code)]
+            return unsafe { common_prefix_avx2(a, b, limit) };
+        }
+        common_prefix(a, b, limit)
     }
 
     /// Whether bytes `from..to` hold a backslash (an escape in a string).

@@ -21,12 +21,14 @@
 //! event. [`Replay`] keeps, for the previous walked event, the root-level member
 //! boundaries the walk passed ("marks") and the values it reported before each (as byte
 //! ranges, which are the same in the new event). A new event is compared with the previous
-//! one (a word-at-a-time comparison, [`common_prefix`]); from the last mark inside the
+//! one (a word-at-a-time comparison, [`Index::common_prefix`]); from the last mark inside the
 //! common prefix, the walk replays the values reported before it and goes on from there,
 //! indexing and walking only the rest. At a mark the walk is outside strings, just past a
 //! root-level `,`, so the index starts afresh there.
 
 use super::{is_ws, skip_ws, Scalar, Scanner, Sink, State, KEY_CAP, MAX_LIVE_DEPTH, VALUE_CAP};
+#[cfg(test)]
+use crate::index::common_prefix;
 use crate::index::Index;
 
 /// Root-level member boundaries kept per event.
@@ -111,28 +113,6 @@ impl Replay {
     }
 }
 
-/// The length of the longest common prefix of `a` and `b`, compared up to `limit` bytes,
-/// 32 at a time (fixed-size slice comparisons compile to vector compares), then eight.
-pub(crate) fn common_prefix(a: &[u8], b: &[u8], limit: usize) -> usize {
-    let n = limit.min(a.len()).min(b.len());
-    let mut i = 0;
-    while i + 32 <= n && a[i..i + 32] == b[i..i + 32] {
-        i += 32;
-    }
-    while i + 8 <= n {
-        let x = u64::from_le_bytes(a[i..i + 8].try_into().unwrap_or_default());
-        let y = u64::from_le_bytes(b[i..i + 8].try_into().unwrap_or_default());
-        if x != y {
-            return i + ((x ^ y).trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while i < n && a[i] == b[i] {
-        i += 1;
-    }
-    i
-}
-
 impl<T: 'static> Scanner<T> {
     /// Reads `event` as one document, indexing it into `index`: true when it was read
     /// through to its end as [`Scanner::feed`] would have read it, having reported its
@@ -156,7 +136,7 @@ impl<T: 'static> Scanner<T> {
             replay.clear();
             return false;
         }
-        let resume = self.resume_point(event, prev, replay);
+        let resume = self.resume_point(event, prev, index, replay);
         let from = resume.map_or(0, |k| usize::from(replay.marks[k].pos));
         let done = index.build_from(event, from) && {
             match resume {
@@ -189,18 +169,30 @@ impl<T: 'static> Scanner<T> {
 
     /// Whether [`Scanner::scan_whole`] would resume `event` after `prev` (fuzzing only).
     #[cfg(fuzzing)]
-    pub(crate) fn resumes(&self, event: &[u8], prev: &[u8], replay: &Replay) -> bool {
-        self.resume_point(event, prev, replay).is_some()
+    pub(crate) fn resumes(
+        &self,
+        event: &[u8],
+        prev: &[u8],
+        index: &Index,
+        replay: &Replay,
+    ) -> bool {
+        self.resume_point(event, prev, index, replay).is_some()
     }
 
     /// The last mark of the previous event that lies within its common prefix with
     /// `event`.
-    fn resume_point(&self, event: &[u8], prev: &[u8], replay: &Replay) -> Option<usize> {
+    fn resume_point(
+        &self,
+        event: &[u8],
+        prev: &[u8],
+        index: &Index,
+        replay: &Replay,
+    ) -> Option<usize> {
         if !replay.valid || replay.marks_len == 0 {
             return None;
         }
         let last = usize::from(replay.marks[replay.marks_len - 1].pos);
-        let same = common_prefix(event, prev, last);
+        let same = index.common_prefix(event, prev, last);
         replay.marks[..replay.marks_len]
             .iter()
             .rposition(|m| usize::from(m.pos) <= same)
@@ -653,7 +645,7 @@ mod tests {
             let reference = streamed(&e);
             let resume = {
                 let s = Scanner::new(WATCHES, false, false);
-                s.resume_point(&e, &prev, &replay).is_some()
+                s.resume_point(&e, &prev, &ix, &replay).is_some()
             };
             let mut s = Scanner::new(WATCHES, false, false);
             let mut f = Found::default();
@@ -677,6 +669,7 @@ mod tests {
 
     #[test]
     fn common_prefix_is_exact() {
+        let index = Index::new();
         let a: Vec<u8> = (0..100u8).collect();
         let a = &a[..];
         for i in 0..a.len() {
@@ -685,6 +678,9 @@ mod tests {
             for limit in 0..=a.len() + 2 {
                 assert_eq!(common_prefix(a, &b, limit), i.min(limit));
                 assert_eq!(common_prefix(&a[..i], a, limit), i.min(limit));
+                // The vector compare (AVX2 where the CPU has it), from every offset.
+                assert_eq!(index.common_prefix(a, &b, limit), i.min(limit));
+                assert_eq!(index.common_prefix(&a[..i], a, limit), i.min(limit));
             }
         }
     }
