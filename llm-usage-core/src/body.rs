@@ -128,6 +128,15 @@ impl Collect {
 
 impl Sink<Target> for Collect {
     fn value(&mut self, target: &Target, value: Scalar<'_>) {
+        // Every OpenAI chunk repeats the model: when it is the committed one and this
+        // event has staged none, staging it would change nothing at commit (a later,
+        // different model in the same event is still staged and wins), so the copy and
+        // the UTF-8 check are skipped.
+        if let (Target::ResponseModel, Scalar::String(s)) = (target, value) {
+            if !self.staged.response_model.is_set() && self.committed.response_model.is(s) {
+                return;
+            }
+        }
         self.dirty |= self.staged.stage(*target, value);
     }
 

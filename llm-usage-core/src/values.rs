@@ -43,6 +43,18 @@ impl Name {
     }
 
     /// Copies a name (only its bytes in use).
+    /// Whether a name was set.
+    #[inline]
+    pub(crate) fn is_set(&self) -> bool {
+        self.set
+    }
+
+    /// Whether this name is set to exactly `s` (bytes compared, no UTF-8 check).
+    #[inline]
+    pub(crate) fn is(&self, s: &[u8]) -> bool {
+        self.set && &self.bytes[..usize::from(self.len)] == s
+    }
+
     fn copy_from(&mut self, other: &Name) {
         let n = usize::from(other.len);
         self.bytes[..n].copy_from_slice(&other.bytes[..n]);

@@ -215,3 +215,56 @@ fn unrecognised_requests_report_a_provider_only_when_they_prove_to_be_llm_traffi
         "an OpenAI-compatible body proves it"
     );
 }
+
+/// Streams repeat the model in every event, and the core skips staging a model equal to
+/// the committed one: the last model reported still wins, event by event and within one
+/// event (duplicate keys, last one read wins), whichever order the values come in and
+/// however the stream is split.
+#[test]
+fn the_last_reported_model_wins_when_events_repeat_it() {
+    let events: &[(&str, &str)] = &[
+        (r#"{"model":"a","choices":[]}"#, "a"),
+        (r#"{"model":"a","choices":[]}"#, "a"),
+        (r#"{"model":"b","choices":[],"model":"a"}"#, "a"),
+        (r#"{"model":"a","choices":[],"model":"b"}"#, "b"),
+        (r#"{"model":"b","choices":[]}"#, "b"),
+        (r#"{"model":"a","choices":[],"usage":null}"#, "a"),
+        (r#"{"model":"","choices":[]}"#, "a"),
+        (r#"{"model":"a","choices":[],"model":"a\u0062"}"#, "ab"),
+        (r#"{"model":"a","choices":[],"model":"c"}"#, "c"),
+    ];
+    let mut stream = Vec::new();
+    for (data, _) in events {
+        stream.extend_from_slice(format!("data: {data}\n\n").as_bytes());
+    }
+    for chunk in [usize::MAX, 1, 5, 29] {
+        let mut ex = Exchange::new();
+        ex.on_request_head("POST", "/v1/chat/completions", [("host", "api.openai.com")]);
+        ex.on_request_body(br#"{"model":"r","stream":true}"#);
+        ex.on_response_head(200, [("content-type", "text/event-stream")]);
+        let mut fed = 0;
+        let mut ends = Vec::new();
+        let mut at = 0;
+        for (data, model) in events {
+            at += format!("data: {data}\n\n").len();
+            ends.push((at, *model));
+        }
+        let mut next = 0;
+        for c in stream.chunks(chunk.min(stream.len())) {
+            ex.on_response_body(c);
+            fed += c.len();
+            while next < ends.len() && ends[next].0 <= fed {
+                next += 1;
+            }
+            if next > 0 {
+                assert_eq!(
+                    ex.model(),
+                    Some(ends[next - 1].1),
+                    "after {next} events, chunks of {chunk}"
+                );
+            }
+        }
+        ex.on_response_end();
+        assert_eq!(ex.finish().response_model.as_deref(), Some("c"));
+    }
+}
