@@ -11,10 +11,11 @@ use crate::framing::eventstream::EventStream;
 use crate::framing::ndjson::Ndjson;
 use crate::framing::sse::Sse;
 use crate::framing::EventSink;
-use crate::index::{Index, VECTOR};
+use crate::index::{common_prefix, copy_line, Copied, Index, VECTOR};
 use crate::inflate::{Coding, Inflate};
 use crate::prefilter::{skipped_event_counts, Prefilter, EVENT_BUF};
 use crate::scan::{Replay, Scalar, Scanner, Sink, Watch};
+use crate::swar::find_line_end;
 use crate::values::Values;
 
 /// The framing of a body.
@@ -203,6 +204,27 @@ fn whole_off() -> bool {
     false
 }
 
+/// A held SSE event: [`EVENT_BUF`] bytes, allocated once per SSE body and zeroed (so that
+/// `index::copy_line` can store whole vectors into it), `len` of them in use.
+#[derive(Debug, Default)]
+struct EventBuf {
+    bytes: Box<[u8]>,
+    len: usize,
+}
+
+impl EventBuf {
+    fn allocate(&mut self) {
+        if self.bytes.len() < EVENT_BUF {
+            self.bytes = vec![0; EVENT_BUF].into_boxed_slice();
+        }
+        self.len = 0;
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// Scanner plus sink: what framers push into.
 #[derive(Debug)]
 struct Core {
@@ -211,8 +233,8 @@ struct Core {
     docs_at_event_start: u64,
     /// SSE: the current event's data while it fits in [`EVENT_BUF`] bytes (allocated once
     /// per SSE body, reused), so that an event that cannot hold a watched key is not
-    /// scanned (see [`crate::prefilter`]).
-    held: Vec<u8>,
+    /// scanned (see [`crate::prefilter`]) and a whole one is walked (`scan::whole`).
+    held: EventBuf,
     /// Whether the current event's data goes to `held` (false once it outgrew it).
     holding: bool,
     /// Whether events are held at all (SSE framing).
@@ -223,7 +245,10 @@ struct Core {
     /// "Replay"): boxed together, so that bodies that never hold events stay small.
     index: Option<Box<(Index, Replay)>>,
     /// The previous walked event (swapped with `held`, never copied).
-    prev: Vec<u8>,
+    prev: EventBuf,
+    /// The length of the common prefix of `held` with `prev`, measured as the event is
+    /// copied in (the replay's resume point, `scan::whole`).
+    same: usize,
     /// Without an index (builds without vector instructions), events scanned (not
     /// skipped) in a row: when every event holds a watched key (OpenAI chunks carry
     /// `model`), holding them only costs a copy, so after a few such events only every
@@ -244,7 +269,8 @@ impl Core {
 
     /// Starts the next event: held again if events are held.
     fn next_event(&mut self) {
-        self.held.clear();
+        self.held.len = 0;
+        self.same = 0;
         self.holding = self.hold_events
             && (self.index.is_some()
                 || self.scanned_run < 2
@@ -255,16 +281,53 @@ impl Core {
 impl EventSink for Core {
     fn data(&mut self, bytes: &[u8]) {
         if self.holding {
-            if self.held.len() + bytes.len() <= EVENT_BUF {
-                self.held.extend_from_slice(bytes);
+            let at = self.held.len;
+            if let Some(out) = self.held.bytes.get_mut(at..at + bytes.len()) {
+                out.copy_from_slice(bytes);
+                if self.same == at {
+                    let prev = self.prev.get().get(at..).unwrap_or_default();
+                    self.same = at + common_prefix(bytes, prev, bytes.len());
+                }
+                self.held.len += bytes.len();
                 return;
             }
             // Too large to hold: streamed into the scanner from here on, as before.
             self.holding = false;
-            self.scanner.feed(&self.held, &mut self.collect);
-            self.held.clear();
+            self.scanner.feed(self.held.get(), &mut self.collect);
+            self.held.len = 0;
         }
         self.scanner.feed(bytes, &mut self.collect);
+    }
+
+    fn data_line(&mut self, bytes: &[u8]) -> Option<usize> {
+        if self.holding {
+            let avx2 = self.index.as_deref().is_some_and(|(index, _)| index.avx2());
+            let held = &mut self.held;
+            match copy_line(
+                bytes,
+                &mut held.bytes,
+                held.len,
+                self.prev.get(),
+                &mut self.same,
+                avx2,
+            ) {
+                Copied::Line(k) => {
+                    held.len += k;
+                    return Some(k);
+                }
+                Copied::All => {
+                    held.len += bytes.len();
+                    return None;
+                }
+                Copied::NoRoom => {}
+            }
+        }
+        let end = find_line_end(bytes);
+        let k = end.unwrap_or(bytes.len());
+        if k > 0 {
+            self.data(&bytes[..k]);
+        }
+        end
     }
 
     fn end_event(&mut self) {
@@ -277,12 +340,16 @@ impl EventSink for Core {
             // costs, so after two walked events in a row only one in 16 is searched.
             let probe = self.index.is_none()
                 && (self.scanned_run < 2 || self.scanned_run % PROBE_EVERY == 0);
-            if probe && !self.prefilter.may_hold(self.scanner.watches(), &self.held) {
+            if probe
+                && !self
+                    .prefilter
+                    .may_hold(self.scanner.watches(), self.held.get())
+            {
                 // No watched member: nothing to stage or commit, and the scanner (reset at
                 // the previous event's end) never saw it. It counts as the scanner would
                 // have counted it, except for malformed objects (see
                 // `skipped_event_counts`).
-                if skipped_event_counts(&self.held) {
+                if skipped_event_counts(self.held.get()) {
                     self.collect.events += 1;
                 }
                 self.scanned_run = 0;
@@ -293,10 +360,18 @@ impl EventSink for Core {
             // walk gives up on, the scanner reads as it would have read it streamed.
             // (`VECTOR` is a constant: builds without an index leave the walk out.)
             if let Some((index, replay)) = self.index.as_deref_mut().filter(|_| VECTOR) {
-                if self
-                    .scanner
-                    .scan_whole(&self.held, &self.prev, index, replay, &mut self.collect)
-                {
+                // What the copies measured is what a comparison of the whole event finds.
+                debug_assert_eq!(
+                    self.same,
+                    common_prefix(self.held.get(), self.prev.get(), usize::MAX)
+                );
+                if self.scanner.scan_whole(
+                    self.held.get(),
+                    self.same,
+                    index,
+                    replay,
+                    &mut self.collect,
+                ) {
                     self.collect.commit();
                     self.collect.events += 1;
                     self.scanned_run = self.scanned_run.wrapping_add(1);
@@ -306,7 +381,7 @@ impl EventSink for Core {
                 }
                 self.collect.discard();
             }
-            self.scanner.feed(&self.held, &mut self.collect);
+            self.scanner.feed(self.held.get(), &mut self.collect);
         }
         let complete =
             self.scanner.at_boundary() && self.scanner.documents() > self.docs_at_event_start;
@@ -365,11 +440,12 @@ impl Body {
                     inner: None,
                 },
                 docs_at_event_start: 0,
-                held: Vec::new(),
+                held: EventBuf::default(),
                 holding: false,
                 hold_events: false,
                 index: None,
-                prev: Vec::new(),
+                prev: EventBuf::default(),
+                same: 0,
                 scanned_run: 0,
                 prefilter: Prefilter::NONE,
                 prefilter_ready: false,
@@ -446,14 +522,14 @@ impl Body {
         self.core.scanner.restart(!framed, !framed);
         let core = &mut self.core;
         core.hold_events = matches!(self.framing, Framing::Sse(_)) && !prefilter_off();
-        if core.hold_events && core.held.capacity() < EVENT_BUF {
+        if core.hold_events {
             // Once per body, when its framing is known.
-            core.held = Vec::with_capacity(EVENT_BUF);
+            core.held.allocate();
         }
         core.scanned_run = 0;
         if core.hold_events && core.index.is_none() && VECTOR && !whole_off() {
             core.index = Some(Box::new((Index::new(), Replay::default())));
-            core.prev = Vec::with_capacity(EVENT_BUF);
+            core.prev.allocate();
         }
         if let Some((_, replay)) = core.index.as_deref_mut() {
             replay.clear();
@@ -707,6 +783,80 @@ mod tests {
             resp_headers: vec![("content-type".into(), "text/event-stream".into())],
             request: Some(br#"{"model":"claude-x","stream":true}"#.to_vec()),
             response: body,
+        }
+    }
+
+    /// The record after every chunk: with the walk and its replay (as built), and with
+    /// the scanner alone.
+    fn records_per_chunk(case: &Case, chunk: usize) -> [Vec<UsageRecord>; 2] {
+        [false, true].map(|scanner_alone| {
+            let mut ex = Exchange::new();
+            ex.on_request_head(&case.method, &case.path, [("host", "api.openai.com")]);
+            if let Some(r) = &case.request {
+                ex.on_request_body(r);
+            }
+            ex.on_response_head(200, [("content-type", "text/event-stream")]);
+            let mut records = Vec::new();
+            for c in case.response.chunks(chunk.max(1)) {
+                // The toggle is read when the body's framing is known (its first byte).
+                PREFILTER_OFF.with(|p| p.set(scanner_alone));
+                ex.on_response_body(c);
+                PREFILTER_OFF.with(|p| p.set(false));
+                records.push(ex.record());
+            }
+            records
+        })
+    }
+
+    /// OpenAI chunks whose envelopes change (model, usage, id) right after a break
+    /// between `data:` lines, which SSE joins with `\n`: the held event's common prefix
+    /// with the previous one is measured across the joins as well as within lines, so
+    /// the replay resumes only within what really repeats, however lines and chunks split.
+    #[test]
+    fn replay_resumes_only_within_what_repeats_across_data_lines() {
+        let mut x = 0x0123_4567_89AB_CDEFu64;
+        let mut pick = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n) as usize
+        };
+        let mut body = String::new();
+        for _ in 0..300 {
+            let model = ["gpt-4o", "gpt-4o-mini", "gpt-4o-mini-2024"][pick(3)];
+            let usage = match pick(3) {
+                0 => "null".to_owned(),
+                1 => format!(r#"{{"prompt_tokens":{},"completion_tokens":2}}"#, pick(50)),
+                _ => format!(r#"{{"prompt_tokens":7,"completion_tokens":{}}}"#, pick(50)),
+            };
+            let parts = [
+                format!(r#"{{"id":"chatcmpl-{}","#, pick(2)),
+                r#""object":"chat.completion.chunk","#.to_owned(),
+                format!(r#""model":"{model}","#),
+                r#""choices":[{"index":0,"delta":{"content":"hi"}}],"#.to_owned(),
+                format!(r#""usage":{usage}}}"#),
+            ];
+            body.push_str("data: ");
+            for (k, part) in parts.iter().enumerate() {
+                if k > 0 && pick(2) == 0 {
+                    body.push_str("\ndata: ");
+                }
+                body.push_str(part);
+            }
+            body.push_str("\n\n");
+        }
+        let case = Case {
+            method: "POST".into(),
+            path: "/v1/chat/completions".into(),
+            req_headers: vec![],
+            status: 200,
+            resp_headers: vec![],
+            request: Some(br#"{"model":"gpt-4o","stream":true}"#.to_vec()),
+            response: body.into_bytes(),
+        };
+        for chunk in [usize::MAX, 1, 5, 64, 333] {
+            let [walked, scanned] = records_per_chunk(&case, chunk);
+            assert_eq!(walked, scanned, "chunks of {chunk}");
         }
     }
 

@@ -18,6 +18,17 @@ pub(crate) mod sse;
 pub(crate) trait EventSink {
     /// Payload bytes of the current event.
     fn data(&mut self, bytes: &[u8]);
+    /// The payload line at the start of `bytes`, up to its first `\n` or `\r`: delivers
+    /// the line's bytes (all of `bytes` when it has no line end) and returns where it
+    /// ends. A sink that copies payloads overrides it to find the end while it copies.
+    fn data_line(&mut self, bytes: &[u8]) -> Option<usize> {
+        let end = crate::swar::find_line_end(bytes);
+        let k = end.unwrap_or(bytes.len());
+        if k > 0 {
+            self.data(&bytes[..k]);
+        }
+        end
+    }
     /// The current event is complete: keep what it said.
     fn end_event(&mut self);
     /// The current event is broken: forget what it said.

@@ -1,8 +1,8 @@
 //! Hooks for the fuzz targets in `fuzz/`, compiled only under `--cfg fuzzing` (which
 //! cargo-fuzz sets): they reach the whole-event walk, which is not public API.
 
-use crate::index::Index;
-use crate::scan::{Replay, Scalar, Scanner, Sink, Watch};
+use crate::index::{common_prefix, Index};
+use crate::scan::{resume_point, Replay, Scalar, Scanner, Sink, Watch};
 
 #[derive(Default, Debug, PartialEq)]
 struct Seen(Vec<(u8, Vec<u8>)>);
@@ -34,10 +34,11 @@ pub fn walk_agrees_with_scanner(watches: &'static [Watch<u8>], events: &[&[u8]])
         let mut expected = Seen::default();
         reference.feed(event, &mut expected);
         let complete = reference.at_boundary() && reference.documents() == 1;
-        let would_resume = walker.resumes(event, &prev, &index, &replay);
+        let same_as_prev = common_prefix(event, &prev, usize::MAX);
+        let would_resume = resume_point(same_as_prev, &replay).is_some();
         let mut seen = Seen::default();
         walker.reset();
-        if walker.scan_whole(event, &prev, &mut index, &mut replay, &mut seen) {
+        if walker.scan_whole(event, same_as_prev, &mut index, &mut replay, &mut seen) {
             assert!(
                 complete,
                 "walked through an event the scanner fails: {event:?}"

@@ -50,6 +50,8 @@ use crate::swar::{find_quote_or_backslash, find_structural, string_end};
 
 mod whole;
 
+#[cfg(fuzzing)]
+pub(crate) use whole::resume_point;
 pub(crate) use whole::Replay;
 
 /// Longest key that can match a watched path segment.

@@ -110,15 +110,15 @@ impl Sse {
                                 }
                                 // The whole line is usually here: hand it over and go
                                 // on at the next line without a state step.
-                                match find_line_end(&input[i..]) {
+                                match sink.data_line(&input[i..]) {
                                     Some(p) => {
-                                        if p > 0 {
-                                            sink.data(&input[i..i + p]);
-                                        }
                                         self.line_end(input[i + p]);
                                         i += p + 1;
                                     }
-                                    None => self.state = State::Data,
+                                    None => {
+                                        self.state = State::Data;
+                                        return;
+                                    }
                                 }
                             } else if line.starts_with(b"event:") {
                                 i += 5;
@@ -173,19 +173,18 @@ impl Sse {
                     }
                     self.state = State::Data;
                 }
-                State::Data | State::Skip => {
+                State::Data => match sink.data_line(&input[i..]) {
+                    Some(p) => {
+                        i += p + 1;
+                        self.line_end(input[i - 1]);
+                    }
+                    None => return,
+                },
+                State::Skip => {
                     let rest = &input[i..];
                     match find_line_end(rest) {
-                        None => {
-                            if self.state == State::Data {
-                                sink.data(rest);
-                            }
-                            return;
-                        }
+                        None => return,
                         Some(p) => {
-                            if self.state == State::Data && p > 0 {
-                                sink.data(&rest[..p]);
-                            }
                             i += p + 1;
                             self.line_end(rest[p]);
                         }

@@ -113,6 +113,17 @@ impl Replay {
     }
 }
 
+/// The last mark of the previous event that lies within the common prefix
+/// (`same_as_prev` bytes) of the new event with it.
+pub(crate) fn resume_point(same_as_prev: usize, replay: &Replay) -> Option<usize> {
+    if !replay.valid {
+        return None;
+    }
+    replay.marks[..replay.marks_len]
+        .iter()
+        .rposition(|m| usize::from(m.pos) <= same_as_prev)
+}
+
 impl<T: 'static> Scanner<T> {
     /// Reads `event` as one document, indexing it into `index`: true when it was read
     /// through to its end as [`Scanner::feed`] would have read it, having reported its
@@ -121,13 +132,14 @@ impl<T: 'static> Scanner<T> {
     /// feeds the event to the scanner instead. The scanner must be between documents,
     /// fresh from [`Scanner::reset`]; it is left so.
     ///
-    /// `prev` and `replay` are the previous event walked with this `replay` (or empty
-    /// and cleared): after a true, the caller keeps `event` as the next `prev`; after a
-    /// false, `replay` is cleared.
+    /// `replay` is what the walk of the previous event left (or cleared), and
+    /// `same_as_prev` the length of the common prefix of `event` with that event's bytes
+    /// (the SSE body measures it while it copies the event in: `index::copy_line`);
+    /// after a false, `replay` is cleared.
     pub(crate) fn scan_whole<S: Sink<T>>(
         &mut self,
         event: &[u8],
-        prev: &[u8],
+        same_as_prev: usize,
         index: &mut Index,
         replay: &mut Replay,
         sink: &mut S,
@@ -136,7 +148,7 @@ impl<T: 'static> Scanner<T> {
             replay.clear();
             return false;
         }
-        let resume = self.resume_point(event, prev, index, replay);
+        let resume = resume_point(same_as_prev, replay);
         let from = resume.map_or(0, |k| usize::from(replay.marks[k].pos));
         let done = index.build_from(event, from) && {
             match resume {
@@ -165,37 +177,6 @@ impl<T: 'static> Scanner<T> {
             replay.clear();
         }
         done
-    }
-
-    /// Whether [`Scanner::scan_whole`] would resume `event` after `prev` (fuzzing only).
-    #[cfg(fuzzing)]
-    pub(crate) fn resumes(
-        &self,
-        event: &[u8],
-        prev: &[u8],
-        index: &Index,
-        replay: &Replay,
-    ) -> bool {
-        self.resume_point(event, prev, index, replay).is_some()
-    }
-
-    /// The last mark of the previous event that lies within its common prefix with
-    /// `event`.
-    fn resume_point(
-        &self,
-        event: &[u8],
-        prev: &[u8],
-        index: &Index,
-        replay: &Replay,
-    ) -> Option<usize> {
-        if !replay.valid || replay.marks_len == 0 {
-            return None;
-        }
-        let last = usize::from(replay.marks[replay.marks_len - 1].pos);
-        let same = index.common_prefix(event, prev, last);
-        replay.marks[..replay.marks_len]
-            .iter()
-            .rposition(|m| usize::from(m.pos) <= same)
     }
 
     /// Reports again the values logged before the resume mark, from `event`'s bytes
@@ -465,7 +446,7 @@ mod tests {
         let mut ix = Index::new();
         let mut s = Scanner::new(WATCHES, false, false);
         let mut f = Found::default();
-        let done = s.scan_whole(event, &[], &mut ix, &mut Replay::default(), &mut f);
+        let done = s.scan_whole(event, 0, &mut ix, &mut Replay::default(), &mut f);
         assert_eq!(s.documents(), u64::from(done));
         assert_eq!(f.docs, usize::from(done));
         assert!(s.at_boundary());
@@ -643,13 +624,16 @@ mod tests {
                 e[at] = b"{}[]\",: x"[r.below(9)];
             }
             let reference = streamed(&e);
-            let resume = {
-                let s = Scanner::new(WATCHES, false, false);
-                s.resume_point(&e, &prev, &ix, &replay).is_some()
-            };
+            let resume = resume_point(common_prefix(&e, &prev, usize::MAX), &replay).is_some();
             let mut s = Scanner::new(WATCHES, false, false);
             let mut f = Found::default();
-            let done = s.scan_whole(&e, &prev, &mut ix, &mut replay, &mut f);
+            let done = s.scan_whole(
+                &e,
+                common_prefix(&e, &prev, usize::MAX),
+                &mut ix,
+                &mut replay,
+                &mut f,
+            );
             if done {
                 events += 1;
                 resumed += usize::from(resume);
@@ -669,7 +653,6 @@ mod tests {
 
     #[test]
     fn common_prefix_is_exact() {
-        let index = Index::new();
         let a: Vec<u8> = (0..100u8).collect();
         let a = &a[..];
         for i in 0..a.len() {
@@ -678,9 +661,6 @@ mod tests {
             for limit in 0..=a.len() + 2 {
                 assert_eq!(common_prefix(a, &b, limit), i.min(limit));
                 assert_eq!(common_prefix(&a[..i], a, limit), i.min(limit));
-                // The vector compare (AVX2 where the CPU has it), from every offset.
-                assert_eq!(index.common_prefix(a, &b, limit), i.min(limit));
-                assert_eq!(index.common_prefix(&a[..i], a, limit), i.min(limit));
             }
         }
     }
