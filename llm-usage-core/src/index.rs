@@ -40,7 +40,8 @@ pub(crate) const MAX_BYTES: usize = crate::prefilter::EVENT_BUF;
 
 const WORDS: usize = MAX_BYTES / 64;
 
-/// Bitmaps over one event, bit `i % 64` of word `i / 64` standing for byte `i`.
+/// Bitmaps over one event from byte `base` on, bit `i % 64` of word `i / 64` standing for
+/// byte `base + i`.
 #[derive(Debug, Clone)]
 pub(crate) struct Index {
     /// Whether the CPU has AVX2 (detected once, when the index is made).
@@ -49,6 +50,8 @@ pub(crate) struct Index {
         allow(dead_code)
     )]
     avx2: bool,
+    /// The byte that bit 0 of word 0 stands for: where the index was built from.
+    base: usize,
     /// Words in use.
     words: usize,
     /// Quotes that open or close a string (escaped quotes excluded).
@@ -658,6 +661,7 @@ impl Index {
     pub(crate) fn new() -> Index {
         Index {
             avx2: avx2_detected(),
+            base: 0,
             words: 0,
             quotes: [0; WORDS],
             opens: [0; WORDS],
@@ -675,8 +679,9 @@ impl Index {
     }
 
     /// Indexes `bytes[from..]`, `from` being outside any string and not escaped (a
-    /// member boundary of the root object): the bits below `from` are left clear or
-    /// stale, and are not to be asked for.
+    /// member boundary of the root object): the index covers only those bytes, and the
+    /// queries answer for positions below `from` as for unknown ones (no quote, no
+    /// closing bracket, a backslash).
     pub(crate) fn build_from(&mut self, bytes: &[u8], from: usize) -> bool {
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
         if self.avx2 {
@@ -718,24 +723,20 @@ impl Index {
         if bytes.len() > MAX_BYTES || from > bytes.len() {
             return false;
         }
-        self.words = bytes.len().div_ceil(64);
+        // The blocks start at `from`, not at the event's start: a resumed event's rest
+        // (an Anthropic delta's last 50 bytes) is then often one block, not two.
+        self.base = from;
+        self.words = (bytes.len() - from).div_ceil(64);
         // Carried from one word to the next: whether the previous byte was a backslash,
         // and whether the word ended inside a string.
         let mut prev_backslash = 0u64;
         let mut in_string = 0u64;
-        for w in from / 64..self.words {
-            let start = w * 64;
-            let mut m = match bytes.get(start..start + 64).map(<&[u8; 64]>::try_from) {
+        for w in 0..self.words {
+            let start = from + w * 64;
+            let m = match bytes.get(start..start + 64).map(<&[u8; 64]>::try_from) {
                 Some(Ok(block)) => classify(block),
                 _ => tail_masks(bytes, start, &classify),
             };
-            if start < from {
-                let keep = u64::MAX << (from - start);
-                m.quotes &= keep;
-                m.backslashes &= keep;
-                m.opens &= keep;
-                m.closes &= keep;
-            }
             let Masks {
                 mut quotes,
                 backslashes,
@@ -770,9 +771,14 @@ impl Index {
         true
     }
 
-    /// Whether bytes `from..to` hold a backslash (an escape in a string).
+    /// Whether bytes `from..to` hold a backslash (an escape in a string); true for a
+    /// range the index does not cover.
     #[inline]
     pub(crate) fn has_backslash(&self, from: usize, to: usize) -> bool {
+        let Some(from) = from.checked_sub(self.base) else {
+            return to > from;
+        };
+        let to = to.saturating_sub(self.base);
         let (first, last) = (from / 64, to.saturating_sub(1) / 64);
         if to <= from || last >= self.words {
             return to > from;
@@ -790,6 +796,7 @@ impl Index {
     /// The first string-delimiting quote at or after byte `from`.
     #[inline]
     pub(crate) fn next_quote(&self, from: usize) -> Option<usize> {
+        let from = from.checked_sub(self.base)?;
         let mut w = from / 64;
         if w >= self.words {
             return None;
@@ -797,7 +804,7 @@ impl Index {
         let mut m = self.quotes[w] & (u64::MAX << (from % 64));
         loop {
             if m != 0 {
-                return Some(w * 64 + m.trailing_zeros() as usize);
+                return Some(self.base + w * 64 + m.trailing_zeros() as usize);
             }
             w += 1;
             if w >= self.words {
@@ -812,6 +819,7 @@ impl Index {
     /// scanner counts them in a skipped subtree.
     #[inline]
     pub(crate) fn nest_end(&self, from: usize) -> Option<usize> {
+        let from = from.checked_sub(self.base)?;
         let mut w = from / 64;
         if w >= self.words {
             return None;
@@ -831,7 +839,7 @@ impl Index {
                 } else {
                     depth -= 1;
                     if depth == 0 {
-                        return Some(w * 64 + bit.trailing_zeros() as usize + 1);
+                        return Some(self.base + w * 64 + bit.trailing_zeros() as usize + 1);
                     }
                 }
                 m &= m - 1;
@@ -897,6 +905,25 @@ mod tests {
                 assert_eq!(bits(&ix.quotes, b.len()), q);
                 assert_eq!(bits(&ix.opens, b.len()), o);
                 assert_eq!(bits(&ix.closes, b.len()), c);
+            }
+        }
+        // Built from after the leading blanks (outside strings, as a resume mark is):
+        // the same positions, answered in the event's coordinates.
+        let from = b.iter().take_while(|&&c| c == b' ').count();
+        if from > 0 {
+            let mut ix = Index::new();
+            let ok = ix.build_from(b, from);
+            match naive(b) {
+                None => assert!(!ok),
+                Some((q, o, _)) => {
+                    assert!(ok);
+                    let shift = |v: Vec<usize>| v.into_iter().map(|i| i + from).collect::<Vec<_>>();
+                    assert_eq!(shift(bits(&ix.quotes, b.len() - from)), q);
+                    assert_eq!(shift(bits(&ix.opens, b.len() - from)), o);
+                    assert_eq!(ix.next_quote(from), q.first().copied());
+                    assert_eq!(ix.next_quote(from - 1), None, "below the base");
+                    assert!(ix.has_backslash(from - 1, from + 1), "below the base");
+                }
             }
         }
     }
