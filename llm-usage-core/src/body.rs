@@ -11,9 +11,8 @@ use crate::framing::eventstream::EventStream;
 use crate::framing::ndjson::Ndjson;
 use crate::framing::sse::Sse;
 use crate::framing::EventSink;
-use crate::index::{common_prefix, copy_line, Copied, Index, VECTOR};
+use crate::index::{common_prefix, copy_line, Copied, Index};
 use crate::inflate::{Coding, Inflate};
-use crate::prefilter::{skipped_event_counts, Prefilter, EVENT_BUF};
 use crate::scan::{Replay, Scalar, Scanner, Sink, Watch};
 use crate::swar::find_line_end;
 use crate::values::Values;
@@ -168,39 +167,23 @@ impl Sink<Target> for Collect {
     }
 }
 
-/// Without an index, after a run of scanned events, one event in this many is held (see
-/// `Core::scanned_run`).
-const PROBE_EVERY: u32 = 16;
-
-#[cfg(test)]
-thread_local! {
-    /// Tests turn the SSE prefilter off to compare with the unfiltered pipeline.
-    pub(crate) static PREFILTER_OFF: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
-}
-
-#[cfg(test)]
-fn prefilter_off() -> bool {
-    PREFILTER_OFF.with(core::cell::Cell::get)
-}
-
-#[cfg(not(test))]
-fn prefilter_off() -> bool {
-    false
-}
+/// Largest SSE event (its data, lines joined) held whole and walked; a larger one is
+/// streamed into the scanner.
+pub(crate) const EVENT_BUF: usize = 2048;
 
 #[cfg(test)]
 thread_local! {
     /// Tests turn the whole-event walk off to compare with the scanner alone.
-    pub(crate) static WHOLE_OFF: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    pub(crate) static WALK_OFF: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
 }
 
 #[cfg(test)]
-fn whole_off() -> bool {
-    WHOLE_OFF.with(core::cell::Cell::get)
+fn walk_off() -> bool {
+    WALK_OFF.with(core::cell::Cell::get)
 }
 
 #[cfg(not(test))]
-fn whole_off() -> bool {
+fn walk_off() -> bool {
     false
 }
 
@@ -232,31 +215,22 @@ struct Core {
     collect: Collect,
     docs_at_event_start: u64,
     /// SSE: the current event's data while it fits in [`EVENT_BUF`] bytes (allocated once
-    /// per SSE body, reused), so that an event that cannot hold a watched key is not
-    /// scanned (see [`crate::prefilter`]) and a whole one is walked (`scan::whole`).
+    /// per SSE body, reused), so that it is walked whole (`scan::whole`).
     held: EventBuf,
     /// Whether the current event's data goes to `held` (false once it outgrew it).
     holding: bool,
     /// Whether events are held at all (SSE framing).
     hold_events: bool,
-    /// The structural index of the held event, for [`Scanner::scan_whole`] (allocated
-    /// with `held`, reused).
-    /// With what the walk of the previous event left for the next (see `scan::whole`,
-    /// "Replay"): boxed together, so that bodies that never hold events stay small.
+    /// SSE: the structural index of the held event, for [`Scanner::scan_whole`], with what
+    /// the walk of the previous event left for the next (see `scan::whole`, "Replay"):
+    /// boxed together, allocated with `held` (so that bodies that never hold events stay
+    /// small), reused. `None`: events are not held.
     index: Option<Box<(Index, Replay)>>,
     /// The previous walked event (swapped with `held`, never copied).
     prev: EventBuf,
     /// The length of the common prefix of `held` with `prev`, measured as the event is
     /// copied in (the replay's resume point, `scan::whole`).
     same: usize,
-    /// Without an index (builds without vector instructions), events scanned (not
-    /// skipped) in a row: when every event holds a watched key (OpenAI chunks carry
-    /// `model`), holding them only costs a copy, so after a few such events only every
-    /// 16th is held, to notice when skipping pays again.
-    scanned_run: u32,
-    /// The watch table's first segments, built at the first held event.
-    prefilter: Prefilter,
-    prefilter_ready: bool,
 }
 
 impl Core {
@@ -271,10 +245,7 @@ impl Core {
     fn next_event(&mut self) {
         self.held.len = 0;
         self.same = 0;
-        self.holding = self.hold_events
-            && (self.index.is_some()
-                || self.scanned_run < 2
-                || self.scanned_run % PROBE_EVERY == 0);
+        self.holding = self.hold_events;
     }
 }
 
@@ -332,34 +303,9 @@ impl EventSink for Core {
 
     fn end_event(&mut self) {
         if self.holding {
-            if !self.prefilter_ready {
-                self.prefilter = Prefilter::new(self.scanner.watches());
-                self.prefilter_ready = true;
-            }
-            // With an index, walking an event costs about what the prefilter's search
-            // costs, so after two walked events in a row only one in 16 is searched.
-            let probe = self.index.is_none()
-                && (self.scanned_run < 2 || self.scanned_run % PROBE_EVERY == 0);
-            if probe
-                && !self
-                    .prefilter
-                    .may_hold(self.scanner.watches(), self.held.get())
-            {
-                // No watched member: nothing to stage or commit, and the scanner (reset at
-                // the previous event's end) never saw it. It counts as the scanner would
-                // have counted it, except for malformed objects (see
-                // `skipped_event_counts`).
-                if skipped_event_counts(self.held.get()) {
-                    self.collect.events += 1;
-                }
-                self.scanned_run = 0;
-                self.next_event();
-                return;
-            }
             // The whole event is here: index it and walk it (see `scan::whole`); what the
             // walk gives up on, the scanner reads as it would have read it streamed.
-            // (`VECTOR` is a constant: builds without an index leave the walk out.)
-            if let Some((index, replay)) = self.index.as_deref_mut().filter(|_| VECTOR) {
+            if let Some((index, replay)) = self.index.as_deref_mut() {
                 // What the copies measured is what a comparison of the whole event finds.
                 debug_assert_eq!(
                     self.same,
@@ -374,7 +320,6 @@ impl EventSink for Core {
                 ) {
                     self.collect.commit();
                     self.collect.events += 1;
-                    self.scanned_run = self.scanned_run.wrapping_add(1);
                     core::mem::swap(&mut self.held, &mut self.prev);
                     self.restart_event();
                     return;
@@ -391,7 +336,6 @@ impl EventSink for Core {
         } else {
             self.collect.discard();
         }
-        self.scanned_run = self.scanned_run.wrapping_add(1);
         self.restart_event();
     }
 
@@ -446,9 +390,6 @@ impl Body {
                 index: None,
                 prev: EventBuf::default(),
                 same: 0,
-                scanned_run: 0,
-                prefilter: Prefilter::NONE,
-                prefilter_ready: false,
             },
             seen: 0,
             raw: 0,
@@ -482,7 +423,6 @@ impl Body {
         let core = &mut self.core;
         core.scanner.retarget(watches, true, true);
         core.docs_at_event_start = 0;
-        core.prefilter_ready = false;
         let c = &mut core.collect;
         c.staged.clear();
         c.dirty = false;
@@ -521,15 +461,14 @@ impl Body {
         let framed = !matches!(self.framing, Framing::Json | Framing::Auto);
         self.core.scanner.restart(!framed, !framed);
         let core = &mut self.core;
-        core.hold_events = matches!(self.framing, Framing::Sse(_)) && !prefilter_off();
+        core.hold_events = matches!(self.framing, Framing::Sse(_)) && !walk_off();
         if core.hold_events {
             // Once per body, when its framing is known.
             core.held.allocate();
-        }
-        core.scanned_run = 0;
-        if core.hold_events && core.index.is_none() && VECTOR && !whole_off() {
-            core.index = Some(Box::new((Index::new(), Replay::default())));
-            core.prev.allocate();
+            if core.index.is_none() {
+                core.index = Some(Box::new((Index::new(), Replay::default())));
+                core.prev.allocate();
+            }
         }
         if let Some((_, replay)) = core.index.as_deref_mut() {
             replay.clear();
@@ -666,12 +605,39 @@ impl Body {
 
 #[cfg(test)]
 mod tests {
-    //! The SSE prefilter against the unfiltered pipeline, on the fixture corpus and on
-    //! streams built to hit its edges.
+    //! The whole-event walk (over vector and word-at-a-time indexes) against the
+    //! streaming scanner alone, on the fixture corpus and on streams built to hit its
+    //! edges.
 
-    use super::{PREFILTER_OFF, WHOLE_OFF};
-    use crate::prefilter::EVENT_BUF;
+    use super::{EVENT_BUF, WALK_OFF};
+    use crate::index::SWAR_INDEX;
     use crate::{Exchange, UsageRecord};
+
+    /// How a test reads SSE events.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Pipeline {
+        /// Walked over the index of this build (AVX2 or SSE2 here).
+        Walked,
+        /// Walked over the word-at-a-time index of builds without vector instructions.
+        Swar,
+        /// Streamed into the scanner.
+        Scanned,
+    }
+
+    impl Pipeline {
+        const ALL: [Pipeline; 3] = [Pipeline::Walked, Pipeline::Swar, Pipeline::Scanned];
+
+        /// Runs `f` with this pipeline's toggles set (they are read when a body learns
+        /// its framing, at its first byte).
+        fn with<R>(self, f: impl FnOnce() -> R) -> R {
+            WALK_OFF.with(|w| w.set(self == Pipeline::Scanned));
+            SWAR_INDEX.with(|w| w.set(self == Pipeline::Swar));
+            let r = f();
+            WALK_OFF.with(|w| w.set(false));
+            SWAR_INDEX.with(|w| w.set(false));
+            r
+        }
+    }
     use std::path::Path;
 
     struct Case {
@@ -721,8 +687,11 @@ mod tests {
     }
 
     /// The record, the events counted after each chunk, and `complete`.
-    fn run(case: &Case, chunk: usize, off: bool) -> (UsageRecord, Vec<u64>) {
-        PREFILTER_OFF.with(|p| p.set(off));
+    fn run(case: &Case, chunk: usize, pipeline: Pipeline) -> (UsageRecord, Vec<u64>) {
+        pipeline.with(|| run_now(case, chunk))
+    }
+
+    fn run_now(case: &Case, chunk: usize) -> (UsageRecord, Vec<u64>) {
         let pairs = |h: &[(String, String)]| -> Vec<(String, String)> { h.to_vec() };
         let mut ex = Exchange::new();
         let rh = pairs(&case.req_headers);
@@ -747,23 +716,25 @@ mod tests {
         }
         ex.on_response_end();
         counts.push(ex.response_events());
-        PREFILTER_OFF.with(|p| p.set(false));
         (ex.finish(), counts)
     }
 
-    /// The pipeline as built (index and walk where the build has vector instructions),
-    /// the prefilter alone (as builds without them run) and the scanner alone agree.
+    /// The walk over either index and the scanner alone give the same record and the
+    /// same event counts after every chunk.
     fn same(case: &Case, name: &str) {
         for chunk in [usize::MAX, 1, 7, 64] {
-            let on = run(case, chunk, false);
-            WHOLE_OFF.with(|w| w.set(true));
-            let prefiltered = run(case, chunk, false);
-            WHOLE_OFF.with(|w| w.set(false));
-            let off = run(case, chunk, true);
-            assert_eq!(on.0, off.0, "{name}: record, chunks of {chunk}");
-            assert_eq!(on.1, off.1, "{name}: events, chunks of {chunk}");
-            assert_eq!(prefiltered.0, off.0, "{name}: record, chunks of {chunk}");
-            assert_eq!(prefiltered.1, off.1, "{name}: events, chunks of {chunk}");
+            let scanned = run(case, chunk, Pipeline::Scanned);
+            for pipeline in [Pipeline::Walked, Pipeline::Swar] {
+                let walked = run(case, chunk, pipeline);
+                assert_eq!(
+                    walked.0, scanned.0,
+                    "{name}: record, {pipeline:?}, chunks of {chunk}"
+                );
+                assert_eq!(
+                    walked.1, scanned.1,
+                    "{name}: events, {pipeline:?}, chunks of {chunk}"
+                );
+            }
         }
     }
 
@@ -788,8 +759,8 @@ mod tests {
 
     /// The record after every chunk: with the walk and its replay (as built), and with
     /// the scanner alone.
-    fn records_per_chunk(case: &Case, chunk: usize) -> [Vec<UsageRecord>; 2] {
-        [false, true].map(|scanner_alone| {
+    fn records_per_chunk(case: &Case, chunk: usize) -> [Vec<UsageRecord>; 3] {
+        Pipeline::ALL.map(|pipeline| {
             let mut ex = Exchange::new();
             ex.on_request_head(&case.method, &case.path, [("host", "api.openai.com")]);
             if let Some(r) = &case.request {
@@ -798,10 +769,7 @@ mod tests {
             ex.on_response_head(200, [("content-type", "text/event-stream")]);
             let mut records = Vec::new();
             for c in case.response.chunks(chunk.max(1)) {
-                // The toggle is read when the body's framing is known (its first byte).
-                PREFILTER_OFF.with(|p| p.set(scanner_alone));
-                ex.on_response_body(c);
-                PREFILTER_OFF.with(|p| p.set(false));
+                pipeline.with(|| ex.on_response_body(c));
                 records.push(ex.record());
             }
             records
@@ -855,8 +823,9 @@ mod tests {
             response: body.into_bytes(),
         };
         for chunk in [usize::MAX, 1, 5, 64, 333] {
-            let [walked, scanned] = records_per_chunk(&case, chunk);
+            let [walked, swar, scanned] = records_per_chunk(&case, chunk);
             assert_eq!(walked, scanned, "chunks of {chunk}");
+            assert_eq!(swar, scanned, "chunks of {chunk}");
         }
     }
 
@@ -906,30 +875,24 @@ mod tests {
         s += &event(usage);
         let case = anthropic(s.into_bytes());
         same(&case, "edges");
-        let (r, counts) = run(&case, usize::MAX, false);
+        let (r, counts) = run(&case, usize::MAX, Pipeline::Walked);
         assert_eq!(r.model.as_deref(), Some("claude-x"));
         assert_eq!(r.output_tokens, Some(9));
         assert!(counts[0] > 10);
     }
 
-    /// Malformed objects without a watched key are counted when the prefilter skips them
-    /// (builds without an index): the one documented difference from the unfiltered
-    /// pipeline, only in the event count. With an index every held event is walked,
-    /// and counted exactly as the scanner counts it.
+    /// Malformed objects without a watched key are not events: every held event is
+    /// walked (or given to the scanner), so it counts exactly as the scanner counts it,
+    /// in every build.
     #[test]
-    fn malformed_unwatched_objects_count_when_skipped() {
+    fn malformed_unwatched_objects_do_not_count() {
         for d in [r#"{"a":1}}"#, r#"{"a" 1}"#, r#"{"a":1}{"b":2}"#] {
             let case = anthropic(event(d).into_bytes());
-            let off = run(&case, usize::MAX, true);
-            WHOLE_OFF.with(|w| w.set(true));
-            let prefiltered = run(&case, usize::MAX, false);
-            WHOLE_OFF.with(|w| w.set(false));
-            let walked = run(&case, usize::MAX, false);
-            assert_eq!(prefiltered.0, off.0);
-            assert_eq!(walked.0, off.0);
-            assert_eq!((prefiltered.1[0], off.1[0]), (1, 0), "{d}");
-            let exact = if crate::index::VECTOR { 0 } else { 1 };
-            assert_eq!(walked.1[0], exact, "{d}");
+            for pipeline in Pipeline::ALL {
+                let (record, counts) = run(&case, usize::MAX, pipeline);
+                assert_eq!(counts[0], 0, "{d} {pipeline:?}");
+                assert_eq!(record, run(&case, usize::MAX, Pipeline::Scanned).0);
+            }
         }
     }
 }

@@ -233,11 +233,8 @@ impl Exchange {
     }
 
     /// Complete response events (documents) seen so far: a frontend can note the time the
-    /// first one arrives.
-    ///
-    /// An SSE event of at most 2 KiB that holds no watched key is not scanned (see the
-    /// private `prefilter` module); if it is an object, it counts when it ends with its
-    /// `}`, so a malformed one (`{"a":1}}`) counts where a scan would have rejected it.
+    /// first one arrives. An event counts when its framing completed it and it held one
+    /// complete JSON document (a malformed one such as `{"a":1}}` does not count).
     pub fn response_events(&self) -> u64 {
         self.response.events()
     }

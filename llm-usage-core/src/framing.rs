@@ -3,8 +3,8 @@
 //! A framer strips its envelope and pushes payload bytes to an [`EventSink`], marking
 //! where each event ends. It never reassembles an event: payload bytes go out as they
 //! arrive, and the sink keeps whatever state it needs (the JSON scanner's, and for SSE
-//! one bounded buffer holding an event of up to 2 KiB, so that an event without a
-//! watched key can be skipped unscanned: `crate::prefilter`). Whether an event
+//! one bounded buffer holding an event of up to 2 KiB, so that it can be walked whole:
+//! `scan::whole`). Whether an event
 //! *counts* is decided at its end: a framer calls [`EventSink::end_event`] only for an
 //! event that is complete by its framing's rules (SSE: the blank line; NDJSON: the
 //! newline; event-stream: all declared bytes plus matching CRCs) and

@@ -1,7 +1,7 @@
 //! Hooks for the fuzz targets in `fuzz/`, compiled only under `--cfg fuzzing` (which
 //! cargo-fuzz sets): they reach the whole-event walk, which is not public API.
 
-use crate::index::{common_prefix, Index};
+use crate::index::{common_prefix, Index, SWAR_INDEX};
 use crate::scan::{resume_point, Replay, Scalar, Scanner, Sink, Watch};
 
 #[derive(Default, Debug, PartialEq)]
@@ -20,11 +20,21 @@ impl Sink<u8> for Seen {
 }
 
 /// Walks `events` one after the other as an SSE body does (one scanner reset between
-/// events, the replay and the previous event kept), and panics where an event the walk
-/// read through reads otherwise with a fresh streaming scanner. Returns how many events
-/// were walked through and how many of those resumed after a common prefix.
+/// events, the replay and the previous event kept), over this build's index and again
+/// over the word-at-a-time index of builds without vector instructions, and panics where
+/// an event a walk read through reads otherwise with a fresh streaming scanner. Returns
+/// how many events the first walk read through and how many of those resumed after a
+/// common prefix.
 pub fn walk_agrees_with_scanner(watches: &'static [Watch<u8>], events: &[&[u8]]) -> (usize, usize) {
-    let mut index = Index::new();
+    let counts = walk_with(watches, events, Index::new());
+    SWAR_INDEX.with(|s| s.set(true));
+    let swar = Index::new();
+    SWAR_INDEX.with(|s| s.set(false));
+    walk_with(watches, events, swar);
+    counts
+}
+
+fn walk_with(watches: &'static [Watch<u8>], events: &[&[u8]], mut index: Index) -> (usize, usize) {
     let mut replay = Replay::default();
     let mut prev: Vec<u8> = Vec::new();
     let mut walker = Scanner::new(watches, false, false);

@@ -53,7 +53,6 @@ mod framing;
 pub mod fuzzing;
 mod index;
 mod inflate;
-mod prefilter;
 mod record;
 pub mod scan;
 mod swar;

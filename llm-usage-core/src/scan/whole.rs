@@ -21,7 +21,7 @@
 //! event. [`Replay`] keeps, for the previous walked event, the root-level member
 //! boundaries the walk passed ("marks") and the values it reported before each (as byte
 //! ranges, which are the same in the new event). A new event is compared with the previous
-//! one (a word-at-a-time comparison, [`Index::common_prefix`]); from the last mark inside the
+//! one as the SSE body copies it in (`index::copy_line`); from the last mark inside the
 //! common prefix, the walk replays the values reported before it and goes on from there,
 //! indexing and walking only the rest. At a mark the walk is outside strings, just past a
 //! root-level `,`, so the index starts afresh there.
@@ -441,9 +441,22 @@ mod tests {
         (s.at_boundary() && s.documents() == 1).then_some(f.values)
     }
 
-    /// The walk's reading, or `None` when it gives up.
+    /// The walk's reading, or `None` when it gives up; the same over this build's index
+    /// and over the word-at-a-time one of builds without vector instructions.
     fn walked(event: &[u8]) -> Option<Vec<(u8, String)>> {
-        let mut ix = Index::new();
+        let vector = walked_with(event, Index::new());
+        assert_eq!(walked_with(event, swar_index()), vector);
+        vector
+    }
+
+    fn swar_index() -> Index {
+        crate::index::SWAR_INDEX.with(|s| s.set(true));
+        let index = Index::new();
+        crate::index::SWAR_INDEX.with(|s| s.set(false));
+        index
+    }
+
+    fn walked_with(event: &[u8], mut ix: Index) -> Option<Vec<(u8, String)>> {
         let mut s = Scanner::new(WATCHES, false, false);
         let mut f = Found::default();
         let done = s.scan_whole(event, 0, &mut ix, &mut Replay::default(), &mut f);
@@ -592,10 +605,14 @@ mod tests {
     /// it alone, and replays do happen.
     #[test]
     fn replayed_events_read_what_the_scanner_reads() {
+        replay_reads_what_the_scanner_reads(Index::new());
+        replay_reads_what_the_scanner_reads(swar_index());
+    }
+
+    fn replay_reads_what_the_scanner_reads(mut ix: Index) {
         let mut r = Rng(0x1234_5678_9ABC_DEF1);
         let ids = ["\"c1\"", "\"c2\"", "7"];
         let models = ["\"gpt-4o\"", "\"gpt-4o-mini\"", "null", "\"m\\\"x\""];
-        let mut ix = Index::new();
         let mut replay = Replay::default();
         let mut prev: Vec<u8> = Vec::new();
         let (mut events, mut resumed) = (0, 0);
