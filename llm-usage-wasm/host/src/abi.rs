@@ -630,17 +630,22 @@ fn proxy_continue_stream(g: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {
     if t > 3 {
         return Ok(status::BAD_ARGUMENT);
     }
+    let keep = st.keep_forwarded;
     if let Some(s) = st.stream() {
         match t {
             0 => {
                 s.request_buffering = false;
                 let body = std::mem::take(&mut s.request_body);
-                s.forwarded_request.extend_from_slice(&body);
+                if keep {
+                    s.forwarded_request.extend_from_slice(&body);
+                }
             }
             1 => {
                 s.response_buffering = false;
                 let body = std::mem::take(&mut s.response_body);
-                s.forwarded_response.extend_from_slice(&body);
+                if keep {
+                    s.forwarded_response.extend_from_slice(&body);
+                }
             }
             _ => {}
         }

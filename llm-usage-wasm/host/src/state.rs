@@ -139,6 +139,8 @@ pub struct HostState {
     pub shared_data: BTreeMap<Vec<u8>, (Vec<u8>, u32)>,
     /// Host functions made to fail with `InternalFailure` (fault injection for tests).
     pub fail_calls: std::collections::BTreeSet<String>,
+    /// Whether streams keep the bytes they pass on (`forwarded_request`/`_response`).
+    pub keep_forwarded: bool,
     /// Seed for `random_get`.
     pub random_state: u64,
 }
@@ -167,6 +169,7 @@ impl HostState {
             tick_period_ms: 0,
             shared_data: BTreeMap::new(),
             fail_calls: std::collections::BTreeSet::new(),
+            keep_forwarded: true,
             random_state: 0x9E37_79B9_7F4A_7C15,
         }
     }

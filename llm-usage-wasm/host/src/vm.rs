@@ -72,6 +72,11 @@ pub struct HostOptions {
     /// Host functions (e.g. `proxy_set_property`) that answer `InternalFailure` instead of
     /// working: fault injection, to check the filter lets traffic through regardless.
     pub fail_calls: Vec<String>,
+    /// Whether streams keep every byte they pass on, for tests to compare with what was
+    /// sent (default). Benchmarks turn it off: Envoy keeps nothing, and growing a
+    /// megabyte buffer per exchange made the host's own page faults a noisy part of what
+    /// was measured.
+    pub keep_forwarded: bool,
 }
 
 impl Default for HostOptions {
@@ -85,6 +90,7 @@ impl Default for HostOptions {
             plugin_name: "llm-usage".into(),
             properties: BTreeMap::new(),
             fail_calls: Vec::new(),
+            keep_forwarded: true,
         }
     }
 }
@@ -176,6 +182,7 @@ impl Host {
         state.plugin_name = options.plugin_name;
         state.properties = options.properties;
         state.fail_calls = options.fail_calls.into_iter().collect();
+        state.keep_forwarded = options.keep_forwarded;
         let legacy = matches!(options.node_paths, NodePaths::Legacy | NodePaths::Both);
         let xds = matches!(options.node_paths, NodePaths::Xds | NodePaths::Both);
         for (k, v) in &options.node_metadata {
@@ -435,13 +442,17 @@ impl Vm {
         eos: bool,
         request: bool,
     ) -> Result<Action, HostError> {
+        let keep = self.backend.state().keep_forwarded;
         let s = self.stream_mut(id)?;
         if !s.created {
             // Envoy skips Wasm callbacks for a context that was never created.
-            if request {
-                s.forwarded_request.extend_from_slice(chunk)
+            let out = if request {
+                &mut s.forwarded_request
             } else {
-                s.forwarded_response.extend_from_slice(chunk)
+                &mut s.forwarded_response
+            };
+            if keep {
+                out.extend_from_slice(chunk);
             }
             return Ok(Action::None);
         }
@@ -492,7 +503,9 @@ impl Vm {
             }
         } else {
             *buffering = false;
-            out.extend_from_slice(buf);
+            if keep {
+                out.extend_from_slice(buf);
+            }
             buf.clear();
         }
         Ok(action)
