@@ -10,11 +10,10 @@ use crate::dialect::Target;
 use crate::framing::eventstream::EventStream;
 use crate::framing::ndjson::Ndjson;
 use crate::framing::sse::Sse;
-use crate::framing::EventSink;
+use crate::framing::{deliver_line, EventSink};
 use crate::index::{common_prefix, copy_line, Copied, Index};
 use crate::inflate::{Coding, Inflate};
 use crate::scan::{Replay, Scalar, Scanner, Sink, Watch};
-use crate::swar::find_line_end;
 use crate::values::Values;
 
 /// The framing of a body.
@@ -290,15 +289,11 @@ impl EventSink for Core {
                     held.len += bytes.len();
                     return None;
                 }
+                // Too large to hold: `data` streams it into the scanner.
                 Copied::NoRoom => {}
             }
         }
-        let end = find_line_end(bytes);
-        let k = end.unwrap_or(bytes.len());
-        if k > 0 {
-            self.data(&bytes[..k]);
-        }
-        end
+        deliver_line(self, bytes)
     }
 
     fn end_event(&mut self) {

@@ -22,17 +22,23 @@ pub(crate) trait EventSink {
     /// the line's bytes (all of `bytes` when it has no line end) and returns where it
     /// ends. A sink that copies payloads overrides it to find the end while it copies.
     fn data_line(&mut self, bytes: &[u8]) -> Option<usize> {
-        let end = crate::swar::find_line_end(bytes);
-        let k = end.unwrap_or(bytes.len());
-        if k > 0 {
-            self.data(&bytes[..k]);
-        }
-        end
+        deliver_line(self, bytes)
     }
     /// The current event is complete: keep what it said.
     fn end_event(&mut self);
     /// The current event is broken: forget what it said.
     fn discard_event(&mut self);
+}
+
+/// [`EventSink::data_line`] through [`EventSink::data`]: the line's end searched, then its
+/// bytes delivered.
+pub(crate) fn deliver_line<S: EventSink + ?Sized>(sink: &mut S, bytes: &[u8]) -> Option<usize> {
+    let end = crate::swar::find_line_end(bytes);
+    let k = end.unwrap_or(bytes.len());
+    if k > 0 {
+        sink.data(&bytes[..k]);
+    }
+    end
 }
 
 #[cfg(test)]
