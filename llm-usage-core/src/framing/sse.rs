@@ -64,11 +64,63 @@ impl Sse {
         self.pending = true;
     }
 
+    /// Whole `data:` and `event:` lines and blank lines from `i`, at a line start, in a
+    /// loop of their own: tested in order of frequency, not through the state machine's
+    /// jump tables, whose shared indirect jumps the event walk between two lines leaves
+    /// unpredictable. Returns where it stopped: the end of `input`, or a line it leaves
+    /// to the state machine (any other line, one not whole in the chunk, a CR).
+    #[inline]
+    fn whole_lines<S: EventSink>(&mut self, input: &[u8], mut i: usize, sink: &mut S) -> usize {
+        while let Some(&b) = input.get(i) {
+            if b == b'\n' {
+                if self.data_lines > 0 {
+                    sink.end_event();
+                }
+                self.data_lines = 0;
+                self.pending = false;
+                i += 1;
+            } else if b == b'd' && input[i..].starts_with(b"data: ") {
+                self.pending = true;
+                self.data_line(sink);
+                let from = i + 6;
+                let Some(p) = sink.data_line(&input[from..]) else {
+                    // The line goes on in the next chunk (its bytes are delivered).
+                    self.state = State::Data;
+                    return input.len();
+                };
+                i = from + p + 1;
+                if input[from + p] == b'\r' {
+                    self.after_cr = true;
+                    return i;
+                }
+            } else if b == b'e' && input[i..].starts_with(b"event:") {
+                let Some(p) = find_line_end(&input[i + 6..]) else {
+                    return i;
+                };
+                self.pending = true;
+                i += 6 + p + 1;
+                if input[i - 1] == b'\r' {
+                    self.after_cr = true;
+                    return i;
+                }
+            } else {
+                return i;
+            }
+        }
+        i
+    }
+
     /// Feeds bytes of the stream.
     pub(crate) fn feed<S: EventSink>(&mut self, input: &[u8], sink: &mut S) {
         let mut i = 0;
         let n = input.len();
         while i < n {
+            if self.state == State::LineStart && !self.after_cr {
+                i = self.whole_lines(input, i, sink);
+                if i >= n {
+                    return;
+                }
+            }
             match self.state {
                 State::LineStart => {
                     let b = input[i];
@@ -241,6 +293,17 @@ mod tests {
     fn empty_data_and_field_without_colon() {
         let (ev, _) = events(b"data\ndata\n\nevent\n\n");
         assert_eq!(ev, ["\n"]);
+    }
+
+    /// The whole-line loop and the state machine hand over at every kind of line end,
+    /// joined data lines and `event:` lines included, however the input is split.
+    #[test]
+    fn whole_lines_and_the_state_machine_agree() {
+        let input = b"event: a\ndata: {\"x\":1}\n\nevent: b\r\ndata: 1\r\ndata: 2\r\n\r\n\
+data: 3\rdata: 4\r\revent:c\ndata:5\n\ndata: 6\ndata: 7\n\n: c\ndata: 8\n\n";
+        let (ev, clean) = events(input);
+        assert_eq!(ev, ["{\"x\":1}", "1\n2", "3\n4", "5", "6\n7", "8"]);
+        assert!(clean);
     }
 
     #[test]
