@@ -64,45 +64,49 @@ impl Sse {
         self.pending = true;
     }
 
-    /// Whole `data:` and `event:` lines and blank lines from `i`, at a line start, in a
-    /// loop of their own: tested in order of frequency, not through the state machine's
-    /// jump tables, whose shared indirect jumps the event walk between two lines leaves
-    /// unpredictable. Returns where it stopped: the end of `input`, or a line it leaves
-    /// to the state machine (any other line, one not whole in the chunk, a CR).
+    /// The usual lines from `i`, at a line start: `data:` lines and `event:` lines whose
+    /// ends are in the chunk, and blank lines (a CR's LF skipped on the way). They are
+    /// tested in order of frequency in a loop of their own, not through the state
+    /// machine's jump tables, whose indirect jumps the event walk between two lines
+    /// leaves unpredictable. Returns where it stopped: the end of `input`, or a line it
+    /// leaves to the state machine (any other field, a comment, a line whose name or
+    /// end is not in the chunk).
     #[inline]
     fn whole_lines<S: EventSink>(&mut self, input: &[u8], mut i: usize, sink: &mut S) -> usize {
+        if self.after_cr {
+            self.after_cr = false;
+            if input.get(i) == Some(&b'\n') {
+                i += 1;
+            }
+        }
         while let Some(&b) = input.get(i) {
-            if b == b'\n' {
+            if b == b'\n' || b == b'\r' {
                 if self.data_lines > 0 {
                     sink.end_event();
                 }
                 self.data_lines = 0;
                 self.pending = false;
-                i += 1;
-            } else if b == b'd' && input[i..].starts_with(b"data: ") {
+                i = self.past_line_end(input, i);
+            } else if b == b'd' && input[i..].starts_with(b"data:") {
+                // Whether a space follows is only known with the next byte.
+                let Some(&next) = input.get(i + 5) else {
+                    return i;
+                };
                 self.pending = true;
                 self.data_line(sink);
-                let from = i + 6;
+                let from = i + 5 + usize::from(next == b' ');
                 let Some(p) = sink.data_line(&input[from..]) else {
                     // The line goes on in the next chunk (its bytes are delivered).
                     self.state = State::Data;
                     return input.len();
                 };
-                i = from + p + 1;
-                if input[from + p] == b'\r' {
-                    self.after_cr = true;
-                    return i;
-                }
+                i = self.past_line_end(input, from + p);
             } else if b == b'e' && input[i..].starts_with(b"event:") {
                 let Some(p) = find_line_end(&input[i + 6..]) else {
                     return i;
                 };
                 self.pending = true;
-                i += 6 + p + 1;
-                if input[i - 1] == b'\r' {
-                    self.after_cr = true;
-                    return i;
-                }
+                i = self.past_line_end(input, i + 6 + p);
             } else {
                 return i;
             }
@@ -110,83 +114,48 @@ impl Sse {
         i
     }
 
+    /// Past the line end at `input[at]`: a CR takes the LF after it, or leaves that to
+    /// the next chunk.
+    #[inline(always)]
+    fn past_line_end(&mut self, input: &[u8], at: usize) -> usize {
+        if input[at] == b'\n' {
+            return at + 1;
+        }
+        match input.get(at + 1) {
+            Some(b'\n') => at + 2,
+            Some(_) => at + 1,
+            None => {
+                self.after_cr = true;
+                at + 1
+            }
+        }
+    }
+
     /// Feeds bytes of the stream.
     pub(crate) fn feed<S: EventSink>(&mut self, input: &[u8], sink: &mut S) {
         let mut i = 0;
         let n = input.len();
         while i < n {
-            if self.state == State::LineStart && !self.after_cr {
+            if self.state == State::LineStart {
                 i = self.whole_lines(input, i, sink);
                 if i >= n {
                     return;
                 }
             }
             match self.state {
+                // Left by `whole_lines` (which has taken any CR's LF): a comment, another
+                // field, or a `data:`/`event:` line not whole in the chunk, read a byte at a
+                // time.
                 State::LineStart => {
                     let b = input[i];
                     i += 1;
-                    if self.after_cr {
-                        self.after_cr = false;
-                        if b == b'\n' {
-                            continue;
-                        }
-                    }
-                    match b {
-                        b'\r' | b'\n' => {
-                            self.after_cr = b == b'\r';
-                            if self.data_lines > 0 {
-                                sink.end_event();
-                            }
-                            self.data_lines = 0;
-                            self.pending = false;
-                        }
-                        b':' => {
-                            self.state = State::Skip;
-                            self.pending = true;
-                        }
-                        _ => {
-                            self.pending = true;
-                            // The usual lines, whole in this chunk: `data:` and `event:` are
-                            // recognised at once instead of a state step per name byte.
-                            let line = &input[i - 1..];
-                            if line.starts_with(b"data:") {
-                                self.data_line(sink);
-                                i += 4;
-                                match input.get(i) {
-                                    Some(b' ') => i += 1,
-                                    Some(_) => {}
-                                    None => {
-                                        self.state = State::DataStart;
-                                        continue;
-                                    }
-                                }
-                                // The whole line is usually here: hand it over and go
-                                // on at the next line without a state step.
-                                match sink.data_line(&input[i..]) {
-                                    Some(p) => {
-                                        self.line_end(input[i + p]);
-                                        i += p + 1;
-                                    }
-                                    None => {
-                                        self.state = State::Data;
-                                        return;
-                                    }
-                                }
-                            } else if line.starts_with(b"event:") {
-                                i += 5;
-                                match find_line_end(&input[i..]) {
-                                    Some(p) => {
-                                        self.line_end(input[i + p]);
-                                        i += p + 1;
-                                    }
-                                    None => self.state = State::Skip,
-                                }
-                            } else {
-                                self.name[0] = b;
-                                self.name_len = 1;
-                                self.state = State::Field;
-                            }
-                        }
+                    self.pending = true;
+                    if b == b':' {
+                        self.state = State::Skip;
+                    } else {
+                        self.name[0] = b;
+                        self.name_len = 1;
+                        self.state = State::Field;
                     }
                 }
                 State::Field => {
