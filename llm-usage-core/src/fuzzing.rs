@@ -1,7 +1,7 @@
 //! Hooks for the fuzz targets in `fuzz/`, compiled only under `--cfg fuzzing` (which
 //! cargo-fuzz sets): they reach the whole-event walk, which is not public API.
 
-use crate::index::{common_prefix, Index, SWAR_INDEX};
+use crate::index::{common_prefix, Index};
 use crate::scan::{resume_point, Replay, Scalar, Scanner, Sink, Watch};
 
 #[derive(Default, Debug, PartialEq)]
@@ -27,10 +27,7 @@ impl Sink<u8> for Seen {
 /// common prefix.
 pub fn walk_agrees_with_scanner(watches: &'static [Watch<u8>], events: &[&[u8]]) -> (usize, usize) {
     let counts = walk_with(watches, events, Index::new());
-    SWAR_INDEX.with(|s| s.set(true));
-    let swar = Index::new();
-    SWAR_INDEX.with(|s| s.set(false));
-    walk_with(watches, events, swar);
+    walk_with(watches, events, Index::word_at_a_time());
     counts
 }
 

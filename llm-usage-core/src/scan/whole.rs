@@ -445,15 +445,8 @@ mod tests {
     /// and over the word-at-a-time one of builds without vector instructions.
     fn walked(event: &[u8]) -> Option<Vec<(u8, String)>> {
         let vector = walked_with(event, Index::new());
-        assert_eq!(walked_with(event, swar_index()), vector);
+        assert_eq!(walked_with(event, Index::word_at_a_time()), vector);
         vector
-    }
-
-    fn swar_index() -> Index {
-        crate::index::SWAR_INDEX.with(|s| s.set(true));
-        let index = Index::new();
-        crate::index::SWAR_INDEX.with(|s| s.set(false));
-        index
     }
 
     fn walked_with(event: &[u8], mut ix: Index) -> Option<Vec<(u8, String)>> {
@@ -606,7 +599,7 @@ mod tests {
     #[test]
     fn replayed_events_read_what_the_scanner_reads() {
         replay_reads_what_the_scanner_reads(Index::new());
-        replay_reads_what_the_scanner_reads(swar_index());
+        replay_reads_what_the_scanner_reads(Index::word_at_a_time());
     }
 
     fn replay_reads_what_the_scanner_reads(mut ix: Index) {
