@@ -402,31 +402,11 @@ pub(crate) fn copy_line(
         return unsafe { copy_line_avx2(src, dst, at, prev, same) };
     }
     let _ = avx2;
-    copy_rest(src, 0, dst, at, prev, same)
+    copy_rest(src, 0, dst, at, prev, same, *same == at)
 }
 
-/// Copies `src` to `dst[to..]`, and extends `*same`, the length of the common prefix of
-/// `dst` with `prev`, over the copied bytes when it covered all of `dst[..to]`. False,
-/// with nothing copied or measured, when `dst` has no room.
-#[inline]
-pub(crate) fn copy_measured(
-    src: &[u8],
-    dst: &mut [u8],
-    to: usize,
-    prev: &[u8],
-    same: &mut usize,
-) -> bool {
-    let Some(out) = dst.get_mut(to..to + src.len()) else {
-        return false;
-    };
-    out.copy_from_slice(src);
-    if *same == to {
-        *same = to + common_prefix(src, prev.get(to..).unwrap_or_default(), src.len());
-    }
-    true
-}
-
-/// [`copy_line`] from `src[i..]` (to `dst[at + i..]`), the portable way.
+/// [`copy_line`] from `src[i..]` (to `dst[at + i..]`), the portable way; `open`: whether
+/// `dst[..at + i]` all equals `prev`.
 fn copy_rest(
     src: &[u8],
     i: usize,
@@ -434,12 +414,18 @@ fn copy_rest(
     at: usize,
     prev: &[u8],
     same: &mut usize,
+    open: bool,
 ) -> Copied {
     let rest = &src[i..];
     let end = crate::swar::find_line_end(rest);
     let k = end.unwrap_or(rest.len());
-    if !copy_measured(&rest[..k], dst, at + i, prev, same) {
+    let to = at + i;
+    let Some(out) = dst.get_mut(to..to + k) else {
         return Copied::NoRoom;
+    };
+    out.copy_from_slice(&rest[..k]);
+    if open {
+        *same = to + common_prefix(&rest[..k], prev.get(to..).unwrap_or_default(), k);
     }
     end.map_or(Copied::All, |e| Copied::Line(i + e))
 }
@@ -511,7 +497,7 @@ unsafe fn copy_line_avx2(
     if open {
         s = at + i;
     }
-    let copied = copy_rest(src, i, dst, at, prev, &mut s);
+    let copied = copy_rest(src, i, dst, at, prev, &mut s, open);
     if copied != Copied::NoRoom {
         *same = s;
     }
