@@ -15,6 +15,7 @@ use crate::index::{common_prefix, copy_line, Copied, Index};
 use crate::inflate::{Coding, Inflate};
 use crate::scan::{Replay, Scalar, Scanner, Sink, Watch};
 use crate::values::Values;
+use crate::work::Work;
 
 /// The framing of a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -505,8 +506,12 @@ impl Body {
             Some(mut inflate) => {
                 // In slices, so that hitting the inspection limit stops the decoding: one
                 // chunk of a deflate bomb can hold a thousand times its size.
+                // The decoder stops as soon as the limit is hit, within one output buffer.
                 for piece in chunk.chunks(INFLATE_SLICE) {
-                    inflate.feed(piece, &mut |decoded| self.feed_decoded(decoded));
+                    inflate.feed(piece, &mut |decoded| {
+                        self.feed_decoded(decoded);
+                        !self.limited
+                    });
                     if self.limited {
                         break;
                     }
@@ -568,6 +573,31 @@ impl Body {
     /// Values from outside the body (headers) that count as committed.
     pub(crate) fn committed_mut(&mut self) -> &mut Values {
         &mut self.core.collect.committed
+    }
+
+    /// The work done on this body so far.
+    pub(crate) fn work(&self) -> Work {
+        let scan = self.core.scanner.work();
+        let inner = self
+            .core
+            .collect
+            .inner
+            .as_deref()
+            .map(|i| i.scanner.work())
+            .unwrap_or_default();
+        let (decoder_input_bytes, decoded_bytes) = self
+            .inflate
+            .as_deref()
+            .map_or((0, 0), |i| (i.consumed(), i.produced()));
+        Work {
+            received_bytes: self.raw,
+            decoder_input_bytes,
+            decoded_bytes,
+            inspected_bytes: self.seen,
+            scanned_bytes: scan.fed_bytes + inner.fed_bytes,
+            scanner_steps: scan.steps + inner.steps,
+            walked_bytes: scan.walked_bytes,
+        }
     }
 
     /// Complete events (documents) so far.

@@ -4,6 +4,7 @@ use crate::body::{Body, FramingKind};
 use crate::dialect::{self, Combine, Detected, Field, StreamRule, Target};
 use crate::record::{Provider, UsageRecord};
 use crate::values::{parse_count, Values};
+use crate::work::Work;
 
 /// Options for one [`Exchange`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -237,6 +238,12 @@ impl Exchange {
     /// complete JSON document (a malformed one such as `{"a":1}}` does not count).
     pub fn response_events(&self) -> u64 {
         self.response.events()
+    }
+
+    /// The work done on both bodies so far, as counts (see [`Work`]): what tests use to
+    /// show that time is linear in the input, and a diagnostic for frontends.
+    pub fn work(&self) -> Work {
+        self.request.work() + self.response.work()
     }
 
     /// The provider, once the request head named one (by path, header or host) or the

@@ -38,6 +38,8 @@ enum Phase {
     Body,
     Trailer,
     Done,
+    /// The consumer asked to stop (the inspection limit was hit): nothing more is decoded.
+    Halted,
     /// After the last member: trailing garbage, ignored.
     Trailing,
     Error,
@@ -55,6 +57,9 @@ pub(crate) struct Inflate {
     out: Box<[u8; OUT_BUF]>,
     crc: crate::crc32::Hasher,
     size: u32,
+    /// Compressed (deflate) bytes consumed and decoded bytes produced: counted work.
+    consumed: u64,
+    produced: u64,
 }
 
 impl core::fmt::Debug for Inflate {
@@ -83,7 +88,19 @@ impl Inflate {
             out: Box::new([0; OUT_BUF]),
             crc: crate::crc32::Hasher::new(),
             size: 0,
+            consumed: 0,
+            produced: 0,
         }
+    }
+
+    /// Deflate-stream bytes consumed so far (headers and trailers not counted).
+    pub(crate) fn consumed(&self) -> u64 {
+        self.consumed
+    }
+
+    /// Decoded bytes produced so far.
+    pub(crate) fn produced(&self) -> u64 {
+        self.produced
     }
 
     /// True after corrupt input.
@@ -96,12 +113,14 @@ impl Inflate {
         matches!(self.phase, Phase::Done | Phase::Trailing)
     }
 
-    /// Decodes `input`, handing decoded bytes to `out`.
-    pub(crate) fn feed(&mut self, input: &[u8], out: &mut dyn FnMut(&[u8])) {
+    /// Decodes `input`, handing decoded bytes to `out`, which returns whether to go on: once
+    /// it returns false, decoding stops there for good (at most one output buffer,
+    /// [`OUT_BUF`] bytes, is decoded past what the consumer wanted).
+    pub(crate) fn feed(&mut self, input: &[u8], out: &mut dyn FnMut(&[u8]) -> bool) {
         let mut rest = input;
         while !rest.is_empty() {
             match self.phase {
-                Phase::Error => return,
+                Phase::Error | Phase::Halted => return,
                 Phase::Done => {
                     // Another gzip member may follow; anything else is trailing garbage,
                     // ignored to the end (decided once, by the first byte after the
@@ -265,8 +284,15 @@ impl Inflate {
         self.phase = Phase::Body;
     }
 
-    /// Runs the inflater over `input` until it needs more; returns input bytes used.
-    fn inflate_some(&mut self, input: &[u8], out: &mut dyn FnMut(&[u8])) -> usize {
+    /// Runs the inflater over `input` until it needs more (or `out` says stop); returns
+    /// input bytes used.
+    fn inflate_some(&mut self, input: &[u8], out: &mut dyn FnMut(&[u8]) -> bool) -> usize {
+        let used = self.run_inflater(input, out);
+        self.consumed += used as u64;
+        used
+    }
+
+    fn run_inflater(&mut self, input: &[u8], out: &mut dyn FnMut(&[u8]) -> bool) -> usize {
         let mut pos = 0;
         loop {
             let r = inflate(
@@ -282,7 +308,11 @@ impl Inflate {
                     self.crc.update(written);
                     self.size = self.size.wrapping_add(r.bytes_written as u32);
                 }
-                out(written);
+                self.produced += r.bytes_written as u64;
+                if !out(written) {
+                    self.phase = Phase::Halted;
+                    return pos;
+                }
             }
             match r.status {
                 Ok(MZStatus::StreamEnd) => {
@@ -337,8 +367,14 @@ mod tests {
     fn decode(coding: Coding, input: &[u8], at: usize) -> (Vec<u8>, bool, bool) {
         let mut d = Inflate::new(coding);
         let mut out = Vec::new();
-        d.feed(&input[..at], &mut |b| out.extend_from_slice(b));
-        d.feed(&input[at..], &mut |b| out.extend_from_slice(b));
+        d.feed(&input[..at], &mut |b| {
+            out.extend_from_slice(b);
+            true
+        });
+        d.feed(&input[at..], &mut |b| {
+            out.extend_from_slice(b);
+            true
+        });
         (out, d.finished(), d.failed())
     }
 

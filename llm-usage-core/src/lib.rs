@@ -57,11 +57,13 @@ mod record;
 pub mod scan;
 mod swar;
 mod values;
+mod work;
 
 pub use body::FramingKind;
 pub use exchange::{Exchange, Options};
 pub use framing::eventstream::encode_message as encode_event_stream_message;
 pub use record::{Provider, UsageRecord};
+pub use work::Work;
 
 /// Memory limits, in bytes, of the fixed-size parts of an exchange.
 pub mod limits {

@@ -187,6 +187,20 @@ pub struct Scanner<T: 'static> {
     buf_overflow: bool,
     streaming: bool,
     started: bool,
+    work: ScanWork,
+}
+
+/// Work a [`Scanner`] did since it was created: deterministic counts (no clock) that tests
+/// use to show time is linear in the input, whatever the machine is doing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanWork {
+    /// Bytes handed to [`Scanner::feed`] (a byte fed twice counts twice).
+    pub fed_bytes: u64,
+    /// Iterations of the streaming scanner's state loop (each reads at least one token, or
+    /// a run of skipped bytes).
+    pub steps: u64,
+    /// Bytes of whole events walked from their structural index (`scan_whole`).
+    pub walked_bytes: u64,
 }
 
 impl<T: 'static> core::fmt::Debug for Scanner<T> {
@@ -357,6 +371,7 @@ impl<T: 'static> Scanner<T> {
             buf_overflow: false,
             streaming: false,
             started: false,
+            work: ScanWork::default(),
         }
     }
 
@@ -371,6 +386,7 @@ impl<T: 'static> Scanner<T> {
         self.all = all_mask(watches);
         self.bloom = blooms(watches);
         self.classes_ready = false;
+        self.work = ScanWork::default();
         self.restart(array_roots, multi_document);
     }
 
@@ -419,6 +435,12 @@ impl<T: 'static> Scanner<T> {
         self.documents
     }
 
+    /// The work done since creation (or [`retarget`](Self::retarget)): kept across
+    /// [`restart`](Self::restart) and [`reset`](Self::reset).
+    pub fn work(&self) -> ScanWork {
+        self.work
+    }
+
     /// True between documents: nothing partial is pending.
     pub fn at_boundary(&self) -> bool {
         self.state == State::Between
@@ -441,9 +463,19 @@ impl<T: 'static> Scanner<T> {
 
     /// Feeds the next chunk of the document stream.
     pub fn feed<S: Sink<T>>(&mut self, input: &[u8], sink: &mut S) {
+        // Counted in a local, added once: the loop's only cost is a register increment.
+        let mut steps = 0u64;
+        self.run(input, sink, &mut steps);
+        self.work.fed_bytes += input.len() as u64;
+        self.work.steps += steps;
+    }
+
+    #[inline]
+    fn run<S: Sink<T>>(&mut self, input: &[u8], sink: &mut S, steps: &mut u64) {
         let mut i = 0;
         let n = input.len();
         while i < n {
+            *steps += 1;
             match self.state {
                 State::Failed => return,
                 State::Between => {

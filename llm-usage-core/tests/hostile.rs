@@ -9,16 +9,18 @@
 //!   `fuzz/LIMITS.md` states ([`PLAIN_BOUND`], [`COMPRESSED_BOUND`] with gzip/deflate);
 //! * the record: unknown where the input does not carry a valid figure, known figures
 //!   right, `complete` only when the body ended cleanly;
-//! * time linear in the input (a few cases run at two sizes and compare).
+//! * time linear in the input: a few cases run at two sizes, and the work the exchange
+//!   counted ([`Work`]: bytes each stage handled, scanner steps) per byte of input must
+//!   not grow with the size. No test here reads the clock: counts are the same on a
+//!   loaded machine; speed is measured in `benches/`.
 //!
 //! Limits and guarantees are described in `fuzz/LIMITS.md`.
 
-use llm_usage_core::{encode_event_stream_message, Exchange, Options, UsageRecord};
+use llm_usage_core::{encode_event_stream_message, limits, Exchange, Options, UsageRecord, Work};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -172,9 +174,8 @@ impl<'a> Case<'a> {
         self
     }
 
-    /// Runs the exchange; returns the record, the peak heap growth and the time taken.
-    fn run(&self) -> (UsageRecord, usize, Duration) {
-        let start = Instant::now();
+    /// Runs the exchange; returns the record, the peak heap growth and the work counted.
+    fn run(&self) -> (UsageRecord, usize, Work) {
         // Live heap counts only this thread's allocations from here: it starts at 0.
         LIVE.store(0, SeqCst);
         PEAK.store(0, SeqCst);
@@ -190,9 +191,10 @@ impl<'a> Case<'a> {
         }
         let r = ex.finish();
         let peak = PEAK.load(SeqCst);
+        let work = ex.work();
         drop(ex);
         TRACKED.with(|t| t.set(false));
-        (r, peak, start.elapsed())
+        (r, peak, work)
     }
 
     /// Runs and checks the memory bound.
@@ -207,11 +209,11 @@ impl<'a> Case<'a> {
         } else {
             PLAIN_BOUND
         };
-        let (r, peak, took) = self.run();
+        let (r, peak, work) = self.run();
         let size = self.request.len() + self.response.len();
         println!(
-            "{what}: {} bytes in {took:?}, peak heap growth {peak} bytes (bound {bound})",
-            size
+            "{what}: {size} bytes, {} work units, peak heap growth {peak} bytes (bound {bound})",
+            work.total()
         );
         assert!(
             peak <= bound,
@@ -225,26 +227,36 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Time linear in input: the case at 4x the size takes well under 16x the time (the
-/// quadratic signature). Retried, since CI machines are noisy; the sizes are large enough
-/// for caches and clock boosts not to dominate.
+/// Work units ([`Work::total`]) an exchange may spend per byte it inspects (the decoded
+/// bytes of both bodies): each byte is received, decoded, inspected, scanned or walked a
+/// bounded number of times. Measured: about 3 to 5.
+const MAX_WORK_PER_BYTE: f64 = 8.0;
+
+/// Time linear in the input, as counted work: the case at 1x and at 4x the size spends
+/// the same work per inspected byte (within 5%, for the fixed parts), under
+/// [`MAX_WORK_PER_BYTE`]. A quadratic step (re-reading a held line, re-scanning a nest)
+/// would multiply the work per byte by about 4.
 fn assert_linear(what: &str, case: impl Fn(usize) -> Case<'static>, base: usize) {
-    let best = |n: usize| {
-        let c = case(n);
-        (0..2).map(|_| c.run().2).min().unwrap()
+    let per_byte = |n: usize| {
+        let (_, _, work) = case(n).run();
+        let bytes = work.inspected_bytes.max(1) as f64;
+        (work.total() as f64 / bytes, work)
     };
-    let mut ratios = Vec::new();
-    for _ in 0..5 {
-        let small = best(base).max(Duration::from_micros(200));
-        let large = best(base * 4);
-        let ratio = large.as_secs_f64() / small.as_secs_f64();
-        println!("{what}: {small:?} at 1x, {large:?} at 4x");
-        ratios.push(ratio);
-        if ratio < 10.0 {
-            return;
-        }
-    }
-    panic!("{what}: 4x the input took {ratios:?} times as long (not linear)");
+    let (small, ws) = per_byte(base);
+    let (large, wl) = per_byte(base * 4);
+    println!("{what}: {small:.3} work units per byte at 1x ({ws:?}), {large:.3} at 4x ({wl:?})");
+    assert!(
+        wl.inspected_bytes >= 2 * ws.inspected_bytes,
+        "{what}: the larger case did not inspect more ({ws:?} vs {wl:?})"
+    );
+    assert!(
+        small <= MAX_WORK_PER_BYTE && large <= MAX_WORK_PER_BYTE,
+        "{what}: {small:.3} and {large:.3} work units per byte, over {MAX_WORK_PER_BYTE}"
+    );
+    assert!(
+        large <= small * 1.05 + 0.01,
+        "{what}: work per byte grew from {small:.3} at 1x to {large:.3} at 4x (not linear)"
+    );
 }
 
 fn leak(v: Vec<u8>) -> &'static [u8] {
@@ -367,7 +379,7 @@ fn string_of_100_mib() {
         (Some("gpt-x"), Some(11), Some(16))
     );
     assert!(r.complete);
-    assert_linear("long string", content, 16 * MIB);
+    assert_linear("long string", content, 4 * MIB);
 
     // As the (watched) model: too long to capture, so the response model is unknown and
     // the request's model stands in; the tokens after it still count.
@@ -735,9 +747,11 @@ fn gzip_bomb() {
     // the document never ended).
     let mut limited = bomb(62);
     limited.options = Options::new().max_body_bytes(MIB as u64);
-    let (r, peak, took) = limited.run();
-    println!("gzip bomb with a 1 MiB inspection limit: {took:?}, peak {peak}");
+    let (r, peak, work) = limited.run();
+    println!("gzip bomb with a 1 MiB inspection limit: {work:?}, peak {peak}");
     assert!(peak <= COMPRESSED_BOUND);
+    assert_eq!(work.inspected_bytes, MIB as u64 + 35);
+    assert!(work.decoded_bytes <= work.inspected_bytes + limits::INFLATE_OUTPUT_BUFFER as u64);
     assert!(!r.complete);
     assert_eq!(r.input_tokens, None);
     assert_linear("gzip bomb", bomb, 4);
@@ -906,7 +920,7 @@ fn sse_line_of_50_mib_without_newline() {
     let r = line(50 * MIB).check("50 MiB data line");
     assert_eq!((r.input_tokens, r.total_tokens), (Some(1), Some(2)));
     assert!(!r.complete);
-    assert_linear("long sse line", line, 256 * MIB);
+    assert_linear("long sse line", line, 16 * MIB);
 
     // The same, cut without end of stream.
     let mut cut = line(50 * MIB);
@@ -1060,12 +1074,12 @@ fn huge_paths_do_not_grow_memory() {
 fn inspection_limit_bounds_decompression_work_within_one_chunk() {
     let _g = serial();
     // 64 MiB of whitespace from about 64 KiB of gzip, arriving as one chunk.
-    let member = gzip_member(br#"{"usage":{"prompt_tokens":1}, "pad":"#, 4 * MIB, b"");
+    let prefix = br#"{"usage":{"prompt_tokens":1}, "pad":"#;
+    let member = gzip_member(prefix, 4 * MIB, b"");
     let mut z = Vec::new();
     for _ in 0..16 {
         z.extend_from_slice(&member);
     }
-    let z = leak(z);
     let run = |limit: Option<u64>| {
         let mut opts = Options::new();
         if let Some(l) = limit {
@@ -1080,20 +1094,34 @@ fn inspection_limit_bounds_decompression_work_within_one_chunk() {
                 ("content-encoding", "gzip"),
             ],
         );
-        let t = Instant::now();
-        ex.on_response_body(z);
+        ex.on_response_body(&z);
         ex.on_response_end();
-        let r = ex.finish();
-        (r, t.elapsed())
+        (ex.finish(), ex.work())
     };
-    let (_, full) = (0..2).map(|_| run(None)).min_by_key(|x| x.1).unwrap();
-    let (r, limited) = (0..2).map(|_| run(Some(1024))).min_by_key(|x| x.1).unwrap();
-    println!("64 MiB bomb in one chunk: {full:?} unlimited, {limited:?} with a 1 KiB limit");
-    assert!(!r.complete);
-    assert!(
-        limited * 8 < full,
-        "a 1 KiB inspection limit still decoded the whole chunk ({limited:?} vs {full:?})"
+    let (_, full) = run(None);
+    assert_eq!(full.decoded_bytes, 16 * (4 * MIB + prefix.len()) as u64);
+    let (r, limited) = run(Some(1024));
+    println!(
+        "64 MiB bomb in one chunk ({} bytes): {full:?} unlimited, {limited:?} with a 1 KiB limit",
+        z.len()
     );
+    assert!(!r.complete);
+    assert_eq!(limited.received_bytes, z.len() as u64);
+    assert_eq!(limited.inspected_bytes, 1024);
+    // Decoding stopped at the limit: at most one output buffer past it, from a few KiB of
+    // compressed input (the README's promise: within 16 KiB of compressed input).
+    let out_buf = limits::INFLATE_OUTPUT_BUFFER as u64;
+    assert!(
+        limited.decoded_bytes <= 1024 + out_buf,
+        "decoded {} bytes for a 1 KiB limit",
+        limited.decoded_bytes
+    );
+    assert!(
+        limited.decoder_input_bytes <= 16 * 1024,
+        "consumed {} compressed bytes for a 1 KiB limit",
+        limited.decoder_input_bytes
+    );
+    assert!(full.decoded_bytes > 4096 * limited.decoded_bytes);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{irregular_chunks, prom_sum, Events, Fixture, Rng};
+use common::{irregular_chunks, prom_sum, Events, Fixture, Rng, HANG};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -27,8 +27,9 @@ use tower::{Layer, Service, ServiceExt};
 
 /// Upstream request headers understood by the test upstream.
 const FIXTURE: &str = "x-test-fixture";
-/// Milliseconds to wait before every chunk (otherwise irregular short delays).
-const SLOW: &str = "x-test-slow-ms";
+/// The upstream sends the response up to the end of these bytes, then only SSE comments
+/// (for an hour): the test hangs up at a known point, whatever the timing.
+const STALL_AFTER: &str = "x-test-stall-after";
 
 /// Serves fixture responses over HTTP/1.1 with hyper: reads the whole request body, then
 /// streams `response.bin` in irregular chunks (1..=40 bytes) with irregular delays.
@@ -63,11 +64,11 @@ async fn upstream_answer(req: Request<Incoming>, seed: u64) -> Response<gateway:
         .and_then(|v| v.to_str().ok())
         .unwrap_or("01-openai-chat-basic")
         .to_owned();
-    let slow: Option<u64> = req
+    let stall: Option<String> = req
         .headers()
-        .get(SLOW)
+        .get(STALL_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+        .map(str::to_owned);
     let fx = Fixture::load(&name);
     let got = req.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(
@@ -76,21 +77,65 @@ async fn upstream_answer(req: Request<Incoming>, seed: u64) -> Response<gateway:
         "upstream got a changed request body"
     );
     let mut rng = Rng::new(seed ^ 0xABCD);
-    let chunks = irregular_chunks(&fx.response, seed, 40)
-        .into_iter()
-        .map(|c| {
-            let d = match slow {
-                Some(ms) => Duration::from_millis(ms),
-                // About one chunk in five waits 1-3 ms.
-                None if rng.below(5) == 0 => Duration::from_millis(1 + rng.below(3)),
-                None => Duration::ZERO,
-            };
-            (d, c)
-        });
+    // Where the stall starts: the end of the first occurrence of the marker.
+    let stall_at = stall.map(|m| {
+        let at = fx
+            .response
+            .windows(m.len())
+            .position(|w| w == m.as_bytes())
+            .expect("stall marker in the response");
+        at + m.len()
+    });
+    let mut sent = 0;
+    let mut chunks = Vec::new();
+    for c in irregular_chunks(&fx.response, seed, 40) {
+        if stall_at.is_some_and(|at| sent >= at) {
+            // Instead of the rest: an SSE comment every 10 ms for an hour, so the stream
+            // cannot end before the test hangs up, and the gateway notices the hang-up at
+            // its next write.
+            let ping = Bytes::from_static(b": stalled\n\n");
+            chunks.extend((0..360_000).map(|_| (Duration::from_millis(10), ping.clone())));
+            break;
+        }
+        // About one chunk in five waits 1-3 ms.
+        let d = if rng.below(5) == 0 {
+            Duration::from_millis(1 + rng.below(3))
+        } else {
+            Duration::ZERO
+        };
+        sent += c.len();
+        chunks.push((d, c));
+    }
     let mut res = Response::new(gateway::Paced::new(chunks));
     *res.status_mut() = StatusCode::from_u16(fx.status()).unwrap();
     *res.headers_mut() = fx.response_headers();
     res
+}
+
+/// The body bytes of an HTTP/1.1 response read so far (head skipped, `chunked` framing
+/// removed; an unfinished chunk gives what arrived of it): a marker split across two
+/// chunks of the wire is found whole.
+fn dechunked_body(raw: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    let Some(head_end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return body;
+    };
+    let mut rest = &raw[head_end + 4..];
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..eol])
+            .ok()
+            .and_then(|h| usize::from_str_radix(h.split(';').next()?.trim(), 16).ok());
+        let Some(size) = size.filter(|&n| n > 0) else {
+            break;
+        };
+        let data = &rest[eol + 2..];
+        body.extend_from_slice(&data[..size.min(data.len())]);
+        if data.len() < size + 2 {
+            break;
+        }
+        rest = &data[size + 2..];
+    }
+    body
 }
 
 /// Runs the gateway example's app on loopback with `layer` (given its own Prometheus
@@ -133,7 +178,7 @@ async fn scrape(client: &Client<HttpConnector, Full<Bytes>>, gw: SocketAddr) -> 
     String::from_utf8(body.to_vec()).unwrap()
 }
 
-/// Scrapes until `name{labels}` sums to `want` (or 5 s pass): the record is emitted when the
+/// Scrapes until `name{labels}` sums to `want` (or [`HANG`] passes): the record is emitted when the
 /// server sees the end of the body, which may be just after the client saw its last byte.
 async fn wait_metric(
     client: &Client<HttpConnector, Full<Bytes>>,
@@ -142,7 +187,7 @@ async fn wait_metric(
     labels: &[(&str, &str)],
     want: f64,
 ) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + HANG;
     loop {
         let text = scrape(client, gw).await;
         if prom_sum(&text, name, labels) == Some(want) {
@@ -274,18 +319,22 @@ async fn client_hang_up_mid_stream_yields_partial_record() {
     // A raw HTTP/1.1 client, so that hanging up is just closing the socket.
     let mut sock = TcpStream::connect(gw).await.unwrap();
     let head = format!(
-        "POST {} HTTP/1.1\r\nhost: {gw}\r\ncontent-type: application/json\r\nanthropic-version: 2023-06-01\r\n{FIXTURE}: {}\r\n{SLOW}: 15\r\ncontent-length: {}\r\n\r\n",
+        "POST {} HTTP/1.1\r\nhost: {gw}\r\ncontent-type: application/json\r\nanthropic-version: 2023-06-01\r\n{FIXTURE}: {}\r\n{STALL_AFTER}: content_block_delta\r\ncontent-length: {}\r\n\r\n",
         fx.path(),
         fx.name,
         fx.request.len()
     );
     sock.write_all(head.as_bytes()).await.unwrap();
     sock.write_all(&fx.request).await.unwrap();
-    // Read until the first content delta has arrived (message_start is complete by then).
+    // Read until the first content delta has arrived (message_start is complete by then);
+    // the upstream sends nothing after it, so the body cannot end before we hang up.
     let mut got = Vec::new();
     let mut buf = [0u8; 512];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !got.windows(19).any(|w| w == b"content_block_delta") {
+    let deadline = Instant::now() + HANG;
+    while !dechunked_body(&got)
+        .windows(19)
+        .any(|w| w == b"content_block_delta")
+    {
         assert!(Instant::now() < deadline, "stream did not start");
         let n = sock.read(&mut buf).await.unwrap();
         assert!(n > 0, "gateway closed early");

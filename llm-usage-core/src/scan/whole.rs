@@ -148,6 +148,7 @@ impl<T: 'static> Scanner<T> {
             replay.clear();
             return false;
         }
+        self.work.walked_bytes += event.len() as u64;
         let resume = resume_point(same_as_prev, replay);
         let from = resume.map_or(0, |k| usize::from(replay.marks[k].pos));
         let done = index.build_from(event, from) && {

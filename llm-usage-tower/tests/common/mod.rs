@@ -147,6 +147,10 @@ impl Body for FramesBody {
 #[derive(Clone, Default)]
 pub struct Events(pub Arc<Mutex<Vec<UsageEvent>>>);
 
+/// How long a test waits for something that should happen at once before calling it a
+/// hang: generous, so that a saturated machine never fails a correct run.
+pub const HANG: Duration = Duration::from_secs(120);
+
 impl Events {
     pub fn callback(&self) -> impl Fn(&UsageEvent) + Send + Sync + 'static {
         let inner = self.0.clone();
@@ -161,9 +165,11 @@ impl Events {
         self.0.lock().unwrap().clone()
     }
 
-    /// Waits (up to 5 s) until at least `n` events arrived.
+    /// Waits until at least `n` events arrived. The deadline only turns a hang into a
+    /// failure: it is far beyond what a loaded machine needs (records arrive within
+    /// milliseconds), so it never decides a passing run.
     pub async fn wait_for(&self, n: usize) -> Vec<UsageEvent> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + HANG;
         while self.len() < n {
             assert!(
                 Instant::now() < deadline,
