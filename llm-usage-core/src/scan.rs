@@ -122,6 +122,10 @@ enum State {
     RootArrFirst,
     /// After an element of a root array: `,` or `]`.
     RootArrAfter,
+    /// After `[` of an array on a watched path: an element or `]`.
+    ArrFirst,
+    /// After an element of an array on a watched path: `,` or `]`.
+    ArrAfter,
     /// Inside a watched string value.
     Str,
     /// Inside a watched number or literal.
@@ -167,6 +171,15 @@ pub struct Scanner<T: 'static> {
     /// Candidate masks of the open live objects.
     stack: [u64; MAX_LIVE_DEPTH],
     depth: usize,
+    /// Arrays on a watched path are transparent: each element stands where the array
+    /// stands (`choices[].delta.content` is watched as `choices.delta.content`). The
+    /// candidates each element starts from, per open live array.
+    arr_mask: [u64; MAX_LIVE_DEPTH],
+    arr_depth: usize,
+    /// The open live containers, innermost last: bit `i` set when container `i` is an
+    /// array (objects and arrays interleave: `candidates[].content.parts[].text`).
+    kinds: u16,
+    nest: u8,
     /// Candidates for the value about to start and the watches ending exactly there.
     cur_mask: u64,
     cur_leaf: u64,
@@ -352,6 +365,10 @@ impl<T: 'static> Scanner<T> {
             state: State::Between,
             stack: [0; MAX_LIVE_DEPTH],
             depth: 0,
+            arr_mask: [0; MAX_LIVE_DEPTH],
+            arr_depth: 0,
+            kinds: 0,
+            nest: 0,
             cur_mask: all,
             cur_leaf: 0,
             in_root_array: false,
@@ -396,6 +413,8 @@ impl<T: 'static> Scanner<T> {
     pub fn restart(&mut self, array_roots: bool, multi_document: bool) {
         self.state = State::Between;
         self.depth = 0;
+        self.arr_depth = 0;
+        self.nest = 0;
         self.cur_mask = self.all;
         self.cur_leaf = 0;
         self.in_root_array = false;
@@ -419,6 +438,8 @@ impl<T: 'static> Scanner<T> {
     pub fn reset(&mut self) {
         self.state = State::Between;
         self.depth = 0;
+        self.arr_depth = 0;
+        self.nest = 0;
         self.in_root_array = false;
         self.esc = Esc::None;
         self.streaming = false;
@@ -459,6 +480,41 @@ impl<T: 'static> Scanner<T> {
         self.cur_mask = self.all;
         self.cur_leaf = 0;
         self.depth = 0;
+        self.arr_depth = 0;
+        self.nest = 0;
+    }
+
+    /// Opens a live container (`array`: an array, else an object) in the kind stack.
+    #[inline]
+    fn push_kind(&mut self, array: bool) {
+        let bit = 1u16 << self.nest;
+        if array {
+            self.kinds |= bit;
+        } else {
+            self.kinds &= !bit;
+        }
+        self.nest += 1;
+    }
+
+    /// Whether the innermost open live container is an array.
+    #[inline]
+    fn in_array(&self) -> bool {
+        self.nest > 0 && self.kinds & (1 << (self.nest - 1)) != 0
+    }
+
+    /// An element of the innermost live array starts: it stands where the array stands.
+    #[inline]
+    fn start_element(&mut self) {
+        self.cur_mask = self.arr_mask[self.arr_depth - 1];
+        self.cur_leaf = 0;
+        self.state = State::Value;
+    }
+
+    /// The innermost live array closed.
+    fn close_array<S: Sink<T>>(&mut self, sink: &mut S) {
+        self.arr_depth -= 1;
+        self.nest -= 1;
+        self.value_done(sink);
     }
 
     /// Feeds the next chunk of the document stream.
@@ -550,6 +606,27 @@ impl<T: 'static> Scanner<T> {
                         self.state = State::Value;
                     }
                 }
+                State::ArrFirst => {
+                    let b = input[i];
+                    if is_ws(b) {
+                        i += 1;
+                    } else if b == b']' {
+                        i += 1;
+                        self.close_array(sink);
+                    } else {
+                        self.start_element();
+                    }
+                }
+                State::ArrAfter => {
+                    let b = input[i];
+                    i += 1;
+                    match b {
+                        b',' => self.start_element(),
+                        b']' => self.close_array(sink),
+                        b' ' | b'\t' | b'\n' | b'\r' => {}
+                        _ => self.fail(),
+                    }
+                }
                 State::RootArrAfter => {
                     let b = input[i];
                     i += 1;
@@ -610,6 +687,7 @@ impl<T: 'static> Scanner<T> {
                 if self.has_deeper(self.cur_mask) && self.depth < MAX_LIVE_DEPTH {
                     self.stack[self.depth] = self.cur_mask;
                     self.depth += 1;
+                    self.push_kind(false);
                     self.state = State::ObjFirst;
                 } else {
                     self.enter_skip_nest();
@@ -619,6 +697,15 @@ impl<T: 'static> Scanner<T> {
                 if self.depth == 0 && self.array_roots && !self.in_root_array {
                     self.in_root_array = true;
                     self.state = State::RootArrFirst;
+                } else if self.depth > 0
+                    && self.arr_depth < MAX_LIVE_DEPTH
+                    && self.has_deeper(self.cur_mask)
+                {
+                    // An array inside a live object, on the way to a watched path.
+                    self.arr_mask[self.arr_depth] = self.cur_mask;
+                    self.arr_depth += 1;
+                    self.push_kind(true);
+                    self.state = State::ArrFirst;
                 } else {
                     self.enter_skip_nest();
                 }
@@ -697,13 +784,18 @@ impl<T: 'static> Scanner<T> {
 
     fn close_object<S: Sink<T>>(&mut self, sink: &mut S) {
         self.depth -= 1;
+        self.nest -= 1;
         self.value_done(sink);
     }
 
     /// A value just ended: go back to its container (or end the document).
     fn value_done<S: Sink<T>>(&mut self, sink: &mut S) {
-        if self.depth > 0 {
-            self.state = State::After;
+        if self.nest > 0 {
+            self.state = if self.in_array() {
+                State::ArrAfter
+            } else {
+                State::After
+            };
         } else if self.in_root_array {
             self.documents += 1;
             sink.document_end();
@@ -1323,6 +1415,57 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Arrays on a watched path are transparent: each element stands where the array
+    /// stands, in order, at any nesting of arrays and objects; arrays elsewhere, arrays
+    /// of scalars and arrays at a leaf are skipped; structure inside a live array is
+    /// checked like a live object's.
+    #[test]
+    fn arrays_on_a_watched_path_are_read_through() {
+        let p = |v: &str| (T::Prompt, format!("n:{v}"));
+        let c = |v: &str| (T::Cached, format!("n:{v}"));
+        assert_eq!(
+            values(r#"{"usage":[{"prompt_tokens":1},{"x":[1,2]},{"prompt_tokens":2}]}"#),
+            [p("1"), p("2")]
+        );
+        assert_eq!(
+            values(
+                r#"{"usage":[[{"prompt_tokens":3}], [] ,"s",7,null,{"details":[{"cached":4}]}]}"#
+            ),
+            [p("3"), c("4")]
+        );
+        // Not on a watched path, or at a leaf: skipped.
+        assert_eq!(
+            values(r#"{"other":[{"prompt_tokens":1}],"model":["m"]}"#),
+            []
+        );
+        assert_eq!(
+            values(r#"{"usage":{"prompt_tokens":[5]},"model":"m"}"#),
+            [(T::Model, "s:m".to_owned())]
+        );
+        // An empty live array, whitespace everywhere.
+        assert_eq!(
+            values("{\"usage\" : [ ] , \"model\" : \"m\" }"),
+            [(T::Model, "s:m".to_owned())]
+        );
+        // Syntax errors inside a live array fail the document; a dead one is not checked.
+        for bad in [
+            r#"{"usage":[{"prompt_tokens":1} {}]}"#,
+            r#"{"usage":[1 2]}"#,
+            r#"{"usage":[,]}"#,
+        ] {
+            let (_, _, failed) = scan(bad.as_bytes());
+            assert!(failed, "{bad}");
+        }
+        let (f, boundary, failed) = scan(br#"{"other":[1 2],"usage":{"prompt_tokens":9}}"#);
+        assert!(!failed && boundary);
+        assert_eq!(f.values, [p("9")]);
+        // Documents still end where they end.
+        let (f, boundary, _) =
+            scan(br#"{"usage":[{"prompt_tokens":1}]} {"usage":[{"prompt_tokens":2}]}"#);
+        assert!(boundary);
+        assert_eq!((f.values, f.docs), (vec![p("1"), p("2")], 2));
     }
 
     #[test]

@@ -278,6 +278,9 @@ impl<T: 'static> Scanner<T> {
                     first = true;
                     continue;
                 }
+                // An array on the way to a watched path: the streaming scanner reads it
+                // (elements stand where the array stands; see `Scanner`).
+                b'[' if self.has_deeper(mask) => return false,
                 b'{' | b'[' => match index.nest_end(i + 1) {
                     Some(end) => i = end,
                     None => return false,
@@ -658,8 +661,11 @@ mod tests {
                 prev = e;
             }
         }
-        assert!(events > 12_000, "walked {events}");
-        assert!(resumed > events / 5, "resumed {resumed} of {events}");
+        // A quarter of the events have `usage` as an array on the watched path, which the
+        // walk leaves to the streaming scanner.
+        assert!(events > 10_000, "walked {events}");
+        // (An event the walk left to the scanner clears the replay for the next one.)
+        assert!(resumed > events / 8, "resumed {resumed} of {events}");
     }
 
     #[test]
