@@ -231,7 +231,16 @@ struct Core {
     /// The length of the common prefix of `held` with `prev`, measured as the event is
     /// copied in (the replay's resume point, `scan::whole`).
     same: usize,
+    /// How much of [`DONE`] the data of an event that is not held has matched so far
+    /// ([`NOT_DONE`]: it is not `[DONE]`). A held event is compared whole at its end.
+    done: u8,
+    /// Whether a complete SSE event's data was exactly `[DONE]`.
+    done_seen: bool,
 }
+
+/// The data of the OpenAI family's last SSE event.
+const DONE: &[u8] = b"[DONE]";
+const NOT_DONE: u8 = u8::MAX;
 
 impl Core {
     /// After an event was scanned: the scanner starts the next event afresh.
@@ -245,7 +254,19 @@ impl Core {
     fn next_event(&mut self) {
         self.held.len = 0;
         self.same = 0;
+        self.done = 0;
         self.holding = self.hold_events;
+    }
+
+    /// Follows data that is not held against [`DONE`].
+    fn match_done(&mut self, bytes: &[u8]) {
+        if self.done != NOT_DONE {
+            let at = usize::from(self.done);
+            self.done = match DONE.get(at..at + bytes.len()) {
+                Some(want) if want == bytes => (at + bytes.len()) as u8,
+                _ => NOT_DONE,
+            };
+        }
     }
 }
 
@@ -267,9 +288,11 @@ impl EventSink for Core {
             }
             // Too large to hold: streamed into the scanner from here on, as before.
             self.holding = false;
+            self.done = NOT_DONE;
             self.scanner.feed(self.held.get(), &mut self.collect);
             self.held.len = 0;
         }
+        self.match_done(bytes);
         self.scanner.feed(bytes, &mut self.collect);
     }
 
@@ -301,6 +324,12 @@ impl EventSink for Core {
     }
 
     fn end_event(&mut self) {
+        let done = if self.holding {
+            self.held.get() == DONE
+        } else {
+            usize::from(self.done) == DONE.len()
+        };
+        self.done_seen |= done;
         if self.holding {
             // The whole event is here: index it and walk it (see `scan::whole`); what the
             // walk gives up on, the scanner reads as it would have read it streamed.
@@ -389,6 +418,8 @@ impl Body {
                 index: None,
                 prev: EventBuf::default(),
                 same: 0,
+                done: 0,
+                done_seen: false,
             },
             seen: 0,
             raw: 0,
@@ -422,6 +453,7 @@ impl Body {
         let core = &mut self.core;
         core.scanner.retarget(watches, true, true);
         core.docs_at_event_start = 0;
+        core.done_seen = false;
         let c = &mut core.collect;
         c.staged.clear();
         c.dirty = false;
@@ -597,6 +629,21 @@ impl Body {
             scanned_bytes: scan.fed_bytes + inner.fed_bytes,
             scanner_steps: scan.steps + inner.steps,
             walked_bytes: scan.walked_bytes,
+        }
+    }
+
+    /// Whether a complete SSE event's data was exactly `[DONE]`.
+    pub(crate) fn done_seen(&self) -> bool {
+        self.core.done_seen
+    }
+
+    /// Whether the body is a stream of events (SSE, NDJSON, event-stream, or a JSON
+    /// array of documents such as Gemini's streamed array) rather than one document.
+    pub(crate) fn streamed(&self) -> bool {
+        match self.framing {
+            Framing::Sse(_) | Framing::Ndjson(_) | Framing::EventStream(_) => true,
+            Framing::Json => self.core.scanner.saw_root_array(),
+            Framing::Auto => false,
         }
     }
 

@@ -48,7 +48,40 @@ pub(crate) enum Target {
     /// A base64 string holding the provider's own stream event (Bedrock
     /// InvokeModelWithResponseStream `chunk.bytes`), scanned with the dialect's `inner` table.
     Inner,
+    /// A value that, when [`EndIf`] holds, is (part of) the provider's end of a stream:
+    /// sets bit `1 << n` of the end marks ([`Dialect::end`]).
+    End(EndIf, u8),
 }
+
+/// When a watched value marks the end of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EndIf {
+    /// A string equal to this (Anthropic `type: message_stop`).
+    Is(&'static str),
+    /// A non-empty string other than this (DashScope's `finish_reason`, `"null"` until the
+    /// last chunk; Gemini's `finishReason`, any).
+    IsNot(&'static str),
+    /// `true` (Ollama `done`).
+    True,
+    /// Any number (Bedrock's closing metrics).
+    Number,
+}
+
+/// The end marks of a dialect's streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ends {
+    /// The marks a streamed response must carry to be complete (every bit set); 0 when
+    /// the dialect has no end of its own (the framing's end is the end).
+    pub required: u8,
+    /// The mark an SSE event whose data is exactly `[DONE]` sets (0: none).
+    pub done: u8,
+}
+
+/// One mark, bit 0: most dialects end on one event.
+const END_ON_ONE: Ends = Ends {
+    required: 1,
+    done: 0,
+};
 
 /// How a field's slots combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +124,8 @@ pub(crate) struct Dialect {
     pub combine: [Combine; FIELDS],
     pub stream: StreamRule,
     pub path_model: PathModel,
+    /// What ends a streamed response (`complete` needs it).
+    pub end: Ends,
 }
 
 const fn w(path: &'static [&'static str], target: Target) -> Watch<Target> {
@@ -100,9 +135,10 @@ const fn w(path: &'static [&'static str], target: Target) -> Watch<Target> {
 /// Watches each path both at the document root and under `$prefix`: the non-stream body
 /// and the stream events of one API share their field names (Anthropic's message versus
 /// `message_start.message`, the Responses object versus `response.completed.response`).
+/// Watches after a `;` are added as they are (end marks, which sit at the root only).
 macro_rules! root_and_under {
-    ($prefix:literal; $([$($seg:literal),+] => $target:expr),+ $(,)?) => {
-        &[$(w(&[$($seg),+], $target), w(&[$prefix, $($seg),+], $target),)+]
+    ($prefix:literal; $([$($seg:literal),+] => $target:expr),+ $(,)? $(; $($extra:expr),+ $(,)?)?) => {
+        &[$(w(&[$($seg),+], $target), w(&[$prefix, $($seg),+], $target),)+ $($($extra,)+)?]
     };
 }
 
@@ -158,6 +194,12 @@ static OPENAI_CHAT: Dialect = Dialect {
     combine: FIRST,
     stream: StreamRule::Body { default: false },
     path_model: PathModel::None,
+    // `data: [DONE]` ends every stream of the family (the include_usage chunk comes just
+    // before it).
+    end: Ends {
+        required: 1,
+        done: 1,
+    },
 };
 
 /// OpenAI Responses API: the response object, or `response` inside stream events.
@@ -171,13 +213,18 @@ static OPENAI_RESPONSES: Dialect = Dialect {
         ["usage", "total_tokens"] => Slot(Total, 0),
         ["usage", "input_tokens_details", "cached_tokens"] => Slot(Cached, 0),
         ["usage", "input_tokens_details", "cache_write_tokens"] => Slot(CacheCreation, 0),
-        ["usage", "output_tokens_details", "reasoning_tokens"] => Slot(Reasoning, 0),
+        ["usage", "output_tokens_details", "reasoning_tokens"] => Slot(Reasoning, 0);
+        // The three terminal events of a Responses stream.
+        w(&["type"], End(EndIf::Is("response.completed"), 0)),
+        w(&["type"], End(EndIf::Is("response.incomplete"), 0)),
+        w(&["type"], End(EndIf::Is("response.failed"), 0)),
     ],
     inner: &[],
     headers: &[],
     combine: FIRST,
     stream: StreamRule::Body { default: false },
     path_model: PathModel::None,
+    end: END_ON_ONE,
 };
 
 /// Anthropic Messages: the message (non-stream), `message_start.message`, and the
@@ -193,13 +240,15 @@ static ANTHROPIC: Dialect = Dialect {
         ["usage", "cache_creation_input_tokens"] => Slot(Input, 2),
         ["usage", "cache_creation_input_tokens"] => Slot(CacheCreation, 0),
         ["usage", "output_tokens"] => Slot(Output, 0),
-        ["usage", "output_tokens_details", "thinking_tokens"] => Slot(Reasoning, 0),
+        ["usage", "output_tokens_details", "thinking_tokens"] => Slot(Reasoning, 0);
+        w(&["type"], End(EndIf::Is("message_stop"), 0)),
     ],
     inner: &[],
     headers: &[],
     combine: SUM_IN_OUT,
     stream: StreamRule::Body { default: false },
     path_model: PathModel::None,
+    end: END_ON_ONE,
 };
 
 const GEMINI_RESPONSE: &[Watch<Target>] = &[
@@ -217,6 +266,8 @@ const GEMINI_RESPONSE: &[Watch<Target>] = &[
         &["usageMetadata", "cachedContentTokenCount"],
         Slot(Cached, 0),
     ),
+    // The last chunk gives each candidate its finish reason.
+    w(&["candidates", "finishReason"], End(EndIf::IsNot(""), 0)),
 ];
 
 const GEMINI_FIELDS: Dialect = Dialect {
@@ -228,6 +279,7 @@ const GEMINI_FIELDS: Dialect = Dialect {
     combine: SUM_IN_OUT,
     stream: StreamRule::Path(&[":streamGenerateContent"]),
     path_model: PathModel::Models,
+    end: END_ON_ONE,
 };
 
 /// Gemini API `generateContent` / `streamGenerateContent`.
@@ -254,12 +306,19 @@ static BEDROCK_CONVERSE: Dialect = Dialect {
         w(&["usage", "cacheWriteInputTokens"], Slot(CacheCreation, 0)),
         w(&["usage", "outputTokens"], Slot(Output, 0)),
         w(&["usage", "totalTokens"], Slot(Total, 0)),
+        // ConverseStream ends with `messageStop` (its `stopReason`), then `metadata`.
+        w(&["stopReason"], End(EndIf::IsNot(""), 0)),
+        w(&["metrics", "latencyMs"], End(EndIf::Number, 1)),
     ],
     inner: &[],
     headers: &[],
     combine: SUM_IN_OUT,
     stream: StreamRule::Path(BEDROCK_STREAM_PATHS),
     path_model: PathModel::Bedrock,
+    end: Ends {
+        required: 0b11,
+        done: 0,
+    },
 };
 
 /// Bedrock InvokeModel (counts in headers) and InvokeModelWithResponseStream (counts in
@@ -306,6 +365,11 @@ static BEDROCK_INVOKE: Dialect = Dialect {
             &["amazon-bedrock-invocationMetrics", "outputTokenCount"],
             Slot(Output, 0),
         ),
+        // The metrics ride on the provider's last event.
+        w(
+            &["amazon-bedrock-invocationMetrics", "outputTokenCount"],
+            End(EndIf::Number, 0),
+        ),
     ],
     headers: &[
         ("x-amzn-bedrock-input-token-count", Slot(Input, 0)),
@@ -330,6 +394,7 @@ static BEDROCK_INVOKE: Dialect = Dialect {
     combine: SUM_IN_OUT,
     stream: StreamRule::Path(BEDROCK_STREAM_PATHS),
     path_model: PathModel::Bedrock,
+    end: END_ON_ONE,
 };
 
 /// DashScope native text generation: model only in the request, cumulative usage.
@@ -356,12 +421,19 @@ static DASHSCOPE_NATIVE: Dialect = Dialect {
             &["usage", "output_tokens_details", "reasoning_tokens"],
             Slot(Reasoning, 0),
         ),
+        // `"null"` (a string) until the last chunk; text or message result format.
+        w(&["output", "finish_reason"], End(EndIf::IsNot("null"), 0)),
+        w(
+            &["output", "choices", "finish_reason"],
+            End(EndIf::IsNot("null"), 0),
+        ),
     ],
     inner: &[],
     headers: &[],
     combine: FIRST,
     stream: StreamRule::Header("x-dashscope-sse", "enable"),
     path_model: PathModel::None,
+    end: END_ON_ONE,
 };
 
 /// Ollama native `/api/chat` and `/api/generate`: streams unless told not to.
@@ -372,12 +444,14 @@ static OLLAMA_NATIVE: Dialect = Dialect {
         w(&["model"], ResponseModel),
         w(&["prompt_eval_count"], Slot(Input, 0)),
         w(&["eval_count"], Slot(Output, 0)),
+        w(&["done"], End(EndIf::True, 0)),
     ],
     inner: &[],
     headers: &[],
     combine: FIRST,
     stream: StreamRule::Body { default: true },
     path_model: PathModel::None,
+    end: END_ON_ONE,
 };
 
 /// Cohere v2 chat: billed units first, consumed tokens as the fallback.
@@ -389,13 +463,15 @@ static COHERE: Dialect = Dialect {
         ["usage", "tokens", "input_tokens"] => Slot(Input, 1),
         ["usage", "billed_units", "output_tokens"] => Slot(Output, 0),
         ["usage", "tokens", "output_tokens"] => Slot(Output, 1),
-        ["usage", "cached_tokens"] => Slot(Cached, 0),
+        ["usage", "cached_tokens"] => Slot(Cached, 0);
+        w(&["type"], End(EndIf::Is("message-end"), 0)),
     ],
     inner: &[],
     headers: &[],
     combine: FIRST,
     stream: StreamRule::Body { default: false },
     path_model: PathModel::None,
+    end: END_ON_ONE,
 };
 
 /// The dialect chosen for one exchange, plus the provider to report.

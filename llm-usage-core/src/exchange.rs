@@ -358,8 +358,24 @@ impl Exchange {
             cached_input_tokens: cached,
             cache_creation_input_tokens: creation,
             reasoning_tokens: reasoning,
-            complete: self.response_ended && self.response.clean(),
+            complete: self.response_ended && self.response.clean() && self.end_seen(),
         }
+    }
+
+    /// Whether the provider's own end of the response was seen, where it has one: a
+    /// streamed response of a dialect with end marks (`[DONE]`, `message_stop`, ...) is
+    /// complete only once they arrived. A single document, an error status or a dialect
+    /// without marks ends with its framing.
+    fn end_seen(&self) -> bool {
+        let ends = self.detected.dialect.end;
+        if ends.required == 0 || self.error_status || !self.response.streamed() {
+            return true;
+        }
+        let mut seen = self.response.committed().end;
+        if self.response.done_seen() {
+            seen |= ends.done;
+        }
+        seen & ends.required == ends.required
     }
 
     /// The final record: what [`record`](Self::record) says now. Call it at the end of the

@@ -200,6 +200,8 @@ pub struct Scanner<T: 'static> {
     buf_overflow: bool,
     streaming: bool,
     started: bool,
+    /// Whether a root array (a sequence of documents, `array_roots`) was opened.
+    root_array: bool,
     work: ScanWork,
 }
 
@@ -388,6 +390,7 @@ impl<T: 'static> Scanner<T> {
             buf_overflow: false,
             streaming: false,
             started: false,
+            root_array: false,
             work: ScanWork::default(),
         }
     }
@@ -411,6 +414,7 @@ impl<T: 'static> Scanner<T> {
     /// keeping what was derived from the watch table: cheaper than building a new scanner
     /// and moving it (an exchange re-frames its bodies once the headers are known).
     pub fn restart(&mut self, array_roots: bool, multi_document: bool) {
+        self.root_array = false;
         self.state = State::Between;
         self.depth = 0;
         self.arr_depth = 0;
@@ -460,6 +464,11 @@ impl<T: 'static> Scanner<T> {
     /// [`restart`](Self::restart) and [`reset`](Self::reset).
     pub fn work(&self) -> ScanWork {
         self.work
+    }
+
+    /// Whether a root array of documents was opened since [`restart`](Self::restart).
+    pub fn saw_root_array(&self) -> bool {
+        self.root_array
     }
 
     /// True between documents: nothing partial is pending.
@@ -696,6 +705,7 @@ impl<T: 'static> Scanner<T> {
             b'[' => {
                 if self.depth == 0 && self.array_roots && !self.in_root_array {
                     self.in_root_array = true;
+                    self.root_array = true;
                     self.state = State::RootArrFirst;
                 } else if self.depth > 0
                     && self.arr_depth < MAX_LIVE_DEPTH

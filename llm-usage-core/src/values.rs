@@ -5,7 +5,7 @@
 //! half-read figure into the record. Everything here is fixed-size: no allocation on
 //! the hot path.
 
-use crate::dialect::{Field, Target, FIELDS, SLOTS};
+use crate::dialect::{EndIf, Field, Target, FIELDS, SLOTS};
 use crate::scan::{Scalar, VALUE_CAP};
 
 /// A model name held inline.
@@ -83,6 +83,8 @@ pub(crate) struct Values {
     pub response_model: Name,
     pub request_model: Name,
     pub stream: Option<bool>,
+    /// The end marks seen (bits of the dialect's [`Ends`](crate::dialect::Ends)).
+    pub end: u8,
 }
 
 /// Parses a token count: a non-negative integer that fits in `u64`.
@@ -135,6 +137,19 @@ impl Values {
                 self.stream = Some(b);
                 true
             }
+            (Target::End(when, bit), value) => {
+                let hit = match (when, value) {
+                    (EndIf::Is(want), Scalar::String(s)) => s == want.as_bytes(),
+                    (EndIf::IsNot(not), Scalar::String(s)) => !s.is_empty() && s != not.as_bytes(),
+                    (EndIf::True, Scalar::Bool(b)) => b,
+                    (EndIf::Number, Scalar::Number(_)) => true,
+                    _ => false,
+                };
+                if hit {
+                    self.end |= 1 << bit;
+                }
+                hit
+            }
             _ => false,
         }
     }
@@ -149,6 +164,7 @@ impl Values {
         self.response_model.set = false;
         self.request_model.set = false;
         self.stream = None;
+        self.end = 0;
     }
 
     /// Copies every value set in `other` over this one (last wins, field by field).
@@ -172,6 +188,7 @@ impl Values {
         if other.stream.is_some() {
             self.stream = other.stream;
         }
+        self.end |= other.end;
     }
 
     /// Sets one slot.

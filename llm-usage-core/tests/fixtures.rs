@@ -191,8 +191,11 @@ fn every_fixture_one_byte_at_a_time() {
 fn complete_flag() {
     for case in load() {
         let r = run(&case, &[], &[]);
-        let truncated = case.name.contains("truncated");
-        assert_eq!(r.complete, !truncated, "{}: complete", case.name);
+        // Complete unless the fixture says otherwise (`expect.complete`) or is a truncated one.
+        let want = case.expect["complete"]
+            .as_bool()
+            .unwrap_or(!case.name.contains("truncated"));
+        assert_eq!(r.complete, want, "{}: complete", case.name);
         // The same exchange without the end of the response is partial.
         let mut ex = Exchange::new();
         let rh: Vec<(&str, &str)> = case
@@ -217,4 +220,148 @@ fn complete_flag() {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The event that carries a streaming dialect's end mark, as text found in it (for
+/// event-stream bodies, in the frame's payload or its base64), and the framing.
+/// The first key the fixture's name contains is used.
+const END_MARKS: &[(&str, &[&str])] = &[
+    // The metrics are inside the last frame's base64 payload: "" stands for the last event.
+    ("bedrock-invoke-stream", &[""]),
+    ("responses-stream", &["\"response.completed\""]),
+    ("openai", &["[DONE]"]),
+    ("azure", &["[DONE]"]),
+    ("mistral", &["[DONE]"]),
+    ("vllm", &["[DONE]"]),
+    ("deepseek", &["[DONE]"]),
+    ("openai-compat", &["[DONE]"]),
+    ("dashscope-compatible", &["[DONE]"]),
+    ("anthropic", &["\"message_stop\""]),
+    ("gemini-stream-sse", &["\"finishReason\""]),
+    ("vertex-stream-sse", &["\"finishReason\""]),
+    ("dashscope-generation-sse", &["\"finish_reason\":\"stop\""]),
+    ("ollama", &["\"done\":true", "\"done\": true"]),
+    ("cohere-chat-stream", &["\"message-end\""]),
+    ("bedrock-converse-stream", &["stopReason"]),
+];
+
+/// Where the last SSE event, NDJSON line or event-stream frame holding `mark` starts.
+fn start_of_event_with(body: &[u8], mark: &[u8], framing: &str) -> Option<usize> {
+    let at = if mark.is_empty() {
+        body.len().checked_sub(1)?
+    } else {
+        body.windows(mark.len()).rposition(|w| w == mark)?
+    };
+    match framing {
+        "event-stream" => {
+            let mut start = 0;
+            while start < body.len() {
+                let len = u32::from_be_bytes(body[start..start + 4].try_into().ok()?) as usize;
+                if at < start + len {
+                    return Some(start);
+                }
+                start += len;
+            }
+            None
+        }
+        "ndjson" => Some(
+            body[..at]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1),
+        ),
+        _ => {
+            // After the blank line that ends the previous event (LF or CRLF).
+            let before = &body[..at];
+            let lf = before.windows(2).rposition(|w| w == b"\n\n").map(|p| p + 2);
+            let crlf = before
+                .windows(4)
+                .rposition(|w| w == b"\r\n\r\n")
+                .map(|p| p + 4);
+            Some(lf.max(crlf).unwrap_or(0))
+        }
+    }
+}
+
+/// `complete` means the provider's end was seen: each streaming fixture cut just before
+/// the event that carries its dialect's end mark (a clean event boundary) is partial,
+/// whatever the chunking of what is left, and keeps the figures that came before.
+#[test]
+fn streams_cut_before_their_end_mark_are_partial() {
+    let mut checked = 0;
+    for case in load() {
+        let streamed = case.expect["stream"].as_bool() == Some(true) && case.status < 400;
+        let encoded = case
+            .response_headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-encoding"));
+        if !streamed
+            || encoded
+            || case.name.contains("truncated")
+            || case.name.contains("error-event")
+        {
+            continue;
+        }
+        let ct = case
+            .response_headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let framing = if ct.contains("eventstream") {
+            "event-stream"
+        } else if ct.contains("ndjson") {
+            "ndjson"
+        } else if ct.contains("event-stream") {
+            "sse"
+        } else {
+            continue; // a JSON array (Gemini) or plain JSON: its closing bracket ends it
+        };
+        let Some((_, marks)) = END_MARKS.iter().find(|(k, _)| case.name.contains(k)) else {
+            panic!(
+                "{}: no end mark known for this streaming fixture",
+                case.name
+            );
+        };
+        let cut = marks
+            .iter()
+            .find_map(|m| start_of_event_with(&case.response, m.as_bytes(), framing))
+            .unwrap_or_else(|| panic!("{}: end mark not found", case.name));
+        let short = Case {
+            response: case.response[..cut].to_vec(),
+            name: format!("{} cut at {cut}", case.name),
+            method: case.method.clone(),
+            path: case.path.clone(),
+            request_headers: case.request_headers.clone(),
+            status: case.status,
+            response_headers: case.response_headers.clone(),
+            request: case.request.clone(),
+            expect: case.expect.clone(),
+        };
+        let whole = run(&short, &[], &[]);
+        assert!(
+            !whole.complete,
+            "{}: complete without its end mark",
+            short.name
+        );
+        for at in 0..=cut {
+            assert_eq!(
+                run(&short, &[], &[at]),
+                whole,
+                "{}: split at {at}",
+                short.name
+            );
+        }
+        // Unknown stays unknown: nothing the whole stream does not report.
+        let full = run(&case, &[], &[]);
+        for (got, all) in [
+            (whole.input_tokens, full.input_tokens),
+            (whole.output_tokens, full.output_tokens),
+            (whole.total_tokens, full.total_tokens),
+        ] {
+            assert!(got.is_none() || all.is_some(), "{}", short.name);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} streaming fixtures checked");
 }

@@ -111,7 +111,7 @@ fn run_gzip(body: &[u8], cuts: &[usize]) -> UsageRecord {
 /// where the chunks ended.
 #[test]
 fn trailing_garbage_after_a_gzip_member() {
-    let mut body = gzip(b"{\"prompt_eval_count\":1,\"eval_count\":2}\n");
+    let mut body = gzip(b"{\"prompt_eval_count\":1,\"eval_count\":2,\"done\":true}\n");
     let member = body.len();
     body.extend_from_slice(b"ab\x1fcdefgh\x1f\x8b\x08\x00");
     let whole = run_gzip(&body, &[]);
@@ -124,8 +124,10 @@ fn trailing_garbage_after_a_gzip_member() {
         assert_eq!(run_gzip(&body, &[a, b]), whole, "cuts at {a}, {b}");
     }
     // A second member right after the first is still decoded, whatever the chunking.
-    let mut two = gzip(b"{\"prompt_eval_count\":1,\"eval_count\":2}\n");
-    two.extend(gzip(b"{\"prompt_eval_count\":5,\"eval_count\":6}\n"));
+    let mut two = gzip(b"{\"prompt_eval_count\":1,\"eval_count\":2,\"done\":true}\n");
+    two.extend(gzip(
+        b"{\"prompt_eval_count\":5,\"eval_count\":6,\"done\":true}\n",
+    ));
     let whole = run_gzip(&two, &[]);
     assert_eq!(whole.total_tokens, Some(11));
     for at in 0..=two.len() {

@@ -661,7 +661,7 @@ fn invalid_utf8() {
     let r = Case::new(
         "/v1/chat/completions",
         "text/event-stream",
-        vec![Part::Bytes(body)],
+        vec![Part::Bytes(body), Part::Bytes(b"data: [DONE]\n\n")],
     )
     .check("invalid utf-8 in sse");
     assert_eq!(r.total_tokens, Some(9));
@@ -803,6 +803,19 @@ fn meta(input: u64) -> Vec<u8> {
     )
 }
 
+/// ConverseStream's last two events: `messageStop`, and `metadata` with its metrics.
+fn ending() -> &'static [u8] {
+    let mut v = encode_event_stream_message(
+        &[(":event-type", "messageStop"), (":message-type", "event")],
+        br#"{"stopReason":"end_turn"}"#,
+    );
+    v.extend(encode_event_stream_message(
+        &[(":event-type", "metadata"), (":message-type", "event")],
+        br#"{"metrics":{"latencyMs":120}}"#,
+    ));
+    leak(v)
+}
+
 fn prelude(total: u32, headers: u32) -> Vec<u8> {
     let mut p = total.to_be_bytes().to_vec();
     p.extend_from_slice(&headers.to_be_bytes());
@@ -825,11 +838,19 @@ fn event_stream_bad_crcs_and_lengths() {
     bad_msg[n - 1] ^= 1;
     let bad_msg = leak(bad_msg);
     let r = es(vec![Part::Bytes(good), Part::Bytes(bad_msg)]);
+    // The stream's end (`messageStop`, then metrics) never came.
+    assert_eq!((r.input_tokens, r.complete), (Some(10), false));
+    let r = es(vec![
+        Part::Bytes(good),
+        Part::Bytes(bad_msg),
+        Part::Bytes(ending()),
+    ]);
     assert_eq!((r.input_tokens, r.complete), (Some(10), true));
     // 100,000 bad messages in a row: still only the good one counts.
     let r = es(vec![
         Part::Repeat(bad_msg, bad_msg.len() * 100_000),
         Part::Bytes(good),
+        Part::Bytes(ending()),
     ]);
     assert_eq!((r.input_tokens, r.complete), (Some(10), true));
 
@@ -878,6 +899,7 @@ fn event_stream_bad_crcs_and_lengths() {
         Part::Bytes(b"\"}"),
         Part::Bytes(&[0, 0, 0, 0]),
         Part::Bytes(leak(meta(20))),
+        Part::Bytes(ending()),
     ]);
     assert_eq!((r.input_tokens, r.complete), (Some(20), true));
 
@@ -942,7 +964,7 @@ fn sse_line_of_50_mib_without_newline() {
             vec![
                 Part::Bytes(prefix),
                 Part::Repeat(fill, 50 * MIB),
-                Part::Bytes(b"\r\n\r\ndata: {\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\r\n\r\n"),
+                Part::Bytes(b"\r\n\r\ndata: {\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\r\n\r\ndata: [DONE]\r\n\r\n"),
             ],
         )
         .check("50 MiB line then an event");
@@ -979,7 +1001,10 @@ fn a_million_events_in_constant_memory() {
     let r = Case::new(
         "/v1/chat/completions",
         "text/event-stream",
-        vec![Part::Repeat(ev, ev.len() * 1_000_000)],
+        vec![
+            Part::Repeat(ev, ev.len() * 1_000_000),
+            Part::Bytes(b"data: [DONE]\n\n"),
+        ],
     )
     .check("1M events");
     assert_eq!(r.total_tokens, Some(3));

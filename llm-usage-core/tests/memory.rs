@@ -230,10 +230,15 @@ fn event_stream_10_mib() {
         ],
         br#"{"contentBlockIndex":0,"delta":{"text":"hello there, \"friend\""},"p":"abcdefgh"}"#,
     );
-    let meta = encode_event_stream_message(
+    // The stream's end: `messageStop`, then `metadata` with the usage and metrics.
+    let mut meta = encode_event_stream_message(
+        &[(":event-type", "messageStop"), (":message-type", "event")],
+        br#"{"stopReason":"end_turn"}"#,
+    );
+    meta.extend(encode_event_stream_message(
         &[(":event-type", "metadata"), (":message-type", "event")],
         br#"{"usage":{"inputTokens":3,"outputTokens":4,"totalTokens":7},"metrics":{"latencyMs":1}}"#,
-    );
+    ));
     let mut sent = 0usize;
     let gen = move |buf: &mut Vec<u8>| {
         while buf.len() < CHUNK && sent < TEN_MIB {

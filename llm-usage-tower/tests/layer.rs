@@ -514,7 +514,7 @@ async fn every_fixture_gives_its_expected_record_through_the_layer() {
         let evs = events.all();
         assert_eq!(evs.len(), 1, "{name}: one record");
         let r = &evs[0].record;
-        let got = serde_json::json!({
+        let mut got = serde_json::json!({
             "model": r.model,
             "input_tokens": r.input_tokens,
             "output_tokens": r.output_tokens,
@@ -524,6 +524,17 @@ async fn every_fixture_gives_its_expected_record_through_the_layer() {
             "reasoning_tokens": r.reasoning_tokens,
             "stream": r.stream,
         });
+        // `complete` is expected only where a fixture states it; otherwise complete unless
+        // truncated.
+        let want_complete = fx.case["expect"]["complete"]
+            .as_bool()
+            .unwrap_or(!name.contains("truncated"));
+        if r.complete != want_complete {
+            failures.push(format!("{name}: complete {}", r.complete));
+        }
+        if fx.case["expect"].get("complete").is_some() {
+            got["complete"] = r.complete.into();
+        }
         if got != fx.case["expect"] {
             failures.push(format!("{name}: got {got}, want {}", fx.case["expect"]));
         }

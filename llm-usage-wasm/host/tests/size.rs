@@ -1,4 +1,5 @@
-//! The release filter stays within its size budget: at most 300 KiB (issue 6).
+//! The release filter stays within its size budget: at most 512 KiB (issue 15 raised it
+//! from issue 6's 300 KiB, for end marks, estimates and more decoders).
 //!
 //! The module is about 299 KiB (305,028 bytes when this was written; 305,675 for the
 //! `simd128` build, which CI checks too). Of the proxy-wasm
@@ -15,8 +16,8 @@
 
 mod common;
 
-/// 300 KiB.
-const BUDGET: u64 = 300 * 1024;
+/// 512 KiB.
+const BUDGET: u64 = 512 * 1024;
 
 #[test]
 fn the_release_wasm_is_within_its_size_budget() {
@@ -32,7 +33,7 @@ fn the_release_wasm_is_within_its_size_budget() {
     );
     assert!(
         size <= BUDGET,
-        "{} is {size} bytes, over the {BUDGET}-byte (300 KiB) budget by {} bytes; \
+        "{} is {size} bytes, over the {BUDGET}-byte (512 KiB) budget by {} bytes; \
          see what grew with `twiggy top -n 40` on an unstripped build (cargo build --release \
          -p llm-usage-wasm --target wasm32-wasip1 \
          --config 'profile.release.package.llm-usage-wasm.strip=\"debuginfo\"')",
