@@ -76,6 +76,8 @@ struct Collect {
     dirty: bool,
     committed: Values,
     events: u64,
+    /// Complete events that carried generated text.
+    content_events: u64,
     commit_on_document_end: bool,
     inner: Option<Box<Inner>>,
 }
@@ -89,11 +91,26 @@ impl Sink<Target> for InnerSink<'_> {
     fn value(&mut self, target: &Target, value: Scalar<'_>) {
         *self.dirty |= self.staged.stage(*target, value);
     }
+
+    fn streams(&self, target: &Target) -> bool {
+        *target == Target::Text
+    }
+
+    fn string_start(&mut self, _target: &Target) {
+        self.staged.text.start_string();
+        *self.dirty = true;
+    }
+
+    fn string_chunk(&mut self, _target: &Target, bytes: &[u8]) {
+        self.staged.text.add(bytes);
+        *self.dirty |= !bytes.is_empty();
+    }
 }
 
 impl Collect {
     fn commit(&mut self) {
         if self.dirty {
+            self.content_events += u64::from(!self.staged.text.is_empty());
             self.committed.merge(&self.staged);
             self.staged.clear();
             self.dirty = false;
@@ -148,22 +165,36 @@ impl Sink<Target> for Collect {
     }
 
     fn streams(&self, target: &Target) -> bool {
-        *target == Target::Inner && self.inner.is_some()
+        match target {
+            Target::Text => true,
+            Target::Inner => self.inner.is_some(),
+            _ => false,
+        }
     }
 
-    fn string_start(&mut self, _target: &Target) {
-        if let Some(inner) = self.inner.as_deref_mut() {
+    fn string_start(&mut self, target: &Target) {
+        if *target == Target::Text {
+            self.staged.text.start_string();
+            self.dirty = true;
+        } else if let Some(inner) = self.inner.as_deref_mut() {
             inner.b64.reset();
             inner.scanner.reset();
         }
     }
 
-    fn string_chunk(&mut self, _target: &Target, bytes: &[u8]) {
-        self.with_inner(|b64, scanner, sink| b64.feed(bytes, |d| scanner.feed(d, sink)));
+    fn string_chunk(&mut self, target: &Target, bytes: &[u8]) {
+        if *target == Target::Text {
+            self.staged.text.add(bytes);
+            self.dirty |= !bytes.is_empty();
+        } else {
+            self.with_inner(|b64, scanner, sink| b64.feed(bytes, |d| scanner.feed(d, sink)));
+        }
     }
 
-    fn string_end(&mut self, _target: &Target) {
-        self.with_inner(|b64, scanner, sink| b64.finish(|d| scanner.feed(d, sink)));
+    fn string_end(&mut self, target: &Target) {
+        if *target == Target::Inner {
+            self.with_inner(|b64, scanner, sink| b64.finish(|d| scanner.feed(d, sink)));
+        }
     }
 }
 
@@ -408,6 +439,7 @@ impl Body {
                     dirty: false,
                     committed: Values::default(),
                     events: 0,
+                    content_events: 0,
                     commit_on_document_end: false,
                     inner: None,
                 },
@@ -459,6 +491,7 @@ impl Body {
         c.dirty = false;
         c.committed.clear();
         c.events = 0;
+        c.content_events = 0;
         c.commit_on_document_end = false;
         c.inner = if has_inner {
             let fresh = Inner {
@@ -630,6 +663,11 @@ impl Body {
             scanner_steps: scan.steps + inner.steps,
             walked_bytes: scan.walked_bytes,
         }
+    }
+
+    /// Complete events that carried generated text.
+    pub(crate) fn content_events(&self) -> u64 {
+        self.core.collect.content_events
     }
 
     /// Whether a complete SSE event's data was exactly `[DONE]`.

@@ -48,6 +48,9 @@ pub(crate) enum Target {
     /// A base64 string holding the provider's own stream event (Bedrock
     /// InvokeModelWithResponseStream `chunk.bytes`), scanned with the dialect's `inner` table.
     Inner,
+    /// A string of generated text (response) or prompt text (request), counted as it
+    /// streams by (see `text`): an event carrying some is a *content* event.
+    Text,
     /// A value that, when [`EndIf`] holds, is (part of) the provider's end of a stream:
     /// sets bit `1 << n` of the end marks ([`Dialect::end`]).
     End(EndIf, u8),
@@ -164,6 +167,16 @@ static OPENAI_CHAT: Dialect = Dialect {
     request: MODEL_AND_STREAM,
     response: &[
         w(&["model"], ResponseModel),
+        // Generated text of stream chunks: content, reasoning (DeepSeek, vLLM, Qwen:
+        // `reasoning_content`; others: `reasoning`), tool-call arguments, legacy text.
+        w(&["choices", "delta", "content"], Text),
+        w(&["choices", "delta", "reasoning_content"], Text),
+        w(&["choices", "delta", "reasoning"], Text),
+        w(
+            &["choices", "delta", "tool_calls", "function", "arguments"],
+            Text,
+        ),
+        w(&["choices", "text"], Text),
         w(&["usage", "prompt_tokens"], Slot(Input, 0)),
         w(&["usage", "completion_tokens"], Slot(Output, 0)),
         w(&["usage", "total_tokens"], Slot(Total, 0)),
@@ -214,6 +227,8 @@ static OPENAI_RESPONSES: Dialect = Dialect {
         ["usage", "input_tokens_details", "cached_tokens"] => Slot(Cached, 0),
         ["usage", "input_tokens_details", "cache_write_tokens"] => Slot(CacheCreation, 0),
         ["usage", "output_tokens_details", "reasoning_tokens"] => Slot(Reasoning, 0);
+        // Text, reasoning summary and function-argument deltas.
+        w(&["delta"], Text),
         // The three terminal events of a Responses stream.
         w(&["type"], End(EndIf::Is("response.completed"), 0)),
         w(&["type"], End(EndIf::Is("response.incomplete"), 0)),
@@ -242,6 +257,10 @@ static ANTHROPIC: Dialect = Dialect {
         ["usage", "output_tokens"] => Slot(Output, 0),
         ["usage", "output_tokens_details", "thinking_tokens"] => Slot(Reasoning, 0);
         w(&["type"], End(EndIf::Is("message_stop"), 0)),
+        // `content_block_delta`: text, thinking, tool input.
+        w(&["delta", "text"], Text),
+        w(&["delta", "thinking"], Text),
+        w(&["delta", "partial_json"], Text),
     ],
     inner: &[],
     headers: &[],
@@ -266,6 +285,8 @@ const GEMINI_RESPONSE: &[Watch<Target>] = &[
         &["usageMetadata", "cachedContentTokenCount"],
         Slot(Cached, 0),
     ),
+    // Generated text (thoughts included).
+    w(&["candidates", "content", "parts", "text"], Text),
     // The last chunk gives each candidate its finish reason.
     w(&["candidates", "finishReason"], End(EndIf::IsNot(""), 0)),
 ];
@@ -306,6 +327,10 @@ static BEDROCK_CONVERSE: Dialect = Dialect {
         w(&["usage", "cacheWriteInputTokens"], Slot(CacheCreation, 0)),
         w(&["usage", "outputTokens"], Slot(Output, 0)),
         w(&["usage", "totalTokens"], Slot(Total, 0)),
+        // `contentBlockDelta`: text, reasoning, tool input.
+        w(&["delta", "text"], Text),
+        w(&["delta", "reasoningContent", "text"], Text),
+        w(&["delta", "toolUse", "input"], Text),
         // ConverseStream ends with `messageStop` (its `stopReason`), then `metadata`.
         w(&["stopReason"], End(EndIf::IsNot(""), 0)),
         w(&["metrics", "latencyMs"], End(EndIf::Number, 1)),
@@ -365,6 +390,10 @@ static BEDROCK_INVOKE: Dialect = Dialect {
             &["amazon-bedrock-invocationMetrics", "outputTokenCount"],
             Slot(Output, 0),
         ),
+        // The provider's own deltas (Anthropic's, for Claude).
+        w(&["delta", "text"], Text),
+        w(&["delta", "thinking"], Text),
+        w(&["delta", "partial_json"], Text),
         // The metrics ride on the provider's last event.
         w(
             &["amazon-bedrock-invocationMetrics", "outputTokenCount"],
@@ -421,6 +450,11 @@ static DASHSCOPE_NATIVE: Dialect = Dialect {
             &["usage", "output_tokens_details", "reasoning_tokens"],
             Slot(Reasoning, 0),
         ),
+        // Generated text, text or message result format (cumulative unless the request
+        // asked for `incremental_output`).
+        w(&["output", "text"], Text),
+        w(&["output", "choices", "message", "content"], Text),
+        w(&["output", "choices", "message", "reasoning_content"], Text),
         // `"null"` (a string) until the last chunk; text or message result format.
         w(&["output", "finish_reason"], End(EndIf::IsNot("null"), 0)),
         w(
@@ -445,6 +479,9 @@ static OLLAMA_NATIVE: Dialect = Dialect {
         w(&["prompt_eval_count"], Slot(Input, 0)),
         w(&["eval_count"], Slot(Output, 0)),
         w(&["done"], End(EndIf::True, 0)),
+        w(&["message", "content"], Text),
+        w(&["message", "thinking"], Text),
+        w(&["response"], Text),
     ],
     inner: &[],
     headers: &[],
@@ -465,6 +502,13 @@ static COHERE: Dialect = Dialect {
         ["usage", "tokens", "output_tokens"] => Slot(Output, 1),
         ["usage", "cached_tokens"] => Slot(Cached, 0);
         w(&["type"], End(EndIf::Is("message-end"), 0)),
+        // `content-delta`, tool plan and tool-call argument deltas.
+        w(&["delta", "message", "content", "text"], Text),
+        w(&["delta", "message", "tool_plan"], Text),
+        w(
+            &["delta", "message", "tool_calls", "function", "arguments"],
+            Text,
+        ),
     ],
     inner: &[],
     headers: &[],

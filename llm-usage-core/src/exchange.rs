@@ -3,6 +3,7 @@
 use crate::body::{Body, FramingKind};
 use crate::dialect::{self, Combine, Detected, Field, StreamRule, Target};
 use crate::record::{Provider, UsageRecord};
+use crate::text::TextStats;
 use crate::values::{parse_count, Values};
 use crate::work::Work;
 
@@ -231,6 +232,31 @@ impl Exchange {
     /// The response body ended normally (end of stream from the transport).
     pub fn on_response_end(&mut self) {
         self.response_ended = true;
+    }
+
+    /// Complete response events that carried generated text (content, reasoning or tool
+    /// arguments, per the dialect's table) so far: a frontend notes the time to first token
+    /// when this becomes 1 (Anthropic's `message_start` and `ping` carry none).
+    pub fn response_content_events(&self) -> u64 {
+        self.response.content_events()
+    }
+
+    /// Whether the client has its first token: a streamed response's first content event
+    /// ([`response_content_events`](Self::response_content_events)), or a single
+    /// document's completion (everything arrives at once). Frontends take time to first
+    /// token when this turns true.
+    pub fn first_token_seen(&self) -> bool {
+        self.response.content_events() > 0
+            || (!self.response.streamed() && self.response.events() > 0)
+    }
+
+    /// The prompt text the request body carried, and the generated text the response
+    /// carried (complete events only), as character counts: what estimates are made from.
+    pub fn text(&self) -> (TextStats, TextStats) {
+        (
+            self.request.committed().text,
+            self.response.committed().text,
+        )
     }
 
     /// Complete response events (documents) seen so far: a frontend can note the time the

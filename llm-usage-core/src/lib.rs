@@ -56,6 +56,7 @@ mod inflate;
 mod record;
 pub mod scan;
 mod swar;
+mod text;
 mod values;
 mod work;
 
@@ -63,6 +64,7 @@ pub use body::FramingKind;
 pub use exchange::{Exchange, Options};
 pub use framing::eventstream::encode_message as encode_event_stream_message;
 pub use record::{Provider, UsageRecord};
+pub use text::TextStats;
 pub use work::Work;
 
 /// Memory limits, in bytes, of the fixed-size parts of an exchange.

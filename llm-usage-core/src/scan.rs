@@ -979,7 +979,12 @@ impl<T: 'static> Scanner<T> {
     fn end_string<S: Sink<T>>(&mut self, sink: &mut S) {
         if self.high_surrogate != 0 {
             self.high_surrogate = 0;
-            self.emit_char(0xFFFD, Dest::Value, sink);
+            let dest = if self.streaming {
+                Dest::Stream
+            } else {
+                Dest::Value
+            };
+            self.emit_char(0xFFFD, dest, sink);
         }
         if self.streaming {
             self.streaming = false;

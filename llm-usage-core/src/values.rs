@@ -7,6 +7,7 @@
 
 use crate::dialect::{EndIf, Field, Target, FIELDS, SLOTS};
 use crate::scan::{Scalar, VALUE_CAP};
+use crate::text::TextStats;
 
 /// A model name held inline.
 #[derive(Clone, Copy)]
@@ -85,6 +86,9 @@ pub(crate) struct Values {
     pub stream: Option<bool>,
     /// The end marks seen (bits of the dialect's [`Ends`](crate::dialect::Ends)).
     pub end: u8,
+    /// Generated text (response) or prompt text (request) seen: counts added across
+    /// events, not last-wins.
+    pub text: TextStats,
 }
 
 /// Parses a token count: a non-negative integer that fits in `u64`.
@@ -165,6 +169,9 @@ impl Values {
         self.request_model.set = false;
         self.stream = None;
         self.end = 0;
+        if !self.text.is_empty() || self.text.strings != 0 {
+            self.text = TextStats::default();
+        }
     }
 
     /// Copies every value set in `other` over this one (last wins, field by field).
@@ -189,6 +196,7 @@ impl Values {
             self.stream = other.stream;
         }
         self.end |= other.end;
+        self.text.merge(&other.text);
     }
 
     /// Sets one slot.

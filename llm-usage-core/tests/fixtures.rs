@@ -365,3 +365,89 @@ fn streams_cut_before_their_end_mark_are_partial() {
     }
     assert!(checked >= 20, "only {checked} streaming fixtures checked");
 }
+
+/// Time to first token is taken at the first *content* event: the first complete event
+/// that carries generated text, per the dialect's table. For each streaming dialect, the
+/// events before it (Anthropic's `message_start`, an OpenAI role-only chunk, Cohere's
+/// `message-start` and `content-start`, Bedrock's `messageStart`) are not content, and it
+/// is the event holding the first text (`mark`), fed byte by byte.
+#[test]
+fn the_first_content_event_is_the_first_with_generated_text() {
+    // (fixture, text in the first content event, complete events up to and including it)
+    let cases: &[(&str, &str, u64)] = &[
+        ("02-openai-chat-stream-usage", "\"content\":\"Bright", 2),
+        (
+            "05-openai-chat-tool-calls-stream",
+            "\"arguments\":\"{\\\"",
+            2,
+        ),
+        (
+            "09-openai-responses-stream",
+            "response.output_text.delta",
+            0,
+        ),
+        ("12-anthropic-messages-stream", "text_delta", 0),
+        ("17-gemini-stream-sse-thinking", "Unpacking", 1),
+        ("18-gemini-stream-json-array", "six hours", 1),
+        ("24-bedrock-converse-stream", "", 0),
+        ("26-bedrock-invoke-stream-anthropic", "", 0),
+        ("28-dashscope-generation-sse", "杭州是", 1),
+        ("31-ollama-chat-stream-default", "\"The\"", 1),
+        ("33-cohere-chat-stream", "content-delta", 3),
+        ("35-mistral-chat-stream", "", 0),
+    ];
+    let all = load();
+    for &(name, mark, events_at) in cases {
+        let case = all.iter().find(|c| c.name == name).expect(name);
+        let mut ex = Exchange::new();
+        let rh: Vec<(&str, &str)> = case
+            .request_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        ex.on_request_head(&case.method, &case.path, rh);
+        if let Some(req) = &case.request {
+            ex.on_request_body(req);
+        }
+        let sh: Vec<(&str, &str)> = case
+            .response_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        ex.on_response_head(case.status, sh);
+        let mut first = None;
+        for (i, b) in case.response.iter().enumerate() {
+            ex.on_response_body(std::slice::from_ref(b));
+            if ex.response_content_events() == 1 {
+                first = Some((i + 1, ex.response_events()));
+                break;
+            }
+            assert_eq!(ex.response_content_events(), 0);
+        }
+        let (at, events) = first.unwrap_or_else(|| panic!("{name}: no content event"));
+        if !mark.is_empty() {
+            let pos = case
+                .response
+                .windows(mark.len())
+                .position(|w| w == mark.as_bytes());
+            assert!(
+                pos.is_some_and(|p| p < at),
+                "{name}: content before {mark:?}"
+            );
+        }
+        if events_at > 0 {
+            assert_eq!(
+                events, events_at,
+                "{name}: complete events at the first content event"
+            );
+        }
+        // Events before it carried no text: at least one event came first where the
+        // dialect opens with an envelope event.
+        if name.contains("anthropic") || name.contains("bedrock") || name.contains("responses") {
+            assert!(
+                events >= 2,
+                "{name}: the opening event is not content ({events})"
+            );
+        }
+    }
+}

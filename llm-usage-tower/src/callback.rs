@@ -60,8 +60,11 @@ pub struct UsageEvent {
     pub duration: Duration,
     /// From the call of the service to the first non-empty data frame of the response body.
     pub time_to_first_byte: Option<Duration>,
-    /// From the call of the service to the first complete response event (an SSE event, an
-    /// NDJSON line, a whole JSON body…) as the core counts them.
+    /// From the call of the service to the first complete response event that carried
+    /// generated text (content, reasoning or tool arguments: the core's
+    /// `Exchange::response_content_events`), not the first event (Anthropic's
+    /// `message_start` carries none); for a response that is one document, its end
+    /// (`Exchange::first_token_seen`). `None` when neither came (a cut stream without text).
     pub time_to_first_token: Option<Duration>,
     /// Request body bytes that went through the layer.
     pub request_body_bytes: u64,

@@ -449,7 +449,7 @@ impl ValueCap {
 /// | `llm_usage_requests_total` | counter of exchanges | |
 /// | `gen_ai_server_request_duration` | histogram, seconds | |
 /// | `llm_usage_time_to_first_byte` | histogram, seconds | |
-/// | `gen_ai_server_time_to_first_token` | histogram, seconds (first complete event) | |
+/// | `gen_ai_server_time_to_first_token` | histogram, seconds (first event with generated text) | |
 /// | `gen_ai_server_time_per_output_token` | histogram, seconds (streams) | |
 ///
 /// Common labels: `gen_ai_provider_name`, `gen_ai_request_model`, `gen_ai_response_model`,

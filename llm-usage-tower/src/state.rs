@@ -60,7 +60,7 @@ impl State {
     }
 
     fn note_first_event(&mut self, start: Instant) {
-        if self.ttft.is_none() && self.feed(|ex| ex.response_events()).unwrap_or(0) > 0 {
+        if self.ttft.is_none() && self.feed(|ex| ex.first_token_seen()).unwrap_or(false) {
             self.ttft = Some(start.elapsed());
         }
     }

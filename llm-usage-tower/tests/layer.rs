@@ -623,3 +623,72 @@ async fn absolute_uri_authority_is_used_for_provider_detection() {
     assert_eq!(evs[0].record.provider, Some(Provider::DeepSeek));
     assert_eq!(evs[0].record.input_tokens, Some(2));
 }
+
+/// A response body fed by the test through a channel, frame by frame, when it chooses.
+struct ChannelBody(tokio::sync::mpsc::UnboundedReceiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|c| c.map(|c| Ok(Frame::data(c))))
+    }
+}
+
+/// Time to first token is taken at the first event with generated text, per dialect: the
+/// events before it (Anthropic's `message_start` and `ping`, an OpenAI role-only chunk,
+/// Cohere's `message-start` and `content-start`) arrive at once, the text only after the
+/// test has waited 300 ms, so the figure is at least that (a lower bound: a loaded machine
+/// only makes it later), and the first byte came before it.
+#[tokio::test]
+async fn time_to_first_token_waits_for_generated_text() {
+    for (name, first_text) in [
+        ("12-anthropic-messages-stream", &b"event: content_block_delta"[..]),
+        ("02-openai-chat-stream-usage", b"data: {\"id\":\"chatcmpl-BxQ9Lm3QpT6yRw2ZaE8uNc5VhK1Jd\",\"object\":\"chat.completion.chunk\",\"created\":1753862531,\"model\":\"gpt-4o-2024-08-06\",\"service_tier\":\"default\",\"system_fingerprint\":\"fp_07871e2ad8\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Bright\"}"),
+        ("33-cohere-chat-stream", b"event: content-delta"),
+    ] {
+        let fx = Fixture::load(name);
+        let split = fx
+            .response
+            .windows(first_text.len())
+            .position(|w| w == first_text)
+            .unwrap_or_else(|| panic!("{name}: no first text"));
+        let events = Events::default();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let rx = std::sync::Mutex::new(Some(rx));
+        let headers = fx.response_headers();
+        let svc = tower::service_fn(move |_req: Request<RequestBody<Full<Bytes>>>| {
+            let body = ChannelBody(rx.lock().unwrap().take().expect("one call"));
+            let mut res = Response::new(body);
+            *res.headers_mut() = headers.clone();
+            async move { Ok::<_, Infallible>(res) }
+        });
+        let layer = LlmUsageLayer::new()
+            .without_metrics()
+            .on_record(events.callback());
+        let res = layer.layer(svc).oneshot(fixture_request(&fx)).await.unwrap();
+        let mut body = res.into_body();
+        tx.send(Bytes::copy_from_slice(&fx.response[..split])).unwrap();
+        // Read what was sent (every event before the first text) ...
+        let mut got = 0;
+        while got < split {
+            let frame = body.frame().await.unwrap().unwrap();
+            got += frame.into_data().unwrap().len();
+        }
+        // ... then the text, 300 ms later.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tx.send(Bytes::copy_from_slice(&fx.response[split..])).unwrap();
+        drop(tx);
+        while body.frame().await.is_some() {}
+        let ev = &events.wait_for(1).await[0];
+        let ttft = ev.time_to_first_token.expect("a first token");
+        let ttfb = ev.time_to_first_byte.expect("a first byte");
+        assert!(ttft >= std::time::Duration::from_millis(300), "{name}: {ttft:?}");
+        assert!(ttfb < ttft, "{name}: {ttfb:?} {ttft:?}");
+        assert!(ev.record.complete, "{name}");
+    }
+}

@@ -371,7 +371,9 @@ impl Stream {
             && self
                 .exchange
                 .as_ref()
-                .is_some_and(|ex| ex.response_events() > 0)
+                // The first event with generated text (time to first token), not the
+                // first event (Anthropic's `message_start` carries none).
+                .is_some_and(Exchange::first_token_seen)
         {
             self.first_event_ns = self.now();
         }

@@ -26,7 +26,9 @@
 //! indexing and walking only the rest. At a mark the walk is outside strings, just past a
 //! root-level `,`, so the index starts afresh there.
 
-use super::{is_ws, skip_ws, Scalar, Scanner, Sink, State, KEY_CAP, MAX_LIVE_DEPTH, VALUE_CAP};
+use super::{
+    is_ws, skip_ws, Dest, Esc, Scalar, Scanner, Sink, State, KEY_CAP, MAX_LIVE_DEPTH, VALUE_CAP,
+};
 #[cfg(test)]
 use crate::index::common_prefix;
 use crate::index::Index;
@@ -97,6 +99,11 @@ impl Replay {
             }
             _ => self.overflow = true,
         }
+    }
+
+    /// No later mark is recorded (a value the replay cannot repeat was read).
+    fn stop_marks(&mut self) {
+        self.overflow = true;
     }
 
     fn mark(&mut self, pos: usize) {
@@ -312,12 +319,25 @@ impl<T: 'static> Scanner<T> {
                     };
                     if leaf != 0 {
                         self.cur_leaf = leaf;
-                        if self.leaf_streams(sink) || index.has_backslash(i + 1, q) {
-                            return false;
-                        }
-                        if q - (i + 1) <= VALUE_CAP {
-                            self.report(leaf, Scalar::String(&b[i + 1..q]), sink);
-                            replay.log(leaf, Kind::String, i + 1, q);
+                        if self.leaf_streams(sink) {
+                            if !self.walk_streamed(
+                                &b[i + 1..=q],
+                                index.has_backslash(i + 1, q),
+                                sink,
+                            ) {
+                                return false;
+                            }
+                            // Streamed bytes are not logged: no later mark may be resumed
+                            // from, since replaying would not stream them again.
+                            replay.stop_marks();
+                        } else {
+                            if index.has_backslash(i + 1, q) {
+                                return false;
+                            }
+                            if q - (i + 1) <= VALUE_CAP {
+                                self.report(leaf, Scalar::String(&b[i + 1..q]), sink);
+                                replay.log(leaf, Kind::String, i + 1, q);
+                            }
                         }
                     }
                     i = q + 1;
@@ -359,6 +379,32 @@ impl<T: 'static> Scanner<T> {
                 None => return false,
             }
         }
+    }
+
+    /// Streams a watched string whose leaves stream (`string`: its contents and the
+    /// closing quote) to the sink, as [`Scanner::feed`] would: escapes decoded by the
+    /// scanner's own string reader when there are any. False on an invalid escape.
+    fn walk_streamed<S: Sink<T>>(&mut self, string: &[u8], escaped: bool, sink: &mut S) -> bool {
+        self.for_each_leaf(|t| sink.string_start(t));
+        let body = &string[..string.len() - 1];
+        if !escaped {
+            if !body.is_empty() {
+                self.emit(body, Dest::Stream, sink);
+            }
+            self.for_each_leaf(|t| sink.string_end(t));
+            return true;
+        }
+        // The reader ends the string at its quote and moves on to the value's container
+        // (`value_done`); the walk keeps its own place, so the state is put back.
+        let state = self.state;
+        self.esc = Esc::None;
+        self.high_surrogate = 0;
+        self.streaming = true;
+        self.string_bytes(string, Dest::Stream, sink);
+        let ok = self.state != State::Failed;
+        self.state = state;
+        self.streaming = false;
+        ok
     }
 
     /// Closes the innermost live container (an array when `array`).
@@ -452,6 +498,8 @@ mod tests {
     struct Found {
         values: Vec<(u8, String)>,
         docs: usize,
+        /// The streamed string being received.
+        streaming: Vec<u8>,
     }
 
     /// Records what it is told; `streams` the `blob` target, as Bedrock's inner events are.
@@ -464,6 +512,16 @@ mod tests {
         }
         fn streams(&self, target: &u8) -> bool {
             *target == 5
+        }
+        fn string_start(&mut self, _target: &u8) {
+            self.streaming.clear();
+        }
+        fn string_chunk(&mut self, _target: &u8, bytes: &[u8]) {
+            self.streaming.extend_from_slice(bytes);
+        }
+        fn string_end(&mut self, target: &u8) {
+            let text = String::from_utf8_lossy(&self.streaming).into_owned();
+            self.values.push((*target, format!("Stream({text:?})")));
         }
     }
 
@@ -720,7 +778,7 @@ mod tests {
             br#""text""#,
             br#"{"mod\u0065l":"x"}"#,
             br#"{"model":"a\"b"}"#,
-            br#"{"blob":"AAAA"}"#,
+            br#"{"blob":"\x"}"#,
             br#"{"model":"x"} {}"#,
             br#"{"model":"x""#,
             br#"{"model" "x"}"#,
@@ -738,5 +796,16 @@ mod tests {
                 (2, r#"Number([49])"#.to_owned()),
             ])
         );
+        // Streamed strings are walked, escapes decoded as the scanner decodes them.
+        for (event, text) in [
+            (&br#"{"blob":"AAAA"}"#[..], "AAAA"),
+            (br#"{"blob":""}"#, ""),
+            (br#"{"blob":"a\"b\u00e9\ud83d\ude00\n"}"#, "a\"bé😀\n"),
+            (br#"{"blob":"\ud83d"}"#, "\u{FFFD}"),
+        ] {
+            let want = vec![(5, format!("Stream({text:?})"))];
+            assert_eq!(streamed(event).as_ref(), Some(&want), "{event:?}");
+            assert_eq!(walked(event), Some(want), "{event:?}");
+        }
     }
 }

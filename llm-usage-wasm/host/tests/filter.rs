@@ -203,6 +203,54 @@ fn filter_state_keys_are_single_path_elements() {
     assert_eq!(out.filter_state["wasm.asm.llmproxy.provider"], "anthropic");
 }
 
+/// Time to first token is the time of the chunk that completes the first event with
+/// generated text, on the host's simulated clock: 100-byte chunks 10 ms apart, so the
+/// chunk index of that event's end gives the figure exactly, per dialect. (Anthropic's
+/// `message_start`, an OpenAI role-only chunk and Cohere's `message-start` /
+/// `content-start` come earlier and do not count.)
+#[test]
+fn time_to_first_token_is_the_first_event_with_text() {
+    for (name, first_text) in [
+        ("12-anthropic-messages-stream", &b"text_delta"[..]),
+        ("02-openai-chat-stream-usage", b"\"content\":\"Bright"),
+        ("33-cohere-chat-stream", b"content-delta"),
+        ("09-openai-responses-stream", b"response.output_text.delta"),
+    ] {
+        let mut vm = sleep_vm("");
+        let ex = load(name);
+        let d = Delivery {
+            chunk_size: 100,
+            jitter: false,
+            upstream_ms: 200,
+            chunk_interval_ms: 10,
+            ..Delivery::default()
+        };
+        let out = replay::run(&mut vm, &ex, &d).unwrap();
+        let ms = |k: &str| {
+            out.filter_state[&format!("wasm.asm.llmproxy.{k}")]
+                .parse::<f64>()
+                .unwrap()
+        };
+        let body = &ex.response_body;
+        let at = body
+            .windows(first_text.len())
+            .position(|w| w == first_text)
+            .unwrap();
+        // The end of that event: its blank line.
+        let end = at + body[at..].windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+        let chunk = (end - 1) / 100;
+        assert_eq!(
+            ms("time_to_first_token_ms"),
+            ms("time_to_first_byte_ms") + 10.0 * chunk as f64,
+            "{name}: first text ends at byte {end}, chunk {chunk}"
+        );
+        assert!(
+            chunk > 0,
+            "{name}: the first text is not in the first chunk"
+        );
+    }
+}
+
 #[test]
 fn latency_is_measured_on_the_host_clock() {
     let mut vm = sleep_vm("");
