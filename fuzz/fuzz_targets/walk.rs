@@ -3,12 +3,14 @@
 //! body walks them.
 //!
 //! Oracle: wherever the walk reads an event through, the scanner alone reads the same
-//! values from it and ends it with one complete document (no panic either way).
+//! values and streamed strings from it and ends it with one complete document (no panic
+//! either way). The watch table goes through arrays and streams text, as the dialects'
+//! tables do.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use llm_usage_core::fuzzing::walk_agrees_with_scanner;
-use llm_usage_fuzz::WATCHES as W;
+use llm_usage_fuzz::WALK_WATCHES as W;
 
 fuzz_target!(|data: &[u8]| {
     let mut events = Vec::new();

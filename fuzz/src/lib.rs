@@ -186,3 +186,41 @@ pub const WATCHES: &[Watch<u8>] = &[
         target: 9,
     },
 ];
+
+/// The walk target's table: [`WATCHES`] and paths through arrays (transparent on a watched
+/// path), two of them streamed as generated text is (targets 10 and up, see
+/// `llm_usage_core::fuzzing::STREAMED`).
+pub const WALK_WATCHES: &[Watch<u8>] = &[
+    Watch {
+        path: &["model"],
+        target: 0,
+    },
+    Watch {
+        path: &["usage", "prompt_tokens"],
+        target: 1,
+    },
+    Watch {
+        path: &["usage", "details", "cached"],
+        target: 3,
+    },
+    Watch {
+        path: &["a", "b", "c", "d", "e", "f", "g"],
+        target: 6,
+    },
+    Watch {
+        path: &["choices", "finish_reason"],
+        target: 4,
+    },
+    Watch {
+        path: &["choices", "delta", "content"],
+        target: 10,
+    },
+    Watch {
+        path: &["candidates", "content", "parts", "text"],
+        target: 11,
+    },
+    Watch {
+        path: &["delta", "text"],
+        target: 12,
+    },
+];

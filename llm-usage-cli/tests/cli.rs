@@ -4,7 +4,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const FIELDS: [&str; 12] = [
+const FIELDS: [&str; 13] = [
     "provider",
     "model",
     "request_model",
@@ -17,6 +17,7 @@ const FIELDS: [&str; 12] = [
     "cache_creation_input_tokens",
     "reasoning_tokens",
     "complete",
+    "estimated",
 ];
 
 fn bin() -> Command {

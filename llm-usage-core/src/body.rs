@@ -675,6 +675,11 @@ impl Body {
         self.core.done_seen
     }
 
+    /// Whether the framing is known (from the headers or the first bytes).
+    pub(crate) fn framing_known(&self) -> bool {
+        !matches!(self.framing, Framing::Auto)
+    }
+
     /// Whether the body is a stream of events (SSE, NDJSON, event-stream, or a JSON
     /// array of documents such as Gemini's streamed array) rather than one document.
     pub(crate) fn streamed(&self) -> bool {

@@ -160,11 +160,21 @@ const SUM_IN_OUT: [Combine; FIELDS] = [
 
 const MODEL_AND_STREAM: &[Watch<Target>] = &[w(&["model"], RequestModel), w(&["stream"], Stream)];
 
+/// OpenAI-family requests: model, stream flag, and the prompt text, for an estimate of the
+/// input when the response never reports it (a stream without `include_usage`).
+const OPENAI_REQUEST: &[Watch<Target>] = &[
+    w(&["model"], RequestModel),
+    w(&["stream"], Stream),
+    w(&["messages", "content"], Text),
+    w(&["messages", "content", "text"], Text),
+    w(&["prompt"], Text),
+];
+
 /// OpenAI Chat Completions, legacy Completions, Embeddings, and every server that
 /// speaks them (Azure, vLLM, Mistral, DeepSeek, DashScope compatible mode, Ollama `/v1`).
 static OPENAI_CHAT: Dialect = Dialect {
     name: "openai-chat",
-    request: MODEL_AND_STREAM,
+    request: OPENAI_REQUEST,
     response: &[
         w(&["model"], ResponseModel),
         // Generated text of stream chunks: content, reasoning (DeepSeek, vLLM, Qwen:
@@ -177,6 +187,8 @@ static OPENAI_CHAT: Dialect = Dialect {
             Text,
         ),
         w(&["choices", "text"], Text),
+        // Perplexity ends its streams with a `chat.completion.done` chunk, no `[DONE]`.
+        w(&["object"], End(EndIf::Is("chat.completion.done"), 0)),
         w(&["usage", "prompt_tokens"], Slot(Input, 0)),
         w(&["usage", "completion_tokens"], Slot(Output, 0)),
         w(&["usage", "total_tokens"], Slot(Total, 0)),
@@ -208,7 +220,7 @@ static OPENAI_CHAT: Dialect = Dialect {
     stream: StreamRule::Body { default: false },
     path_model: PathModel::None,
     // `data: [DONE]` ends every stream of the family (the include_usage chunk comes just
-    // before it).
+    // before it); Perplexity's `chat.completion.done` chunk too.
     end: Ends {
         required: 1,
         done: 1,
@@ -243,7 +255,9 @@ static OPENAI_RESPONSES: Dialect = Dialect {
 };
 
 /// Anthropic Messages: the message (non-stream), `message_start.message`, and the
-/// cumulative `message_delta.usage`.
+/// cumulative `message_delta.usage`. The `output_tokens` of `message_start` is
+/// provisional (documented as such): it is not read, so a stream that never reaches its
+/// `message_delta` has an unknown output, estimated from its text.
 static ANTHROPIC: Dialect = Dialect {
     name: "anthropic-messages",
     request: MODEL_AND_STREAM,
@@ -254,8 +268,9 @@ static ANTHROPIC: Dialect = Dialect {
         ["usage", "cache_read_input_tokens"] => Slot(Cached, 0),
         ["usage", "cache_creation_input_tokens"] => Slot(Input, 2),
         ["usage", "cache_creation_input_tokens"] => Slot(CacheCreation, 0),
-        ["usage", "output_tokens"] => Slot(Output, 0),
         ["usage", "output_tokens_details", "thinking_tokens"] => Slot(Reasoning, 0);
+        // The final figure: `message_delta` (stream) or the message (not streamed).
+        w(&["usage", "output_tokens"], Slot(Output, 0)),
         w(&["type"], End(EndIf::Is("message_stop"), 0)),
         // `content_block_delta`: text, thinking, tool input.
         w(&["delta", "text"], Text),

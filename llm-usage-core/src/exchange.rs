@@ -334,12 +334,28 @@ impl Exchange {
                     .flatten(),
             }
         };
+        let mut estimated = false;
         let (input, output, total, cached, creation, reasoning) = if self.error_status {
             (None, None, None, None, None, None)
         } else {
-            let input = combine(Field::Input);
-            let output = combine(Field::Output);
-            let total = combine(Field::Total).or_else(|| input?.checked_add(output?));
+            let mut input = combine(Field::Input);
+            let mut output = combine(Field::Output);
+            let mut total = combine(Field::Total);
+            // Estimates, only for a response that carried generated text, field by field
+            // where the provider gave no figure: the output from that text, the input
+            // from the request's prompt text (when its dialect reads it).
+            let generated = resp.text;
+            if !generated.is_empty() && total.is_none() {
+                if output.is_none() {
+                    output = generated.estimate_tokens();
+                    estimated = true;
+                }
+                if input.is_none() {
+                    input = self.request.committed().text.estimate_tokens();
+                    estimated |= input.is_some();
+                }
+            }
+            total = total.or_else(|| input?.checked_add(output?));
             (
                 input,
                 output,
@@ -359,19 +375,7 @@ impl Exchange {
             .clone()
             .or_else(|| request_model.clone())
             .or_else(|| self.path_model.clone());
-        let stream = match d.stream {
-            StreamRule::Body { default } => {
-                self.request
-                    .committed()
-                    .stream
-                    .or(if self.request_bytes > 0 {
-                        Some(default)
-                    } else {
-                        None
-                    })
-            }
-            _ => self.rule_stream,
-        };
+        let stream = self.record_stream();
         UsageRecord {
             provider: self.provider(),
             model,
@@ -385,6 +389,24 @@ impl Exchange {
             cache_creation_input_tokens: creation,
             reasoning_tokens: reasoning,
             complete: self.response_ended && self.response.clean() && self.end_seen(),
+            estimated,
+        }
+    }
+
+    /// Whether the request asked for a stream, by the dialect's rule.
+    fn record_stream(&self) -> Option<bool> {
+        match self.detected.dialect.stream {
+            StreamRule::Body { default } => {
+                self.request
+                    .committed()
+                    .stream
+                    .or(if self.request_bytes > 0 {
+                        Some(default)
+                    } else {
+                        None
+                    })
+            }
+            _ => self.rule_stream,
         }
     }
 
@@ -394,8 +416,13 @@ impl Exchange {
     /// without marks ends with its framing.
     fn end_seen(&self) -> bool {
         let ends = self.detected.dialect.end;
-        if ends.required == 0 || self.error_status || !self.response.streamed() {
+        if ends.required == 0 || self.error_status {
             return true;
+        }
+        if !self.response.streamed() {
+            // One document is its own end; but a stream that was asked for and never
+            // sent a byte has not ended as its provider ends it.
+            return self.response.framing_known() || self.record_stream() != Some(true);
         }
         let mut seen = self.response.committed().end;
         if self.response.done_seen() {

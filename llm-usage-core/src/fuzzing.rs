@@ -4,8 +4,14 @@
 use crate::index::{common_prefix, Index};
 use crate::scan::{resume_point, Replay, Scalar, Scanner, Sink, Watch};
 
+/// What a sink was told: values, and streamed strings (targets [`STREAMED`] and up) as
+/// one entry each, their pieces joined (the walk and the scanner may cut them apart
+/// differently).
 #[derive(Default, Debug, PartialEq)]
 struct Seen(Vec<(u8, Vec<u8>)>);
+
+/// Targets from this one up are streamed (`Sink::streams`), as generated text is.
+pub const STREAMED: u8 = 10;
 
 impl Sink<u8> for Seen {
     fn value(&mut self, target: &u8, value: Scalar<'_>) {
@@ -16,6 +22,22 @@ impl Sink<u8> for Seen {
             Scalar::Null => b"null".to_vec(),
         };
         self.0.push((*target, text));
+    }
+    fn streams(&self, target: &u8) -> bool {
+        *target >= STREAMED
+    }
+    fn string_start(&mut self, target: &u8) {
+        self.0.push((*target, b"t:".to_vec()));
+    }
+    fn string_chunk(&mut self, target: &u8, bytes: &[u8]) {
+        if let Some((t, text)) = self.0.last_mut() {
+            if t == target {
+                text.extend_from_slice(bytes);
+            }
+        }
+    }
+    fn string_end(&mut self, target: &u8) {
+        self.0.push((*target, b"end".to_vec()));
     }
 }
 

@@ -135,9 +135,14 @@ pub struct UsageRecord {
     pub cache_creation_input_tokens: Option<u64>,
     /// Reasoning or thinking tokens (a subset of `output_tokens`).
     pub reasoning_tokens: Option<u64>,
-    /// `true` when the whole response was observed and ended on a clean boundary;
-    /// `false` for a record taken before the end, from a cut stream, or after a framing error.
+    /// `true` when the whole response was observed and ended on a clean boundary (and,
+    /// for a stream, carried its provider's end); `false` for a record taken before the
+    /// end, from a cut stream, or after a framing error.
     pub complete: bool,
+    /// `true` when a token figure is an estimate made from the text the exchange carried
+    /// (the provider never reported it: a stream without usage, a stream cut before its
+    /// usage); `false` when every known figure came from the provider.
+    pub estimated: bool,
 }
 
 #[cfg(feature = "serde")]

@@ -126,7 +126,38 @@ impl TextStats {
     pub fn is_empty(&self) -> bool {
         self.bytes == 0
     }
+
+    /// An estimate of the tokens this text is, for the BPE tokenizers of current models:
+    /// `None` when there was no text. The coefficients (tokens per word, letter,
+    /// punctuation mark and character of each UTF-8 width) were fitted by least squares of
+    /// the relative error against `o200k_base` counts of 34 texts: prose in English,
+    /// German, French, Spanish, Russian, Arabic, Hindi, Chinese, Japanese and Korean,
+    /// markdown, code in three languages, tool-call JSON, logs and emoji (median error 21%,
+    /// worst 55%). The README gives the error against the provider figures of the fixture
+    /// corpus.
+    pub fn estimate_tokens(&self) -> Option<u64> {
+        if self.is_empty() {
+            return None;
+        }
+        let milli = EST_WORD * self.words
+            + EST_ALNUM * self.alnum
+            + EST_PUNCT * self.punct
+            + EST_SPACE * self.space
+            + EST_TWO * self.two_byte
+            + EST_THREE * self.three_byte
+            + EST_FOUR * self.four_byte;
+        Some(milli.div_ceil(1000).max(1))
+    }
 }
+
+/// Estimate coefficients, thousandths of a token per unit (see [`TextStats::estimate_tokens`]).
+const EST_WORD: u64 = 1313;
+const EST_ALNUM: u64 = 11;
+const EST_PUNCT: u64 = 678;
+const EST_SPACE: u64 = 0;
+const EST_TWO: u64 = 337;
+const EST_THREE: u64 = 615;
+const EST_FOUR: u64 = 2664;
 
 #[cfg(test)]
 mod tests {

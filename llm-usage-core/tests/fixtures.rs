@@ -130,6 +130,12 @@ fn check(case: &Case, r: &UsageRecord, how: &str) {
     );
     assert_eq!(r.stream, e["stream"].as_bool(), "{ctx}: stream");
     assert!(r.provider.is_some(), "{ctx}: provider");
+    // Figures are the provider's unless the fixture says they are estimated.
+    assert_eq!(
+        r.estimated,
+        e["estimated"].as_bool().unwrap_or(false),
+        "{ctx}: estimated"
+    );
 }
 
 #[test]

@@ -447,6 +447,7 @@ impl ValueCap {
 /// | `gen_ai_client_token_usage` | histogram of tokens per exchange | `gen_ai_token_type` |
 /// | `llm_usage_tokens_total` | counter of tokens | `gen_ai_token_type` |
 /// | `llm_usage_requests_total` | counter of exchanges | |
+/// | `llm_usage_estimated_requests_total` | counter of exchanges whose record holds an estimate | |
 /// | `gen_ai_server_request_duration` | histogram, seconds | |
 /// | `llm_usage_time_to_first_byte` | histogram, seconds | |
 /// | `gen_ai_server_time_to_first_token` | histogram, seconds (first event with generated text) | |
@@ -470,6 +471,7 @@ pub struct MetricsConfig {
     token_histogram: TokenMetric,
     token_counter: TokenMetric,
     requests: Option<SharedString>,
+    estimated_requests: Option<SharedString>,
     request_duration: Option<SharedString>,
     time_to_first_byte: Option<SharedString>,
     time_to_first_token: Option<SharedString>,
@@ -487,6 +489,7 @@ impl fmt::Debug for MetricsConfig {
             .field("token_histogram", &self.token_histogram)
             .field("token_counter", &self.token_counter)
             .field("requests", &self.requests)
+            .field("estimated_requests", &self.estimated_requests)
             .field("request_duration", &self.request_duration)
             .field("time_to_first_byte", &self.time_to_first_byte)
             .field("time_to_first_token", &self.time_to_first_token)
@@ -519,6 +522,7 @@ impl MetricsConfig {
             ),
             token_counter: TokenMetric::labelled("llm_usage_tokens_total", "gen_ai_token_type"),
             requests: Some("llm_usage_requests_total".into()),
+            estimated_requests: Some("llm_usage_estimated_requests_total".into()),
             request_duration: Some("gen_ai_server_request_duration".into()),
             time_to_first_byte: Some("llm_usage_time_to_first_byte".into()),
             time_to_first_token: Some("gen_ai_server_time_to_first_token".into()),
@@ -539,7 +543,8 @@ impl MetricsConfig {
     /// The names of the `llm-usage-wasm` filter's `asm` profile (Alibaba Cloud Service Mesh):
     /// counters `asm_llm_proxy_prompt_tokens`, `asm_llm_proxy_completion_tokens`,
     /// `asm_llm_proxy_cached_tokens`, `asm_llm_proxy_cache_creation_tokens`,
-    /// `asm_llm_proxy_reasoning_tokens`, `asm_llm_proxy_requests`, and histograms (in
+    /// `asm_llm_proxy_reasoning_tokens`, `asm_llm_proxy_requests`,
+    /// `asm_llm_proxy_estimated_requests`, and histograms (in
     /// milliseconds) `asm_llm_proxy_request_duration_ms`, `asm_llm_proxy_time_to_first_byte_ms`,
     /// `asm_llm_proxy_time_to_first_token_ms`, `asm_llm_proxy_time_per_output_token_ms`,
     /// labelled `llmproxy_source_workload`, `llmproxy_source_workload_namespace`
@@ -561,6 +566,7 @@ impl MetricsConfig {
                 reasoning: Some("asm_llm_proxy_reasoning_tokens".into()),
             },
             requests: Some("asm_llm_proxy_requests".into()),
+            estimated_requests: Some("asm_llm_proxy_estimated_requests".into()),
             request_duration: Some("asm_llm_proxy_request_duration_ms".into()),
             time_to_first_byte: Some("asm_llm_proxy_time_to_first_byte_ms".into()),
             time_to_first_token: Some("asm_llm_proxy_time_to_first_token_ms".into()),
@@ -591,6 +597,12 @@ impl MetricsConfig {
     /// Names (or, with `None`, switches off) the exchange counter.
     pub fn requests_counter(mut self, name: Option<impl Into<SharedString>>) -> Self {
         self.requests = name.map(Into::into);
+        self
+    }
+    /// Names (or, with `None`, switches off) the counter of exchanges whose record holds an
+    /// estimated token figure (`UsageRecord::estimated`): the estimated share of traffic.
+    pub fn estimated_requests_counter(mut self, name: Option<impl Into<SharedString>>) -> Self {
+        self.estimated_requests = name.map(Into::into);
         self
     }
     /// Names (or switches off) the request duration histogram.
@@ -668,6 +680,7 @@ impl MetricsConfig {
         v.extend(self.token_counter.names());
         for n in [
             &self.requests,
+            &self.estimated_requests,
             &self.request_duration,
             &self.time_to_first_byte,
             &self.time_to_first_token,
@@ -725,6 +738,12 @@ impl MetricsConfig {
         }
         if let Some(n) = &self.requests {
             metrics::describe_counter!(n.clone(), "LLM exchanges observed.");
+        }
+        if let Some(n) = &self.estimated_requests {
+            metrics::describe_counter!(
+                n.clone(),
+                "LLM exchanges whose token figures include an estimate."
+            );
         }
         if let Some(n) = &self.request_duration {
             metrics::describe_histogram!(n.clone(), unit, "LLM exchange duration.");
@@ -828,6 +847,9 @@ impl MetricsConfig {
             .map(|(k, v)| metrics::Label::new(k.clone(), v.clone()))
             .collect();
         if let Some(n) = &self.requests {
+            metrics::counter!(n.clone(), base.iter()).increment(1);
+        }
+        if let (Some(n), true) = (&self.estimated_requests, ev.record.estimated) {
             metrics::counter!(n.clone(), base.iter()).increment(1);
         }
         for t in TokenType::ALL {

@@ -535,6 +535,9 @@ async fn every_fixture_gives_its_expected_record_through_the_layer() {
         if fx.case["expect"].get("complete").is_some() {
             got["complete"] = r.complete.into();
         }
+        if fx.case["expect"].get("estimated").is_some() || r.estimated {
+            got["estimated"] = r.estimated.into();
+        }
         if got != fx.case["expect"] {
             failures.push(format!("{name}: got {got}, want {}", fx.case["expect"]));
         }
@@ -691,4 +694,39 @@ async fn time_to_first_token_waits_for_generated_text() {
         assert!(ttfb < ttft, "{name}: {ttfb:?} {ttft:?}");
         assert!(ev.record.complete, "{name}");
     }
+}
+
+/// A stream without usage gets estimated figures, flagged in the record, and is counted
+/// by the estimated-requests counter; a stream with usage is not.
+#[tokio::test]
+async fn estimated_records_are_flagged_and_counted() {
+    let (rec, handle) = prometheus();
+    let events = Events::default();
+    let layer = LlmUsageLayer::new()
+        .recorder(rec)
+        .on_record(events.callback());
+    for name in [
+        "03-openai-chat-stream-no-usage",
+        "02-openai-chat-stream-usage",
+    ] {
+        let fx = Fixture::load(name);
+        let res = layer
+            .layer(fixture_service(&fx, Vec::new))
+            .oneshot(fixture_request(&fx))
+            .await
+            .unwrap();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], &fx.response[..], "{name}: body changed");
+    }
+    let evs = events.wait_for(2).await;
+    assert!(evs[0].record.estimated);
+    assert!(evs[0].record.output_tokens.is_some() && evs[0].record.input_tokens.is_some());
+    assert!(!evs[1].record.estimated);
+    let text = handle.render();
+    assert_eq!(
+        prom_sum(&text, "llm_usage_estimated_requests_total", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(prom_sum(&text, "llm_usage_requests_total", &[]), Some(2.0));
 }

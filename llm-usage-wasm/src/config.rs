@@ -116,6 +116,9 @@ pub enum MetricKind {
     ReasoningTokens,
     /// Counter of LLM requests.
     Requests,
+    /// Counter of LLM requests whose record holds an estimated token figure (the share
+    /// of traffic measured from text, not reported by the provider).
+    EstimatedRequests,
     /// Histogram of tokens per request with a token-type tag (OTel `gen_ai.client.token.usage`).
     TokenUsage,
     /// Histogram of time to the first response byte, in ms.
@@ -130,7 +133,7 @@ pub enum MetricKind {
 
 impl MetricKind {
     /// Every kind, in config order.
-    pub const ALL: [MetricKind; 12] = [
+    pub const ALL: [MetricKind; 13] = [
         MetricKind::PromptTokens,
         MetricKind::CompletionTokens,
         MetricKind::TotalTokens,
@@ -138,6 +141,7 @@ impl MetricKind {
         MetricKind::CacheCreationTokens,
         MetricKind::ReasoningTokens,
         MetricKind::Requests,
+        MetricKind::EstimatedRequests,
         MetricKind::TokenUsage,
         MetricKind::TimeToFirstByte,
         MetricKind::TimeToFirstToken,
@@ -155,6 +159,7 @@ impl MetricKind {
             MetricKind::CacheCreationTokens => "cache_creation_tokens",
             MetricKind::ReasoningTokens => "reasoning_tokens",
             MetricKind::Requests => "requests",
+            MetricKind::EstimatedRequests => "estimated_requests",
             MetricKind::TokenUsage => "token_usage",
             MetricKind::TimeToFirstByte => "time_to_first_byte",
             MetricKind::TimeToFirstToken => "time_to_first_token",
@@ -186,6 +191,7 @@ impl MetricKind {
                 MetricKind::CacheCreationTokens => "asm_llm_proxy_cache_creation_tokens",
                 MetricKind::ReasoningTokens => "asm_llm_proxy_reasoning_tokens",
                 MetricKind::Requests => "asm_llm_proxy_requests",
+                MetricKind::EstimatedRequests => "asm_llm_proxy_estimated_requests",
                 MetricKind::TokenUsage => return None,
                 MetricKind::TimeToFirstByte => "asm_llm_proxy_time_to_first_byte_ms",
                 MetricKind::TimeToFirstToken => "asm_llm_proxy_time_to_first_token_ms",
@@ -197,6 +203,7 @@ impl MetricKind {
                 MetricKind::TimeToFirstToken => "gen_ai_server_time_to_first_token",
                 MetricKind::TimePerOutputToken => "gen_ai_server_time_per_output_token",
                 MetricKind::RequestDuration => "gen_ai_server_request_duration",
+                MetricKind::EstimatedRequests => "llm_usage_estimated_requests",
                 _ => return None,
             }),
         }

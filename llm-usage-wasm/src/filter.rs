@@ -427,6 +427,7 @@ impl Stream {
             );
             self.put_num("request_reasoning_tokens", rec.reasoning_tokens);
             self.put("complete", if rec.complete { b"true" } else { b"false" });
+            self.put("estimated", if rec.estimated { b"true" } else { b"false" });
         }
         self.record = Some(rec);
     }
@@ -505,6 +506,7 @@ impl Stream {
                 MetricKind::CacheCreationTokens => rec.cache_creation_input_tokens,
                 MetricKind::ReasoningTokens => rec.reasoning_tokens,
                 MetricKind::Requests => Some(1),
+                MetricKind::EstimatedRequests => rec.estimated.then_some(1),
                 MetricKind::TimeToFirstByte => latency.ttfb_ms(),
                 MetricKind::TimeToFirstToken => latency.ttft_ms(),
                 MetricKind::TimePerOutputToken => latency.tpot_ms(streamed_output(rec)),

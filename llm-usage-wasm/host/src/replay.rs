@@ -293,6 +293,20 @@ pub fn check_expect(
     if want_model != got_model {
         bad.push(format!("model: want {want_model:?}, got {got_model:?}"));
     }
+    // The figures are the provider's unless the case says they are estimated.
+    let want_estimated = expect
+        .get("estimated")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        .to_string();
+    let got_estimated = filter_state
+        .get(&format!("wasm.{prefix}.estimated"))
+        .cloned();
+    if got_estimated.as_deref() != Some(want_estimated.as_str()) {
+        bad.push(format!(
+            "estimated: want {want_estimated}, got {got_estimated:?}"
+        ));
+    }
     bad
 }
 

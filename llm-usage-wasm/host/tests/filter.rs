@@ -656,3 +656,37 @@ fn every_fixture_on_wasmtime() {
     };
     replay_all_on(&host, &d, Some(3_000));
 }
+
+/// A stream without usage: the record estimates input and output from the text, filter
+/// state says `estimated`, and the estimated-requests counter counts it (and only it).
+#[test]
+fn estimated_records_are_flagged_and_counted() {
+    let mut vm = sleep_vm("");
+    for name in [
+        "03-openai-chat-stream-no-usage",
+        "02-openai-chat-stream-usage",
+    ] {
+        let ex = load(name);
+        let out = replay::run(&mut vm, &ex, &Delivery::default()).unwrap();
+        let estimated = name.contains("no-usage");
+        assert_eq!(
+            out.filter_state["wasm.asm.llmproxy.estimated"],
+            estimated.to_string(),
+            "{name}"
+        );
+        if estimated {
+            assert!(out
+                .filter_state
+                .contains_key("wasm.asm.llmproxy.request_completion_tokens"));
+        }
+    }
+    let text = vm.prometheus(&asm_stats());
+    let count = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(count("asm_llm_proxy_estimated_requests"), 1.0, "{text}");
+    assert_eq!(count("asm_llm_proxy_requests"), 2.0, "{text}");
+}
