@@ -457,3 +457,76 @@ fn the_first_content_event_is_the_first_with_generated_text() {
         }
     }
 }
+
+/// Streams cut just before the event that carries their final usage (Anthropic's
+/// `message_delta`, the OpenAI `include_usage` chunk, Responses' `response.completed`,
+/// Cohere's `message-end`, Ollama's `done` line, Bedrock's `metadata`): the record is
+/// partial, its output is the provider's only if an earlier event carried it, and
+/// otherwise unknown or an estimate from the text, flagged; never Anthropic's provisional
+/// `message_start` count. The same at every split of what is left.
+#[test]
+fn streams_cut_before_their_usage_never_report_a_provisional_output() {
+    let marks: &[(&str, &str, &str)] = &[
+        (
+            "12-anthropic-messages-stream",
+            "event: message_delta",
+            "sse",
+        ),
+        (
+            "14-anthropic-stream-tool-use-cache",
+            "event: message_delta",
+            "sse",
+        ),
+        (
+            "43-anthropic-stream-unicode-emoji",
+            "event: message_delta",
+            "sse",
+        ),
+        (
+            "02-openai-chat-stream-usage",
+            "\"choices\":[],\"usage\"",
+            "sse",
+        ),
+        ("09-openai-responses-stream", "response.completed", "sse"),
+        ("33-cohere-chat-stream", "event: message-end", "sse"),
+        ("31-ollama-chat-stream-default", "\"done\":true", "ndjson"),
+        ("24-bedrock-converse-stream", "metrics", "event-stream"),
+    ];
+    let all = load();
+    for &(name, mark, framing) in marks {
+        let case = all.iter().find(|c| c.name == name).expect(name);
+        let cut = start_of_event_with(&case.response, mark.as_bytes(), framing)
+            .unwrap_or_else(|| panic!("{name}: {mark} not found"));
+        let short = Case {
+            response: case.response[..cut].to_vec(),
+            name: format!("{name} cut at {cut}"),
+            method: case.method.clone(),
+            path: case.path.clone(),
+            request_headers: case.request_headers.clone(),
+            status: case.status,
+            response_headers: case.response_headers.clone(),
+            request: case.request.clone(),
+            expect: case.expect.clone(),
+        };
+        let r = run(&short, &[], &[]);
+        assert!(!r.complete, "{}", short.name);
+        if r.output_tokens.is_some() {
+            assert!(
+                r.estimated,
+                "{}: a provider output before its usage event",
+                short.name
+            );
+        }
+        if name.contains("anthropic") {
+            // message_start said 1 (or so): never reported as the output.
+            assert!(
+                r.estimated && r.output_tokens.unwrap_or(0) > 1,
+                "{}: {r:?}",
+                short.name
+            );
+        }
+        for at in 0..=cut {
+            assert_eq!(run(&short, &[], &[at]), r, "{}: split at {at}", short.name);
+        }
+    }
+}
