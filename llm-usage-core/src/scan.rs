@@ -167,6 +167,8 @@ pub struct Scanner<T: 'static> {
     classes_ready: bool,
     /// Per depth, a 64-bit Bloom filter of the watched segments' [`signature`]s.
     bloom: [u64; MAX_LIVE_DEPTH],
+    /// Per depth, the watches that go deeper ([`longer_masks`]).
+    longer: [u64; MAX_LIVE_DEPTH + 1],
     state: State,
     /// Candidate masks of the open live objects.
     stack: [u64; MAX_LIVE_DEPTH],
@@ -337,6 +339,20 @@ pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
 
 /// The mask with one bit per watch; checks the table's shape (at most 64 watches, paths
 /// of 1 to `MAX_LIVE_DEPTH - 1` keys).
+/// Per depth `d`, the watches whose path is longer than `d` keys (they continue below an
+/// object opened at depth `d`).
+fn longer_masks<T>(watches: &[Watch<T>]) -> [u64; MAX_LIVE_DEPTH + 1] {
+    let mut m = [0u64; MAX_LIVE_DEPTH + 1];
+    for (d, slot) in m.iter_mut().enumerate() {
+        for (i, w) in watches.iter().enumerate() {
+            if w.path.len() > d {
+                *slot |= 1 << i;
+            }
+        }
+    }
+    m
+}
+
 fn all_mask<T>(watches: &[Watch<T>]) -> u64 {
     assert!(watches.len() <= 64, "at most 64 watched paths");
     debug_assert!(watches
@@ -364,6 +380,7 @@ impl<T: 'static> Scanner<T> {
             classes: Classes::EMPTY,
             classes_ready: false,
             bloom: blooms(watches),
+            longer: longer_masks(watches),
             state: State::Between,
             stack: [0; MAX_LIVE_DEPTH],
             depth: 0,
@@ -405,6 +422,7 @@ impl<T: 'static> Scanner<T> {
         self.watches = watches;
         self.all = all_mask(watches);
         self.bloom = blooms(watches);
+        self.longer = longer_masks(watches);
         self.classes_ready = false;
         self.work = ScanWork::default();
         self.restart(array_roots, multi_document);
@@ -779,17 +797,9 @@ impl<T: 'static> Scanner<T> {
     }
 
     /// Whether any candidate watch continues below the current depth.
+    #[inline]
     fn has_deeper(&self, mask: u64) -> bool {
-        let d = self.depth;
-        let mut m = mask;
-        while m != 0 {
-            let idx = m.trailing_zeros() as usize;
-            m &= m - 1;
-            if self.watches[idx].path.len() > d {
-                return true;
-            }
-        }
-        false
+        mask & self.longer[self.depth] != 0
     }
 
     fn close_object<S: Sink<T>>(&mut self, sink: &mut S) {
