@@ -276,8 +276,10 @@ mod tests {
                 let text = [lead, lead, lead, lead, lead, lead, lead, b];
                 let mut fast = TextStats::default();
                 fast.add(&text);
-                let mut slow = TextStats::default();
-                slow.bytes = 8;
+                let mut slow = TextStats {
+                    bytes: 8,
+                    ..TextStats::default()
+                };
                 text.iter().for_each(|&c| slow.add_byte(c));
                 assert_eq!(fast, slow, "{b:#x}");
             }
