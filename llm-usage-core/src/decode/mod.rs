@@ -375,6 +375,31 @@ mod tests {
         assert!(out.is_empty() && failed);
     }
 
+    /// The br and zstd fixtures hold the bodies of the gzip ones (47: JSON, 48: SSE).
+    #[cfg(all(feature = "br", feature = "zstd"))]
+    #[test]
+    fn compressed_fixtures_hold_the_same_bodies() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures");
+        let body = |name: &str| std::fs::read(dir.join(name).join("response.bin")).unwrap();
+        for (gzip, br, zstd) in [
+            (
+                "47-openai-gzip-json",
+                "50-openai-br-json",
+                "52-openai-zstd-json",
+            ),
+            (
+                "48-anthropic-gzip-sse",
+                "51-anthropic-br-sse",
+                "53-anthropic-zstd-sse",
+            ),
+        ] {
+            let plain = run(Coding::Gzip, &body(gzip), usize::MAX).0;
+            assert!(plain.len() > 800);
+            check(Coding::Brotli, &body(br), &plain, br);
+            check(Coding::Zstd, &body(zstd), &plain, zstd);
+        }
+    }
+
     #[test]
     fn decoding_stops_within_one_output_buffer_when_told() {
         let plain = vec![b' '; 4 << 20];
