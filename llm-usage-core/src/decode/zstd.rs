@@ -10,9 +10,10 @@
 //! What it keeps, whatever the body size:
 //!
 //! * the window: the last `Window_Size` decoded bytes, which matches refer back into. It
-//!   grows with the decoded size (doubling) up to the frame's window, which must be at
-//!   most [`MAX_WINDOW`] (a frame asking for more is undecodable, and nothing of that size
-//!   is allocated); a single-segment frame's window is its content size;
+//!   grows with the decoded size (doubling up to 64 KiB, then to the whole window) up to
+//!   the frame's window, which must be at most [`MAX_WINDOW`] (a frame asking for more is
+//!   undecodable, and nothing of that size is allocated); a single-segment frame's window
+//!   is its content size;
 //! * one compressed block (at most 128 KiB, the format's block limit) and its literals
 //!   (at most 128 KiB): a block's Huffman and FSE bitstreams are read from their end, so a
 //!   compressed block is decoded once all of it has arrived. Raw and RLE blocks are not
@@ -38,6 +39,9 @@ const BLOCK_MAX: usize = 128 * 1024;
 /// The smallest window the ring keeps for a frame that is not single-segment: room for the
 /// bytes not yet handed on besides the window.
 const RING_MIN: usize = 2 * OUT_BUF;
+/// The ring doubles up to this size, then grows to the whole window at once: small bodies
+/// keep a small ring, and growing never holds more than this besides the window.
+const RING_SMALL: usize = 64 * 1024;
 
 /// Why decoding stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,14 +150,20 @@ impl Window {
     }
 
     /// Makes room for `n` more bytes at `pos` (a [`piece`](Self::piece)): the ring grows,
-    /// by doubling, until it is the window's size; from then on it wraps.
+    /// by doubling up to [`RING_SMALL`], then to the window's size at once; from then on
+    /// it wraps.
     fn room(&mut self, n: usize) -> R<()> {
         if n > self.block_left || n as u64 > self.frame_left {
             return Err(Stop::Corrupt);
         }
         let len = self.buf.len();
         if len < self.cap && self.pos + n > len {
-            let want = (self.pos + n).max(2 * len).max(RING_MIN).min(self.cap);
+            let want = if self.pos + n <= RING_SMALL {
+                (self.pos + n).max(2 * len).clamp(RING_MIN, RING_SMALL)
+            } else {
+                self.cap
+            };
+            let want = want.min(self.cap);
             if want < self.pos + n {
                 return Err(Stop::Corrupt);
             }
