@@ -119,7 +119,11 @@ fn exchanges() -> Vec<Exchange> {
     dirs.sort();
     let mut all: Vec<Exchange> = dirs
         .iter()
-        .map(|d| replay::load_case(d, "api.example.com").unwrap())
+        .map(|d| {
+            let mut ex = replay::load_case(d, "api.example.com").unwrap();
+            common::expectation(&mut ex);
+            ex
+        })
         .filter(|e| e.request_body.len() + e.response_body.len() <= 16 * 1024)
         .collect();
     assert!(all.len() >= 40, "fixtures: {}", all.len());
@@ -170,7 +174,7 @@ fn exchanges() -> Vec<Exchange> {
 fn delivery(i: usize) -> Delivery {
     Delivery {
         chunk_size: [1460, 97, 512, 16 * 1024, 64][i % 5],
-        jitter: i % 3 != 0,
+        jitter: !i.is_multiple_of(3),
         seed: i as u64,
         empty_final_chunk: i % 7 == 1,
         response_trailers: i % 11 == 2,
