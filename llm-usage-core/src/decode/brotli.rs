@@ -2,9 +2,10 @@
 //!
 //! The crate's `BrotliDecompressStream` is a push decoder with caller buffers: it takes
 //! whatever compressed bytes arrived, keeps up to a few bytes of a split code between
-//! calls, and writes decoded bytes into our [`OUT_BUF`]-byte buffer as soon as they exist
-//! (it pushes its ring buffer out when it runs out of input), so every chunking gives the
-//! same bytes at the same pace. Its memory is its ring buffer, which grows with the
+//! calls, and writes decoded bytes into our [`OUT_BUF`]-byte buffer (it pushes its ring
+//! buffer out when it runs out of input). It is given one compressed byte per call, so
+//! that it makes the same calls, and hands on the same bytes before any damage, however the
+//! body is chunked (see [`Brotli::feed`]). Its memory is its ring buffer, which grows with the
 //! decoded size up to the stream's window, and the prefix-code tables of the current
 //! meta-block.
 //!
@@ -123,46 +124,76 @@ impl Brotli {
             }
             Phase::Halted | Phase::Error => return,
         }
-        let mut available_in = input.len();
+        // One compressed byte per call: the crate pushes its ring buffer out whenever it
+        // runs out of input, so fed a whole chunk it may meet corrupt data with decoded
+        // bytes still held, and lose them, where fed the same bytes in smaller chunks it
+        // would have handed them on first. Fed byte by byte, it makes the same calls
+        // whatever the chunking, so a damaged body gives the same record however it
+        // arrives. Compressed bytes are few next to what they decode to: the cost is a
+        // call per compressed byte, not per decoded byte.
+        for at in 0..input.len() {
+            let byte = &input[at..at + 1];
+            if !self.step(byte, out) {
+                if self.phase == Phase::Done && at + 1 < input.len() {
+                    // Bytes after the end of the stream are not brotli.
+                    self.phase = Phase::Error;
+                }
+                return;
+            }
+        }
+    }
+
+    /// Decodes one compressed byte; false once decoding stopped (ended, failed, halted).
+    fn step(&mut self, byte: &[u8], out: &mut dyn FnMut(&[u8]) -> bool) -> bool {
+        let mut available_in = byte.len();
         let mut input_offset = 0;
         let mut total_out = 0;
         loop {
             let mut available_out = OUT_BUF;
             let mut output_offset = 0;
-            let before = input_offset;
             let result = BrotliDecompressStream(
                 &mut available_in,
                 &mut input_offset,
-                input,
+                byte,
                 &mut available_out,
                 &mut output_offset,
                 &mut self.out[..],
                 &mut total_out,
                 &mut self.state,
             );
-            self.consumed += input_offset.saturating_sub(before) as u64;
             let written = self.out.get(..output_offset).unwrap_or_default();
             if !written.is_empty() {
                 self.produced += written.len() as u64;
                 if !out(written) {
+                    self.consumed += input_offset as u64;
                     self.phase = Phase::Halted;
-                    return;
+                    return false;
                 }
             }
             match result {
                 BrotliResult::NeedsMoreOutput => {}
-                BrotliResult::NeedsMoreInput => return,
+                BrotliResult::NeedsMoreInput => {
+                    self.consumed += input_offset as u64;
+                    if available_in != 0 {
+                        // It always takes what it is given; never leave a byte behind.
+                        self.phase = Phase::Error;
+                        return false;
+                    }
+                    return true;
+                }
                 BrotliResult::ResultSuccess => {
+                    self.consumed += input_offset as u64;
                     self.phase = if available_in == 0 {
                         Phase::Done
                     } else {
                         Phase::Error
                     };
-                    return;
+                    return false;
                 }
                 BrotliResult::ResultFailure => {
+                    self.consumed += input_offset as u64;
                     self.phase = Phase::Error;
-                    return;
+                    return false;
                 }
             }
         }
