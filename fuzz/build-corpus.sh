@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 fixtures="$here/../testdata/fixtures"
 corpus="$here/corpus"
-mkdir -p "$corpus"/{scan,sse,ndjson,json_array,eventstream,gzip,exchange,walk}
+mkdir -p "$corpus"/{scan,sse,ndjson,json_array,eventstream,gzip,br_zstd,exchange,walk}
 
 for dir in "$fixtures"/*/; do
     name="$(basename "$dir")"
@@ -35,10 +35,11 @@ for dir in "$fixtures"/*/; do
         cp "$req" "$corpus/scan/$name-request"
         cp "$req" "$corpus/json_array/$name-request"
     fi
-    if [ -n "$ce" ]; then
-        cp "$resp" "$corpus/gzip/$name"
-        continue
-    fi
+    case "$ce" in
+        "") ;;
+        br | zstd) cp "$resp" "$corpus/br_zstd/$name"; continue ;;
+        *) cp "$resp" "$corpus/gzip/$name"; continue ;;
+    esac
     case "$ct" in
         text/event-stream*)
             cp "$resp" "$corpus/sse/$name"
@@ -53,8 +54,12 @@ for dir in "$fixtures"/*/; do
             cp "$resp" "$corpus/json_array/$name"
             ;;
     esac
-    # Plain bodies are also seeds for the compress-then-decode half of the gzip target.
-    if small "$resp"; then cp "$resp" "$corpus/gzip/$name-plain"; fi
+    # Plain bodies are also seeds for the compress-then-decode half of the gzip and br_zstd
+    # targets.
+    if small "$resp"; then
+        cp "$resp" "$corpus/gzip/$name-plain"
+        cp "$resp" "$corpus/br_zstd/$name-plain"
+    fi
 done
 
 # Event-stream recipes: payloads separated by 0xFE, each led by an op byte

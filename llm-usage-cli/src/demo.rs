@@ -27,6 +27,8 @@ pub(crate) const BUNDLED: &[(&str, &str, &[u8], &[u8])] = &[
     bundled!("24-bedrock-converse-stream"),
     bundled!("28-dashscope-generation-sse"),
     bundled!("47-openai-gzip-json"),
+    bundled!("51-anthropic-br-sse"),
+    bundled!("52-openai-zstd-json"),
 ];
 
 fn headers(v: &Value) -> Vec<(String, String)> {

@@ -1,18 +1,18 @@
 //! One body's pipeline: content decoding → framing → JSON scan → staged values.
 //!
 //! ```text
-//! bytes ─> Inflate (gzip/deflate, optional) ─> Framing (JSON | SSE | NDJSON | event-stream)
+//! bytes ─> Decoder (gzip/deflate/br/zstd, optional) ─> Framing (JSON | SSE | NDJSON | event-stream)
 //!       ─> Scanner (watched paths) ─> staged Values ─(event complete)─> committed Values
 //! ```
 
 use crate::base64::Base64;
+use crate::decode::{Coding, Decoder};
 use crate::dialect::Target;
 use crate::framing::eventstream::EventStream;
 use crate::framing::ndjson::Ndjson;
 use crate::framing::sse::Sse;
 use crate::framing::{deliver_line, EventSink};
 use crate::index::{common_prefix, copy_line, Copied, Index};
-use crate::inflate::{Coding, Inflate};
 use crate::scan::{Replay, Scalar, Scanner, Sink, Watch};
 use crate::values::Values;
 use crate::work::Work;
@@ -405,12 +405,12 @@ impl EventSink for Core {
 }
 
 /// Compressed bytes decoded between two checks of the inspection limit.
-const INFLATE_SLICE: usize = 16 * 1024;
+const DECODE_SLICE: usize = 16 * 1024;
 
 /// One request or response body being observed.
 #[derive(Debug)]
 pub(crate) struct Body {
-    inflate: Option<Box<Inflate>>,
+    decoder: Option<Box<Decoder>>,
     undecodable: bool,
     framing: Framing,
     core: Core,
@@ -429,7 +429,7 @@ impl Body {
         limit: Option<u64>,
     ) -> Body {
         let mut body = Body {
-            inflate: None,
+            decoder: None,
             undecodable: false,
             framing: Framing::Auto,
             core: Core {
@@ -475,7 +475,7 @@ impl Body {
         limit: Option<u64>,
     ) {
         let has_inner = watches.iter().any(|w| w.target == Target::Inner) && !inner.is_empty();
-        self.inflate = None;
+        self.decoder = None;
         self.undecodable = false;
         self.seen = 0;
         self.raw = 0;
@@ -542,17 +542,11 @@ impl Body {
 
     /// Sets the `Content-Encoding`.
     pub(crate) fn set_content_encoding(&mut self, value: &[u8]) {
-        let v = value.trim_ascii();
-        if v.is_empty() || v.eq_ignore_ascii_case(b"identity") {
-            return;
-        }
-        if v.eq_ignore_ascii_case(b"gzip") || v.eq_ignore_ascii_case(b"x-gzip") {
-            self.inflate = Some(Box::new(Inflate::new(Coding::Gzip)));
-        } else if v.eq_ignore_ascii_case(b"deflate") {
-            self.inflate = Some(Box::new(Inflate::new(Coding::Deflate)));
-        } else {
-            // br, zstd, or a chain of codings: we cannot read it, so we do not try.
-            self.undecodable = true;
+        match Coding::from_header(value) {
+            Ok(None) => {}
+            Ok(Some(coding)) => self.decoder = Some(Box::new(Decoder::new(coding))),
+            // A coding this build does not read, or a chain of codings: we do not try.
+            Err(()) => self.undecodable = true,
         }
     }
 
@@ -567,13 +561,13 @@ impl Body {
             return;
         }
         self.raw += chunk.len() as u64;
-        match self.inflate.take() {
-            Some(mut inflate) => {
+        match self.decoder.take() {
+            Some(mut decoder) => {
                 // In slices, so that hitting the inspection limit stops the decoding: one
                 // chunk of a deflate bomb can hold a thousand times its size.
                 // The decoder stops as soon as the limit is hit, within one output buffer.
-                for piece in chunk.chunks(INFLATE_SLICE) {
-                    inflate.feed(piece, &mut |decoded| {
+                for piece in chunk.chunks(DECODE_SLICE) {
+                    decoder.feed(piece, &mut |decoded| {
                         self.feed_decoded(decoded);
                         !self.limited
                     });
@@ -581,7 +575,7 @@ impl Body {
                         break;
                     }
                 }
-                self.inflate = Some(inflate);
+                self.decoder = Some(decoder);
             }
             None => self.feed_decoded(chunk),
         }
@@ -651,9 +645,9 @@ impl Body {
             .map(|i| i.scanner.work())
             .unwrap_or_default();
         let (decoder_input_bytes, decoded_bytes) = self
-            .inflate
+            .decoder
             .as_deref()
-            .map_or((0, 0), |i| (i.consumed(), i.produced()));
+            .map_or((0, 0), |d| (d.consumed(), d.produced()));
         Work {
             received_bytes: self.raw,
             decoder_input_bytes,
@@ -704,8 +698,8 @@ impl Body {
         if self.undecodable || self.limited {
             return false;
         }
-        if let Some(inflate) = &self.inflate {
-            if inflate.failed() || (self.raw > 0 && !inflate.finished()) {
+        if let Some(decoder) = &self.decoder {
+            if decoder.failed() || (self.raw > 0 && !decoder.finished()) {
                 return false;
             }
         }

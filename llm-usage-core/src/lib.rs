@@ -13,8 +13,8 @@
 //!
 //! ```text
 //! bytes ─> content decoding ─> framing ─> JSON scan ─> dialect ─> UsageRecord
-//!          (gzip, deflate)     (SSE, NDJSON,  (watched    (paths → fields,
-//!                               JSON array,    paths only)  last-wins/sum)
+//!          (gzip, deflate,     (SSE, NDJSON,  (watched    (paths → fields,
+//!           br, zstd)           JSON array,    paths only)  last-wins/sum)
 //!                               event-stream)
 //! ```
 //!
@@ -45,6 +45,7 @@
 mod base64;
 mod body;
 mod crc32;
+mod decode;
 mod dialect;
 mod exchange;
 mod framing;
@@ -52,7 +53,6 @@ mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
 mod index;
-mod inflate;
 mod record;
 pub mod scan;
 mod swar;
@@ -69,7 +69,10 @@ pub use work::Work;
 
 /// Memory limits, in bytes, of the fixed-size parts of an exchange.
 pub mod limits {
+    pub use crate::decode::MAX_WINDOW as MAX_DECODER_WINDOW;
+    pub use crate::decode::OUT_BUF as DECODER_OUTPUT_BUFFER;
+    /// The former name of [`DECODER_OUTPUT_BUFFER`] (gzip/deflate only, then).
+    pub use crate::decode::OUT_BUF as INFLATE_OUTPUT_BUFFER;
     pub use crate::framing::eventstream::MAX_MESSAGE as MAX_EVENT_STREAM_MESSAGE;
-    pub use crate::inflate::OUT_BUF as INFLATE_OUTPUT_BUFFER;
     pub use crate::scan::{KEY_CAP, MAX_LIVE_DEPTH, VALUE_CAP};
 }

@@ -32,22 +32,28 @@ fn framing_is_sniffed_without_content_type() {
     );
 }
 
+/// A chain of codings, an unknown one, or a body that is not in its declared coding (a
+/// plain stream labelled br or zstd): unknown tokens, never garbage.
 #[test]
 fn undecodable_encoding_gives_unknown_not_garbage() {
-    let r = openai(
-        &[
-            ("content-type", "text/event-stream"),
-            ("content-encoding", "br"),
-        ],
-        OPENAI_SSE,
-    );
-    assert_eq!(r.input_tokens, None);
-    assert_eq!(
-        r.model.as_deref(),
-        Some("gpt-x"),
-        "the request model still counts"
-    );
-    assert!(!r.complete);
+    for coding in [
+        "br", "zstd", "gzip", "gzip, br", "br, zstd", "compress", "x-br",
+    ] {
+        let r = openai(
+            &[
+                ("content-type", "text/event-stream"),
+                ("content-encoding", coding),
+            ],
+            OPENAI_SSE,
+        );
+        assert_eq!(r.input_tokens, None, "{coding}");
+        assert_eq!(
+            r.model.as_deref(),
+            Some("gpt-x"),
+            "{coding}: the request model still counts"
+        );
+        assert!(!r.complete, "{coding}");
+    }
 }
 
 #[test]

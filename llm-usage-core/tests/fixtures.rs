@@ -530,3 +530,55 @@ fn streams_cut_before_their_usage_never_report_a_provisional_output() {
         }
     }
 }
+
+/// A compressed SSE stream is read as it arrives, not at its end: the events a server
+/// flushed are counted once their compressed bytes are in, in every coding, and they are
+/// the events of the same stream uncompressed (fixture 48 holds the gzip one; 51 and 53
+/// are br and zstd, flushed after every event).
+#[test]
+fn compressed_streams_are_read_as_they_arrive() {
+    let cases = load();
+    let mut seen = Vec::new();
+    for name in [
+        "48-anthropic-gzip-sse",
+        "51-anthropic-br-sse",
+        "53-anthropic-zstd-sse",
+    ] {
+        let case = cases.iter().find(|c| c.name == name).unwrap();
+        let mut ex = Exchange::new();
+        let rh: Vec<(&str, &str)> = case
+            .request_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        ex.on_request_head(&case.method, &case.path, rh);
+        ex.on_request_body(case.request.as_deref().unwrap_or_default());
+        let sh: Vec<(&str, &str)> = case
+            .response_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        ex.on_response_head(case.status, sh);
+        let n = case.response.len();
+        let mut at_half = 0;
+        for (i, b) in case.response.iter().enumerate() {
+            ex.on_response_body(std::slice::from_ref(b));
+            if i + 1 == n / 2 {
+                at_half = ex.response_events();
+            }
+        }
+        let all = ex.response_events();
+        ex.on_response_end();
+        assert!(ex.finish().complete, "{name}");
+        println!("{name}: {at_half} of {all} events after half the compressed bytes");
+        seen.push(all);
+        if !name.contains("gzip") {
+            // Flushed per event: about half the events are in after half the bytes.
+            assert!(
+                at_half >= all / 4 && at_half < all,
+                "{name}: {at_half} of {all}"
+            );
+        }
+    }
+    assert!(seen.iter().all(|&n| n == seen[0] && n >= 5), "{seen:?}");
+}

@@ -134,3 +134,69 @@ fn trailing_garbage_after_a_gzip_member() {
         assert_eq!(run_gzip(&two, &[at]), whole, "two members split at {at}");
     }
 }
+
+/// br_zstd, `crash-b662a2ef…`: a br stream with one bit flipped, fed whole, lost the
+/// bytes brotli-decompressor had decoded but not yet handed on when it met the damage; fed
+/// in small chunks, it had handed them on (it pushes its output whenever it runs out of
+/// input), so the events before the damage counted. The decoder now gets one compressed
+/// byte per call. Here every bit of a stream's first 600 bytes is flipped in turn, in br
+/// and zstd, and the record must not depend on the chunking.
+#[test]
+fn damaged_br_and_zstd_streams_give_the_same_record_in_any_chunking() {
+    use std::io::Write;
+    let mut plain = String::new();
+    for i in 0..40 {
+        plain += &format!(
+            "event: message_delta\ndata: {{\"type\":\"message_delta\",\"usage\":{{\"output_tokens\":{i}}}}}\n\n"
+        );
+    }
+    let plain = plain.into_bytes();
+    let mut br = Vec::new();
+    {
+        let mut w = brotli::CompressorWriter::new(&mut br, 4096, 5, 16);
+        w.write_all(&plain).unwrap();
+    }
+    let zstd = zstd::bulk::compress(&plain, 3).unwrap();
+    let mut differ = 0;
+    for (coding, z) in [("br", br), ("zstd", zstd)] {
+        let run = |body: &[u8], chunk: usize| {
+            let mut ex = Exchange::new();
+            ex.on_request_head(
+                "POST",
+                "/v1/messages",
+                [("anthropic-version", "2023-06-01")],
+            );
+            ex.on_request_body(br#"{"model":"m","stream":true}"#);
+            ex.on_response_head(
+                200,
+                [
+                    ("content-type", "text/event-stream"),
+                    ("content-encoding", coding),
+                ],
+            );
+            for c in body.chunks(chunk) {
+                ex.on_response_body(c);
+            }
+            ex.on_response_end();
+            ex.finish()
+        };
+        assert_eq!(run(&z, usize::MAX).output_tokens, Some(39), "{coding}");
+        for at in 0..z.len().min(600) {
+            for bit in 0..8 {
+                let mut bad = z.clone();
+                bad[at] ^= 1 << bit;
+                let whole = run(&bad, usize::MAX);
+                differ += usize::from(whole.output_tokens != Some(39));
+                for chunk in [1, 3, 64] {
+                    assert_eq!(
+                        run(&bad, chunk),
+                        whole,
+                        "{coding}: bit {bit} of byte {at}, chunks of {chunk}"
+                    );
+                }
+            }
+        }
+    }
+    // The damage did change records: the oracle had something to compare.
+    assert!(differ > 100, "{differ}");
+}

@@ -6,7 +6,8 @@
 //! * no panic;
 //! * bounded memory: a counting global allocator measures the peak heap growth from
 //!   creating the [`Exchange`] to taking its record, which must stay under the bound that
-//!   `fuzz/LIMITS.md` states ([`PLAIN_BOUND`], [`COMPRESSED_BOUND`] with gzip/deflate);
+//!   `fuzz/LIMITS.md` states ([`PLAIN_BOUND`], [`COMPRESSED_BOUND`] with gzip/deflate,
+//!   [`ZSTD_BOUND`] and [`BROTLI_BOUND`]);
 //! * the record: unknown where the input does not carry a valid figure, known figures
 //!   right, `complete` only when the body ended cleanly;
 //! * time linear in the input: a few cases run at two sizes, and the work the exchange
@@ -79,6 +80,15 @@ static GLOBAL: Counting = Counting;
 const PLAIN_BOUND: usize = 6 * 1024;
 /// Heap an exchange may hold for a gzip/deflate body (inflate window and output buffer).
 const COMPRESSED_BOUND: usize = 80 * 1024;
+/// Heap an exchange may hold for a zstd body: the frame's window (at most
+/// [`limits::MAX_DECODER_WINDOW`], 8 MiB; 64 KiB more while the ring grows to it), one
+/// compressed block and its literals (128 KiB each at most) and the decoding tables.
+const ZSTD_BOUND: usize = limits::MAX_DECODER_WINDOW + 384 * 1024;
+/// Heap an exchange may hold for a br body: the window (at most 8 MiB; brotli-decompressor
+/// grows its ring from at most a quarter of the window to the window, holding both for a
+/// moment) and the current meta-block's prefix-code tables (up to 256 trees each of
+/// literals, commands and distances: about 2.6 MiB at worst).
+const BROTLI_BOUND: usize = limits::MAX_DECODER_WINDOW / 4 * 5 + 3 * 1024 * 1024;
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
@@ -199,15 +209,17 @@ impl<'a> Case<'a> {
 
     /// Runs and checks the memory bound.
     fn check(&self, what: &str) -> UsageRecord {
-        let compressed = self
+        let coding = self
             .response_headers
             .iter()
             .chain(&self.request_headers)
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-encoding"));
-        let bound = if compressed {
-            COMPRESSED_BOUND
-        } else {
-            PLAIN_BOUND
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-encoding"))
+            .map(|(_, v)| *v);
+        let bound = match coding {
+            None => PLAIN_BOUND,
+            Some("br") => BROTLI_BOUND,
+            Some("zstd") => ZSTD_BOUND,
+            Some(_) => COMPRESSED_BOUND,
         };
         let (r, peak, work) = self.run();
         let size = self.request.len() + self.response.len();
@@ -784,6 +796,304 @@ fn gzip_bomb() {
     .check("deflate bomb, 16 MiB");
     assert_eq!(r.input_tokens, Some(5));
     assert!(r.complete);
+}
+
+// ---------------------------------------------------------------------------------------
+// Brotli and zstd: bombs, windows over the cap, cut and corrupt streams
+
+const BOMB_PREFIX: &[u8] =
+    br#"{"model":"bomb","usage":{"prompt_tokens":5,"completion_tokens":6}, "pad":"#;
+
+/// A zstd block header and content.
+fn zstd_block(kind: u32, last: bool, size: usize, content: &[u8]) -> Vec<u8> {
+    let h = (size as u32) << 3 | kind << 1 | u32::from(last);
+    let mut v = h.to_le_bytes()[..3].to_vec();
+    v.extend_from_slice(content);
+    v
+}
+
+/// A zstd frame header (window `2^window_log`, no content size, no checksum) and a raw
+/// block holding `prefix`.
+fn zstd_head(window_log: u8, prefix: &[u8]) -> Vec<u8> {
+    let mut v = 0xFD2F_B528u32.to_le_bytes().to_vec();
+    v.extend([0, (window_log - 10) << 3]);
+    v.extend(zstd_block(0, false, prefix.len(), prefix));
+    v
+}
+
+/// An RLE block of 128 KiB of spaces: 4 bytes that decode to 131,072.
+const ZSTD_RLE_BLOCK: [u8; 4] = [0x02, 0x00, 0x10, b' '];
+
+/// A br stream of the concatenated parts (`Part::Repeat` counts are whole copies).
+fn brotli_of(parts: &[(&[u8], usize)], quality: u32, lgwin: u32) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = Vec::new();
+    {
+        let mut w = brotli::CompressorWriter::new(&mut z, 64 * KIB, quality, lgwin);
+        for (bytes, copies) in parts {
+            for _ in 0..*copies {
+                w.write_all(bytes).unwrap();
+            }
+        }
+    }
+    z
+}
+
+/// The bomb's checks: the whole bomb read in bounded memory; with a 1 MiB inspection limit,
+/// decoding stops within one output buffer of it, having consumed `max_input` compressed
+/// bytes at most.
+fn check_bomb(what: &str, case: &Case<'static>, decoded: u64, max_input: u64) {
+    let r = case.check(what);
+    assert_eq!(r.total_tokens, Some(11), "{what}");
+    assert!(r.complete, "{what}");
+    let (_, _, work) = case.run();
+    assert_eq!(work.decoded_bytes, decoded, "{what}");
+    let received = case.request.len() + case.response.len();
+    assert_eq!(work.received_bytes, received as u64, "{what}");
+    let mut limited = Case::new(case.path, "application/json", vec![]);
+    limited.response = Body::new(
+        case.response
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Bytes(b) => Part::Bytes(b),
+                Part::Repeat(b, n) => Part::Repeat(b, *n),
+            })
+            .collect(),
+    );
+    limited.response_headers = case.response_headers.clone();
+    limited.options = Options::new().max_body_bytes(MIB as u64);
+    let (r, peak, work) = limited.run();
+    println!("{what} with a 1 MiB inspection limit: {work:?}, peak {peak}");
+    assert!(!r.complete && r.input_tokens.is_none(), "{what}");
+    // The limit is per body; the request's bytes are inspected too.
+    let request = case.request.len() as u64;
+    assert_eq!(work.inspected_bytes, MIB as u64 + request, "{what}");
+    assert!(
+        work.decoded_bytes <= MIB as u64 + limits::DECODER_OUTPUT_BUFFER as u64,
+        "{what}: decoded {} bytes for a 1 MiB limit",
+        work.decoded_bytes
+    );
+    assert!(
+        work.decoder_input_bytes <= max_input,
+        "{what}: consumed {} compressed bytes for a 1 MiB limit",
+        work.decoder_input_bytes
+    );
+}
+
+#[test]
+fn zstd_bomb() {
+    let _g = serial();
+    // 256 MiB of whitespace inside one JSON document from 8 KiB of zstd: RLE blocks of
+    // 128 KiB (the format's largest ratio, 32,768:1) in a frame with the largest window
+    // allowed.
+    let head = leak(zstd_head(23, BOMB_PREFIX));
+    let tail = leak(zstd_block(0, true, 2, b"0}"));
+    let bomb = |blocks: usize| {
+        Case::new(
+            "/v1/chat/completions",
+            "application/json",
+            vec![
+                Part::Bytes(head),
+                Part::Repeat(&ZSTD_RLE_BLOCK, 4 * blocks),
+                Part::Bytes(tail),
+            ],
+        )
+        .header("content-encoding", "zstd")
+    };
+    let case = bomb(2048);
+    println!(
+        "zstd bomb: {} compressed bytes -> 256 MiB",
+        case.response.len()
+    );
+    let decoded = (256 * MIB + BOMB_PREFIX.len() + 2) as u64;
+    // 1 MiB is 8 blocks in: about 100 compressed bytes.
+    check_bomb("zstd bomb, 256 MiB decoded", &case, decoded, 1024);
+    assert_linear("zstd bomb", bomb, 256);
+
+    // The same from the reference encoder (compressed blocks: one-byte-offset matches
+    // through the window), 64 MiB.
+    let mut e = zstd::stream::Encoder::new(Vec::new(), 19).unwrap();
+    e.include_checksum(true).unwrap();
+    {
+        use std::io::Write;
+        e.write_all(BOMB_PREFIX).unwrap();
+        let spaces = vec![b' '; MIB];
+        for _ in 0..64 {
+            e.write_all(&spaces).unwrap();
+        }
+        e.write_all(b"0}").unwrap();
+    }
+    let z = leak(e.finish().unwrap());
+    let case = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![Part::Bytes(z)],
+    )
+    .header("content-encoding", "zstd");
+    println!(
+        "zstd bomb from libzstd: {} compressed bytes -> 64 MiB",
+        z.len()
+    );
+    check_bomb(
+        "zstd bomb from libzstd, 64 MiB",
+        &case,
+        (64 * MIB + BOMB_PREFIX.len() + 2) as u64,
+        16 * KIB as u64,
+    );
+}
+
+#[test]
+fn brotli_bomb() {
+    let _g = serial();
+    // 256 MiB of whitespace inside one JSON document, from the reference encoder.
+    let spaces = vec![b' '; MIB];
+    let bomb = |mib: usize, quality: u32| {
+        brotli_of(&[(BOMB_PREFIX, 1), (&spaces, mib), (b"0}", 1)], quality, 22)
+    };
+    let z = leak(bomb(256, 5));
+    let case = Case::new(
+        "/v1/chat/completions",
+        "application/json",
+        vec![Part::Bytes(z)],
+    )
+    .header("content-encoding", "br");
+    println!("br bomb: {} compressed bytes -> 256 MiB", z.len());
+    let decoded = (256 * MIB + BOMB_PREFIX.len() + 2) as u64;
+    check_bomb("br bomb, 256 MiB decoded", &case, decoded, 16 * KIB as u64);
+    let small = leak(bomb(16, 5));
+    let large = leak(bomb(64, 5));
+    assert_linear(
+        "br bomb",
+        |n| {
+            Case::new(
+                "/v1/chat/completions",
+                "application/json",
+                vec![Part::Bytes(if n == 1 { small } else { large })],
+            )
+            .header("content-encoding", "br")
+        },
+        1,
+    );
+}
+
+#[test]
+fn windows_over_the_cap_are_undecodable_without_allocating_them() {
+    let _g = serial();
+    // zstd: a 16 MiB window (over RFC 9659's 8 MB), then a valid body.
+    let head = leak(zstd_head(24, br#"{"usage":{"prompt_tokens":5},"pad":""#));
+    let tail = leak(zstd_block(0, true, 2, b"\"}"));
+    // brotli: WBITS 24 (16 MiB), from the reference encoder.
+    let body = br#"{"usage":{"prompt_tokens":5,"completion_tokens":6}}"#;
+    let br = leak(brotli_of(&[(body, 1)], 5, 24));
+    assert_eq!(br[0] & 0x0F, 0x0F, "WBITS 24");
+    for (coding, parts) in [
+        (
+            "zstd",
+            vec![
+                Part::Bytes(head),
+                Part::Repeat(&ZSTD_RLE_BLOCK, 4 * 64),
+                Part::Bytes(tail),
+            ],
+        ),
+        ("br", vec![Part::Bytes(br)]),
+    ] {
+        let case = Case::new("/v1/chat/completions", "application/json", parts)
+            .header("content-encoding", coding);
+        let (r, peak, work) = case.run();
+        println!("{coding} window over the cap: peak {peak}, {work:?}");
+        assert_eq!(r.input_tokens, None, "{coding}");
+        assert_eq!(r.model.as_deref(), Some("req-model"), "{coding}");
+        assert!(!r.complete, "{coding}");
+        assert_eq!(work.decoded_bytes, 0, "{coding}");
+        // Nothing of the window's size: the decoder's fixed part only.
+        assert!(peak <= COMPRESSED_BOUND, "{coding}: peak heap {peak}");
+    }
+}
+
+/// An OpenAI stream of `events` chunks, usage in the last.
+fn openai_stream(events: usize) -> Vec<u8> {
+    let mut s = String::new();
+    for i in 0..events {
+        s += &format!(
+            "data: {{\"id\":\"c\",\"model\":\"gpt-x\",\"choices\":[{{\"delta\":{{\"content\":\"tok {i}\"}}}}],\"usage\":null}}\n\n"
+        );
+    }
+    s += "data: {\"model\":\"gpt-x\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":9,\"total_tokens\":16}}\n\ndata: [DONE]\n\n";
+    s.into_bytes()
+}
+
+#[test]
+fn cut_corrupt_and_trailing_br_and_zstd_streams_are_incomplete() {
+    let _g = serial();
+    let plain = openai_stream(2000);
+    let zstd_body = {
+        use std::io::Write;
+        let mut e = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        e.include_checksum(true).unwrap();
+        for piece in plain.chunks(4096) {
+            e.write_all(piece).unwrap();
+            e.flush().unwrap();
+        }
+        e.finish().unwrap()
+    };
+    let br_body = brotli_of(&[(&plain, 1)], 5, 22);
+    for (coding, z) in [("zstd", zstd_body), ("br", br_body)] {
+        let run = |body: Vec<u8>| {
+            let body = leak(body);
+            Case::new(
+                "/v1/chat/completions",
+                "text/event-stream",
+                vec![Part::Bytes(body)],
+            )
+            .header("content-encoding", coding)
+            .check(coding)
+        };
+        let whole = run(z.clone());
+        assert_eq!(whole.total_tokens, Some(16), "{coding}");
+        assert!(whole.complete, "{coding}");
+        // Cut: the events before the cut are read (the model), the usage never came.
+        let cut = run(z[..z.len() / 2].to_vec());
+        assert_eq!(
+            (cut.model.as_deref(), cut.total_tokens),
+            (Some("gpt-x"), None)
+        );
+        assert!(!cut.complete, "{coding}: cut");
+        // Cut a few bytes short of the end: the usage may have been decoded, but the
+        // stream did not end.
+        let short = run(z[..z.len() - 3].to_vec());
+        assert!(!short.complete, "{coding}: 3 bytes short");
+        // Corrupt in the middle: decoding stops there.
+        let mut bad = z.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x55;
+        let r = run(bad);
+        assert!(!r.complete, "{coding}: corrupt");
+        assert_eq!(r.total_tokens, None, "{coding}: corrupt");
+        // Trailing garbage: what was decoded stands, the body is not clean.
+        let mut trailing = z.clone();
+        trailing.extend_from_slice(b"garbage");
+        let r = run(trailing);
+        assert_eq!(r.total_tokens, Some(16), "{coding}: trailing");
+        assert!(!r.complete, "{coding}: trailing");
+    }
+    // zstd: a checksum that does not match.
+    let mut e = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+    e.include_checksum(true).unwrap();
+    std::io::Write::write_all(&mut e, &plain).unwrap();
+    let mut z = e.finish().unwrap();
+    let n = z.len();
+    z[n - 1] ^= 1;
+    let z = leak(z);
+    let r = Case::new(
+        "/v1/chat/completions",
+        "text/event-stream",
+        vec![Part::Bytes(z)],
+    )
+    .header("content-encoding", "zstd")
+    .check("zstd, bad checksum");
+    assert_eq!(r.total_tokens, Some(16));
+    assert!(!r.complete);
 }
 
 // ---------------------------------------------------------------------------------------

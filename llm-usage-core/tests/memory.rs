@@ -3,8 +3,9 @@
 //! A counting global allocator tracks live heap bytes; each case feeds a 10 MiB body in
 //! 16 KiB chunks (generated on the fly, so the test itself holds only one chunk) and
 //! asserts that the peak heap during the exchange stays under the bound stated in the
-//! README ("Limits and guarantees"): 4 KiB of heap for plain bodies and 80 KiB with
-//! gzip/deflate (the inflate window), on top of `size_of::<Exchange>()` which is inline.
+//! README ("Limits and guarantees"): 6 KiB of heap for plain bodies, 80 KiB with
+//! gzip/deflate (the inflate window), and the window plus a few hundred KiB with zstd or br
+//! (their windows are up to 8 MiB), on top of `size_of::<Exchange>()` which is inline.
 
 use llm_usage_core::{encode_event_stream_message, Exchange};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -51,6 +52,13 @@ const TEN_MIB: usize = 10 * 1024 * 1024;
 const CHUNK: usize = 16 * 1024;
 const PLAIN_BOUND: usize = 6 * 1024;
 const COMPRESSED_BOUND: usize = 80 * 1024;
+/// zstd: the frame's window (at most 8 MiB; 64 KiB more while the ring grows to it), a
+/// compressed block and its literals (128 KiB each at most), tables.
+const ZSTD_BOUND: usize = llm_usage_core::limits::MAX_DECODER_WINDOW + 384 * 1024;
+/// br: the window (at most 8 MiB; brotli-decompressor grows its ring from at most a quarter
+/// of the window to the window, holding both for a moment) and the meta-block's prefix-code
+/// tables (at most about 2.6 MiB).
+const BROTLI_BOUND: usize = llm_usage_core::limits::MAX_DECODER_WINDOW / 4 * 5 + 3 * 1024 * 1024;
 
 /// Feeds `total` bytes produced by `next` (a chunk generator reusing one buffer).
 fn measure(
@@ -261,4 +269,126 @@ fn event_stream_10_mib() {
     assert_eq!(r.model.as_deref(), Some("amazon.nova-lite-v1:0"));
     assert!(r.complete);
     assert!(peak <= PLAIN_BOUND, "peak heap {peak} bytes");
+}
+
+/// The SSE generator's 10 MiB, compressed before measuring (the test holds the compressed
+/// body, not the decoded one), fed in 16 KiB chunks.
+fn compressed_sse(
+    compress: impl FnOnce(&mut dyn FnMut() -> Option<Vec<u8>>) -> Vec<u8>,
+) -> impl FnMut(&mut Vec<u8>) -> bool {
+    let mut plain = sse_stream();
+    let mut done = false;
+    let z = compress(&mut || {
+        if done {
+            return None;
+        }
+        let mut buf = Vec::new();
+        done = !plain(&mut buf);
+        Some(buf)
+    });
+    let mut at = 0;
+    move |buf| {
+        let end = (at + CHUNK).min(z.len());
+        buf.extend_from_slice(&z[at..end]);
+        at = end;
+        at < z.len()
+    }
+}
+
+#[test]
+fn zstd_10_mib_stream() {
+    use std::io::Write;
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // libzstd at level 3, streamed (no content size: the window is the level's, 2 MiB...
+    // or what the encoder picks), flushed every event chunk as a server would.
+    let gen = compressed_sse(|next| {
+        let mut e = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        e.include_checksum(true).unwrap();
+        while let Some(piece) = next() {
+            e.write_all(&piece).unwrap();
+            e.flush().unwrap();
+        }
+        e.finish().unwrap()
+    });
+    let (peak, r) = measure(
+        "/v1/chat/completions",
+        "text/event-stream",
+        Some("zstd"),
+        gen,
+    );
+    assert_eq!(r.total_tokens, Some(16));
+    assert!(r.complete);
+    assert!(peak <= ZSTD_BOUND, "peak heap {peak} bytes");
+    println!("zstd sse 10 MiB: peak heap {peak} bytes");
+}
+
+#[test]
+fn br_10_mib_stream() {
+    use std::io::Write;
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // The brotli crate at quality 5 with a 4 MiB window (lgwin 22, the reference default),
+    // flushed every chunk.
+    let gen = compressed_sse(|next| {
+        let mut z = Vec::new();
+        {
+            let mut w = brotli::CompressorWriter::new(&mut z, 4096, 5, 22);
+            while let Some(piece) = next() {
+                w.write_all(&piece).unwrap();
+                w.flush().unwrap();
+            }
+        }
+        z
+    });
+    let (peak, r) = measure("/v1/chat/completions", "text/event-stream", Some("br"), gen);
+    assert_eq!(r.total_tokens, Some(16));
+    assert!(r.complete);
+    assert!(peak <= BROTLI_BOUND, "peak heap {peak} bytes");
+    println!("br sse 10 MiB: peak heap {peak} bytes");
+}
+
+/// Small responses (fixtures 50-53: a JSON response and an SSE stream in br and zstd)
+/// cost little: the rings are sized by what was decoded, not by the window.
+#[test]
+fn small_br_and_zstd_bodies() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures");
+    for (name, path, ct, coding) in [
+        (
+            "50-openai-br-json",
+            "/v1/chat/completions",
+            "application/json",
+            "br",
+        ),
+        (
+            "51-anthropic-br-sse",
+            "/v1/messages",
+            "text/event-stream",
+            "br",
+        ),
+        (
+            "52-openai-zstd-json",
+            "/v1/chat/completions",
+            "application/json",
+            "zstd",
+        ),
+        (
+            "53-anthropic-zstd-sse",
+            "/v1/messages",
+            "text/event-stream",
+            "zstd",
+        ),
+    ] {
+        let body = std::fs::read(dir.join(name).join("response.bin")).unwrap();
+        let mut sent = false;
+        let (peak, r) = measure(path, ct, Some(coding), |buf| {
+            if !sent {
+                buf.extend_from_slice(&body);
+                sent = true;
+            }
+            false
+        });
+        assert!(r.output_tokens.is_some() && r.complete, "{name}");
+        println!("{name}: peak heap {peak} bytes");
+        assert!(peak <= 64 * 1024, "{name}: peak heap {peak} bytes");
+    }
 }

@@ -25,7 +25,9 @@ fn cases() -> Vec<PathBuf> {
 }
 
 fn load(name: &str) -> Exchange {
-    replay::load_case(&fixtures().join(name), "api.example.com").unwrap()
+    let mut ex = replay::load_case(&fixtures().join(name), "api.example.com").unwrap();
+    common::expectation(&mut ex);
+    ex
 }
 
 /// Replays every fixture with `delivery` and checks tokens, model, Continue and bytes.
@@ -42,7 +44,8 @@ fn replay_all_on(
     let mut bad = Vec::new();
     let mut ran = 0;
     for dir in cases() {
-        let ex = replay::load_case(&dir, "api.example.com").unwrap();
+        let mut ex = replay::load_case(&dir, "api.example.com").unwrap();
+        common::expectation(&mut ex);
         if only_small.is_some_and(|max| ex.request_body.len() + ex.response_body.len() > max) {
             continue;
         }

@@ -119,7 +119,11 @@ fn exchanges() -> Vec<Exchange> {
     dirs.sort();
     let mut all: Vec<Exchange> = dirs
         .iter()
-        .map(|d| replay::load_case(d, "api.example.com").unwrap())
+        .map(|d| {
+            let mut ex = replay::load_case(d, "api.example.com").unwrap();
+            common::expectation(&mut ex);
+            ex
+        })
         .filter(|e| e.request_body.len() + e.response_body.len() <= 16 * 1024)
         .collect();
     assert!(all.len() >= 40, "fixtures: {}", all.len());

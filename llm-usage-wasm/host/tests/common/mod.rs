@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use llm_usage_wasm_host::replay::Exchange;
 use llm_usage_wasm_host::{Host, HostOptions, StatsConfig, Vm};
 
 /// The workspace root (two levels above this crate).
@@ -124,4 +125,33 @@ pub fn sleep_vm_on(host: &Host, config: &str) -> Vm {
 /// The ASM ConfigMap's stats_tags.
 pub fn asm_stats() -> StatsConfig {
     StatsConfig::asm()
+}
+
+/// Whether the filter under test decodes `coding`: gzip, deflate and zstd in the default
+/// build; br only in a filter built with `--features br`, which the tests are told by
+/// `LLM_USAGE_WASM_FEATURES=br` (it is not in the default build: see the crate's README).
+pub fn decodes(coding: &str) -> bool {
+    match coding.trim().to_ascii_lowercase().as_str() {
+        "gzip" | "x-gzip" | "deflate" | "zstd" | "identity" => true,
+        "br" => std::env::var("LLM_USAGE_WASM_FEATURES")
+            .is_ok_and(|f| f.split([',', ' ']).any(|f| f == "br")),
+        _ => false,
+    }
+}
+
+/// What the filter under test must report for `ex`: its `expect`, or, when the filter
+/// does not decode its response's coding, unknown tokens and the request's model (the
+/// core's rule for an undecodable body).
+pub fn expectation(ex: &mut Exchange) {
+    let coding = ex
+        .response_headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-encoding"))
+        .map(|(_, v)| v.clone());
+    if coding.as_deref().is_none_or(decodes) {
+        return;
+    }
+    let request: serde_json::Value =
+        serde_json::from_slice(&ex.request_body).unwrap_or(serde_json::Value::Null);
+    ex.expect = Some(serde_json::json!({ "model": request["model"] }));
 }

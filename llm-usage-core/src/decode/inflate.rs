@@ -14,12 +14,11 @@
 use miniz_oxide::inflate::stream::{inflate, InflateState};
 use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
-/// Size of the decoded-output buffer handed to the framer.
-pub const OUT_BUF: usize = 8 * 1024;
+use super::OUT_BUF;
 
-/// Supported content codings.
+/// The two wrappings of deflate data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Coding {
+pub(crate) enum Format {
     Gzip,
     Deflate,
 }
@@ -47,7 +46,7 @@ enum Phase {
 
 /// The decoder.
 pub(crate) struct Inflate {
-    coding: Coding,
+    coding: Format,
     phase: Phase,
     flags: u8,
     hdr: [u8; 10],
@@ -72,10 +71,10 @@ impl core::fmt::Debug for Inflate {
 }
 
 impl Inflate {
-    pub(crate) fn new(coding: Coding) -> Self {
+    pub(crate) fn new(coding: Format) -> Self {
         Inflate {
             coding,
-            phase: if coding == Coding::Gzip {
+            phase: if coding == Format::Gzip {
                 Phase::Fixed
             } else {
                 Phase::Sniff
@@ -115,7 +114,8 @@ impl Inflate {
 
     /// Decodes `input`, handing decoded bytes to `out`, which returns whether to go on: once
     /// it returns false, decoding stops there for good (at most one output buffer,
-    /// [`OUT_BUF`] bytes, is decoded past what the consumer wanted).
+    /// [`OUT_BUF`] bytes, is decoded past what the consumer wanted). See
+    /// [`Decoder::feed`](super::Decoder::feed).
     pub(crate) fn feed(&mut self, input: &[u8], out: &mut dyn FnMut(&[u8]) -> bool) {
         let mut rest = input;
         while !rest.is_empty() {
@@ -125,7 +125,7 @@ impl Inflate {
                     // Another gzip member may follow; anything else is trailing garbage,
                     // ignored to the end (decided once, by the first byte after the
                     // member, wherever the chunks end).
-                    if self.coding == Coding::Gzip && rest[0] == 0x1f {
+                    if self.coding == Format::Gzip && rest[0] == 0x1f {
                         self.phase = Phase::Fixed;
                         self.got = 0;
                         self.state.reset(DataFormat::Raw);
@@ -304,7 +304,7 @@ impl Inflate {
             pos += r.bytes_consumed;
             if r.bytes_written > 0 {
                 let written = &self.out[..r.bytes_written];
-                if self.coding == Coding::Gzip {
+                if self.coding == Format::Gzip {
                     self.crc.update(written);
                     self.size = self.size.wrapping_add(r.bytes_written as u32);
                 }
@@ -316,7 +316,7 @@ impl Inflate {
             }
             match r.status {
                 Ok(MZStatus::StreamEnd) => {
-                    self.phase = if self.coding == Coding::Gzip {
+                    self.phase = if self.coding == Format::Gzip {
                         Phase::Trailer
                     } else {
                         Phase::Done
@@ -364,7 +364,7 @@ mod tests {
         v
     }
 
-    fn decode(coding: Coding, input: &[u8], at: usize) -> (Vec<u8>, bool, bool) {
+    fn decode(coding: Format, input: &[u8], at: usize) -> (Vec<u8>, bool, bool) {
         let mut d = Inflate::new(coding);
         let mut out = Vec::new();
         d.feed(&input[..at], &mut |b| {
@@ -386,7 +386,7 @@ mod tests {
         for flags in [0u8, 2, 4, 8, 16, 30] {
             let z = gzip(&data, flags);
             for at in (0..=z.len()).step_by(7) {
-                let (out, done, failed) = decode(Coding::Gzip, &z, at);
+                let (out, done, failed) = decode(Format::Gzip, &z, at);
                 assert_eq!(out, data, "flags {flags} split {at}");
                 assert!(done && !failed);
             }
@@ -397,7 +397,7 @@ mod tests {
     fn concatenated_members() {
         let mut z = gzip(b"hello ", 0);
         z.extend(gzip(b"world", 8));
-        assert_eq!(decode(Coding::Gzip, &z, 5).0, b"hello world");
+        assert_eq!(decode(Format::Gzip, &z, 5).0, b"hello world");
     }
 
     #[test]
@@ -405,7 +405,7 @@ mod tests {
         let data = b"{\"usage\":{\"prompt_tokens\":1}}".repeat(50);
         for z in [compress_to_vec_zlib(&data, 6), compress_to_vec(&data, 6)] {
             for at in 0..=z.len() {
-                let (out, done, failed) = decode(Coding::Deflate, &z, at);
+                let (out, done, failed) = decode(Format::Deflate, &z, at);
                 assert_eq!(out, data);
                 assert!(done && !failed);
             }
@@ -417,9 +417,9 @@ mod tests {
         let mut z = gzip(b"some body text here", 0);
         let n = z.len();
         z[n - 6] ^= 0x55; // CRC
-        assert!(decode(Coding::Gzip, &z, 3).2);
-        assert!(decode(Coding::Gzip, b"not gzip at all", 3).2);
+        assert!(decode(Format::Gzip, &z, 3).2);
+        assert!(decode(Format::Gzip, b"not gzip at all", 3).2);
         let garbage: Vec<u8> = (0..500u32).map(|i| (i * 7919 % 251) as u8).collect();
-        let _ = decode(Coding::Deflate, &garbage, 100);
+        let _ = decode(Format::Deflate, &garbage, 100);
     }
 }
