@@ -53,6 +53,7 @@ mod framing;
 pub mod fuzzing;
 mod index;
 mod inflate;
+pub mod inject;
 mod record;
 pub mod scan;
 mod swar;
