@@ -1,7 +1,8 @@
-//! The release filter stays within its size budget: at most 300 KiB (issue 6).
+//! The release filter stays within its size budget: at most 512 KiB. (Issue 6 set 300 KiB;
+//! issue 15 raised it to 512 KiB for the `stream_options.include_usage` injection, whose
+//! request rewrite, JSON validation and SSE filter took the module past 300 KiB.)
 //!
-//! The module is about 299 KiB (305,028 bytes when this was written; 305,675 for the
-//! `simd128` build, which CI checks too). Of the proxy-wasm
+//! The module is about 326 KiB (333,629 bytes when this was written, with the injection). Of the proxy-wasm
 //! Rust SDK (the project's chosen crate) what remains is its dispatcher and the vtables of
 //! `dyn RootContext` / `dyn HttpContext` it calls through — the `NoopRoot` vtable among
 //! them — whose default methods `src/sdk.rs` overrides with small bodies. The configuration
@@ -15,8 +16,8 @@
 
 mod common;
 
-/// 300 KiB.
-const BUDGET: u64 = 300 * 1024;
+/// 512 KiB (issue 15).
+const BUDGET: u64 = 512 * 1024;
 
 #[test]
 fn the_release_wasm_is_within_its_size_budget() {
@@ -32,7 +33,7 @@ fn the_release_wasm_is_within_its_size_budget() {
     );
     assert!(
         size <= BUDGET,
-        "{} is {size} bytes, over the {BUDGET}-byte (300 KiB) budget by {} bytes; \
+        "{} is {size} bytes, over the {BUDGET}-byte (512 KiB) budget by {} bytes; \
          see what grew with `twiggy top -n 40` on an unstripped build (cargo build --release \
          -p llm-usage-wasm --target wasm32-wasip1 \
          --config 'profile.release.package.llm-usage-wasm.strip=\"debuginfo\"')",

@@ -170,7 +170,7 @@ fn exchanges() -> Vec<Exchange> {
 fn delivery(i: usize) -> Delivery {
     Delivery {
         chunk_size: [1460, 97, 512, 16 * 1024, 64][i % 5],
-        jitter: i % 3 != 0,
+        jitter: !i.is_multiple_of(3),
         seed: i as u64,
         empty_final_chunk: i % 7 == 1,
         response_trailers: i % 11 == 2,
