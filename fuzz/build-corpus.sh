@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 fixtures="$here/../testdata/fixtures"
 corpus="$here/corpus"
-mkdir -p "$corpus"/{scan,sse,ndjson,json_array,eventstream,gzip,br_zstd,exchange,walk}
+mkdir -p "$corpus"/{scan,sse,ndjson,json_array,eventstream,gzip,br_zstd,exchange,walk,inject}
 
 for dir in "$fixtures"/*/; do
     name="$(basename "$dir")"
@@ -43,6 +43,8 @@ for dir in "$fixtures"/*/; do
     case "$ct" in
         text/event-stream*)
             cp "$resp" "$corpus/sse/$name"
+            # The inject target: <mode 0 = raw><chunking seed><stream>.
+            if small "$resp"; then { printf '\000\007'; cat "$resp"; } > "$corpus/inject/$name"; fi
             # The walk target: the events' data, one per blank-line-separated block.
             { grep -a '^data:' "$resp" | sed -e 's/^data: \{0,1\}//' -e 's/\r$//' | sed -e 'G'; } \
                 > "$corpus/walk/$name" || true
@@ -68,6 +70,20 @@ printf '\000{"usage":{"inputTokens":12,"outputTokens":34,"totalTokens":46}}\376\
     > "$corpus/eventstream/recipe-converse"
 printf '\020{"type":"message_start","message":{"model":"claude","usage":{"input_tokens":3}}}\376\020{"amazon-bedrock-invocationMetrics":{"inputTokenCount":3,"outputTokenCount":9}}\376\002{}' \
     > "$corpus/eventstream/recipe-invoke"
+
+# Inject recipes: <mode 1><seed> then pieces separated by 0xFE, each led by an op byte
+# (low 3 bits: 0 usage chunk, 1 content chunk, 2 raw data line, 3 comment, 4 usage chunk over
+# several data lines, 5 usage chunk after an event: line, 6 usage chunk around the 4 KiB cap,
+# 7 raw bytes; bits 3-4 the line end, bit 5 `data:` without a space, bit 6 no blank line).
+printf '\001\003\001hello\376\003 ping\376\000x\376\011abc\376\014\005\021\041\376\050crlf\376\002[DONE]' \
+    > "$corpus/inject/recipe-mixed"
+printf '\001\011\006\200\376\025z\376\100\376\060\376\007\r\n\n' > "$corpus/inject/recipe-edges"
+# Request bodies for the rewrite half (the same input is also read as a stream).
+for req in "$fixtures"/*/request.json; do
+    if [ "$(wc -c < "$req")" -le 4096 ]; then
+        { printf '\000\000'; cat "$req"; } > "$corpus/inject/$(basename "$(dirname "$req")")-request"
+    fi
+done
 
 for t in "$corpus"/*/; do
     printf '%-12s %4d seeds\n' "$(basename "$t")" "$(ls "$t" | wc -l)"

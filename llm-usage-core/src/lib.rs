@@ -53,6 +53,7 @@ mod framing;
 #[doc(hidden)]
 pub mod fuzzing;
 mod index;
+pub mod inject;
 mod record;
 pub mod scan;
 mod swar;

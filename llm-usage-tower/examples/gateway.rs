@@ -370,10 +370,11 @@ struct Args {
     upstream: Option<Uri>,
     profile: String,
     provider: Option<Provider>,
+    inject_include_usage: bool,
 }
 
 const USAGE: &str =
-    "usage: gateway [--listen ADDR] [--upstream http(s)://HOST[:PORT]] [--profile otel|asm] [--provider NAME]";
+    "usage: gateway [--listen ADDR] [--upstream http(s)://HOST[:PORT]] [--profile otel|asm] [--provider NAME] [--inject-include-usage]";
 
 fn usage_exit(msg: &str) -> ! {
     eprintln!("gateway: {msg}");
@@ -387,6 +388,7 @@ fn parse_args() -> Args {
         upstream: None,
         profile: "otel".to_owned(),
         provider: None,
+        inject_include_usage: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -422,6 +424,7 @@ fn parse_args() -> Args {
                         .unwrap_or_else(|| usage_exit(&format!("unknown provider {v:?}"))),
                 );
             }
+            "--inject-include-usage" => args.inject_include_usage = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -473,6 +476,7 @@ async fn main() {
     if let Some(p) = args.provider {
         layer = layer.provider(p);
     }
+    layer = layer.inject_include_usage(args.inject_include_usage);
     layer.describe_metrics();
     // Periodic upkeep keeps the Prometheus histograms' memory bounded.
     let upkeep = handle.clone();

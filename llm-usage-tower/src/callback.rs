@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode, Uri};
+use llm_usage_core::inject::Skip;
 use llm_usage_core::UsageRecord;
 use metrics::SharedString;
 
@@ -41,6 +42,31 @@ impl Outcome {
     }
 }
 
+/// What the `stream_options.include_usage` injection did for an exchange
+/// ([`LlmUsageLayer::inject_include_usage`](crate::LlmUsageLayer::inject_include_usage)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Injection {
+    /// The request was rewritten to ask for usage; the usage-only chunk was hidden from the
+    /// client.
+    Injected,
+    /// The client asked for usage itself: request and stream untouched.
+    ClientAsked,
+    /// Something unexpected: the original bytes went untouched (see [`Skip`]).
+    Skipped(Skip),
+}
+
+impl Injection {
+    /// `injected`, `client_asked`, or the skip reason ([`Skip::as_str`]).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Injection::Injected => "injected",
+            Injection::ClientAsked => "client_asked",
+            Injection::Skipped(s) => s.as_str(),
+        }
+    }
+}
+
 /// Everything known about one observed exchange, handed to [`OnRecord::on_record`] exactly once.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -72,6 +98,9 @@ pub struct UsageEvent {
     pub response_body_bytes: u64,
     /// The metric labels this exchange was counted under (empty when metrics are off).
     pub labels: Vec<(SharedString, String)>,
+    /// What the `stream_options.include_usage` injection did (`None`: not tried, because it is
+    /// off or the request is not one it applies to, or the request was not streamed).
+    pub injection: Option<Injection>,
 }
 
 impl UsageEvent {

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use http::{Request, Response};
+use llm_usage_core::inject::{self, Skip};
 use llm_usage_core::{Options, Provider};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::{RequestBody, ResponseBody};
-use crate::callback::{OnRecord, Outcome, UsageEvent};
+use crate::callback::{Injection, OnRecord, Outcome, UsageEvent};
 use crate::metrics_config::MetricsConfig;
 use crate::state::{Shared, Tap};
 
@@ -26,6 +27,8 @@ pub(crate) struct Config {
     on_record: Option<Arc<dyn OnRecord>>,
     recorder: Option<Arc<dyn metrics::Recorder + Send + Sync>>,
     filter: Option<FilterFn>,
+    inject_include_usage: bool,
+    max_inject_body_bytes: u64,
 }
 
 impl Config {
@@ -81,6 +84,8 @@ impl fmt::Debug for LlmUsageLayer {
             .field("on_record", &self.config.on_record.is_some())
             .field("recorder", &self.config.recorder.is_some())
             .field("filter", &self.config.filter.is_some())
+            .field("inject_include_usage", &self.config.inject_include_usage)
+            .field("max_inject_body_bytes", &self.config.max_inject_body_bytes)
             .finish()
     }
 }
@@ -102,6 +107,8 @@ impl LlmUsageLayer {
                 on_record: None,
                 recorder: None,
                 filter: None,
+                inject_include_usage: false,
+                max_inject_body_bytes: inject::DEFAULT_MAX_INJECT_BODY_BYTES,
             }),
         }
     }
@@ -176,6 +183,38 @@ impl LlmUsageLayer {
     /// Stops inspecting a body after this many decoded bytes (the body still passes whole).
     pub fn max_body_bytes(self, max: u64) -> Self {
         self.with(|c| c.options.max_body_bytes = Some(max))
+    }
+
+    /// Adds `stream_options.include_usage` to streamed OpenAI-compatible requests, so that their
+    /// streams report usage, and hides the added usage chunk from clients that did not ask
+    /// for it (off by default).
+    ///
+    /// A `POST` to `…/chat/completions` or `…/completions` with a body (and the OpenAI-compatible
+    /// dialect) loses its `content-length` header and its body is held, up to
+    /// [`max_inject_body_bytes`](Self::max_inject_body_bytes), then handed to the inner service
+    /// as one data frame: rewritten when it has `"stream": true` and no
+    /// `include_usage: true` (one member added or one value changed, every other byte kept),
+    /// else as it came. The inner service then sends it with chunked framing (HTTP/1.1) or no
+    /// length (HTTP/2). When it was rewritten, the response's usage-only chunk is removed from
+    /// the event stream the client receives, every other byte unchanged; the record still
+    /// counts its usage. Anything unexpected (invalid JSON, `stream_options` not an object, an
+    /// encoded body, …) leaves the bytes untouched and is counted
+    /// ([`MetricsConfig::inject_skipped_counter`]) and reported in
+    /// [`UsageEvent::injection`]. Upstreams that reject `stream_options` are listed in the
+    /// crate README: do not enable it for them.
+    ///
+    /// ```
+    /// let layer = llm_usage_tower::LlmUsageLayer::new().inject_include_usage(true);
+    /// # let _ = layer;
+    /// ```
+    pub fn inject_include_usage(self, on: bool) -> Self {
+        self.with(|c| c.inject_include_usage = on)
+    }
+
+    /// The largest request body held for injection (default 1 MiB); a larger one passes
+    /// untouched as it comes (skip reason `too_large`).
+    pub fn max_inject_body_bytes(self, max: u64) -> Self {
+        self.with(|c| c.max_inject_body_bytes = max)
     }
 
     /// Observes only the requests for which `f` returns `true`; the others pass through
@@ -267,7 +306,7 @@ where
     }
 
     fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
         let observe = match &self.config.filter {
             Some(f) => f(&parts),
             None => true,
@@ -286,12 +325,81 @@ where
                 s.request_end();
             }
         }
-        let req = Request::from_parts(parts, RequestBody::new(body, shared.clone()));
+        let hold = match &shared {
+            Some(s) if self.config.inject_include_usage && !body.is_end_stream() => {
+                self.injection_start(s, &mut parts)
+            }
+            _ => None,
+        };
+        let body = match hold {
+            Some(max) => RequestBody::holding(body, shared.clone(), max),
+            None => RequestBody::new(body, shared.clone()),
+        };
+        let req = Request::from_parts(parts, body);
         ResponseFuture {
             inner: self.inner.call(req),
             tap: Tap::new(shared, Outcome::Cancelled),
         }
     }
+}
+
+impl<S> LlmUsage<S> {
+    /// For a request the injection applies to: skips what cannot be held, else removes
+    /// `content-length` (the body may change length) and answers the cap to hold it under.
+    fn injection_start(&self, shared: &Shared, parts: &mut http::request::Parts) -> Option<u64> {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        if !inject::applies_to(parts.method.as_str(), path)
+            || shared.dialect() != Some("openai-chat")
+        {
+            return None;
+        }
+        let max = self.config.max_inject_body_bytes;
+        let skip = |why| {
+            shared.set_injection(Injection::Skipped(why));
+            None
+        };
+        if parts
+            .headers
+            .get_all(http::header::CONTENT_ENCODING)
+            .iter()
+            .any(|v| inject::is_encoded(v.as_bytes()))
+        {
+            return skip(Skip::EncodedRequest);
+        }
+        let length = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+        if length.is_some_and(|n| n > max) {
+            return skip(Skip::TooLarge);
+        }
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        Some(max)
+    }
+}
+
+/// Whether a response to a rewritten request is a stream to hide the usage chunk from:
+/// a `2xx` `text/event-stream`. Encoded streams are skipped and counted.
+fn hides_usage(shared: &Shared, status: http::StatusCode, headers: &http::HeaderMap) -> bool {
+    if !shared.injected() || !status.is_success() {
+        return false;
+    }
+    let sse = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.as_bytes().trim_ascii_start().get(..17))
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"text/event-stream"));
+    if !sse {
+        return false;
+    }
+    if headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| inject::is_encoded(v.as_bytes()))
+    {
+        shared.set_injection(Injection::Skipped(Skip::EncodedResponse));
+        return false;
+    }
+    true
 }
 
 pin_project! {
@@ -326,16 +434,23 @@ where
         match ready!(this.inner.poll(cx)) {
             Ok(res) => {
                 let shared = this.tap.take();
-                if let Some(s) = &shared {
-                    s.response_head(res.status(), res.headers());
-                }
-                let (parts, body) = res.into_parts();
-                let end = body.is_end_stream();
-                let body = ResponseBody::new(body, shared);
-                if end {
-                    // Nobody may ever poll an empty body.
-                    let _ = http_body::Body::is_end_stream(&body);
-                }
+                let hide = match &shared {
+                    Some(s) => {
+                        s.response_head(res.status(), res.headers());
+                        hides_usage(s, res.status(), res.headers())
+                    }
+                    None => false,
+                };
+                let (mut parts, body) = res.into_parts();
+                let body = if hide {
+                    // Bytes may be removed: the length is no longer known.
+                    parts.headers.remove(http::header::CONTENT_LENGTH);
+                    ResponseBody::hiding(body, shared)
+                } else {
+                    ResponseBody::new(body, shared)
+                };
+                // Nobody may ever poll an empty body.
+                body.finish_if_ended();
                 Poll::Ready(Ok(Response::from_parts(parts, body)))
             }
             Err(e) => {

@@ -5,6 +5,9 @@
 //! bodies in [`RequestBody`] and [`ResponseBody`], which show every data frame to an
 //! `llm-usage-core` [`Exchange`](llm_usage_core::Exchange) as it passes and forward it
 //! unchanged. Parsing lives entirely in the core: this crate only feeds it and reports.
+//! (Opt-in: [`LlmUsageLayer::inject_include_usage`] holds and rewrites streamed
+//! OpenAI-compatible requests so that their streams report usage, and removes the added usage
+//! chunk from the client's stream; the core decides every byte.)
 //!
 //! Once per exchange (when the response body ends, errors, or is dropped early) the
 //! [`UsageRecord`] is emitted:
@@ -42,13 +45,14 @@ mod metrics_config;
 mod state;
 
 pub use crate::body::{RequestBody, ResponseBody};
-pub use crate::callback::{OnRecord, Outcome, UsageEvent};
+pub use crate::callback::{Injection, OnRecord, Outcome, UsageEvent};
 pub use crate::layer::{LlmUsage, LlmUsageLayer, ResponseFuture};
 pub use crate::metrics_config::{
     Label, MetricsConfig, TimeUnit, TokenMetric, TokenType, DEFAULT_MAX_MODELS, OTHER,
     REQUEST_DURATION_BUCKETS, TIME_PER_OUTPUT_TOKEN_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS,
     TOKEN_USAGE_BUCKETS, UNKNOWN,
 };
+pub use llm_usage_core::inject::Skip;
 pub use llm_usage_core::{Provider, UsageRecord};
 
 // The README's code blocks are compiled as doctests.

@@ -8,7 +8,7 @@ use http::header::HeaderName;
 use http::{Extensions, HeaderMap, Uri};
 use metrics::SharedString;
 
-use crate::callback::{Outcome, UsageEvent};
+use crate::callback::{Injection, Outcome, UsageEvent};
 
 /// OpenTelemetry GenAI bucket boundaries for `gen_ai.client.token.usage` (tokens).
 pub const TOKEN_USAGE_BUCKETS: &[f64] = &[
@@ -452,6 +452,7 @@ impl ValueCap {
 /// | `llm_usage_time_to_first_byte` | histogram, seconds | |
 /// | `gen_ai_server_time_to_first_token` | histogram, seconds (first event with generated text) | |
 /// | `gen_ai_server_time_per_output_token` | histogram, seconds (streams) | |
+/// | `llm_usage_inject_skipped_total` | counter of skipped `stream_options.include_usage` injections | `inject_skip_reason` |
 ///
 /// Common labels: `gen_ai_provider_name`, `gen_ai_request_model`, `gen_ai_response_model`,
 /// `http_status_class`.
@@ -476,6 +477,8 @@ pub struct MetricsConfig {
     time_to_first_byte: Option<SharedString>,
     time_to_first_token: Option<SharedString>,
     time_per_output_token: Option<SharedString>,
+    inject_skipped: Option<SharedString>,
+    skip_reason_label: SharedString,
     time_unit: TimeUnit,
     labels: Vec<Label>,
     model_allow: Option<HashSet<String>>,
@@ -494,6 +497,8 @@ impl fmt::Debug for MetricsConfig {
             .field("time_to_first_byte", &self.time_to_first_byte)
             .field("time_to_first_token", &self.time_to_first_token)
             .field("time_per_output_token", &self.time_per_output_token)
+            .field("inject_skipped", &self.inject_skipped)
+            .field("skip_reason_label", &self.skip_reason_label)
             .field("time_unit", &self.time_unit)
             .field("labels", &self.labels)
             .field("model_allow", &self.model_allow)
@@ -527,6 +532,8 @@ impl MetricsConfig {
             time_to_first_byte: Some("llm_usage_time_to_first_byte".into()),
             time_to_first_token: Some("gen_ai_server_time_to_first_token".into()),
             time_per_output_token: Some("gen_ai_server_time_per_output_token".into()),
+            inject_skipped: Some("llm_usage_inject_skipped_total".into()),
+            skip_reason_label: "inject_skip_reason".into(),
             time_unit: TimeUnit::Seconds,
             labels: vec![
                 Label::provider("gen_ai_provider_name"),
@@ -546,7 +553,8 @@ impl MetricsConfig {
     /// `asm_llm_proxy_reasoning_tokens`, `asm_llm_proxy_requests`,
     /// `asm_llm_proxy_estimated_requests`, and histograms (in
     /// milliseconds) `asm_llm_proxy_request_duration_ms`, `asm_llm_proxy_time_to_first_byte_ms`,
-    /// `asm_llm_proxy_time_to_first_token_ms`, `asm_llm_proxy_time_per_output_token_ms`,
+    /// `asm_llm_proxy_time_to_first_token_ms`, `asm_llm_proxy_time_per_output_token_ms`, and
+    /// the counter `asm_llm_proxy_inject_skipped` (with `llmproxy_inject_skip_reason`),
     /// labelled `llmproxy_source_workload`, `llmproxy_source_workload_namespace`
     /// (the two values given), `llmproxy_destination_service` (the request authority) and
     /// `llmproxy_model`.
@@ -571,6 +579,8 @@ impl MetricsConfig {
             time_to_first_byte: Some("asm_llm_proxy_time_to_first_byte_ms".into()),
             time_to_first_token: Some("asm_llm_proxy_time_to_first_token_ms".into()),
             time_per_output_token: Some("asm_llm_proxy_time_per_output_token_ms".into()),
+            inject_skipped: Some("asm_llm_proxy_inject_skipped".into()),
+            skip_reason_label: "llmproxy_inject_skip_reason".into(),
             time_unit: TimeUnit::Milliseconds,
             labels: vec![
                 Label::constant("llmproxy_source_workload", source_workload),
@@ -630,6 +640,24 @@ impl MetricsConfig {
         self.time_per_output_token = name.map(Into::into);
         self
     }
+    /// Names (or switches off) the counter of skipped `stream_options.include_usage`
+    /// injections ([`LlmUsageLayer::inject_include_usage`](crate::LlmUsageLayer::inject_include_usage)),
+    /// counted once per skipped exchange with the common labels and the reason.
+    ///
+    /// ```
+    /// let m = llm_usage_tower::MetricsConfig::otel().inject_skipped_counter(Some("llm_inject_skips_total"));
+    /// assert!(m.metric_names().contains(&"llm_inject_skips_total".to_string()));
+    /// ```
+    pub fn inject_skipped_counter(mut self, name: Option<impl Into<SharedString>>) -> Self {
+        self.inject_skipped = name.map(Into::into);
+        self
+    }
+    /// The label carrying the skip reason ([`Skip::as_str`](crate::Skip::as_str)) on the
+    /// skip counter: `inject_skip_reason` (otel) or `llmproxy_inject_skip_reason` (asm).
+    pub fn skip_reason_label(mut self, label: impl Into<SharedString>) -> Self {
+        self.skip_reason_label = label.into();
+        self
+    }
     /// The unit durations are recorded in.
     pub fn time_unit(mut self, unit: TimeUnit) -> Self {
         self.time_unit = unit;
@@ -685,6 +713,7 @@ impl MetricsConfig {
             &self.time_to_first_byte,
             &self.time_to_first_token,
             &self.time_per_output_token,
+            &self.inject_skipped,
         ]
         .into_iter()
         .flatten()
@@ -767,6 +796,12 @@ impl MetricsConfig {
                 n.clone(),
                 unit,
                 "Time per output token after the first (streams)."
+            );
+        }
+        if let Some(n) = &self.inject_skipped {
+            metrics::describe_counter!(
+                n.clone(),
+                "stream_options.include_usage injections skipped, by reason."
             );
         }
     }
@@ -876,6 +911,14 @@ impl MetricsConfig {
         }
         if let (Some(n), Some(t)) = (&self.time_per_output_token, ev.time_per_output_token()) {
             metrics::histogram!(n.clone(), base.iter()).record(self.time_unit.of(t));
+        }
+        if let (Some(n), Some(Injection::Skipped(why))) = (&self.inject_skipped, ev.injection) {
+            let mut labels = base.clone();
+            labels.push(metrics::Label::new(
+                self.skip_reason_label.clone(),
+                why.as_str(),
+            ));
+            metrics::counter!(n.clone(), labels.iter()).increment(1);
         }
     }
 }

@@ -9,7 +9,7 @@ use bytes::Buf;
 use http::{HeaderMap, Method, StatusCode, Uri};
 use llm_usage_core::Exchange;
 
-use crate::callback::{Outcome, UsageEvent};
+use crate::callback::{Injection, Outcome, UsageEvent};
 use crate::layer::Config;
 
 /// One observed exchange. Lives in an `Arc` held by the request body wrapper and by whichever
@@ -37,6 +37,8 @@ struct State {
     ttft: Option<Duration>,
     request_bytes: u64,
     response_bytes: u64,
+    /// What the `stream_options.include_usage` injection did, if it was tried.
+    injection: Option<Injection>,
 }
 
 impl State {
@@ -130,8 +132,24 @@ impl Shared {
                 ttft: None,
                 request_bytes: 0,
                 response_bytes: 0,
+                injection: None,
             }),
         })
+    }
+
+    /// The exchange's API dialect (`openai-chat`, …), if the exchange is alive.
+    pub(crate) fn dialect(&self) -> Option<&'static str> {
+        self.lock().feed(|ex| ex.dialect())
+    }
+
+    /// Notes what the injection did.
+    pub(crate) fn set_injection(&self, injection: Injection) {
+        self.lock().injection = Some(injection);
+    }
+
+    /// Whether the request was rewritten, so that the usage-only chunk must be hidden.
+    pub(crate) fn injected(&self) -> bool {
+        self.lock().injection == Some(Injection::Injected)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -219,6 +237,7 @@ impl Shared {
                 request_body_bytes: st.request_bytes,
                 response_body_bytes: st.response_bytes,
                 labels: Vec::new(),
+                injection: st.injection,
             }
         };
         self.config.emit(event, &self.request_values);

@@ -95,6 +95,18 @@ mod imports {
             return_buffer_data: *mut *mut u8,
             return_buffer_size: *mut usize,
         ) -> u32;
+        pub fn proxy_set_buffer_bytes(
+            buffer_type: u32,
+            start: usize,
+            size: usize,
+            buffer_data: *const u8,
+            buffer_size: usize,
+        ) -> u32;
+        pub fn proxy_remove_header_map_value(
+            map_type: u32,
+            key_data: *const u8,
+            key_size: usize,
+        ) -> u32;
         pub fn proxy_get_header_map_pairs(
             map_type: u32,
             return_map_data: *mut *mut u8,
@@ -180,6 +192,40 @@ pub fn get_buffer(buffer_type: u32, start: usize, max: usize) -> Result<Vec<u8>,
     #[cfg(not(target_arch = "wasm32"))]
     {
         let _ = (buffer_type, start, max);
+        Err(Status::Unimplemented)
+    }
+}
+
+/// Replaces `size` bytes from `start` of a host buffer with `data` (Envoy: `start` 0 drains
+/// `size` bytes and prepends `data`; `start` at or past the end appends).
+pub fn set_buffer(buffer_type: u32, start: usize, size: usize, data: &[u8]) -> Result<(), Status> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        // SAFETY: `data` is live and only read by the host for the duration of the call.
+        let code = unsafe {
+            imports::proxy_set_buffer_bytes(buffer_type, start, size, data.as_ptr(), data.len())
+        };
+        Status::from_code(code)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (buffer_type, start, size, data);
+        Err(Status::Unimplemented)
+    }
+}
+
+/// Removes header `name` (lower case) from the map `map_type`.
+pub fn remove_header(map_type: u32, name: &str) -> Result<(), Status> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        // SAFETY: `name` is live and only read by the host for the duration of the call.
+        let code =
+            unsafe { imports::proxy_remove_header_map_value(map_type, name.as_ptr(), name.len()) };
+        Status::from_code(code)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (map_type, name);
         Err(Status::Unimplemented)
     }
 }

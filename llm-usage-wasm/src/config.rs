@@ -129,11 +129,13 @@ pub enum MetricKind {
     TimePerOutputToken,
     /// Histogram of request duration, in ms.
     RequestDuration,
+    /// Counter of `stream_options.include_usage` injections skipped, with the reason as a tag.
+    InjectSkipped,
 }
 
 impl MetricKind {
     /// Every kind, in config order.
-    pub const ALL: [MetricKind; 13] = [
+    pub const ALL: [MetricKind; 14] = [
         MetricKind::PromptTokens,
         MetricKind::CompletionTokens,
         MetricKind::TotalTokens,
@@ -147,6 +149,7 @@ impl MetricKind {
         MetricKind::TimeToFirstToken,
         MetricKind::TimePerOutputToken,
         MetricKind::RequestDuration,
+        MetricKind::InjectSkipped,
     ];
 
     /// The key of this kind in the `metrics` config object.
@@ -165,6 +168,7 @@ impl MetricKind {
             MetricKind::TimeToFirstToken => "time_to_first_token",
             MetricKind::TimePerOutputToken => "time_per_output_token",
             MetricKind::RequestDuration => "request_duration",
+            MetricKind::InjectSkipped => "inject_skipped",
         }
     }
 
@@ -197,6 +201,7 @@ impl MetricKind {
                 MetricKind::TimeToFirstToken => "asm_llm_proxy_time_to_first_token_ms",
                 MetricKind::TimePerOutputToken => "asm_llm_proxy_time_per_output_token_ms",
                 MetricKind::RequestDuration => "asm_llm_proxy_request_duration_ms",
+                MetricKind::InjectSkipped => "asm_llm_proxy_inject_skipped",
             }),
             Profile::Otel => Some(match self {
                 MetricKind::TokenUsage => "gen_ai_client_token_usage",
@@ -204,6 +209,8 @@ impl MetricKind {
                 MetricKind::TimePerOutputToken => "gen_ai_server_time_per_output_token",
                 MetricKind::RequestDuration => "gen_ai_server_request_duration",
                 MetricKind::EstimatedRequests => "llm_usage_estimated_requests",
+                // Not an OpenTelemetry metric: named like the tower layer's own metrics.
+                MetricKind::InjectSkipped => "llm_usage_inject_skipped",
                 _ => return None,
             }),
         }
@@ -284,6 +291,8 @@ pub struct Route {
     pub provider: Option<Provider>,
     /// The model to report when the traffic names none.
     pub default_model: Option<String>,
+    /// `stream_options.include_usage` injection on this route (`None`: the global setting).
+    pub inject_include_usage: Option<bool>,
 }
 
 /// A model chosen from a request header, for requests that name no model.
@@ -332,6 +341,13 @@ pub struct Config {
     pub max_label_len: usize,
     /// Stop copying a body into the filter after this many bytes.
     pub max_body_bytes: Option<u64>,
+    /// Inject `stream_options.include_usage` into streamed OpenAI-compatible requests (routes
+    /// can override).
+    pub inject_include_usage: bool,
+    /// The largest request body held for injection; larger ones pass untouched.
+    pub max_inject_body_bytes: u64,
+    /// The tag carrying the reason on the `inject_skipped` counter.
+    pub skip_reason_tag: String,
 }
 
 impl Default for Config {
@@ -388,6 +404,13 @@ impl Config {
             max_label_values: 100,
             max_label_len: 128,
             max_body_bytes: None,
+            inject_include_usage: false,
+            max_inject_body_bytes: llm_usage_core::inject::DEFAULT_MAX_INJECT_BODY_BYTES,
+            skip_reason_tag: match profile {
+                Profile::Asm => "llmproxy_inject_skip_reason",
+                Profile::Otel => "inject_skip_reason",
+            }
+            .to_string(),
         }
     }
 
@@ -404,8 +427,26 @@ impl Config {
 
     /// The provider and default model for a request.
     pub fn route_for(&self, path: &str, authority: &str) -> (Option<Provider>, Option<&str>) {
+        match self.matching_route(path, authority) {
+            Some(r) => (
+                r.provider.or(self.provider),
+                r.default_model.as_deref().or(self.default_model.as_deref()),
+            ),
+            None => (self.provider, self.default_model.as_deref()),
+        }
+    }
+
+    /// Whether `stream_options.include_usage` injection is on for a request: the first
+    /// matching route's setting, else the global one.
+    pub fn inject_for(&self, path: &str, authority: &str) -> bool {
+        self.matching_route(path, authority)
+            .and_then(|r| r.inject_include_usage)
+            .unwrap_or(self.inject_include_usage)
+    }
+
+    fn matching_route(&self, path: &str, authority: &str) -> Option<&Route> {
         let host = strip_port(authority);
-        for r in &self.routes {
+        self.routes.iter().find(|r| {
             let path_ok = r
                 .path_prefix
                 .as_deref()
@@ -414,14 +455,8 @@ impl Config {
                 .authority
                 .as_deref()
                 .map_or(true, |a| strip_port(a).eq_ignore_ascii_case(host));
-            if path_ok && auth_ok {
-                return (
-                    r.provider.or(self.provider),
-                    r.default_model.as_deref().or(self.default_model.as_deref()),
-                );
-            }
-        }
-        (self.provider, self.default_model.as_deref())
+            path_ok && auth_ok
+        })
     }
 }
 
@@ -460,6 +495,8 @@ struct RawConfig {
     max_label_values: Option<usize>,
     max_label_len: Option<usize>,
     max_body_bytes: Option<u64>,
+    inject_include_usage: Option<bool>,
+    max_inject_body_bytes: Option<u64>,
 }
 
 struct RawDimension {
@@ -472,6 +509,7 @@ struct RawRoute {
     authority: Option<String>,
     provider: Option<String>,
     default_model: Option<String>,
+    inject_include_usage: Option<bool>,
 }
 
 struct RawModelRule {
@@ -527,6 +565,8 @@ impl RawConfig {
                 "max_label_values",
                 "max_label_len",
                 "max_body_bytes",
+                "inject_include_usage",
+                "max_inject_body_bytes",
             ],
         )?;
         // Filled one field at a time, in field order: an error then drops one RawConfig
@@ -581,6 +621,10 @@ impl RawConfig {
         raw.max_label_values = json::opt_usize(f.take("max_label_values"), "max_label_values")?;
         raw.max_label_len = json::opt_usize(f.take("max_label_len"), "max_label_len")?;
         raw.max_body_bytes = json::opt_u64(f.take("max_body_bytes"), "max_body_bytes")?;
+        raw.inject_include_usage =
+            json::opt_bool(f.take("inject_include_usage"), "inject_include_usage")?;
+        raw.max_inject_body_bytes =
+            json::opt_u64(f.take("max_inject_body_bytes"), "max_inject_body_bytes")?;
         Ok(raw)
     }
 }
@@ -600,7 +644,17 @@ impl RawRoute {
         let mut f = json::fields(
             value,
             path,
-            &["path_prefix", "authority", "provider", "default_model"],
+            &[
+                "path_prefix",
+                "authority",
+                "provider",
+                "default_model",
+                "inject_include_usage",
+            ],
+        )?;
+        let inject = json::opt_bool(
+            f.take("inject_include_usage"),
+            &json::field_path(path, "inject_include_usage"),
         )?;
         let mut get = |name: &str| json::opt_string(f.take(name), &json::field_path(path, name));
         Ok(RawRoute {
@@ -608,6 +662,7 @@ impl RawRoute {
             authority: get("authority")?,
             provider: get("provider")?,
             default_model: get("default_model")?,
+            inject_include_usage: inject,
         })
     }
 }
@@ -759,7 +814,10 @@ impl RawConfig {
         }
         // (A few dimensions: compared pairwise, without a set's code in the module.)
         for (i, d) in c.dimensions.iter().enumerate() {
-            if c.dimensions[..i].iter().any(|e| e.tag == d.tag) || d.tag == c.token_type_tag {
+            if c.dimensions[..i].iter().any(|e| e.tag == d.tag)
+                || d.tag == c.token_type_tag
+                || d.tag == c.skip_reason_tag
+            {
                 return Err(format!("dimensions: tag {:?} is used twice", d.tag));
             }
         }
@@ -776,6 +834,7 @@ impl RawConfig {
                 authority: r.authority,
                 provider,
                 default_model: r.default_model.filter(|m| !m.is_empty()),
+                inject_include_usage: r.inject_include_usage,
             });
         }
         c.default_model = self.default_model.take().filter(|m| !m.is_empty());
@@ -816,6 +875,12 @@ impl RawConfig {
             c.max_label_len = n;
         }
         c.max_body_bytes = self.max_body_bytes;
+        if let Some(b) = self.inject_include_usage {
+            c.inject_include_usage = b;
+        }
+        if let Some(n) = self.max_inject_body_bytes {
+            c.max_inject_body_bytes = n;
+        }
         Ok(())
     }
 }
@@ -951,7 +1016,19 @@ mod tests {
                 "models.allow[0]: invalid type: integer `1`, expected a string",
             ),
             (br#"{"metrics":[]}"#, "metrics: invalid type: sequence"),
-            (br#"[]"#, "invalid length 0, expected 15 fields"),
+            (br#"[]"#, "invalid length 0, expected 17 fields"),
+            (
+                br#"{"inject_include_usage":"yes"}"#,
+                "inject_include_usage: invalid type: string \"yes\", expected a boolean",
+            ),
+            (
+                br#"{"routes":[{"inject_include_usage":1}]}"#,
+                "routes[0].inject_include_usage: invalid type: integer `1`, expected a boolean",
+            ),
+            (
+                br#"{"dimensions":[{"tag":"llmproxy_inject_skip_reason","from":"model"}]}"#,
+                "twice",
+            ),
         ];
         for (input, want) in cases {
             let err = Config::parse(input).unwrap_err();
@@ -985,6 +1062,46 @@ mod tests {
         // serde's array form of a struct: every field, in order.
         let c = Config::parse(br#"{"extra_dimensions": [["llmproxy_x", "model"]]}"#).unwrap();
         assert_eq!(c.dimensions[4].tag, "llmproxy_x");
+    }
+
+    #[test]
+    fn injection_settings() {
+        let c = Config::parse(b"{}").unwrap();
+        assert!(!c.inject_include_usage);
+        assert_eq!(c.max_inject_body_bytes, 1 << 20);
+        assert!(!c.inject_for("/v1/chat/completions", "api.openai.com"));
+        assert_eq!(
+            c.metrics[&MetricKind::InjectSkipped],
+            "asm_llm_proxy_inject_skipped"
+        );
+        assert_eq!(c.skip_reason_tag, "llmproxy_inject_skip_reason");
+        let c = Config::parse(
+            br#"{"inject_include_usage": true, "max_inject_body_bytes": 4096,
+                 "routes": [{"authority": "api.mistral.ai", "inject_include_usage": false},
+                            {"path_prefix": "/vllm/", "provider": "openai"},
+                            {"authority": "x", "inject_include_usage": null}]}"#,
+        )
+        .unwrap();
+        assert!(c.inject_for("/v1/chat/completions", "api.openai.com"));
+        assert!(!c.inject_for("/v1/chat/completions", "api.mistral.ai:443"));
+        assert!(c.inject_for("/vllm/v1/completions", "10.0.0.1"));
+        assert!(c.inject_for("/v1/chat/completions", "x"));
+        assert_eq!(c.max_inject_body_bytes, 4096);
+        let c = Config::parse(
+            br#"{"routes": [{"authority": "vllm.internal", "inject_include_usage": true}]}"#,
+        )
+        .unwrap();
+        assert!(c.inject_for("/v1/chat/completions", "vllm.internal"));
+        assert!(!c.inject_for("/v1/chat/completions", "api.mistral.ai"));
+        let c =
+            Config::parse(br#"{"profile": "otel", "metrics": {"inject_skipped": null}}"#).unwrap();
+        assert!(!c.metrics.contains_key(&MetricKind::InjectSkipped));
+        assert_eq!(c.skip_reason_tag, "inject_skip_reason");
+        let c = Config::parse(br#"{"profile": "otel"}"#).unwrap();
+        assert_eq!(
+            c.metrics[&MetricKind::InjectSkipped],
+            "llm_usage_inject_skipped"
+        );
     }
 
     #[test]

@@ -1,14 +1,21 @@
 //! The proxy-wasm root and HTTP contexts: plumbing between Envoy and the core `Exchange`.
 //!
 //! No parsing happens here. The HTTP context hands headers and body chunks to one
-//! [`Exchange`] as they pass and always answers `Continue`, publishes filter state as soon as
-//! a value is known, and counts metrics once, in `on_log` (which Envoy runs before
-//! `on_done`, and also for streams that were reset before their end).
+//! [`Exchange`] as they pass and answers `Continue`, publishes filter state as soon as a value
+//! is known, and counts metrics once, in `on_log` (which Envoy runs before `on_done`, and also
+//! for streams that were reset before their end).
+//!
+//! With `inject_include_usage` on, a streamed OpenAI-compatible request is the exception: its
+//! body is held (the request body callbacks answer Pause, Envoy buffers) until its end or the
+//! cap, rewritten by `llm_usage_core::inject::rewrite_request`, and the response's
+//! usage-only chunk is then removed by `llm_usage_core::inject::UsageChunkFilter` (see
+//! [`Injection`]). The exchange always sees the client's request and the upstream's response.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use llm_usage_core::inject::{self, rewrite_request, Filtered, Rewrite, Skip, UsageChunkFilter};
 use llm_usage_core::{Exchange, Options, UsageRecord};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -69,12 +76,17 @@ impl Shared {
 
     /// Logs `message` at warning level the first time `what` fails in this VM.
     fn warn_once(&mut self, what: &'static str, status: Status, detail: &str) {
+        self.note_once(
+            what,
+            &format!("llm-usage: {what} failed ({status:?}) {detail}; traffic is not affected, further failures of this kind are not logged"),
+        );
+    }
+
+    /// Logs `message` at warning level the first time `what` happens in this VM.
+    fn note_once(&mut self, what: &'static str, message: &str) {
         if !self.logged.contains(&what) {
             self.logged.push(what);
-            abi::log(
-                level::WARN,
-                &format!("llm-usage: {what} failed ({status:?}) {detail}; traffic is not affected, further failures of this kind are not logged"),
-            );
+            abi::log(level::WARN, message);
         }
     }
 
@@ -217,6 +229,27 @@ impl RootContext for Root {
     }
 }
 
+/// Where a stream is in the `stream_options.include_usage` injection.
+///
+/// Envoy exposes a request body to a filter that may change it as follows (its wasm
+/// `Context::decodeData` and `getBuffer`): a callback that answers Pause
+/// (StopIterationAndBuffer) keeps the body in Envoy's buffer, the next callback sees the whole
+/// buffer, and `proxy_set_buffer_bytes(0, size, new)` replaces it before a Continue sends it
+/// on. The request headers are the filter's only during their own callback, so
+/// `content-length` is removed there, before the new length is known; Envoy's HTTP/1.1 codec
+/// then sends the body chunked (and HTTP/2 needs no length). The response is never held:
+/// each chunk is replaced by what the core's filter forwards for it.
+enum Injection {
+    /// Not injecting (off for this stream, skipped, or done).
+    Off,
+    /// Holding the request body until its end: the bytes read so far.
+    Holding(Vec<u8>),
+    /// The request was rewritten; the response is not here yet.
+    Injected,
+    /// Removing the usage-only chunk from the response stream.
+    Filtering(Box<UsageChunkFilter>),
+}
+
 /// One HTTP stream.
 struct Stream {
     shared: Option<Rc<RefCell<Shared>>>,
@@ -234,6 +267,9 @@ struct Stream {
     request_ended: bool,
     request_published: bool,
     record: Option<UsageRecord>,
+    inject: Injection,
+    /// Why an injection was skipped, counted in `on_log`.
+    skip: Option<Skip>,
 }
 
 impl Stream {
@@ -252,6 +288,8 @@ impl Stream {
             request_ended: false,
             request_published: false,
             record: None,
+            inject: Injection::Off,
+            skip: None,
         }
     }
 
@@ -432,6 +470,247 @@ impl Stream {
         self.record = Some(rec);
     }
 
+    fn warn_once(&self, what: &'static str, status: Status, detail: &str) {
+        if let Some(s) = &self.shared {
+            s.borrow_mut().warn_once(what, status, detail);
+        }
+    }
+
+    /// The inspection limit (`max_body_bytes`) left for a body of which `seen` bytes were
+    /// inspected: how much of `chunk` the exchange may see.
+    fn inspectable<'c>(&self, chunk: &'c [u8], seen: u64) -> &'c [u8] {
+        let limit = self
+            .shared
+            .as_ref()
+            .and_then(|s| s.borrow().config.max_body_bytes)
+            .unwrap_or(u64::MAX);
+        let room = limit.saturating_sub(seen);
+        &chunk[..(chunk.len() as u64).min(room) as usize]
+    }
+
+    fn observe_request(&mut self, chunk: &[u8]) {
+        let part = self.inspectable(chunk, self.request_bytes);
+        self.request_bytes += part.len() as u64;
+        if let Some(ex) = self.exchange.as_mut() {
+            ex.on_request_body(part);
+        }
+    }
+
+    fn observe_response(&mut self, chunk: &[u8]) {
+        let part = self.inspectable(chunk, self.response_bytes);
+        if part.is_empty() {
+            return;
+        }
+        self.response_bytes += part.len() as u64;
+        if let Some(ex) = self.exchange.as_mut() {
+            ex.on_response_body(part);
+        }
+        self.note_first_event();
+    }
+
+    fn end_request(&mut self) {
+        self.request_ended = true;
+        if let Some(ex) = self.exchange.as_mut() {
+            ex.on_request_end();
+        }
+        self.publish_request();
+    }
+
+    fn skipped(&mut self, why: Skip) {
+        self.skip = Some(why);
+        self.inject = Injection::Off;
+        self.put("include_usage_injection", why.as_str().as_bytes());
+    }
+
+    /// At the request headers of a request injection may apply to: skips what cannot be
+    /// held, else removes `content-length` (the body may change length, and the headers are
+    /// the filter's to change only now) and starts holding the body.
+    fn start_injection(&mut self, encoded: bool, length: Option<Option<u64>>) {
+        let Some(max) = self
+            .shared
+            .as_ref()
+            .map(|s| s.borrow().config.max_inject_body_bytes)
+        else {
+            return;
+        };
+        if encoded {
+            return self.skipped(Skip::EncodedRequest);
+        }
+        if let Some(Some(n)) = length {
+            if n > max {
+                return self.skipped(Skip::TooLarge);
+            }
+        }
+        if length.is_some() {
+            if let Err(e) = abi::remove_header(map::HTTP_REQUEST_HEADERS, "content-length") {
+                // The length cannot be fixed: leave the request alone.
+                return self.warn_once("remove_header_map_value", e, "content-length");
+            }
+        }
+        self.inject = Injection::Holding(Vec::new());
+    }
+
+    /// A request body callback while the body is held: reads the new bytes, answers Pause
+    /// until the end (or the cap), then rewrites the whole body.
+    fn hold_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let start = match &self.inject {
+            Injection::Holding(held) => held.len(),
+            _ => return Action::Continue,
+        };
+        if body_size > start {
+            match abi::get_buffer(buffer::HTTP_REQUEST_BODY, start, body_size - start) {
+                Ok(chunk) => {
+                    self.observe_request(&chunk);
+                    if let Injection::Holding(held) = &mut self.inject {
+                        held.extend_from_slice(&chunk);
+                    }
+                }
+                Err(e) => {
+                    // The body cannot be read: let it go as it is.
+                    self.warn_once("get_buffer_bytes", e, "");
+                    self.inject = Injection::Off;
+                    if end_of_stream {
+                        self.end_request();
+                    }
+                    return Action::Continue;
+                }
+            }
+        }
+        let max = self
+            .shared
+            .as_ref()
+            .map_or(0, |s| s.borrow().config.max_inject_body_bytes);
+        if body_size as u64 > max {
+            // Envoy forwards what it buffered, unchanged, on this Continue.
+            self.skipped(Skip::TooLarge);
+            if end_of_stream {
+                self.end_request();
+            }
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.rewrite_held_request();
+        self.end_request();
+        Action::Continue
+    }
+
+    /// The held request body is complete: rewrites it in Envoy's buffer (or leaves it).
+    fn rewrite_held_request(&mut self) {
+        let Injection::Holding(body) = std::mem::replace(&mut self.inject, Injection::Off) else {
+            return;
+        };
+        match rewrite_request(&body) {
+            Rewrite::Injected(new) => {
+                match abi::set_buffer(buffer::HTTP_REQUEST_BODY, 0, body.len(), &new) {
+                    Ok(()) => {
+                        self.inject = Injection::Injected;
+                        self.put("include_usage_injection", b"injected");
+                    }
+                    Err(e) => self.warn_once("set_buffer_bytes", e, "request body"),
+                }
+            }
+            Rewrite::ClientAsked => self.put("include_usage_injection", b"client_asked"),
+            Rewrite::NotStreaming => {}
+            Rewrite::Skipped(why) => self.skipped(why),
+        }
+    }
+
+    /// At the response headers of an injected request: filter a plain event stream, after
+    /// removing `content-length` (the body shrinks); leave anything else alone.
+    fn start_filtering(&mut self, status: u16, pairs: &[(&[u8], &[u8])]) {
+        if !matches!(self.inject, Injection::Injected) {
+            return;
+        }
+        self.inject = Injection::Off;
+        let get = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+                .map(|(_, v)| *v)
+        };
+        if status >= 400 {
+            if let Some(s) = &self.shared {
+                s.borrow_mut().note_once(
+                    "injection rejected",
+                    &format!("llm-usage: the upstream answered {status} to a request with stream_options.include_usage injected; if it rejects stream_options, turn inject_include_usage off for its route (further occurrences are not logged)"),
+                );
+            }
+            return;
+        }
+        let sse = get("content-type").is_some_and(|ct| {
+            ct.trim_ascii_start()
+                .get(..17)
+                .is_some_and(|p| p.eq_ignore_ascii_case(b"text/event-stream"))
+        });
+        if !(200..300).contains(&status) || !sse {
+            return;
+        }
+        if get("content-encoding").is_some_and(inject::is_encoded) {
+            return self.skipped(Skip::EncodedResponse);
+        }
+        if get("content-length").is_some() {
+            if let Err(e) = abi::remove_header(map::HTTP_RESPONSE_HEADERS, "content-length") {
+                return self.warn_once("remove_header_map_value", e, "content-length");
+            }
+        }
+        self.inject = Injection::Filtering(Box::default());
+    }
+
+    /// A response body chunk while filtering: the exchange sees it as it came, the client
+    /// gets what the core's filter forwards for it.
+    fn filter_response_body(&mut self, body_size: usize, end_of_stream: bool) {
+        let chunk = if body_size == 0 {
+            Vec::new()
+        } else {
+            match abi::get_buffer(buffer::HTTP_RESPONSE_BODY, 0, body_size) {
+                Ok(c) => c,
+                Err(e) => {
+                    // Unreadable: stop filtering, and give back what was held, in front.
+                    self.warn_once("get_buffer_bytes", e, "");
+                    if let Injection::Filtering(f) =
+                        std::mem::replace(&mut self.inject, Injection::Off)
+                    {
+                        let mut held = Vec::new();
+                        let mut f = f;
+                        f.finish(&mut held);
+                        if !held.is_empty() {
+                            if let Err(e) = abi::set_buffer(buffer::HTTP_RESPONSE_BODY, 0, 0, &held)
+                            {
+                                self.warn_once("set_buffer_bytes", e, "response body");
+                            }
+                        }
+                    }
+                    return;
+                }
+            }
+        };
+        self.observe_response(&chunk);
+        let Injection::Filtering(f) = &mut self.inject else {
+            return;
+        };
+        let mut out = Vec::new();
+        let mut changed = f.push(&chunk, &mut out) == Filtered::Changed;
+        if end_of_stream && f.held_bytes() > 0 {
+            if !changed {
+                out.extend_from_slice(&chunk);
+                changed = true;
+            }
+            f.finish(&mut out);
+        }
+        if end_of_stream {
+            self.inject = Injection::Off;
+        }
+        if changed {
+            if let Err(e) = abi::set_buffer(buffer::HTTP_RESPONSE_BODY, 0, chunk.len(), &out) {
+                // The chunk goes as it came; stop filtering.
+                self.warn_once("set_buffer_bytes", e, "response body");
+                self.inject = Injection::Off;
+            }
+        }
+    }
+
     fn dimension_value(&self, shared: &mut Shared, index: usize, rec: &UsageRecord) -> String {
         let source = shared.config.dimensions[index].source.clone();
         let max_len = shared.config.max_label_len;
@@ -473,21 +752,42 @@ impl Stream {
         }
     }
 
+    /// The dimension tags of the metrics of this exchange.
+    fn tags(&self, s: &mut Shared, rec: &UsageRecord) -> Vec<(String, String)> {
+        let values: Vec<String> = (0..s.config.dimensions.len())
+            .map(|i| self.dimension_value(s, i, rec))
+            .collect();
+        s.config
+            .dimensions
+            .iter()
+            .zip(values)
+            .map(|(d, v)| (d.tag.clone(), v))
+            .collect()
+    }
+
+    /// Counts a skipped injection, with the profile's dimensions and the reason.
+    fn emit_skip(&self, rec: &UsageRecord, why: Skip) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let mut s = shared.borrow_mut();
+        let Some(name) = s.config.metrics.get(&MetricKind::InjectSkipped).cloned() else {
+            return;
+        };
+        let mut tags = self.tags(&mut s, rec);
+        tags.push((s.config.skip_reason_tag.clone(), why.as_str().to_string()));
+        let tag_refs: Vec<(&str, &str)> =
+            tags.iter().map(|(t, v)| (t.as_str(), v.as_str())).collect();
+        let full = stat_name(s.config.tag_format, &name, &tag_refs);
+        s.add(full, 1);
+    }
+
     fn emit_metrics(&mut self, rec: &UsageRecord, latency: &Latency) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
         let mut s = shared.borrow_mut();
-        let values: Vec<String> = (0..s.config.dimensions.len())
-            .map(|i| self.dimension_value(&mut s, i, rec))
-            .collect();
-        let tags: Vec<(String, String)> = s
-            .config
-            .dimensions
-            .iter()
-            .zip(values)
-            .map(|(d, v)| (d.tag.clone(), v))
-            .collect();
+        let tags = self.tags(&mut s, rec);
         let tag_refs: Vec<(&str, &str)> =
             tags.iter().map(|(t, v)| (t.as_str(), v.as_str())).collect();
         let format = s.config.tag_format;
@@ -511,6 +811,8 @@ impl Stream {
                 MetricKind::TimeToFirstToken => latency.ttft_ms(),
                 MetricKind::TimePerOutputToken => latency.tpot_ms(streamed_output(rec)),
                 MetricKind::RequestDuration => latency.duration_ms(),
+                // Counted per skip, in `emit_skip`.
+                MetricKind::InjectSkipped => continue,
                 MetricKind::TokenUsage => {
                     let type_tag = s.config.token_type_tag.clone();
                     let kinds = [
@@ -618,7 +920,7 @@ impl HttpContext for Stream {
         let pairs = parse_pairs(&buf).unwrap_or_default();
         let s = shared.borrow();
         let config = &s.config;
-        let (exchange, authority, configured, header_values) = {
+        let (exchange, authority, configured, header_values, injection) = {
             let get = |name: &str| {
                 pairs
                     .iter()
@@ -657,19 +959,36 @@ impl HttpContext for Stream {
             }
             let mut ex = Exchange::with_options(options);
             ex.on_request_head(&method, &path, pairs.iter().copied());
-            (ex, authority.into_owned(), configured, header_values)
+            // Injection: on for the route, an OpenAI-compatible completions request with a
+            // body. What the body's encoding and declared length allow is decided below.
+            let injection = (!end_of_stream
+                && config.inject_for(&path, &authority)
+                && inject::applies_to(&method, &path)
+                && ex.dialect() == "openai-chat")
+                .then(|| {
+                    let encoded =
+                        get("content-encoding").is_some_and(|v| inject::is_encoded(v.as_bytes()));
+                    let length = get("content-length").map(|v| v.trim().parse::<u64>().ok());
+                    (encoded, length)
+                });
+            (
+                ex,
+                authority.into_owned(),
+                configured,
+                header_values,
+                injection,
+            )
         };
         drop(s);
         self.exchange = Some(exchange);
         self.authority = authority;
         self.configured_model = configured;
         self.header_values = header_values;
+        if let Some((encoded, length)) = injection {
+            self.start_injection(encoded, length);
+        }
         if end_of_stream {
-            self.request_ended = true;
-            if let Some(ex) = self.exchange.as_mut() {
-                ex.on_request_end();
-            }
-            self.publish_request();
+            self.end_request();
         }
         Action::Continue
     }
@@ -677,6 +996,9 @@ impl HttpContext for Stream {
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.exchange.is_none() || self.request_ended {
             return Action::Continue;
+        }
+        if matches!(self.inject, Injection::Holding(_)) {
+            return self.hold_request_body(body_size, end_of_stream);
         }
         if let Some(chunk) =
             self.read_body(buffer::HTTP_REQUEST_BODY, body_size, self.request_bytes)
@@ -687,22 +1009,16 @@ impl HttpContext for Stream {
             }
         }
         if end_of_stream {
-            self.request_ended = true;
-            if let Some(ex) = self.exchange.as_mut() {
-                ex.on_request_end();
-            }
-            self.publish_request();
+            self.end_request();
         }
         Action::Continue
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // A held body is still in Envoy's buffer here: rewrite it before it goes on.
+        self.rewrite_held_request();
         if self.exchange.is_some() && !self.request_ended {
-            self.request_ended = true;
-            if let Some(ex) = self.exchange.as_mut() {
-                ex.on_request_end();
-            }
-            self.publish_request();
+            self.end_request();
         }
         Action::Continue
     }
@@ -722,6 +1038,7 @@ impl HttpContext for Stream {
         if let Some(ex) = self.exchange.as_mut() {
             ex.on_response_head(status, pairs.iter().copied());
         }
+        self.start_filtering(status, &pairs);
         self.publish_request();
         if end_of_stream {
             self.finish(true);
@@ -731,6 +1048,13 @@ impl HttpContext for Stream {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.exchange.is_none() || self.record.is_some() {
+            return Action::Continue;
+        }
+        if matches!(self.inject, Injection::Filtering(_)) {
+            self.filter_response_body(body_size, end_of_stream);
+            if end_of_stream {
+                self.finish(true);
+            }
             return Action::Continue;
         }
         if let Some(chunk) =
@@ -749,6 +1073,11 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        // An event still held here had no blank line; Envoy offers no body buffer in this
+        // callback (`Context::getBuffer`: `response_body_buffer_` is cleared once a data
+        // callback continues), so it cannot be forwarded. (An SSE client discards such an
+        // event anyway.)
+        self.inject = Injection::Off;
         if self.exchange.is_some() {
             self.finish(true);
         }
@@ -764,6 +1093,9 @@ impl HttpContext for Stream {
         let Some(rec) = self.record.take() else {
             return;
         };
+        if let Some(why) = self.skip.take() {
+            self.emit_skip(&rec, why);
+        }
         if !self.is_llm(&rec) {
             return;
         }

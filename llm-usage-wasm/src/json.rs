@@ -487,6 +487,16 @@ fn opt_uint(value: Option<Json>, path: &str, max: u64, ty: &str) -> Result<Optio
     }
 }
 
+/// An optional boolean: absent or `null` is `None`.
+#[inline(never)]
+pub fn opt_bool(value: Option<Json>, path: &str) -> Result<Option<bool>, String> {
+    match value {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Bool(b)) => Ok(Some(b)),
+        Some(other) => Err(invalid_type(path, &other, "a boolean")),
+    }
+}
+
 /// An optional `u64`: absent or `null` is `None`.
 pub fn opt_u64(value: Option<Json>, path: &str) -> Result<Option<u64>, String> {
     opt_uint(value, path, u64::MAX, "u64")

@@ -6,8 +6,11 @@
 //! `wasm.asm.llmproxy.*`, the `asm_llm_proxy_*` counters and their `stats_tags`), and can
 //! instead name its metrics after the OpenTelemetry GenAI conventions.
 //!
-//! The filter only observes: every callback returns `Continue`, no byte is held or changed,
-//! and a failing host call is logged once and otherwise ignored. All parsing happens in
+//! By default the filter only observes: every callback returns `Continue`, no byte is held
+//! or changed, and a failing host call is logged once and otherwise ignored. The opt-in
+//! `inject_include_usage` setting holds and rewrites streamed OpenAI-compatible requests so
+//! that their streams report usage, and removes the added usage chunk from the client's
+//! stream (see the README). All parsing happens in
 //! [`llm_usage_core`]; this crate is plumbing, configuration, filter state and metrics.
 //!
 //! Build: `cargo build --release -p llm-usage-wasm --target wasm32-wasip1`, which gives

@@ -251,6 +251,13 @@ impl bytes::Buf for Rope {
     }
 }
 
+/// The layer hands on bytes it made (with injection) as the body's own data type.
+impl From<Bytes> for Rope {
+    fn from(b: Bytes) -> Rope {
+        Rope([b].into())
+    }
+}
+
 /// A body of `Rope` frames.
 pub struct RopeBody(pub VecDeque<Rope>);
 

@@ -334,21 +334,58 @@ fn proxy_get_buffer_status(g: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {
     Ok(status::OK)
 }
 
+/// `proxy_set_buffer_bytes(type, start, length, data, size)` on the HTTP body buffers, as
+/// Envoy does it.
+///
+/// Which buffer: Envoy `source/extensions/common/wasm/context.cc`, `Context::getBuffer`:
+/// while the filter is buffering (its last body callback answered StopIterationAndBuffer),
+/// the whole buffered body (`modifyDecodingBuffer` / `modifyEncodingBuffer`); otherwise
+/// `request_body_buffer_` / `response_body_buffer_`, the current chunk, which
+/// `Context::decodeData` / `encodeData` set for the call and clear when it answers Continue.
+/// Outside those, no buffer instance is set and the write falls through to proxy-wasm
+/// cpp-host's `BufferBase::copyFrom` (`include/proxy-wasm/context.h`): BadArgument.
+///
+/// How a write replaces bytes: Envoy `context.cc`, `Buffer::copyFrom(start, length, data)`:
+/// with `start == 0` it drains `length` bytes from the front (all of them if `length` is
+/// larger) and prepends `data`, so `(0, size, new)` replaces the whole buffer and
+/// `(0, 0, data)` prepends; with `start` at or past the end it appends; any other `start` is
+/// BadArgument (no write in the middle). What is in the buffer when the callback returns is
+/// what goes on: the chunk on Continue, the whole buffered body when a later callback
+/// continues.
+///
+/// The `content-length` header is not touched (nothing in Envoy's wasm `Context` adjusts
+/// it): a filter that changes a body's length must have removed `content-length` while the
+/// headers were still its to change, in the headers callback; Envoy's HTTP/1.1 codec then
+/// sends the body chunked (see [`crate::Http1Framing`]).
 fn proxy_set_buffer_bytes(g: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {
     let (t, start, len) = (a32(a, 0), a32(a, 1) as usize, a32(a, 2) as usize);
     let Some(data) = read_str(g, a32(a, 3), a32(a, 4)) else {
         return Ok(status::INVALID_MEMORY_ACCESS);
     };
     let st = g.state();
+    match t {
+        0 | 1 => {}
+        // Plugin configuration (outside on_configure) and HTTP call responses: no buffer.
+        4 | 7 => return Ok(status::NOT_FOUND),
+        // Read-only or absent buffers.
+        _ => return Ok(status::BAD_ARGUMENT),
+    }
     let Some(s) = st.stream() else {
-        return Ok(status::NOT_FOUND);
+        return Ok(status::BAD_ARGUMENT);
     };
-    let buf = match t {
-        0 => &mut s.request_body,
-        1 => &mut s.response_body,
-        _ => return Ok(status::NOT_FOUND),
+    let current = if t == 0 {
+        s.in_request_body || s.request_buffering
+    } else {
+        s.in_response_body || s.response_buffering
     };
-    // Envoy's Buffer::copyFrom: replace a prefix, or append at/after the end.
+    if !current || s.access_log_phase {
+        return Ok(status::BAD_ARGUMENT);
+    }
+    let buf = if t == 0 {
+        &mut s.request_body
+    } else {
+        &mut s.response_body
+    };
     if start == 0 {
         let drop = len.min(buf.len());
         buf.drain(..drop);
@@ -371,12 +408,17 @@ fn map_of(st: &mut HostState, t: u32) -> Result<Option<&mut HeaderMap>, i32> {
         return Ok(None);
     };
     let log = s.access_log_phase;
+    let live = s.live_maps;
+    // Outside the access log, a map is there only while the filter can reach it (Envoy
+    // `Context::getMap` / `getConstMap` read `request_headers_` and friends, which the
+    // callbacks clear once they answer Continue); in the access log, the copies Envoy keeps
+    // for it (request headers, response headers and trailers).
     let m = match t {
-        0 => s.request_headers.as_mut(),
+        0 if log || live.request_headers => s.request_headers.as_mut(),
         1 if log => None,
-        1 => s.request_trailers.as_mut(),
-        2 => s.response_headers.as_mut(),
-        3 => s.response_trailers.as_mut(),
+        1 if live.request_trailers => s.request_trailers.as_mut(),
+        2 if log || live.response_headers => s.response_headers.as_mut(),
+        3 if log || live.response_trailers => s.response_trailers.as_mut(),
         _ => None,
     };
     Ok(m)
@@ -639,6 +681,7 @@ fn proxy_continue_stream(g: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {
                 if keep {
                     s.forwarded_request.extend_from_slice(&body);
                 }
+                s.continue_request_headers();
             }
             1 => {
                 s.response_buffering = false;
@@ -646,6 +689,7 @@ fn proxy_continue_stream(g: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {
                 if keep {
                     s.forwarded_response.extend_from_slice(&body);
                 }
+                s.continue_response_headers();
             }
             _ => {}
         }
@@ -1086,6 +1130,50 @@ mod tests {
     }
 
     #[test]
+    fn body_writes_follow_envoy_copy_from() {
+        let mut g = FakeGuest::new();
+        let (dp, dl) = g.put(b"XY");
+        let set = |g: &mut FakeGuest, t: u64, start: u64, len: u64| {
+            proxy_set_buffer_bytes(g, &[t, start, len, dp, dl]).unwrap()
+        };
+        // No body callback running and nothing buffered: no buffer to write.
+        g.in_stream().request_body = b"hello".to_vec();
+        assert_eq!(set(&mut g, 0, 0, 5), status::BAD_ARGUMENT);
+        assert!(!g.state.streams[&2].modified);
+        g.in_stream().in_request_body = true;
+        // (0, n): drain n from the front, then prepend.
+        assert_eq!(set(&mut g, 0, 0, 2), status::OK);
+        assert_eq!(g.state.streams[&2].request_body, b"XYllo");
+        // (0, 0): prepend.
+        assert_eq!(set(&mut g, 0, 0, 0), status::OK);
+        assert_eq!(g.state.streams[&2].request_body, b"XYXYllo");
+        // (0, more than there is): replace all.
+        assert_eq!(set(&mut g, 0, 0, 100), status::OK);
+        assert_eq!(g.state.streams[&2].request_body, b"XY");
+        // At or past the end: append.
+        assert_eq!(set(&mut g, 0, 2, 0), status::OK);
+        assert_eq!(set(&mut g, 0, 99, 5), status::OK);
+        assert_eq!(g.state.streams[&2].request_body, b"XYXYXY");
+        // In the middle: refused, nothing changed.
+        assert_eq!(set(&mut g, 0, 3, 1), status::BAD_ARGUMENT);
+        assert_eq!(g.state.streams[&2].request_body, b"XYXYXY");
+        assert!(g.state.streams[&2].modified);
+        // The response buffer is reachable while it is being buffered, in any callback.
+        let s = g.in_stream();
+        s.in_request_body = false;
+        s.response_body = b"abc".to_vec();
+        assert_eq!(set(&mut g, 1, 0, 3), status::BAD_ARGUMENT);
+        g.in_stream().response_buffering = true;
+        assert_eq!(set(&mut g, 1, 0, 3), status::OK);
+        assert_eq!(g.state.streams[&2].response_body, b"XY");
+        // Not in the access log, not other buffer types.
+        g.in_stream().access_log_phase = true;
+        assert_eq!(set(&mut g, 1, 0, 3), status::BAD_ARGUMENT);
+        assert_eq!(set(&mut g, 6, 0, 0), status::BAD_ARGUMENT);
+        assert_eq!(set(&mut g, 7, 0, 0), status::NOT_FOUND);
+    }
+
+    #[test]
     fn header_maps_follow_envoy() {
         let mut g = FakeGuest::new();
         let (kp, kl) = g.put(b"Content-Type");
@@ -1106,6 +1194,12 @@ mod tests {
             b"content-type".to_vec(),
             b"text/event-stream".to_vec(),
         )]);
+        // Delivered but already continued: out of the filter's reach.
+        assert_eq!(
+            proxy_get_header_map_value(&mut g, &[2, kp, kl, RET, RET_LEN]).unwrap(),
+            status::BAD_ARGUMENT
+        );
+        g.in_stream().live_maps.response_headers = true;
         assert_eq!(
             proxy_get_header_map_value(&mut g, &[2, kp, kl, RET, RET_LEN]).unwrap(),
             status::OK

@@ -42,6 +42,6 @@ pub mod state;
 pub mod stats;
 mod vm;
 
-pub use state::{Action, HostState, LogLine, NodePaths, StreamState};
+pub use state::{Action, HostState, Http1Framing, LiveMaps, LogLine, NodePaths, StreamState};
 pub use stats::{MetricValue, Stats, StatsConfig};
 pub use vm::{EngineKind, Host, HostError, HostOptions, StreamId, Vm};

@@ -42,6 +42,45 @@ pub enum Action {
     Other(i64),
 }
 
+impl StreamState {
+    /// The request headers go upstream as they are now; the filter can no longer reach them.
+    pub(crate) fn continue_request_headers(&mut self) {
+        self.live_maps.request_headers = false;
+        if self.upstream_request_headers.is_none() {
+            self.upstream_request_headers = self.request_headers.clone();
+        }
+    }
+
+    /// The response headers go to the client as they are now.
+    pub(crate) fn continue_response_headers(&mut self) {
+        self.live_maps.response_headers = false;
+        if self.downstream_response_headers.is_none() {
+            self.downstream_response_headers = self.response_headers.clone();
+        }
+    }
+
+    /// How the request goes upstream over HTTP/1.1: the headers as continued and the bytes
+    /// forwarded (`None` before the headers were continued).
+    pub fn upstream_request_framing(&self) -> Option<Http1Framing> {
+        let h = self.upstream_request_headers.as_ref()?;
+        Some(Http1Framing::of(
+            h,
+            self.forwarded_request.len(),
+            self.request_headers_only,
+        ))
+    }
+
+    /// How the response goes to the client over HTTP/1.1.
+    pub fn downstream_response_framing(&self) -> Option<Http1Framing> {
+        let h = self.downstream_response_headers.as_ref()?;
+        Some(Http1Framing::of(
+            h,
+            self.forwarded_response.len(),
+            self.response_headers_only,
+        ))
+    }
+}
+
 impl Action {
     pub(crate) fn from_ret(ret: Option<i64>) -> Action {
         match ret {
@@ -50,6 +89,73 @@ impl Action {
             Some(v) => Action::Other(v),
             None => Action::None,
         }
+    }
+}
+
+/// The header and trailer maps a filter can reach at a given moment.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct LiveMaps {
+    /// Request headers (`request_headers_` in Envoy's wasm `Context`).
+    pub request_headers: bool,
+    /// Request trailers.
+    pub request_trailers: bool,
+    /// Response headers.
+    pub response_headers: bool,
+    /// Response trailers.
+    pub response_trailers: bool,
+}
+
+/// How Envoy's HTTP/1.1 codec frames a message body it sends
+/// (`source/common/http/http1/codec_impl.cc`, `StreamEncoderImpl::encodeHeadersBase`): with
+/// the `content-length` the headers carry, else, for a message that has a body, with
+/// `transfer-encoding: chunked`, else with `content-length: 0` added. The body bytes are
+/// written as they come (`StreamEncoderImpl::encodeData`): nothing checks them against a
+/// `content-length`, so a wrong one corrupts the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Http1Framing {
+    /// `content-length` as the headers say, and whether it matches the bytes sent.
+    ContentLength {
+        /// The declared length.
+        declared: u64,
+        /// Whether the body sent has exactly that many bytes.
+        matches: bool,
+    },
+    /// No `content-length`: `transfer-encoding: chunked` is added.
+    Chunked,
+    /// A headers-only message: `content-length: 0` is added.
+    Empty,
+    /// A `content-length` that is not a number (Envoy's codecs would have refused it).
+    Invalid,
+}
+
+impl Http1Framing {
+    /// The framing of a message with `headers` (lower-case names) whose body is `body_len`
+    /// bytes, or none at all when `headers_only`.
+    pub fn of(headers: &HeaderMap, body_len: usize, headers_only: bool) -> Http1Framing {
+        match headers.iter().find(|(k, _)| k == b"content-length") {
+            Some((_, v)) => match std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                Some(n) => Http1Framing::ContentLength {
+                    declared: n,
+                    matches: n == body_len as u64,
+                },
+                None => Http1Framing::Invalid,
+            },
+            None if headers_only => Http1Framing::Empty,
+            None => Http1Framing::Chunked,
+        }
+    }
+
+    /// Whether a peer reads exactly the bytes sent: chunked, empty, or a matching length.
+    pub fn is_sound(self) -> bool {
+        matches!(
+            self,
+            Http1Framing::Chunked
+                | Http1Framing::Empty
+                | Http1Framing::ContentLength { matches: true, .. }
+        )
     }
 }
 
@@ -74,6 +180,23 @@ pub struct StreamState {
     pub request_buffering: bool,
     /// Whether the last response body call paused.
     pub response_buffering: bool,
+    /// Whether `proxy_on_request_body` is running (the chunk buffer is the filter's).
+    pub in_request_body: bool,
+    /// Whether `proxy_on_response_body` is running.
+    pub in_response_body: bool,
+    /// Which header and trailer maps the filter can reach now, as in Envoy: a map is reachable
+    /// in its own callback and, if that callback stopped iteration, until the stream goes on
+    /// (`Context::decodeHeaders` and friends clear the pointer once they answer Continue).
+    pub live_maps: LiveMaps,
+    /// The request headers the filter chain passed on upstream, as they were when they were
+    /// continued (`None` until then).
+    pub upstream_request_headers: Option<HeaderMap>,
+    /// Whether the request ended with its headers (no body, no trailers).
+    pub request_headers_only: bool,
+    /// The response headers passed on to the client, as they were when they were continued.
+    pub downstream_response_headers: Option<HeaderMap>,
+    /// Whether the response ended with its headers.
+    pub response_headers_only: bool,
     /// Request bytes passed on upstream.
     pub forwarded_request: Vec<u8>,
     /// Response bytes passed on downstream.

@@ -397,13 +397,22 @@ impl Vm {
     }
 
     /// `decodeHeaders`: creates the context, then `proxy_on_request_headers`.
+    ///
+    /// The filter can read and change the headers during the callback; once it answers
+    /// Continue they go upstream as they are then ([`StreamState::upstream_request_headers`])
+    /// and the map is out of reach, as in Envoy (`Context::decodeHeaders` sets
+    /// `request_headers_` for the call and clears it on Continue, so a later
+    /// `proxy_replace_header_map_value` finds no map: BadArgument).
     pub fn request_headers(
         &mut self,
         id: StreamId,
         headers: &[(&str, &str)],
         end_of_stream: bool,
     ) -> Result<Action, HostError> {
-        self.stream_mut(id)?.request_headers = Some(Self::to_map(headers));
+        let s = self.stream_mut(id)?;
+        s.request_headers = Some(Self::to_map(headers));
+        s.request_headers_only = end_of_stream;
+        s.live_maps.request_headers = true;
         self.ensure_created(id)?;
         let n = headers.len() as i64;
         let r = self.call_in(
@@ -411,7 +420,11 @@ impl Vm {
             "proxy_on_request_headers",
             &[id as i64, n, end_of_stream as i64],
         )?;
-        self.record(id, "on_request_headers", r)
+        let a = self.record(id, "on_request_headers", r)?;
+        if a != Action::Pause {
+            self.stream_mut(id)?.continue_request_headers();
+        }
+        Ok(a)
     }
 
     /// `decodeData`: one body chunk. After a Pause Envoy buffers, and the next call sees the
@@ -456,9 +469,16 @@ impl Vm {
             }
             return Ok(Action::None);
         }
+        // Envoy `Context::decodeData` / `encodeData`: after a StopIterationAndBuffer the new
+        // chunk is appended to the buffered body (`addDecodedData`) and the filter sees the
+        // whole of it (`getBuffer` → `modifyDecodingBuffer`); otherwise it sees this chunk
+        // alone. Either buffer is the filter's to change (`proxy_set_buffer_bytes`) during the
+        // call.
         let (buf, buffering) = if request {
+            s.in_request_body = true;
             (&mut s.request_body, s.request_buffering)
         } else {
+            s.in_response_body = true;
             (&mut s.response_body, s.response_buffering)
         };
         if !buffering {
@@ -471,7 +491,11 @@ impl Vm {
         } else {
             "proxy_on_response_body"
         };
-        let r = self.call_in(id, cb, &[id as i64, size, eos as i64])?;
+        let r = self.call_in(id, cb, &[id as i64, size, eos as i64]);
+        let s = self.stream_mut(id)?;
+        s.in_request_body = false;
+        s.in_response_body = false;
+        let r = r?;
         let action = self.record(
             id,
             if request {
@@ -507,37 +531,97 @@ impl Vm {
                 out.extend_from_slice(buf);
             }
             buf.clear();
+            // Continue on data also continues headers a filter had stopped.
+            if request {
+                s.continue_request_headers();
+            } else {
+                s.continue_response_headers();
+            }
         }
         Ok(action)
     }
 
-    /// `decodeTrailers`.
+    /// `decodeTrailers`. If the filter had stopped the body (StopIterationAndBuffer), the
+    /// buffered body is still the filter's to read and change here (Envoy's `getBuffer`
+    /// answers the decoding buffer while `buffering_request_body_`), and a Continue sends it
+    /// upstream before the trailers.
     pub fn request_trailers(
         &mut self,
         id: StreamId,
         trailers: &[(&str, &str)],
     ) -> Result<Action, HostError> {
-        self.stream_mut(id)?.request_trailers = Some(Self::to_map(trailers));
-        if !self.stream_mut(id)?.created {
-            return Ok(Action::None);
-        }
-        let r = self.call_in(
-            id,
-            "proxy_on_request_trailers",
-            &[id as i64, trailers.len() as i64],
-        )?;
-        self.record(id, "on_request_trailers", r)
+        self.trailers(id, trailers, true)
     }
 
-    /// `encodeHeaders`.
+    fn trailers(
+        &mut self,
+        id: StreamId,
+        trailers: &[(&str, &str)],
+        request: bool,
+    ) -> Result<Action, HostError> {
+        let keep = self.backend.state().keep_forwarded;
+        let s = self.stream_mut(id)?;
+        let map = Some(Self::to_map(trailers));
+        if request {
+            s.request_trailers = map;
+            s.live_maps.request_trailers = true;
+        } else {
+            s.response_trailers = map;
+            s.live_maps.response_trailers = true;
+        }
+        if !s.created {
+            return Ok(Action::None);
+        }
+        let (cb, name) = if request {
+            ("proxy_on_request_trailers", "on_request_trailers")
+        } else {
+            ("proxy_on_response_trailers", "on_response_trailers")
+        };
+        let r = self.call_in(id, cb, &[id as i64, trailers.len() as i64])?;
+        let a = self.record(id, name, r)?;
+        if a != Action::Pause {
+            let s = self.stream_mut(id)?;
+            let (buf, buffering, out) = if request {
+                s.live_maps.request_trailers = false;
+                s.continue_request_headers();
+                (
+                    &mut s.request_body,
+                    &mut s.request_buffering,
+                    &mut s.forwarded_request,
+                )
+            } else {
+                s.live_maps.response_trailers = false;
+                s.continue_response_headers();
+                (
+                    &mut s.response_body,
+                    &mut s.response_buffering,
+                    &mut s.forwarded_response,
+                )
+            };
+            if *buffering {
+                *buffering = false;
+                if keep {
+                    out.extend_from_slice(buf);
+                }
+                buf.clear();
+            }
+        }
+        Ok(a)
+    }
+
+    /// `encodeHeaders` (the map is reachable as for [`Vm::request_headers`]).
     pub fn response_headers(
         &mut self,
         id: StreamId,
         headers: &[(&str, &str)],
         end_of_stream: bool,
     ) -> Result<Action, HostError> {
-        self.stream_mut(id)?.response_headers = Some(Self::to_map(headers));
-        if !self.stream_mut(id)?.created {
+        let s = self.stream_mut(id)?;
+        s.response_headers = Some(Self::to_map(headers));
+        s.response_headers_only = end_of_stream;
+        s.live_maps.response_headers = true;
+        if !s.created {
+            s.continue_response_headers();
             return Ok(Action::None);
         }
         let r = self.call_in(
@@ -545,25 +629,21 @@ impl Vm {
             "proxy_on_response_headers",
             &[id as i64, headers.len() as i64, end_of_stream as i64],
         )?;
-        self.record(id, "on_response_headers", r)
+        let a = self.record(id, "on_response_headers", r)?;
+        if a != Action::Pause {
+            self.stream_mut(id)?.continue_response_headers();
+        }
+        Ok(a)
     }
 
-    /// `encodeTrailers`.
+    /// `encodeTrailers` (see [`Vm::request_trailers`]: a buffered response body goes to the
+    /// client before the trailers on Continue).
     pub fn response_trailers(
         &mut self,
         id: StreamId,
         trailers: &[(&str, &str)],
     ) -> Result<Action, HostError> {
-        self.stream_mut(id)?.response_trailers = Some(Self::to_map(trailers));
-        if !self.stream_mut(id)?.created {
-            return Ok(Action::None);
-        }
-        let r = self.call_in(
-            id,
-            "proxy_on_response_trailers",
-            &[id as i64, trailers.len() as i64],
-        )?;
-        self.record(id, "on_response_trailers", r)
+        self.trailers(id, trailers, false)
     }
 
     /// The access-log handler (`Context::log`): creates the context if the stream never
