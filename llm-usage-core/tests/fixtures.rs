@@ -62,9 +62,16 @@ fn load() -> Vec<Case> {
         .collect()
 }
 
-/// Runs one exchange with the bodies cut at the given points.
-fn run(case: &Case, req_cuts: &[usize], resp_cuts: &[usize]) -> UsageRecord {
+/// An exchange fed the case's request head, request body (whole) and response head: ready
+/// for its response body.
+fn up_to_response_body(case: &Case) -> Exchange {
     let mut ex = Exchange::new();
+    exchange_head(case, &mut ex, &[]);
+    ex
+}
+
+/// Feeds the request head and body (cut at `req_cuts`) and the response head.
+fn exchange_head(case: &Case, ex: &mut Exchange, req_cuts: &[usize]) {
     let rh: Vec<(&str, &str)> = case
         .request_headers
         .iter()
@@ -81,9 +88,32 @@ fn run(case: &Case, req_cuts: &[usize], resp_cuts: &[usize]) -> UsageRecord {
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     ex.on_response_head(case.status, sh);
+}
+
+/// Runs one exchange with the bodies cut at the given points.
+fn run(case: &Case, req_cuts: &[usize], resp_cuts: &[usize]) -> UsageRecord {
+    let mut ex = Exchange::new();
+    exchange_head(case, &mut ex, req_cuts);
     feed_cut(&case.response, resp_cuts, |c| ex.on_response_body(c));
     ex.on_response_end();
     ex.finish()
+}
+
+impl Case {
+    /// The same exchange with only the first `len` bytes of its response.
+    fn cut(&self, len: usize) -> Case {
+        Case {
+            response: self.response[..len].to_vec(),
+            name: format!("{} cut at {len}", self.name),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            request_headers: self.request_headers.clone(),
+            status: self.status,
+            response_headers: self.response_headers.clone(),
+            request: self.request.clone(),
+            expect: self.expect.clone(),
+        }
+    }
 }
 
 fn feed_cut(body: &[u8], cuts: &[usize], mut f: impl FnMut(&[u8])) {
@@ -203,22 +233,7 @@ fn complete_flag() {
             .unwrap_or(!case.name.contains("truncated"));
         assert_eq!(r.complete, want, "{}: complete", case.name);
         // The same exchange without the end of the response is partial.
-        let mut ex = Exchange::new();
-        let rh: Vec<(&str, &str)> = case
-            .request_headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        ex.on_request_head(&case.method, &case.path, rh);
-        if let Some(req) = &case.request {
-            ex.on_request_body(req);
-        }
-        let sh: Vec<(&str, &str)> = case
-            .response_headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        ex.on_response_head(case.status, sh);
+        let mut ex = up_to_response_body(&case);
         ex.on_response_body(&case.response);
         assert!(!ex.finish().complete, "{}: no end seen", case.name);
     }
@@ -333,17 +348,7 @@ fn streams_cut_before_their_end_mark_are_partial() {
             .iter()
             .find_map(|m| start_of_event_with(&case.response, m.as_bytes(), framing))
             .unwrap_or_else(|| panic!("{}: end mark not found", case.name));
-        let short = Case {
-            response: case.response[..cut].to_vec(),
-            name: format!("{} cut at {cut}", case.name),
-            method: case.method.clone(),
-            path: case.path.clone(),
-            request_headers: case.request_headers.clone(),
-            status: case.status,
-            response_headers: case.response_headers.clone(),
-            request: case.request.clone(),
-            expect: case.expect.clone(),
-        };
+        let short = case.cut(cut);
         let whole = run(&short, &[], &[]);
         assert!(
             !whole.complete,
@@ -405,22 +410,7 @@ fn the_first_content_event_is_the_first_with_generated_text() {
     let all = load();
     for &(name, mark, events_at) in cases {
         let case = all.iter().find(|c| c.name == name).expect(name);
-        let mut ex = Exchange::new();
-        let rh: Vec<(&str, &str)> = case
-            .request_headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        ex.on_request_head(&case.method, &case.path, rh);
-        if let Some(req) = &case.request {
-            ex.on_request_body(req);
-        }
-        let sh: Vec<(&str, &str)> = case
-            .response_headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        ex.on_response_head(case.status, sh);
+        let mut ex = up_to_response_body(case);
         let mut first = None;
         for (i, b) in case.response.iter().enumerate() {
             ex.on_response_body(std::slice::from_ref(b));
@@ -497,17 +487,7 @@ fn streams_cut_before_their_usage_never_report_a_provisional_output() {
         let case = all.iter().find(|c| c.name == name).expect(name);
         let cut = start_of_event_with(&case.response, mark.as_bytes(), framing)
             .unwrap_or_else(|| panic!("{name}: {mark} not found"));
-        let short = Case {
-            response: case.response[..cut].to_vec(),
-            name: format!("{name} cut at {cut}"),
-            method: case.method.clone(),
-            path: case.path.clone(),
-            request_headers: case.request_headers.clone(),
-            status: case.status,
-            response_headers: case.response_headers.clone(),
-            request: case.request.clone(),
-            expect: case.expect.clone(),
-        };
+        let short = case.cut(cut);
         let r = run(&short, &[], &[]);
         assert!(!r.complete, "{}", short.name);
         if r.output_tokens.is_some() {
@@ -545,20 +525,7 @@ fn compressed_streams_are_read_as_they_arrive() {
         "53-anthropic-zstd-sse",
     ] {
         let case = cases.iter().find(|c| c.name == name).unwrap();
-        let mut ex = Exchange::new();
-        let rh: Vec<(&str, &str)> = case
-            .request_headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        ex.on_request_head(&case.method, &case.path, rh);
-        ex.on_request_body(case.request.as_deref().unwrap_or_default());
-        let sh: Vec<(&str, &str)> = case
-            .response_headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        ex.on_response_head(case.status, sh);
+        let mut ex = up_to_response_body(case);
         let n = case.response.len();
         let mut at_half = 0;
         for (i, b) in case.response.iter().enumerate() {
