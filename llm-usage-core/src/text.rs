@@ -106,7 +106,9 @@ impl TextStats {
                 n = 0;
             }
         }
-        self.add_lanes(&lanes);
+        if n > 0 {
+            self.add_lanes(&lanes);
+        }
         for &b in words.remainder() {
             self.add_byte(b);
         }
