@@ -1,7 +1,8 @@
 //! `Content-Encoding: br` / `zstd`.
 //!
 //! Each input is used as a compressed stream (raw bytes, as a br and as a zstd body, under
-//! JSON, SSE and NDJSON), and as plain text that is compressed (zstd at a random level, with
+//! JSON, SSE and NDJSON; and as the content of a compressed zstd block in a valid frame),
+//! and as plain text that is compressed (zstd at a random level, with
 //! or without checksum and content size, flushed at random points, sometimes followed by a
 //! skippable frame and an empty second frame; brotli at a random quality and window, flushed at random
 //! points) and then maybe corrupted at one bit and truncated. Oracles: no panic, the same
@@ -81,6 +82,19 @@ fuzz_target!(|data: &[u8]| {
             s.response_headers.push(("content-encoding", ce));
             s.check(req, data, i as u64);
         }
+    }
+
+    // The input as the content of one compressed zstd block in a valid frame (128 KiB
+    // window), so that mutations reach the literals, Huffman, FSE and sequences sections
+    // directly rather than dying at the frame header.
+    let size = data.len().min(128 * 1024) as u32;
+    let mut block = vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, 7 << 3];
+    block.extend_from_slice(&(size << 3 | 2 << 1 | 1).to_le_bytes()[..3]);
+    block.extend_from_slice(&data[..size as usize]);
+    for (i, (path, ct)) in CASES.iter().enumerate().take(2) {
+        let mut s = Scenario::new(path, ct);
+        s.response_headers.push(("content-encoding", "zstd"));
+        s.check(req, &block, 60 + i as u64);
     }
 
     let mut rng = Rng::from_data(data, 11);

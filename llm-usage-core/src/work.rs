@@ -20,9 +20,11 @@ pub struct Work {
     /// body stopped being read (an error status, an undecodable coding, the inspection
     /// limit).
     pub received_bytes: u64,
-    /// Compressed bytes consumed by the decoder (gzip/deflate data; headers excluded).
+    /// Compressed bytes consumed by the decoder (gzip/deflate: the deflate data, headers
+    /// excluded; br and zstd: every byte of the stream).
     pub decoder_input_bytes: u64,
-    /// Bytes the decoder produced (decoding stops at the inspection limit).
+    /// Bytes the decoder produced, in any coding (decoding stops within one 8 KiB output
+    /// buffer of the inspection limit).
     pub decoded_bytes: u64,
     /// Decoded bytes handed to the framing (at most the inspection limit).
     pub inspected_bytes: u64,
