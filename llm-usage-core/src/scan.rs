@@ -478,7 +478,7 @@ impl<T: 'static> Scanner<T> {
         self.documents
     }
 
-    /// The work done since creation (or [`retarget`](Self::retarget)): kept across
+    /// The work done since creation (or retargeting): kept across
     /// [`restart`](Self::restart) and [`reset`](Self::reset).
     pub fn work(&self) -> ScanWork {
         self.work
