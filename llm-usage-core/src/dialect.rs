@@ -187,6 +187,10 @@ static OPENAI_CHAT: Dialect = Dialect {
             Text,
         ),
         w(&["choices", "text"], Text),
+        // Mistral's reasoning models stream `content` as typed parts: text parts, and
+        // thinking parts that hold text parts.
+        w(&["choices", "delta", "content", "text"], Text),
+        w(&["choices", "delta", "content", "thinking", "text"], Text),
         // Perplexity ends its streams with a `chat.completion.done` chunk, no `[DONE]`.
         w(&["object"], End(EndIf::Is("chat.completion.done"), 0)),
         w(&["usage", "prompt_tokens"], Slot(Input, 0)),

@@ -406,6 +406,11 @@ fn the_first_content_event_is_the_first_with_generated_text() {
         ("31-ollama-chat-stream-default", "\"The\"", 1),
         ("33-cohere-chat-stream", "content-delta", 3),
         ("35-mistral-chat-stream", "", 0),
+        (
+            "57-mistral-magistral-thinking-parts-stream",
+            "Check divisibility",
+            1,
+        ),
     ];
     let all = load();
     for &(name, mark, events_at) in cases {
@@ -548,4 +553,34 @@ fn compressed_streams_are_read_as_they_arrive() {
         }
     }
     assert!(seen.iter().all(|&n| n == seen[0] && n >= 5), "{seen:?}");
+}
+
+/// Generated text in typed parts (Mistral's reasoning models: `content` as an array of
+/// `thinking` parts holding `text` parts, then `text` parts) is counted whole: every
+/// part's text, and nothing else of the stream.
+#[test]
+fn text_in_typed_content_parts_is_counted() {
+    let case = load()
+        .into_iter()
+        .find(|c| c.name == "57-mistral-magistral-thinking-parts-stream")
+        .unwrap();
+    let parts = [
+        "Check divisibility by small primes.",
+        " 91 / 7 = 13, so 91 = 7 \u{d7} 13.",
+        "No: 91 is not prime.",
+        " It factors as 7 \u{d7} 13.",
+    ];
+    for at in 0..=case.response.len() {
+        let mut ex = up_to_response_body(&case);
+        feed_cut(&case.response, &[at], |c| ex.on_response_body(c));
+        ex.on_response_end();
+        let (_, text) = ex.text();
+        assert_eq!(
+            (text.bytes, text.strings),
+            // Four parts and the last chunk's empty `content` string.
+            (parts.iter().map(|p| p.len() as u64).sum(), 5),
+            "split at {at}"
+        );
+        assert_eq!(ex.response_content_events(), 4);
+    }
 }
