@@ -39,7 +39,7 @@ fn load() -> Vec<Case> {
         .collect();
     dirs.sort();
     assert!(
-        dirs.len() >= 49,
+        dirs.len() >= 57,
         "fixture corpus incomplete: {}",
         dirs.len()
     );
