@@ -178,10 +178,10 @@ pub struct Scanner<T: 'static> {
     /// candidates each element starts from, per open live array.
     arr_mask: [u64; MAX_LIVE_DEPTH],
     arr_depth: usize,
-    /// The open live containers, innermost last: bit `i` set when container `i` is an
-    /// array (objects and arrays interleave: `candidates[].content.parts[].text`).
+    /// The open live containers (`depth + arr_depth` of them), innermost last: bit `i`
+    /// set when container `i` is an array (objects and arrays interleave:
+    /// `candidates[].content.parts[].text`).
     kinds: u16,
-    nest: u8,
     /// Candidates for the value about to start and the watches ending exactly there.
     cur_mask: u64,
     cur_leaf: u64,
@@ -387,7 +387,6 @@ impl<T: 'static> Scanner<T> {
             arr_mask: [0; MAX_LIVE_DEPTH],
             arr_depth: 0,
             kinds: 0,
-            nest: 0,
             cur_mask: all,
             cur_leaf: 0,
             in_root_array: false,
@@ -436,7 +435,6 @@ impl<T: 'static> Scanner<T> {
         self.state = State::Between;
         self.depth = 0;
         self.arr_depth = 0;
-        self.nest = 0;
         self.cur_mask = self.all;
         self.cur_leaf = 0;
         self.in_root_array = false;
@@ -461,7 +459,6 @@ impl<T: 'static> Scanner<T> {
         self.state = State::Between;
         self.depth = 0;
         self.arr_depth = 0;
-        self.nest = 0;
         self.in_root_array = false;
         self.esc = Esc::None;
         self.streaming = false;
@@ -508,25 +505,45 @@ impl<T: 'static> Scanner<T> {
         self.cur_leaf = 0;
         self.depth = 0;
         self.arr_depth = 0;
-        self.nest = 0;
     }
 
-    /// Opens a live container (`array`: an array, else an object) in the kind stack.
+    /// Open live containers, objects and arrays.
     #[inline]
-    fn push_kind(&mut self, array: bool) {
-        let bit = 1u16 << self.nest;
+    fn nest(&self) -> usize {
+        self.depth + self.arr_depth
+    }
+
+    /// Opens a live object whose members are matched against `mask`.
+    #[inline]
+    fn open_object(&mut self, mask: u64) {
+        self.kinds &= !(1 << self.nest());
+        self.stack[self.depth] = mask;
+        self.depth += 1;
+    }
+
+    /// Opens a live array whose elements start from `mask`.
+    #[inline]
+    fn open_array(&mut self, mask: u64) {
+        self.kinds |= 1 << self.nest();
+        self.arr_mask[self.arr_depth] = mask;
+        self.arr_depth += 1;
+    }
+
+    /// Closes the innermost live container (an array when `array`).
+    #[inline]
+    fn close_container(&mut self, array: bool) {
         if array {
-            self.kinds |= bit;
+            self.arr_depth -= 1;
         } else {
-            self.kinds &= !bit;
+            self.depth -= 1;
         }
-        self.nest += 1;
     }
 
     /// Whether the innermost open live container is an array.
     #[inline]
     fn in_array(&self) -> bool {
-        self.nest > 0 && self.kinds & (1 << (self.nest - 1)) != 0
+        let nest = self.nest();
+        nest > 0 && self.kinds & (1 << (nest - 1)) != 0
     }
 
     /// An element of the innermost live array starts: it stands where the array stands.
@@ -539,8 +556,7 @@ impl<T: 'static> Scanner<T> {
 
     /// The innermost live array closed.
     fn close_array<S: Sink<T>>(&mut self, sink: &mut S) {
-        self.arr_depth -= 1;
-        self.nest -= 1;
+        self.close_container(true);
         self.value_done(sink);
     }
 
@@ -712,9 +728,7 @@ impl<T: 'static> Scanner<T> {
         match b {
             b'{' => {
                 if self.has_deeper(self.cur_mask) && self.depth < MAX_LIVE_DEPTH {
-                    self.stack[self.depth] = self.cur_mask;
-                    self.depth += 1;
-                    self.push_kind(false);
+                    self.open_object(self.cur_mask);
                     self.state = State::ObjFirst;
                 } else {
                     self.enter_skip_nest();
@@ -730,9 +744,7 @@ impl<T: 'static> Scanner<T> {
                     && self.has_deeper(self.cur_mask)
                 {
                     // An array inside a live object, on the way to a watched path.
-                    self.arr_mask[self.arr_depth] = self.cur_mask;
-                    self.arr_depth += 1;
-                    self.push_kind(true);
+                    self.open_array(self.cur_mask);
                     self.state = State::ArrFirst;
                 } else {
                     self.enter_skip_nest();
@@ -803,14 +815,13 @@ impl<T: 'static> Scanner<T> {
     }
 
     fn close_object<S: Sink<T>>(&mut self, sink: &mut S) {
-        self.depth -= 1;
-        self.nest -= 1;
+        self.close_container(false);
         self.value_done(sink);
     }
 
     /// A value just ended: go back to its container (or end the document).
     fn value_done<S: Sink<T>>(&mut self, sink: &mut S) {
-        if self.nest > 0 {
+        if self.nest() > 0 {
             self.state = if self.in_array() {
                 State::ArrAfter
             } else {

@@ -178,7 +178,6 @@ impl<T: 'static> Scanner<T> {
         };
         self.depth = 0;
         self.arr_depth = 0;
-        self.nest = 0;
         if done {
             replay.valid = true;
             self.documents += 1;
@@ -227,9 +226,7 @@ impl<T: 'static> Scanner<T> {
     /// Opens the root object as a live object (as `start_value` does for `{` at the root).
     fn enter_root_object(&mut self) {
         self.begin_root();
-        self.stack[0] = self.cur_mask;
-        self.depth = 1;
-        self.push_kind(false);
+        self.open_object(self.cur_mask);
     }
 
     /// Walks the members of the open live objects (and the elements of the open live
@@ -292,9 +289,7 @@ impl<T: 'static> Scanner<T> {
             };
             match v {
                 b'{' if self.has_deeper(mask) && self.depth < MAX_LIVE_DEPTH => {
-                    self.stack[self.depth] = mask;
-                    self.depth += 1;
-                    self.push_kind(false);
+                    self.open_object(mask);
                     i = skip_ws(b, i + 1);
                     first = true;
                     continue;
@@ -302,9 +297,7 @@ impl<T: 'static> Scanner<T> {
                 // An array on the way to a watched path: its elements are walked as
                 // values standing where it stands (see `Scanner`).
                 b'[' if self.arr_depth < MAX_LIVE_DEPTH && self.has_deeper(mask) => {
-                    self.arr_mask[self.arr_depth] = mask;
-                    self.arr_depth += 1;
-                    self.push_kind(true);
+                    self.open_array(mask);
                     i = skip_ws(b, i + 1);
                     first = true;
                     continue;
@@ -407,17 +400,6 @@ impl<T: 'static> Scanner<T> {
         ok
     }
 
-    /// Closes the innermost live container (an array when `array`).
-    #[inline]
-    fn close_container(&mut self, array: bool) {
-        if array {
-            self.arr_depth -= 1;
-        } else {
-            self.depth -= 1;
-        }
-        self.nest -= 1;
-    }
-
     /// After a value inside a live container at `i`: `Some(Some(j))` with `j` at the next
     /// member's key or the next element; `Some(None)` when the root object closed with
     /// only whitespace after it; `None` when the walk gives up. Closing `}`s and `]`s pop
@@ -431,14 +413,14 @@ impl<T: 'static> Scanner<T> {
         replay: &mut Replay,
     ) -> Option<Option<usize>> {
         loop {
-            if self.nest == 0 {
+            if self.nest() == 0 {
                 return (skip_ws(b, i) == b.len()).then_some(None);
             }
             i = skip_ws(b, i);
             let in_array = self.in_array();
             match (b.get(i)?, in_array) {
                 (b',', _) => {
-                    if self.nest == 1 {
+                    if self.nest() == 1 {
                         replay.mark(i + 1);
                     }
                     return Some(Some(skip_ws(b, i + 1)));
