@@ -206,6 +206,23 @@ fn filter_state_keys_are_single_path_elements() {
     assert_eq!(out.filter_state["wasm.asm.llmproxy.provider"], "anthropic");
 }
 
+/// On the host clock: the response 200 ms after the request, in 100-byte chunks 10 ms
+/// apart.
+fn timed_delivery() -> Delivery {
+    Delivery {
+        chunk_size: 100,
+        jitter: false,
+        upstream_ms: 200,
+        chunk_interval_ms: 10,
+        ..Delivery::default()
+    }
+}
+
+/// A millisecond figure of the filter state (`wasm.asm.llmproxy.<key>`).
+fn state_ms(state: &std::collections::BTreeMap<String, String>, key: &str) -> f64 {
+    state[&format!("wasm.asm.llmproxy.{key}")].parse().unwrap()
+}
+
 /// Time to first token is the time of the chunk that completes the first event with
 /// generated text, on the host's simulated clock: 100-byte chunks 10 ms apart, so the
 /// chunk index of that event's end gives the figure exactly, per dialect. (Anthropic's
@@ -221,19 +238,8 @@ fn time_to_first_token_is_the_first_event_with_text() {
     ] {
         let mut vm = sleep_vm("");
         let ex = load(name);
-        let d = Delivery {
-            chunk_size: 100,
-            jitter: false,
-            upstream_ms: 200,
-            chunk_interval_ms: 10,
-            ..Delivery::default()
-        };
-        let out = replay::run(&mut vm, &ex, &d).unwrap();
-        let ms = |k: &str| {
-            out.filter_state[&format!("wasm.asm.llmproxy.{k}")]
-                .parse::<f64>()
-                .unwrap()
-        };
+        let out = replay::run(&mut vm, &ex, &timed_delivery()).unwrap();
+        let ms = |k: &str| state_ms(&out.filter_state, k);
         let body = &ex.response_body;
         let at = body
             .windows(first_text.len())
@@ -258,19 +264,8 @@ fn time_to_first_token_is_the_first_event_with_text() {
 fn latency_is_measured_on_the_host_clock() {
     let mut vm = sleep_vm("");
     let ex = load("02-openai-chat-stream-usage");
-    let d = Delivery {
-        chunk_size: 100,
-        jitter: false,
-        upstream_ms: 200,
-        chunk_interval_ms: 10,
-        ..Delivery::default()
-    };
-    let out = replay::run(&mut vm, &ex, &d).unwrap();
-    let ms = |k: &str| {
-        out.filter_state[&format!("wasm.asm.llmproxy.{k}")]
-            .parse::<f64>()
-            .unwrap()
-    };
+    let out = replay::run(&mut vm, &ex, &timed_delivery()).unwrap();
+    let ms = |k: &str| state_ms(&out.filter_state, k);
     assert_eq!(ms("time_to_first_byte_ms"), 200.0);
     let ttft = ms("time_to_first_token_ms");
     let duration = ms("request_duration_ms");
