@@ -44,7 +44,7 @@ fn headers(v: &Value) -> Vec<(String, String)> {
 /// Replays one bundled exchange, feeding bodies in 7-byte chunks.
 pub(crate) fn replay(case_json: &str, request: &[u8], response: &[u8]) -> UsageRecord {
     let case: Value = serde_json::from_str(case_json).expect("bundled case.json is valid");
-    let mut ex = Exchange::new();
+    let mut ex = Exchange::with_options(crate::exchange_options(false));
     ex.on_request_head(
         case["method"].as_str().unwrap_or("POST"),
         case["path"].as_str().unwrap_or("/"),

@@ -3,7 +3,8 @@
 //! ```text
 //! llm-usage scan [--method M] [--path PATH_AND_QUERY] [--request FILE]
 //!                [--request-header 'Name: value']... [--status N]
-//!                [--header 'Name: value']... [--provider NAME] [--pretty]
+//!                [--header 'Name: value']... [--provider NAME]
+//!                [--estimator bpe|chars] [--pretty]
 //!                [RESPONSE_FILE|-]
 //! llm-usage demo
 //! ```
@@ -36,6 +37,9 @@ SCAN OPTIONS:
     --header 'N: v'             a response header (repeatable), e.g. 'content-type: text/event-stream'
     --provider NAME             force a provider: openai, azure, anthropic, gemini, vertex,
                                 bedrock, dashscope, ollama, cohere, mistral, deepseek
+    --estimator bpe|chars       how to estimate tokens a response did not report: OpenAI's
+                                byte-pair encodings (default), or character counts (what
+                                the proxy-wasm filter does)
     --pretty                    indent the JSON
 
 demo replays bundled exchanges (no network, no API key) and prints each record and the
@@ -53,8 +57,20 @@ struct ScanArgs {
     status: u16,
     headers: Vec<(String, String)>,
     provider: Option<Provider>,
+    chars_estimator: bool,
     pretty: bool,
     response: Option<String>,
+}
+
+/// The options of every exchange the binary reads: estimates with OpenAI's byte-pair
+/// encodings unless character counts are asked for.
+pub(crate) fn exchange_options(chars_estimator: bool) -> Options {
+    let options = Options::new();
+    if chars_estimator {
+        options
+    } else {
+        options.token_counter(llm_usage_core::Bpe::boxed)
+    }
 }
 
 fn parse_header(s: &str) -> Result<(String, String), UsageError> {
@@ -86,6 +102,7 @@ fn parse_scan(args: &[String]) -> Result<ScanArgs, UsageError> {
         status: 200,
         headers: Vec::new(),
         provider: None,
+        chars_estimator: false,
         pretty: false,
         response: None,
     };
@@ -121,6 +138,15 @@ fn parse_scan(args: &[String]) -> Result<ScanArgs, UsageError> {
                         .ok_or_else(|| UsageError(format!("unknown provider {v:?}")))?,
                 );
             }
+            "--estimator" => match value("--estimator")?.as_str() {
+                "bpe" => a.chars_estimator = false,
+                "chars" => a.chars_estimator = true,
+                v => {
+                    return Err(UsageError(format!(
+                        "bad --estimator {v:?}: expected bpe or chars"
+                    )))
+                }
+            },
             "--pretty" => a.pretty = true,
             "-" => a.response = Some("-".into()),
             s if s.starts_with('-') => return Err(UsageError(format!("unknown option {s:?}"))),
@@ -166,7 +192,7 @@ fn scan(args: &[String]) -> Result<UsageRecord, UsageError> {
         None | Some("-") => None,
         Some(p) => Some(open(p, "response file")?),
     };
-    let mut options = Options::new();
+    let mut options = exchange_options(a.chars_estimator);
     if let Some(p) = a.provider {
         options = options.provider(p);
     }

@@ -14,6 +14,7 @@ use crate::framing::sse::Sse;
 use crate::framing::{deliver_line, EventSink};
 use crate::index::{common_prefix, copy_line, Copied, Index};
 use crate::scan::{Replay, Scalar, Scanner, Sink, Watch};
+use crate::tokens::TokenCounter;
 use crate::values::Values;
 use crate::work::Work;
 
@@ -80,11 +81,14 @@ struct Collect {
     content_events: u64,
     commit_on_document_end: bool,
     inner: Option<Box<Inner>>,
+    /// A tokenizer fed the same text as `staged.text` (see `tokens`).
+    counter: Option<Box<dyn TokenCounter>>,
 }
 
 struct InnerSink<'a> {
     staged: &'a mut Values,
     dirty: &'a mut bool,
+    counter: &'a mut Option<Box<dyn TokenCounter>>,
 }
 
 impl Sink<Target> for InnerSink<'_> {
@@ -99,11 +103,17 @@ impl Sink<Target> for InnerSink<'_> {
     fn string_start(&mut self, _target: &Target) {
         self.staged.text.start_string();
         *self.dirty = true;
+        if let Some(c) = self.counter {
+            c.string_start();
+        }
     }
 
     fn string_chunk(&mut self, _target: &Target, bytes: &[u8]) {
         self.staged.text.add(bytes);
         *self.dirty |= !bytes.is_empty();
+        if let Some(c) = self.counter {
+            c.chunk(bytes);
+        }
     }
 }
 
@@ -111,6 +121,9 @@ impl Collect {
     fn commit(&mut self) {
         if self.dirty {
             self.content_events += u64::from(!self.staged.text.is_empty());
+            if let Some(c) = &mut self.counter {
+                c.commit();
+            }
             self.committed.merge(&self.staged);
             self.staged.clear();
             self.dirty = false;
@@ -119,6 +132,9 @@ impl Collect {
 
     fn discard(&mut self) {
         if self.dirty {
+            if let Some(c) = &mut self.counter {
+                c.discard();
+            }
             self.staged.clear();
             self.dirty = false;
         }
@@ -134,17 +150,35 @@ impl Collect {
             staged,
             dirty,
             inner,
+            counter,
             ..
         } = self;
         if let Some(inner) = inner.as_deref_mut() {
             let Inner { b64, scanner } = inner;
-            f(b64, scanner, &mut InnerSink { staged, dirty });
+            f(
+                b64,
+                scanner,
+                &mut InnerSink {
+                    staged,
+                    dirty,
+                    counter,
+                },
+            );
         }
     }
 }
 
 impl Sink<Target> for Collect {
     fn value(&mut self, target: &Target, value: Scalar<'_>) {
+        // The tokenizer hears of a model as soon as it is read: a request names it after
+        // the messages, whose text is counted as it passes.
+        if let (Some(c), Target::ResponseModel | Target::RequestModel, Scalar::String(s)) =
+            (&mut self.counter, target, value)
+        {
+            if let Ok(m) = core::str::from_utf8(s) {
+                c.model(m);
+            }
+        }
         // Every OpenAI chunk repeats the model: when it is the committed one and this
         // event has staged none, staging it would change nothing at commit (a later,
         // different model in the same event is still staged and wins), so the copy and
@@ -176,6 +210,9 @@ impl Sink<Target> for Collect {
         if *target == Target::Text {
             self.staged.text.start_string();
             self.dirty = true;
+            if let Some(c) = &mut self.counter {
+                c.string_start();
+            }
         } else if let Some(inner) = self.inner.as_deref_mut() {
             inner.b64.reset();
             inner.scanner.reset();
@@ -186,6 +223,9 @@ impl Sink<Target> for Collect {
         if *target == Target::Text {
             self.staged.text.add(bytes);
             self.dirty |= !bytes.is_empty();
+            if let Some(c) = &mut self.counter {
+                c.chunk(bytes);
+            }
         } else {
             self.with_inner(|b64, scanner, sink| b64.feed(bytes, |d| scanner.feed(d, sink)));
         }
@@ -427,6 +467,7 @@ impl Body {
         inner: &'static [Watch<Target>],
         framing: FramingKind,
         limit: Option<u64>,
+        counter: Option<Box<dyn TokenCounter>>,
     ) -> Body {
         let mut body = Body {
             decoder: None,
@@ -442,6 +483,7 @@ impl Body {
                     content_events: 0,
                     commit_on_document_end: false,
                     inner: None,
+                    counter,
                 },
                 docs_at_event_start: 0,
                 held: EventBuf::default(),
@@ -493,6 +535,9 @@ impl Body {
         c.events = 0;
         c.content_events = 0;
         c.commit_on_document_end = false;
+        if let Some(counter) = &mut c.counter {
+            counter.reset();
+        }
         c.inner = if has_inner {
             let fresh = Inner {
                 b64: Base64::default(),
@@ -657,6 +702,12 @@ impl Body {
             scanner_steps: scan.steps + inner.steps,
             walked_bytes: scan.walked_bytes,
         }
+    }
+
+    /// Tokens of the committed text as the body's tokenizer counts them for `model`
+    /// (`None` without a tokenizer, or when it cannot say).
+    pub(crate) fn counted_tokens(&self, model: Option<&str>) -> Option<u64> {
+        self.core.collect.counter.as_ref()?.tokens(model)
     }
 
     /// Complete events that carried generated text.

@@ -51,6 +51,9 @@ pub(crate) enum Target {
     /// A string of generated text (response) or prompt text (request), counted as it
     /// streams by (see `text`): an event carrying some is a *content* event.
     Text,
+    /// A chat message of the request (its `role`): counted, for the tokens a chat
+    /// template adds around each message's text (see `Exchange::estimated_tokens`).
+    Message,
     /// A value that, when [`EndIf`] holds, is (part of) the provider's end of a stream:
     /// sets bit `1 << n` of the end marks ([`Dialect::end`]).
     End(EndIf, u8),
@@ -165,6 +168,7 @@ const MODEL_AND_STREAM: &[Watch<Target>] = &[w(&["model"], RequestModel), w(&["s
 const OPENAI_REQUEST: &[Watch<Target>] = &[
     w(&["model"], RequestModel),
     w(&["stream"], Stream),
+    w(&["messages", "role"], Message),
     w(&["messages", "content"], Text),
     w(&["messages", "content", "text"], Text),
     w(&["prompt"], Text),

@@ -4,11 +4,21 @@ use crate::body::{Body, FramingKind};
 use crate::dialect::{self, Combine, Detected, Field, StreamRule, Target};
 use crate::record::{Provider, UsageRecord};
 use crate::text::TextStats;
+use crate::tokens::NewTokenCounter;
 use crate::values::{parse_count, Values};
 use crate::work::Work;
 
+/// Tokens OpenAI's chat format adds per message around its text: a start marker, the
+/// role, a separator and an end marker (OpenAI's cookbook, "How to count tokens with
+/// tiktoken": 3 per message plus the role's token).
+pub const CHAT_TOKENS_PER_MESSAGE: u64 = 4;
+
+/// Tokens OpenAI's chat format adds once per request, priming the reply (same source).
+pub const CHAT_TOKENS_PER_REPLY: u64 = 3;
+
 /// Options for one [`Exchange`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+// Not `PartialEq`: function pointers (`token_counter`) have no meaningful equality.
+#[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct Options {
     /// Use this provider family instead of detecting one. The path still selects the API
@@ -18,6 +28,9 @@ pub struct Options {
     /// Stop inspecting a body after this many decoded bytes (`None`: no limit). The
     /// record of an exchange cut short by the limit is marked incomplete.
     pub max_body_bytes: Option<u64>,
+    /// Makes a tokenizer for each body, for estimates (see [`TokenCounter`]); `None`:
+    /// estimates come from character counts ([`TextStats`]).
+    pub token_counter: Option<NewTokenCounter>,
 }
 
 impl Options {
@@ -35,6 +48,13 @@ impl Options {
     /// Limits the decoded bytes inspected per body.
     pub fn max_body_bytes(mut self, limit: u64) -> Self {
         self.max_body_bytes = Some(limit);
+        self
+    }
+
+    /// Estimates tokens with a tokenizer: `new` makes one for each body (e.g.
+    /// [`Bpe::boxed`](crate::Bpe::boxed) with the `bpe` feature).
+    pub fn token_counter(mut self, new: NewTokenCounter) -> Self {
+        self.token_counter = Some(new);
         self
     }
 }
@@ -98,13 +118,21 @@ impl Exchange {
     pub fn with_options(options: Options) -> Self {
         let detected = dialect::fallback();
         let limit = options.max_body_bytes;
+        let counter = || options.token_counter.map(|new| new());
         Exchange {
-            request: Body::new(detected.dialect.request, &[], FramingKind::Json, limit),
+            request: Body::new(
+                detected.dialect.request,
+                &[],
+                FramingKind::Json,
+                limit,
+                counter(),
+            ),
             response: Body::new(
                 detected.dialect.response,
                 detected.dialect.inner,
                 FramingKind::Auto,
                 limit,
+                counter(),
             ),
             options,
             detected,
@@ -344,14 +372,14 @@ impl Exchange {
             // Estimates, only for a response that carried generated text, field by field
             // where the provider gave no figure: the output from that text, the input
             // from the request's prompt text (when its dialect reads it).
-            let generated = resp.text;
-            if !generated.is_empty() && total.is_none() {
+            if !resp.text.is_empty() && total.is_none() {
+                let (input_estimate, output_estimate) = self.estimated_tokens();
                 if output.is_none() {
-                    output = generated.estimate_tokens();
+                    output = output_estimate;
                     estimated = true;
                 }
                 if input.is_none() {
-                    input = self.request.committed().text.estimate_tokens();
+                    input = input_estimate;
                     estimated |= input.is_some();
                 }
             }
@@ -391,6 +419,33 @@ impl Exchange {
             complete: self.response_ended && self.response.clean() && self.end_seen(),
             estimated,
         }
+    }
+
+    /// The estimates of input and output tokens made from the prompt text the request
+    /// carried and the generated text the response carried (complete events only),
+    /// whatever the provider reported: what the record uses for a figure the provider
+    /// did not give. A tokenizer's count (see [`Options::token_counter`]) when there is
+    /// one and it counted in the model's encoding throughout, else the character-count
+    /// estimate of [`TextStats`]; `None` without text. The input of a chat request adds
+    /// what OpenAI's chat format wraps around the text ([`CHAT_TOKENS_PER_MESSAGE`] per
+    /// message and [`CHAT_TOKENS_PER_REPLY`]).
+    pub fn estimated_tokens(&self) -> (Option<u64>, Option<u64>) {
+        let model = self.model();
+        let request = self.request.committed();
+        let framing = match request.messages {
+            0 => 0,
+            n => u64::from(n) * CHAT_TOKENS_PER_MESSAGE + CHAT_TOKENS_PER_REPLY,
+        };
+        let input = self
+            .request
+            .counted_tokens(model)
+            .or_else(|| request.text.estimate_tokens())
+            .map(|t| t + framing);
+        let output = self
+            .response
+            .counted_tokens(model)
+            .or_else(|| self.response.committed().text.estimate_tokens());
+        (input, output)
     }
 
     /// Whether the request asked for a stream, by the dialect's rule.

@@ -42,8 +42,12 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+extern crate alloc;
+
 mod base64;
 mod body;
+#[cfg(feature = "bpe")]
+mod bpe;
 mod crc32;
 mod decode;
 mod dialect;
@@ -58,14 +62,18 @@ mod record;
 pub mod scan;
 mod swar;
 mod text;
+mod tokens;
 mod values;
 mod work;
 
 pub use body::FramingKind;
+#[cfg(feature = "bpe")]
+pub use bpe::{Bpe, PENDING_CAP as BPE_PENDING_CAP};
 pub use exchange::{Exchange, Options};
 pub use framing::eventstream::encode_message as encode_event_stream_message;
 pub use record::{Provider, UsageRecord};
 pub use text::TextStats;
+pub use tokens::{NewTokenCounter, TokenCounter};
 pub use work::Work;
 
 /// Memory limits, in bytes, of the fixed-size parts of an exchange.

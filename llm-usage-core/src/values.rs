@@ -89,6 +89,8 @@ pub(crate) struct Values {
     /// Generated text (response) or prompt text (request) seen: counts added across
     /// events, not last-wins.
     pub text: TextStats,
+    /// Chat messages of a request (added, not last-wins).
+    pub messages: u32,
 }
 
 /// Parses a token count: a non-negative integer that fits in `u64`.
@@ -137,6 +139,10 @@ impl Values {
                 self.request_model.set_from(s);
                 !s.is_empty()
             }
+            (Target::Message, Scalar::String(_)) => {
+                self.messages = self.messages.saturating_add(1);
+                true
+            }
             (Target::Stream, Scalar::Bool(b)) => {
                 self.stream = Some(b);
                 true
@@ -169,6 +175,7 @@ impl Values {
         self.request_model.set = false;
         self.stream = None;
         self.end = 0;
+        self.messages = 0;
         if !self.text.is_empty() || self.text.strings != 0 {
             self.text = TextStats::default();
         }
@@ -196,6 +203,7 @@ impl Values {
             self.stream = other.stream;
         }
         self.end |= other.end;
+        self.messages = self.messages.saturating_add(other.messages);
         self.text.merge(&other.text);
     }
 

@@ -4,7 +4,7 @@
 //! that text, and its relative error, per dialect. README ("Estimates") states these
 //! figures; the test fails if they get worse than it says.
 
-use llm_usage_core::Exchange;
+use llm_usage_core::{Exchange, Options};
 use serde_json::Value;
 use std::path::Path;
 
@@ -15,7 +15,26 @@ struct Row {
     estimate: u64,
 }
 
+/// Which estimate: character counts, or (with the `bpe` feature) OpenAI's encodings.
+#[derive(Clone, Copy, PartialEq)]
+enum Method {
+    Chars,
+    #[cfg(feature = "bpe")]
+    Bpe,
+}
+
+/// Which figure: the output from the generated text, or the input from the prompt text.
+#[derive(Clone, Copy, PartialEq)]
+enum Figure {
+    Output,
+    Input,
+}
+
 fn rows() -> Vec<Row> {
+    rows_of(Method::Chars, Figure::Output)
+}
+
+fn rows_of(method: Method, figure: Figure) -> Vec<Row> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures");
     let mut dirs: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -41,7 +60,12 @@ fn rows() -> Vec<Row> {
                 })
                 .unwrap_or_default()
         };
-        let mut ex = Exchange::new();
+        let options = match method {
+            Method::Chars => Options::new(),
+            #[cfg(feature = "bpe")]
+            Method::Bpe => Options::new().token_counter(llm_usage_core::Bpe::boxed),
+        };
+        let mut ex = Exchange::with_options(options);
         ex.on_request_head(
             case["method"].as_str().unwrap(),
             case["path"].as_str().unwrap(),
@@ -56,10 +80,12 @@ fn rows() -> Vec<Row> {
         );
         ex.on_response_body(&std::fs::read(d.join("response.bin")).unwrap());
         ex.on_response_end();
-        let (_, generated) = ex.text();
-        let (Some(exact), Some(estimate)) =
-            (e["output_tokens"].as_u64(), generated.estimate_tokens())
-        else {
+        let (input, output) = ex.estimated_tokens();
+        let (exact, estimate) = match figure {
+            Figure::Output => (e["output_tokens"].as_u64(), output),
+            Figure::Input => (e["input_tokens"].as_u64(), input),
+        };
+        let (Some(exact), Some(estimate)) = (exact, estimate) else {
             continue;
         };
         out.push(Row {
@@ -81,12 +107,13 @@ fn median_and_worst(mut errs: Vec<f64>) -> (f64, f64) {
     (errs[errs.len() / 2], *errs.last().unwrap())
 }
 
-#[test]
-fn output_estimate_error_on_the_fixtures() {
-    let rows = rows();
-    for r in &rows {
+/// Prints each row and the median and worst relative error, overall and per dialect;
+/// returns the overall pair.
+fn report(title: &str, rows: &[Row]) -> (f64, f64) {
+    println!("{title}");
+    for r in rows {
         println!(
-            "{:45} {:20} provider {:5} estimate {:5} error {:.0}%",
+            "  {:45} {:20} provider {:5} estimate {:5} error {:.0}%",
             r.name,
             r.dialect,
             r.exact,
@@ -108,6 +135,28 @@ fn output_estimate_error_on_the_fixtures() {
         let (m, w) = median_and_worst(rows.iter().filter(|r| r.dialect == d).map(rel).collect());
         println!("  {d}: median {:.0}%, worst {:.0}%", m * 100.0, w * 100.0);
     }
+    (median, worst)
+}
+
+#[test]
+fn output_estimate_error_on_the_fixtures() {
+    let rows = rows();
+    let (median, _) = report("output, character counts", &rows);
     assert!(rows.len() >= 20, "{} fixtures with text", rows.len());
     assert!(median <= 0.55, "median output error {median}");
+}
+
+#[test]
+fn input_estimate_error_on_the_fixtures() {
+    let rows = rows_of(Method::Chars, Figure::Input);
+    report("input, character counts", &rows);
+}
+
+#[cfg(feature = "bpe")]
+#[test]
+fn bpe_estimate_error_on_the_fixtures() {
+    let rows = rows_of(Method::Bpe, Figure::Output);
+    report("output, OpenAI encodings where the model has one", &rows);
+    let rows = rows_of(Method::Bpe, Figure::Input);
+    report("input, OpenAI encodings where the model has one", &rows);
 }

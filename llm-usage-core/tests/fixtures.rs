@@ -1,7 +1,7 @@
 //! The fixture corpus (`testdata/fixtures`): every case must give its expected record
 //! unsplit, split at every byte boundary, and fed one byte at a time.
 
-use llm_usage_core::{Exchange, UsageRecord};
+use llm_usage_core::{Exchange, Options, UsageRecord};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -92,11 +92,21 @@ fn exchange_head(case: &Case, ex: &mut Exchange, req_cuts: &[usize]) {
 
 /// Runs one exchange with the bodies cut at the given points.
 fn run(case: &Case, req_cuts: &[usize], resp_cuts: &[usize]) -> UsageRecord {
-    let mut ex = Exchange::new();
+    run_with(Options::new(), case, req_cuts, resp_cuts)
+}
+
+/// [`run`] with options.
+fn run_with(options: Options, case: &Case, req_cuts: &[usize], resp_cuts: &[usize]) -> UsageRecord {
+    run_ex(options, case, req_cuts, resp_cuts).finish()
+}
+
+/// The exchange after its response ended.
+fn run_ex(options: Options, case: &Case, req_cuts: &[usize], resp_cuts: &[usize]) -> Exchange {
+    let mut ex = Exchange::with_options(options);
     exchange_head(case, &mut ex, req_cuts);
     feed_cut(&case.response, resp_cuts, |c| ex.on_response_body(c));
     ex.on_response_end();
-    ex.finish()
+    ex
 }
 
 impl Case {
@@ -166,6 +176,76 @@ fn check(case: &Case, r: &UsageRecord, how: &str) {
         e["estimated"].as_bool().unwrap_or(false),
         "{ctx}: estimated"
     );
+}
+
+/// With OpenAI's encodings as the estimator (what the CLI and the tower layer use), every
+/// fixture gives its record with `expect_bpe` over `expect`, split at every byte of either
+/// body, and fed a byte at a time: the tokenizer's counts do not depend on the chunking,
+/// and records with the provider's figures do not change.
+#[cfg(feature = "bpe")]
+#[test]
+fn every_fixture_with_the_bpe_estimator_split_at_every_byte() {
+    let bpe = || Options::new().token_counter(llm_usage_core::Bpe::boxed);
+    let mut with_override = 0;
+    let mut estimates = 0;
+    for mut case in load() {
+        let raw: Value = serde_json::from_slice(
+            &std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../testdata/fixtures")
+                    .join(case.name.split(' ').next().unwrap())
+                    .join("case.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        if let Some(o) = raw["expect_bpe"].as_object() {
+            with_override += 1;
+            for (k, v) in o {
+                case.expect[k] = v.clone();
+            }
+        }
+        // The record, and the estimates made whether or not the record needs them.
+        let go = |req: &[usize], resp: &[usize]| {
+            let mut ex = run_ex(bpe(), &case, req, resp);
+            (ex.estimated_tokens(), ex.finish())
+        };
+        let whole = go(&[], &[]);
+        check(&case, &whole.1, "bpe, unsplit");
+        estimates += u64::from(whole.0 .1.is_some());
+        for at in 0..=case.response.len() {
+            assert_eq!(
+                go(&[], &[at]),
+                whole,
+                "{}: bpe, response split at {at}",
+                case.name
+            );
+        }
+        let req_len = case.request.as_ref().map_or(0, |r| r.len());
+        if req_len <= 64 * 1024 {
+            for at in 0..=req_len {
+                assert_eq!(
+                    go(&[at], &[]),
+                    whole,
+                    "{}: bpe, request split at {at}",
+                    case.name
+                );
+            }
+        }
+        let req_cuts: Vec<usize> = (1..req_len.min(64 * 1024)).collect();
+        let resp_cuts: Vec<usize> = (1..case.response.len()).collect();
+        assert_eq!(
+            go(&req_cuts, &resp_cuts),
+            whole,
+            "{}: bpe, bytewise",
+            case.name
+        );
+    }
+    assert!(
+        estimates >= 30,
+        "{estimates} fixtures with an output estimate"
+    );
+    assert!(with_override >= 1);
 }
 
 #[test]

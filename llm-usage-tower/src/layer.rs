@@ -90,6 +90,14 @@ impl fmt::Debug for LlmUsageLayer {
     }
 }
 
+/// The core's options by default: OpenAI's encodings for estimates when built in.
+fn default_options() -> Options {
+    let options = Options::default();
+    #[cfg(feature = "bpe")]
+    let options = options.token_counter(llm_usage_core::Bpe::boxed);
+    options
+}
+
 impl Default for LlmUsageLayer {
     fn default() -> Self {
         Self::new()
@@ -102,7 +110,7 @@ impl LlmUsageLayer {
     pub fn new() -> Self {
         LlmUsageLayer {
             config: Arc::new(Config {
-                options: Options::default(),
+                options: default_options(),
                 metrics: Some(MetricsConfig::otel()),
                 on_record: None,
                 recorder: None,
@@ -183,6 +191,15 @@ impl LlmUsageLayer {
     /// Stops inspecting a body after this many decoded bytes (the body still passes whole).
     pub fn max_body_bytes(self, max: u64) -> Self {
         self.with(|c| c.options.max_body_bytes = Some(max))
+    }
+
+    /// How tokens a response did not report are estimated: `Some(new)` counts the text
+    /// with the tokenizer `new` makes for each body, `None` estimates from character
+    /// counts, as the proxy-wasm filter does. The default, with the `bpe` feature (on by
+    /// default), is OpenAI's encodings for OpenAI models
+    /// ([`Bpe::boxed`](llm_usage_core::Bpe::boxed)), else character counts.
+    pub fn token_counter(self, new: Option<llm_usage_core::NewTokenCounter>) -> Self {
+        self.with(|c| c.options.token_counter = new)
     }
 
     /// Adds `stream_options.include_usage` to streamed OpenAI-compatible requests, so that their
