@@ -4,7 +4,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const FIELDS: [&str; 13] = [
+const FIELDS: [&str; 23] = [
     "provider",
     "model",
     "request_model",
@@ -16,6 +16,16 @@ const FIELDS: [&str; 13] = [
     "cached_input_tokens",
     "cache_creation_input_tokens",
     "reasoning_tokens",
+    "input_audio_tokens",
+    "input_image_tokens",
+    "output_audio_tokens",
+    "output_image_tokens",
+    "cache_creation_5m_input_tokens",
+    "cache_creation_1h_input_tokens",
+    "web_search_requests",
+    "web_fetch_requests",
+    "service_tier",
+    "operation",
     "complete",
     "estimated",
 ];

@@ -124,6 +124,7 @@ impl Collect {
             if let Some(c) = &mut self.counter {
                 c.commit();
             }
+            self.staged.close_lists();
             self.committed.merge(&self.staged);
             self.staged.clear();
             self.dirty = false;

@@ -15,11 +15,11 @@
 //! then at request headers; a provider override keeps the path's choice of API within
 //! that provider's family (Bedrock Converse versus InvokeModel, say).
 
-use crate::record::Provider;
+use crate::record::{Operation, Provider};
 use crate::scan::Watch;
 
 /// Number of record fields fed by slots.
-pub(crate) const FIELDS: usize = 6;
+pub(crate) const FIELDS: usize = 14;
 /// Slots per field.
 pub(crate) const SLOTS: usize = 3;
 
@@ -32,6 +32,22 @@ pub(crate) enum Field {
     Cached = 3,
     CacheCreation = 4,
     Reasoning = 5,
+    /// The audio part of the input.
+    InputAudio = 6,
+    /// The image part of the input.
+    InputImage = 7,
+    /// The audio part of the output.
+    OutputAudio = 8,
+    /// The image part of the output.
+    OutputImage = 9,
+    /// Cache writes with a 5-minute lifetime (part of `CacheCreation`).
+    CacheCreation5m = 10,
+    /// Cache writes with a 1-hour lifetime (part of `CacheCreation`).
+    CacheCreation1h = 11,
+    /// Server-side web searches billed per request.
+    WebSearch = 12,
+    /// Server-side web fetches billed per request.
+    WebFetch = 13,
 }
 
 /// What a watched value feeds.
@@ -45,6 +61,17 @@ pub(crate) enum Target {
     ResponseModel,
     /// The request body's stream flag.
     Stream,
+    /// The service tier the response reports.
+    ServiceTier,
+    /// Adds one to a field when the string equals this (an OpenAI Responses output item
+    /// of type `web_search_call` is one web search).
+    CountIf(Field, &'static str),
+    /// The `modality` of an entry of a Gemini token-count list (`promptTokensDetails`,
+    /// `candidatesTokensDetails`): the entry's count goes to the list's field of that
+    /// modality (see `values::ModalityList`).
+    Modality(ModalityList),
+    /// The `tokenCount` of an entry of a Gemini token-count list.
+    ModalityCount(ModalityList),
     /// A base64 string holding the provider's own stream event (Bedrock
     /// InvokeModelWithResponseStream `chunk.bytes`), scanned with the dialect's `inner` table.
     Inner,
@@ -57,6 +84,29 @@ pub(crate) enum Target {
     /// A value that, when [`EndIf`] holds, is (part of) the provider's end of a stream:
     /// sets bit `1 << n` of the end marks ([`Dialect::end`]).
     End(EndIf, u8),
+}
+
+/// A list of token counts per modality, and the fields its audio and image entries fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ModalityList {
+    /// The input's breakdown: `InputAudio`, `InputImage`.
+    Input = 0,
+    /// The output's breakdown: `OutputAudio`, `OutputImage`.
+    Output = 1,
+}
+
+impl ModalityList {
+    /// The field of a modality in this list; `None` for a modality without one (`TEXT`,
+    /// `VIDEO`, `DOCUMENT`, `MODALITY_UNSPECIFIED`).
+    pub(crate) fn field(self, modality: &[u8]) -> Option<Field> {
+        match (self, modality) {
+            (ModalityList::Input, b"AUDIO") => Some(Field::InputAudio),
+            (ModalityList::Input, b"IMAGE") => Some(Field::InputImage),
+            (ModalityList::Output, b"AUDIO") => Some(Field::OutputAudio),
+            (ModalityList::Output, b"IMAGE") => Some(Field::OutputImage),
+            _ => None,
+        }
+    }
 }
 
 /// When a watched value marks the end of a stream.
@@ -152,14 +202,12 @@ use Field::*;
 use Target::*;
 
 const FIRST: [Combine; FIELDS] = [Combine::First; FIELDS];
-const SUM_IN_OUT: [Combine; FIELDS] = [
-    Combine::Sum,
-    Combine::Sum,
-    Combine::First,
-    Combine::First,
-    Combine::First,
-    Combine::First,
-];
+const SUM_IN_OUT: [Combine; FIELDS] = {
+    let mut c = FIRST;
+    c[Field::Input as usize] = Combine::Sum;
+    c[Field::Output as usize] = Combine::Sum;
+    c
+};
 
 const MODEL_AND_STREAM: &[Watch<Target>] = &[w(&["model"], RequestModel), w(&["stream"], Stream)];
 
@@ -221,6 +269,20 @@ static OPENAI_CHAT: Dialect = Dialect {
             &["usage", "completion_tokens_details", "reasoning_tokens"],
             Slot(Reasoning, 0),
         ),
+        // Audio and image parts (gpt-4o audio models, multimodal inputs).
+        w(
+            &["usage", "prompt_tokens_details", "audio_tokens"],
+            Slot(InputAudio, 0),
+        ),
+        w(
+            &["usage", "prompt_tokens_details", "image_tokens"],
+            Slot(InputImage, 0),
+        ),
+        w(
+            &["usage", "completion_tokens_details", "audio_tokens"],
+            Slot(OutputAudio, 0),
+        ),
+        w(&["service_tier"], ServiceTier),
     ],
     inner: &[],
     headers: &[],
@@ -246,7 +308,10 @@ static OPENAI_RESPONSES: Dialect = Dialect {
         ["usage", "total_tokens"] => Slot(Total, 0),
         ["usage", "input_tokens_details", "cached_tokens"] => Slot(Cached, 0),
         ["usage", "input_tokens_details", "cache_write_tokens"] => Slot(CacheCreation, 0),
-        ["usage", "output_tokens_details", "reasoning_tokens"] => Slot(Reasoning, 0);
+        ["usage", "output_tokens_details", "reasoning_tokens"] => Slot(Reasoning, 0),
+        ["service_tier"] => ServiceTier,
+        // Each hosted web search is an output item of its own.
+        ["output", "type"] => CountIf(WebSearch, "web_search_call");
         // Text, reasoning summary and function-argument deltas.
         w(&["delta"], Text),
         // The three terminal events of a Responses stream.
@@ -276,7 +341,12 @@ static ANTHROPIC: Dialect = Dialect {
         ["usage", "cache_read_input_tokens"] => Slot(Cached, 0),
         ["usage", "cache_creation_input_tokens"] => Slot(Input, 2),
         ["usage", "cache_creation_input_tokens"] => Slot(CacheCreation, 0),
-        ["usage", "output_tokens_details", "thinking_tokens"] => Slot(Reasoning, 0);
+        ["usage", "output_tokens_details", "thinking_tokens"] => Slot(Reasoning, 0),
+        ["usage", "cache_creation", "ephemeral_5m_input_tokens"] => Slot(CacheCreation5m, 0),
+        ["usage", "cache_creation", "ephemeral_1h_input_tokens"] => Slot(CacheCreation1h, 0),
+        ["usage", "server_tool_use", "web_search_requests"] => Slot(WebSearch, 0),
+        ["usage", "server_tool_use", "web_fetch_requests"] => Slot(WebFetch, 0),
+        ["usage", "service_tier"] => ServiceTier;
         // The final figure: `message_delta` (stream) or the message (not streamed).
         w(&["usage", "output_tokens"], Slot(Output, 0)),
         w(&["type"], End(EndIf::Is("message_stop"), 0)),
@@ -308,6 +378,27 @@ const GEMINI_RESPONSE: &[Watch<Target>] = &[
         &["usageMetadata", "cachedContentTokenCount"],
         Slot(Cached, 0),
     ),
+    // Per-modality breakdowns of the prompt and of the candidates (not the cache and
+    // tool-use-prompt breakdowns: parts of the prompt's, which would count twice).
+    w(
+        &["usageMetadata", "promptTokensDetails", "modality"],
+        Modality(ModalityList::Input),
+    ),
+    w(
+        &["usageMetadata", "promptTokensDetails", "tokenCount"],
+        ModalityCount(ModalityList::Input),
+    ),
+    w(
+        &["usageMetadata", "candidatesTokensDetails", "modality"],
+        Modality(ModalityList::Output),
+    ),
+    w(
+        &["usageMetadata", "candidatesTokensDetails", "tokenCount"],
+        ModalityCount(ModalityList::Output),
+    ),
+    // The Gemini API's tier; Vertex's `ON_DEMAND` / `PROVISIONED_THROUGHPUT`.
+    w(&["usageMetadata", "serviceTier"], ServiceTier),
+    w(&["usageMetadata", "trafficType"], ServiceTier),
     // Generated text (thoughts included).
     w(&["candidates", "content", "parts", "text"], Text),
     // The last chunk gives each candidate its finish reason.
@@ -350,6 +441,7 @@ static BEDROCK_CONVERSE: Dialect = Dialect {
         w(&["usage", "cacheWriteInputTokens"], Slot(CacheCreation, 0)),
         w(&["usage", "outputTokens"], Slot(Output, 0)),
         w(&["usage", "totalTokens"], Slot(Total, 0)),
+        w(&["serviceTier", "type"], ServiceTier),
         // `contentBlockDelta`: text, reasoning, tool input.
         w(&["delta", "text"], Text),
         w(&["delta", "reasoningContent", "text"], Text),
@@ -587,6 +679,32 @@ fn provider_from_host(host: &str) -> Option<Provider> {
 /// Chooses the dialect for a request.
 ///
 /// `path` is the path without its query; `host` the request authority if known.
+/// The kind of request (`gen_ai.operation.name`) from the dialect and the API path;
+/// `None` for a path that does not say.
+pub(crate) fn operation(d: &Dialect, path: &str) -> Option<Operation> {
+    let ends = |s: &str| path.ends_with(s);
+    let op = match d.name {
+        "openai-chat" if ends("/chat/completions") => Operation::Chat,
+        "openai-chat" if ends("/completions") => Operation::TextCompletion,
+        "openai-chat" if ends("/embeddings") => Operation::Embeddings,
+        "openai-responses" | "anthropic-messages" | "bedrock-converse" => Operation::Chat,
+        "gemini" | "vertex" if path.contains(":embedContent") || path.contains(":batchEmbed") => {
+            Operation::Embeddings
+        }
+        "gemini" | "vertex" => Operation::GenerateContent,
+        "bedrock-invoke" if path.contains("embed") => Operation::Embeddings,
+        "bedrock-invoke" => Operation::Chat,
+        "dashscope-native" if path.contains("embedding") => Operation::Embeddings,
+        "dashscope-native" => Operation::Chat,
+        "ollama-native" if ends("/api/chat") => Operation::Chat,
+        "ollama-native" if ends("/api/generate") => Operation::TextCompletion,
+        "cohere-v2" if ends("/v2/chat") => Operation::Chat,
+        "cohere-v2" if ends("/v2/embed") => Operation::Embeddings,
+        _ => return None,
+    };
+    Some(op)
+}
+
 pub(crate) fn detect(
     path: &str,
     host: Option<&str>,

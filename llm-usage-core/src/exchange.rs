@@ -2,7 +2,7 @@
 
 use crate::body::{Body, FramingKind};
 use crate::dialect::{self, Combine, Detected, Field, StreamRule, Target};
-use crate::record::{Provider, UsageRecord};
+use crate::record::{Operation, Provider, UsageRecord};
 use crate::text::TextStats;
 use crate::tokens::NewTokenCounter;
 use crate::values::{parse_count, Values};
@@ -89,6 +89,7 @@ pub struct Exchange {
     head_seen: bool,
     guessed: bool,
     path_model: Option<String>,
+    operation: Option<Operation>,
     rule_stream: Option<bool>,
     request: Body,
     request_bytes: u64,
@@ -139,6 +140,7 @@ impl Exchange {
             head_seen: false,
             guessed: false,
             path_model: None,
+            operation: None,
             rule_stream: None,
             request_bytes: 0,
             response_head: false,
@@ -183,6 +185,7 @@ impl Exchange {
         self.guessed = dialect::guessed(path, host, &self.detected, self.options.provider);
         let d = self.detected.dialect;
         self.path_model = dialect::path_model(d.path_model, path);
+        self.operation = dialect::operation(d, path);
         self.rule_stream = match d.stream {
             StreamRule::Body { .. } => None,
             StreamRule::Path(markers) => Some(markers.iter().any(|m| path.contains(m))),
@@ -362,37 +365,50 @@ impl Exchange {
                     .flatten(),
             }
         };
+        // An error response's figures are not usage.
+        let get = |f: Field| if self.error_status { None } else { combine(f) };
         let mut estimated = false;
-        let (input, output, total, cached, creation, reasoning) = if self.error_status {
-            (None, None, None, None, None, None)
-        } else {
-            let mut input = combine(Field::Input);
-            let mut output = combine(Field::Output);
-            let mut total = combine(Field::Total);
-            // Estimates, only for a response that carried generated text, field by field
-            // where the provider gave no figure: the output from that text, the input
-            // from the request's prompt text (when its dialect reads it).
-            if !resp.text.is_empty() && total.is_none() {
-                let (input_estimate, output_estimate) = self.estimated_tokens();
-                if output.is_none() {
-                    output = output_estimate;
-                    estimated = true;
-                }
-                if input.is_none() {
-                    input = input_estimate;
-                    estimated |= input.is_some();
-                }
+        let mut input = get(Field::Input);
+        let mut output = get(Field::Output);
+        let mut total = get(Field::Total);
+        let reasoning = get(Field::Reasoning);
+        // A compatible host whose output excludes the reasoning it reports beside it
+        // (xAI): the provider's own total proves it, and the output then includes it.
+        if let (Some(i), Some(o), Some(r), Some(t)) = (input, output, reasoning, total) {
+            if r > 0 && Some(t) == i.checked_add(o).and_then(|s| s.checked_add(r)) {
+                output = Some(o + r);
             }
-            total = total.or_else(|| input?.checked_add(output?));
-            (
-                input,
-                output,
-                total,
-                combine(Field::Cached),
-                combine(Field::CacheCreation),
-                combine(Field::Reasoning),
-            )
-        };
+        }
+        // Estimates, only for a response that carried generated text, field by field
+        // where the provider gave no figure: the output from that text, the input from
+        // the request's prompt text (when its dialect reads it).
+        if !self.error_status && !resp.text.is_empty() && total.is_none() {
+            let (input_estimate, output_estimate) = self.estimated_tokens();
+            if output.is_none() {
+                output = output_estimate;
+                estimated = true;
+            }
+            if input.is_none() {
+                input = input_estimate;
+                estimated |= input.is_some();
+            }
+        }
+        total = total.or_else(|| input?.checked_add(output?));
+        let creation = get(Field::CacheCreation);
+        // The 5-minute / 1-hour split of cache writes is a part of their total: a split
+        // that no longer sums to it (Anthropic's `message_delta` may raise the total
+        // without a new split) is unknown, never stale.
+        let (mut creation_5m, mut creation_1h) =
+            (get(Field::CacheCreation5m), get(Field::CacheCreation1h));
+        if creation_5m.is_some() || creation_1h.is_some() {
+            let sum = creation_5m
+                .unwrap_or(0)
+                .checked_add(creation_1h.unwrap_or(0));
+            if creation.is_some_and(|c| Some(c) != sum) {
+                creation_5m = None;
+                creation_1h = None;
+            }
+        }
         let request_model = self.request_model().map(str::to_owned);
         let response_model = if self.error_status {
             None
@@ -413,9 +429,23 @@ impl Exchange {
             input_tokens: input,
             output_tokens: output,
             total_tokens: total,
-            cached_input_tokens: cached,
+            cached_input_tokens: get(Field::Cached),
             cache_creation_input_tokens: creation,
             reasoning_tokens: reasoning,
+            input_audio_tokens: get(Field::InputAudio),
+            input_image_tokens: get(Field::InputImage),
+            output_audio_tokens: get(Field::OutputAudio),
+            output_image_tokens: get(Field::OutputImage),
+            cache_creation_5m_input_tokens: creation_5m,
+            cache_creation_1h_input_tokens: creation_1h,
+            web_search_requests: get(Field::WebSearch),
+            web_fetch_requests: get(Field::WebFetch),
+            service_tier: if self.error_status {
+                None
+            } else {
+                resp.service_tier.get().map(str::to_owned)
+            },
+            operation: self.operation,
             complete: self.response_ended && self.response.clean() && self.end_seen(),
             estimated,
         }

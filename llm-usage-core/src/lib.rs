@@ -71,7 +71,7 @@ pub use body::FramingKind;
 pub use bpe::{Bpe, PENDING_CAP as BPE_PENDING_CAP};
 pub use exchange::{Exchange, Options};
 pub use framing::eventstream::encode_message as encode_event_stream_message;
-pub use record::{Provider, UsageRecord};
+pub use record::{Operation, Provider, UsageRecord};
 pub use text::TextStats;
 pub use tokens::{NewTokenCounter, TokenCounter};
 pub use work::Work;

@@ -104,6 +104,39 @@ impl fmt::Display for Provider {
     }
 }
 
+/// The kind of request, as OpenTelemetry's `gen_ai.operation.name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// A chat turn: OpenAI Chat Completions and Responses, Anthropic Messages, Bedrock
+    /// Converse, Cohere and Mistral chat, Ollama `/api/chat`, DashScope generation.
+    Chat,
+    /// A legacy completion from a prompt: OpenAI `/v1/completions`, Ollama `/api/generate`.
+    TextCompletion,
+    /// Embeddings.
+    Embeddings,
+    /// Gemini / Vertex `generateContent` and `streamGenerateContent`.
+    GenerateContent,
+}
+
+impl Operation {
+    /// The `gen_ai.operation.name` value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Operation::Chat => "chat",
+            Operation::TextCompletion => "text_completion",
+            Operation::Embeddings => "embeddings",
+            Operation::GenerateContent => "generate_content",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The normalised usage of one exchange.
 ///
 /// Built by [`Exchange::record`](crate::Exchange::record) and
@@ -135,6 +168,31 @@ pub struct UsageRecord {
     pub cache_creation_input_tokens: Option<u64>,
     /// Reasoning or thinking tokens (a subset of `output_tokens`).
     pub reasoning_tokens: Option<u64>,
+    /// The audio part of `input_tokens`.
+    pub input_audio_tokens: Option<u64>,
+    /// The image part of `input_tokens` (Gemini counts PDF pages as images).
+    pub input_image_tokens: Option<u64>,
+    /// The audio part of `output_tokens`.
+    pub output_audio_tokens: Option<u64>,
+    /// The image part of `output_tokens`.
+    pub output_image_tokens: Option<u64>,
+    /// Cache writes with a 5-minute lifetime: part of `cache_creation_input_tokens`
+    /// (unknown when the split the provider gave no longer sums to it).
+    pub cache_creation_5m_input_tokens: Option<u64>,
+    /// Cache writes with a 1-hour lifetime: part of `cache_creation_input_tokens`
+    /// (unknown when the split no longer sums to it).
+    pub cache_creation_1h_input_tokens: Option<u64>,
+    /// Server-side web searches, billed per request (Anthropic `server_tool_use`, OpenAI
+    /// Responses `web_search_call` items).
+    pub web_search_requests: Option<u64>,
+    /// Server-side web fetches, billed per request (Anthropic `server_tool_use`).
+    pub web_fetch_requests: Option<u64>,
+    /// The service tier the response reports (`default`, `flex`, `priority`, `standard`,
+    /// `batch`, `ON_DEMAND`, ...), as the provider spells it.
+    pub service_tier: Option<String>,
+    /// The kind of request (OpenTelemetry `gen_ai.operation.name`), from the API path.
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_operation"))]
+    pub operation: Option<Operation>,
     /// `true` when the whole response was observed and ended on a clean boundary (and,
     /// for a stream, carried its provider's end); `false` for a record taken before the
     /// end, from a cut stream, or after a framing error.
@@ -143,6 +201,14 @@ pub struct UsageRecord {
     /// (the provider never reported it: a stream without usage, a stream cut before its
     /// usage); `false` when every known figure came from the provider.
     pub estimated: bool,
+}
+
+#[cfg(feature = "serde")]
+fn ser_operation<S: serde::Serializer>(o: &Option<Operation>, s: S) -> Result<S::Ok, S::Error> {
+    match o {
+        Some(o) => s.serialize_str(o.as_str()),
+        None => s.serialize_none(),
+    }
 }
 
 #[cfg(feature = "serde")]

@@ -9,31 +9,35 @@ use crate::dialect::{EndIf, Field, Target, FIELDS, SLOTS};
 use crate::scan::{Scalar, VALUE_CAP};
 use crate::text::TextStats;
 
-/// A model name held inline.
+/// A model name (or another short string value) held inline, up to `N` bytes; a longer
+/// value is not kept.
 #[derive(Clone, Copy)]
-pub(crate) struct Name {
-    bytes: [u8; VALUE_CAP],
+pub(crate) struct Name<const N: usize = VALUE_CAP> {
+    bytes: [u8; N],
     len: u16,
     set: bool,
 }
 
-impl Default for Name {
+/// A service tier name: `default`, `priority`, `PROVISIONED_THROUGHPUT` ...
+pub(crate) type Tier = Name<32>;
+
+impl<const N: usize> Default for Name<N> {
     fn default() -> Self {
         Name {
-            bytes: [0; VALUE_CAP],
+            bytes: [0; N],
             len: 0,
             set: false,
         }
     }
 }
 
-impl core::fmt::Debug for Name {
+impl<const N: usize> core::fmt::Debug for Name<N> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         self.get().fmt(f)
     }
 }
 
-impl Name {
+impl<const N: usize> Name<N> {
     /// The name, if one was set.
     pub(crate) fn get(&self) -> Option<&str> {
         if self.set {
@@ -56,7 +60,7 @@ impl Name {
         self.set && &self.bytes[..usize::from(self.len)] == s
     }
 
-    fn copy_from(&mut self, other: &Name) {
+    fn copy_from(&mut self, other: &Name<N>) {
         let n = usize::from(other.len);
         self.bytes[..n].copy_from_slice(&other.bytes[..n]);
         self.len = other.len;
@@ -65,7 +69,7 @@ impl Name {
 
     /// Sets a non-empty, valid UTF-8 name; anything else is ignored.
     fn set_from(&mut self, s: &[u8]) {
-        if s.is_empty() || s.len() > VALUE_CAP || core::str::from_utf8(s).is_err() {
+        if s.is_empty() || s.len() > N || core::str::from_utf8(s).is_err() {
             return;
         }
         self.bytes[..s.len()].copy_from_slice(s);
@@ -83,6 +87,7 @@ pub(crate) struct Values {
     slots_set: bool,
     pub response_model: Name,
     pub request_model: Name,
+    pub service_tier: Tier,
     pub stream: Option<bool>,
     /// The end marks seen (bits of the dialect's [`Ends`](crate::dialect::Ends)).
     pub end: u8,
@@ -91,6 +96,26 @@ pub(crate) struct Values {
     pub text: TextStats,
     /// Chat messages of a request (added, not last-wins).
     pub messages: u32,
+    /// The entry being read of each modality list (see [`Pairing`]).
+    lists: [Pairing; 2],
+}
+
+/// Pairs the `modality` and `tokenCount` of the entries of a Gemini modality list, which
+/// the scanner reports as two values with no entry boundary between them.
+///
+/// Gemini and Vertex write proto3 JSON: fields in field-number order (`modality` before
+/// `tokenCount`), and a zero count left out. So a `modality` starts an entry, a
+/// `tokenCount` after it is that entry's count, and an entry that ends without one
+/// (the next `modality`, or the end of the event) counts 0. A `tokenCount` that comes
+/// first (another writer's key order) waits for the `modality` after it. Counts of one
+/// modality in a list add up; a modality absent from the list stays unknown.
+#[derive(Clone, Copy, Default, Debug)]
+struct Pairing {
+    /// The entry's modality was read, its count not yet: the field it goes to (`None`
+    /// for a modality without a field), and whether one is open at all.
+    open: Option<Option<Field>>,
+    /// A count read before its entry's modality.
+    count: Option<u64>,
 }
 
 /// Parses a token count: a non-negative integer that fits in `u64`.
@@ -143,6 +168,54 @@ impl Values {
                 self.messages = self.messages.saturating_add(1);
                 true
             }
+            (Target::CountIf(field, want), Scalar::String(s)) => {
+                if s != want.as_bytes() {
+                    return false;
+                }
+                self.add_slot(field, 1);
+                true
+            }
+            (Target::Modality(list), Scalar::String(m)) => {
+                let field = list.field(m);
+                let p = &mut self.lists[list as usize];
+                let pending = p.count.take();
+                let closed = p.open.take();
+                match pending {
+                    // `tokenCount` came first: this modality completes the entry.
+                    Some(n) => {
+                        if let Some(f) = field {
+                            self.add_slot(f, n);
+                        }
+                    }
+                    None => {
+                        // The previous entry ended without a count: 0.
+                        if let Some(Some(f)) = closed {
+                            self.add_slot(f, 0);
+                        }
+                        self.lists[list as usize].open = Some(field);
+                    }
+                }
+                true
+            }
+            (Target::ModalityCount(list), Scalar::Number(text)) => {
+                let Some(n) = parse_count(text) else {
+                    return false;
+                };
+                let p = &mut self.lists[list as usize];
+                match p.open.take() {
+                    Some(field) => {
+                        if let Some(f) = field {
+                            self.add_slot(f, n);
+                        }
+                    }
+                    None => p.count = Some(n),
+                }
+                true
+            }
+            (Target::ServiceTier, Scalar::String(s)) => {
+                self.service_tier.set_from(s);
+                !s.is_empty()
+            }
             (Target::Stream, Scalar::Bool(b)) => {
                 self.stream = Some(b);
                 true
@@ -173,9 +246,11 @@ impl Values {
         }
         self.response_model.set = false;
         self.request_model.set = false;
+        self.service_tier.set = false;
         self.stream = None;
         self.end = 0;
         self.messages = 0;
+        self.lists = [Pairing::default(); 2];
         if !self.text.is_empty() || self.text.strings != 0 {
             self.text = TextStats::default();
         }
@@ -199,12 +274,34 @@ impl Values {
         if other.request_model.set {
             self.request_model.copy_from(&other.request_model);
         }
+        if other.service_tier.set {
+            self.service_tier.copy_from(&other.service_tier);
+        }
         if other.stream.is_some() {
             self.stream = other.stream;
         }
         self.end |= other.end;
         self.messages = self.messages.saturating_add(other.messages);
         self.text.merge(&other.text);
+    }
+
+    /// Ends the entries of the modality lists still open at the end of an event: an
+    /// entry without a count counts 0 (proto3 JSON leaves zeros out).
+    pub(crate) fn close_lists(&mut self) {
+        for i in 0..self.lists.len() {
+            let p = &mut self.lists[i];
+            p.count = None;
+            if let Some(Some(f)) = p.open.take() {
+                self.add_slot(f, 0);
+            }
+        }
+    }
+
+    /// Adds to slot 0 of a field (unknown counts as 0 once something is added).
+    fn add_slot(&mut self, field: Field, v: u64) {
+        let slot = &mut self.slots[field as usize][0];
+        *slot = Some(slot.unwrap_or(0).saturating_add(v));
+        self.slots_set = true;
     }
 
     /// Sets one slot.

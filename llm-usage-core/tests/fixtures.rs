@@ -169,6 +169,35 @@ fn check(case: &Case, r: &UsageRecord, how: &str) {
         "{ctx}: reasoning_tokens"
     );
     assert_eq!(r.stream, e["stream"].as_bool(), "{ctx}: stream");
+    // The figures of issue 16: null unless the fixture states them.
+    for (k, v) in [
+        ("input_audio_tokens", r.input_audio_tokens),
+        ("input_image_tokens", r.input_image_tokens),
+        ("output_audio_tokens", r.output_audio_tokens),
+        ("output_image_tokens", r.output_image_tokens),
+        (
+            "cache_creation_5m_input_tokens",
+            r.cache_creation_5m_input_tokens,
+        ),
+        (
+            "cache_creation_1h_input_tokens",
+            r.cache_creation_1h_input_tokens,
+        ),
+        ("web_search_requests", r.web_search_requests),
+        ("web_fetch_requests", r.web_fetch_requests),
+    ] {
+        assert_eq!(v, num(k), "{ctx}: {k}");
+    }
+    assert_eq!(
+        r.service_tier.as_deref(),
+        e["service_tier"].as_str(),
+        "{ctx}: service_tier"
+    );
+    assert_eq!(
+        r.operation.map(|o| o.as_str()),
+        e["operation"].as_str(),
+        "{ctx}: operation"
+    );
     assert!(r.provider.is_some(), "{ctx}: provider");
     // Figures are the provider's unless the fixture says they are estimated.
     assert_eq!(

@@ -524,6 +524,50 @@ async fn every_fixture_gives_its_expected_record_through_the_layer() {
             "reasoning_tokens": r.reasoning_tokens,
             "stream": r.stream,
         });
+        // The figures of issue 16, where the fixture states them.
+        for (k, v) in [
+            (
+                "input_audio_tokens",
+                serde_json::json!(r.input_audio_tokens),
+            ),
+            (
+                "input_image_tokens",
+                serde_json::json!(r.input_image_tokens),
+            ),
+            (
+                "output_audio_tokens",
+                serde_json::json!(r.output_audio_tokens),
+            ),
+            (
+                "output_image_tokens",
+                serde_json::json!(r.output_image_tokens),
+            ),
+            (
+                "cache_creation_5m_input_tokens",
+                serde_json::json!(r.cache_creation_5m_input_tokens),
+            ),
+            (
+                "cache_creation_1h_input_tokens",
+                serde_json::json!(r.cache_creation_1h_input_tokens),
+            ),
+            (
+                "web_search_requests",
+                serde_json::json!(r.web_search_requests),
+            ),
+            (
+                "web_fetch_requests",
+                serde_json::json!(r.web_fetch_requests),
+            ),
+            ("service_tier", serde_json::json!(r.service_tier)),
+            (
+                "operation",
+                serde_json::json!(r.operation.map(|o| o.as_str())),
+            ),
+        ] {
+            if fx.case["expect"].get(k).is_some() || !v.is_null() {
+                got[k] = v;
+            }
+        }
         // `complete` is expected only where a fixture states it; otherwise complete unless
         // truncated.
         let want_complete = fx.case["expect"]["complete"]
