@@ -48,10 +48,22 @@ fn main() -> ExitCode {
             );
             let dir = out.display();
             eprintln!("wrote {dir} (tag {})", img.tag);
-            eprintln!("WasmPlugin sha256 for oci:// URLs (the manifest digest): {}", img.manifest_digest);
-            eprintln!("sha256 for file:// or https:// URLs (the module):       {}", img.wasm_sha256);
-            eprintln!("push: skopeo copy oci:{dir}:{tag} docker://REGISTRY/llm-usage-wasm:{tag}", tag = img.tag);
-            eprintln!("  or: oras cp --from-oci-layout {dir}:{tag} REGISTRY/llm-usage-wasm:{tag}", tag = img.tag);
+            eprintln!(
+                "WasmPlugin sha256 for oci:// URLs (the manifest digest): {}",
+                img.manifest_digest
+            );
+            eprintln!(
+                "sha256 for file:// or https:// URLs (the module):       {}",
+                img.wasm_sha256
+            );
+            eprintln!(
+                "push: skopeo copy oci:{dir}:{tag} docker://REGISTRY/llm-usage-wasm:{tag}",
+                tag = img.tag
+            );
+            eprintln!(
+                "  or: oras cp --from-oci-layout {dir}:{tag} REGISTRY/llm-usage-wasm:{tag}",
+                tag = img.tag
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

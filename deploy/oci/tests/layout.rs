@@ -97,7 +97,10 @@ fn layout_of_the_filter_is_what_istio_pulls() {
     assert_eq!(sha256sum(&layer_path), img.layer_digest);
     assert_eq!(sha256sum(&config_path), img.config_digest);
     // Three blobs and nothing else.
-    assert_eq!(std::fs::read_dir(dir.join("blobs/sha256")).unwrap().count(), 3);
+    assert_eq!(
+        std::fs::read_dir(dir.join("blobs/sha256")).unwrap().count(),
+        3
+    );
 
     // GNU tar lists exactly plugin.wasm, and extracts the module byte for byte.
     let list = Command::new("tar")

@@ -68,7 +68,9 @@ pub fn tool(name: &str, install_hint: &str) -> Option<PathBuf> {
         return found;
     }
     if tools_required() {
-        panic!("{name} is required (LLM_USAGE_REQUIRE_TOOLS=1) but not found on PATH: {install_hint}");
+        panic!(
+            "{name} is required (LLM_USAGE_REQUIRE_TOOLS=1) but not found on PATH: {install_hint}"
+        );
     }
     eprintln!("skipped: {name} not found; {install_hint} (LLM_USAGE_REQUIRE_TOOLS=1 makes this a failure)");
     None

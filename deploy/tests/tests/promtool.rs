@@ -18,8 +18,8 @@ fn rules_pass_promtool_check() {
         .current_dir(deploy_dir())
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "promtool check rules:\n{text}");
     let rules: usize = yaml_documents("prometheus/llm-usage.rules.yaml")[0]["groups"]
         .as_array()
@@ -86,8 +86,8 @@ fn a_wrong_expectation_fails_promtool() {
         .unwrap();
     std::fs::remove_file(&path).unwrap();
     assert!(!out.status.success());
-    let report = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(report.contains("FAILED"), "{report}");
     assert!(report.contains("llm_usage:tokens:rate5m"), "{report}");
 }
@@ -126,5 +126,8 @@ fn every_rule_has_a_unit_test() {
         }
     }
     assert_eq!(records, tested_records, "recording rules without a test");
-    assert_eq!(alerts, firing_alerts, "alerts without a test where they fire");
+    assert_eq!(
+        alerts, firing_alerts,
+        "alerts without a test where they fire"
+    );
 }
