@@ -136,6 +136,218 @@ fn layout_of_the_filter_is_what_istio_pulls() {
     assert_eq!(config["rootfs"]["type"], "layers");
 }
 
+/// Whether `skopeo` (containers/image, the library of podman and CRI-O) is installed;
+/// without it, a `skipped:` line, or a failure under `LLM_USAGE_REQUIRE_TOOLS=1`.
+fn skopeo() -> bool {
+    have("skopeo", "install skopeo (apt-get install -y skopeo)")
+}
+
+fn have(tool: &str, hint: &str) -> bool {
+    if Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return true;
+    }
+    if std::env::var("LLM_USAGE_REQUIRE_TOOLS").is_ok_and(|v| v == "1") {
+        panic!("{tool} is required (LLM_USAGE_REQUIRE_TOOLS=1) but not found: {hint}");
+    }
+    eprintln!("skipped: {tool} not found; {hint}");
+    false
+}
+
+/// A child process killed and reaped when dropped.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.0 GET on loopback: the response head (lower-cased) and body.
+fn get(port: u16, path: &str, accept: &str) -> Option<(String, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: {accept}\r\n\r\n"
+    )
+    .ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let split = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
+    Some((
+        String::from_utf8_lossy(&resp[..split]).to_ascii_lowercase(),
+        resp[split + 4..].to_vec(),
+    ))
+}
+
+/// The layout pushed by skopeo to a real registry (Debian's docker-registry, the CNCF
+/// distribution server) and fetched back the way Istio's agent does (the manifest by tag,
+/// then its last layer by digest): the registry's image digest is the one printed for the
+/// `WasmPlugin`, and the layer holds the module.
+#[test]
+fn pushed_to_a_registry_it_is_what_istio_fetches() {
+    let hint = "install docker-registry (apt-get install -y docker-registry)";
+    if !skopeo() || !have("docker-registry", hint) {
+        return;
+    }
+    let wasm = std::fs::read(common::wasm_path()).unwrap();
+    let dir = scratch("oci-push");
+    let img = write_layout(&wasm, &dir, "0.1.0").unwrap();
+    let work = scratch("registry");
+    std::fs::create_dir_all(&work).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = work.join("config.yml");
+    let settings = serde_json::json!({
+        "version": 0.1,
+        "log": {"level": "warn"},
+        "storage": {"filesystem": {"rootdirectory": work.join("data")}},
+        "http": {"addr": format!("127.0.0.1:{port}")},
+    });
+    std::fs::write(&config, settings.to_string()).unwrap();
+    let log = std::fs::File::create(work.join("registry.log")).unwrap();
+    let _registry = Proc(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("docker-registry starts"),
+    );
+    let up = (0..100).any(|i| {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        get(port, "/v2/", "*/*").is_some_and(|(head, _)| head.contains(" 200 "))
+    });
+    assert!(
+        up,
+        "the registry did not come up: {}",
+        std::fs::read_to_string(work.join("registry.log")).unwrap_or_default()
+    );
+
+    let out = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:0.1.0", dir.display()))
+        .arg(format!("docker://127.0.0.1:{port}/llm-usage-wasm:0.1.0"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "push: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The manifest by tag, as an OCI manifest: its bytes hash to the printed digest.
+    let (head, manifest) = get(
+        port,
+        "/v2/llm-usage-wasm/manifests/0.1.0",
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+    .expect("the registry answers");
+    assert!(head.contains(" 200 "), "{head}");
+    assert!(
+        head.contains("content-type: application/vnd.oci.image.manifest.v1+json"),
+        "{head}"
+    );
+    assert!(
+        head.contains(&format!(
+            "docker-content-digest: sha256:{}",
+            img.manifest_digest
+        )),
+        "{head}"
+    );
+    let fetched = work.join("manifest.json");
+    std::fs::write(&fetched, &manifest).unwrap();
+    assert_eq!(sha256sum(&fetched), img.manifest_digest);
+
+    // The last layer by digest: a tar.gz whose plugin.wasm is the module.
+    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    let layer = m["layers"].as_array().unwrap().last().unwrap();
+    assert_eq!(
+        layer["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let (head, blob) = get(
+        port,
+        &format!(
+            "/v2/llm-usage-wasm/blobs/{}",
+            layer["digest"].as_str().unwrap()
+        ),
+        "*/*",
+    )
+    .unwrap();
+    assert!(head.contains(" 200 "), "{head}");
+    let blob_path = work.join("layer.tar.gz");
+    std::fs::write(&blob_path, &blob).unwrap();
+    let extracted = Command::new("tar")
+        .arg("-xzOf")
+        .arg(&blob_path)
+        .arg("plugin.wasm")
+        .output()
+        .unwrap();
+    assert!(extracted.status.success());
+    assert!(extracted.stdout == wasm, "the registry serves the module");
+}
+
+/// A real OCI implementation reads the layout: skopeo computes the same image digest and
+/// layer, and copies the image to another layout, verifying every blob on the way.
+#[test]
+fn skopeo_reads_the_layout() {
+    if !skopeo() {
+        return;
+    }
+    let wasm = std::fs::read(common::wasm_path()).unwrap();
+    let dir = scratch("oci-skopeo");
+    let img = write_layout(&wasm, &dir, "0.1.0").unwrap();
+    let out = Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:0.1.0", dir.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inspect: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(inspect["Digest"], format!("sha256:{}", img.manifest_digest));
+    assert_eq!(
+        inspect["Layers"],
+        serde_json::json!([format!("sha256:{}", img.layer_digest)])
+    );
+    assert_eq!(inspect["Os"], "wasip1");
+    assert_eq!(inspect["Architecture"], "wasm");
+
+    let copy = scratch("oci-skopeo-copy");
+    let out = Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci:{}:0.1.0", dir.display()))
+        .arg(format!("oci:{}:0.1.0", copy.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copied = json(&copy.join("index.json"));
+    assert_eq!(
+        copied["manifests"][0]["digest"],
+        format!("sha256:{}", img.manifest_digest),
+        "the copy keeps the image digest (the WasmPlugin's sha256)"
+    );
+}
+
 #[test]
 fn the_same_module_gives_the_same_digests() {
     let wasm = std::fs::read(common::wasm_path()).unwrap();
