@@ -60,6 +60,21 @@ impl Tracker {
         }
     }
 
+    /// A tracker with no exchange (the frontend could not make one): it keeps the times
+    /// and gives an empty, partial record.
+    pub fn without_exchange(start: Option<u64>) -> Tracker {
+        Tracker {
+            exchange: None,
+            frozen: None,
+            timings: Timings {
+                start,
+                ..Timings::default()
+            },
+            request_ended: false,
+            finished: false,
+        }
+    }
+
     /// The exchange, while it is alive (not retired).
     pub fn exchange(&self) -> Option<&Exchange> {
         self.exchange.as_ref()
