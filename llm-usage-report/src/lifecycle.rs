@@ -28,6 +28,7 @@ use crate::timings::Timings;
 ///     || Some(40),
 /// );
 /// let record = t.finish(true, || Some(50)).expect("the first finish gives the record");
+/// t.end(Some(50));
 /// assert_eq!(record.output_tokens, Some(2));
 /// assert!(record.complete);
 /// assert_eq!(t.timings().time_to_first_byte(), Some(40));
@@ -197,6 +198,8 @@ impl Tracker {
     /// Ends the exchange and takes its record, once (`None` afterwards): after the
     /// response's end when `response_ended`, else a partial record (a reset stream, a
     /// dropped body). A retired or abandoned exchange's record is never `complete`.
+    /// `now` is asked only if the response's end completes the first token; the end time
+    /// is the frontend's to note ([`Tracker::end`]).
     pub fn finish(
         &mut self,
         response_ended: bool,
@@ -220,7 +223,12 @@ impl Tracker {
         if self.exchange.is_none() {
             record.complete = false;
         }
-        self.timings.end = now();
         Some(record)
+    }
+
+    /// Notes the end of the exchange at `now` (a frontend may end it later than the record
+    /// is taken: the filter's access-log callback).
+    pub fn end(&mut self, now: Option<u64>) {
+        self.timings.end = now;
     }
 }

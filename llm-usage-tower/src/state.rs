@@ -214,6 +214,7 @@ impl Shared {
                 None => st.tracker.finish(ended, || since(start)),
             }
             .unwrap_or_default();
+            st.tracker.end(since(start));
             let nanos = |t: Option<u64>| t.map(Duration::from_nanos);
             let timings = *st.tracker.timings();
             UsageEvent {
