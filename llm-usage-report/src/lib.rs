@@ -27,6 +27,7 @@ pub mod labels;
 mod lifecycle;
 pub mod names;
 pub mod select;
+pub mod series;
 mod timings;
 pub mod tokens;
 

@@ -1,0 +1,176 @@
+//! What one finished exchange adds to each metric of a profile, for a sink with real
+//! labels (the `metrics` facade): the record's figures and the times, as data points.
+//!
+//! A sink walks [`points`] and records each point under its name with its labels plus,
+//! where the point has one, the token type; it never names a record field or a metric.
+//! (The Envoy filter encodes its labels into stat names and lets users rename every
+//! metric, so it walks the same tables itself.)
+
+use llm_usage_core::UsageRecord;
+
+use crate::names::{Metric, Profile};
+use crate::timings::Timings;
+use crate::tokens::{TokenType, TOKEN_FIELDS};
+
+/// How a point is recorded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// Added to a counter.
+    Count(u64),
+    /// Recorded in a histogram (tokens, or a duration in the profile's unit).
+    Sample(f64),
+}
+
+/// One data point of one exchange.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// The metric name, a counter with the profile's [`Profile::counter_suffix`].
+    pub name: String,
+    /// The shared metric it belongs to (`None`: a per-type token counter of `asm`).
+    pub metric: Option<Metric>,
+    /// The token type, to go into the profile's token-type label (`None`: no such label).
+    pub token_type: Option<TokenType>,
+    /// The value.
+    pub value: Value,
+}
+
+/// The points of an exchange in `profile`: token histograms and counters for every known
+/// token figure (unknown figures add nothing, never 0), one request, one estimated
+/// request when the record holds an estimate, and the durations that are known.
+///
+/// ```
+/// use llm_usage_report::names::Profile;
+/// use llm_usage_report::series::{points, Value};
+/// use llm_usage_report::{Timings, UsageRecord};
+///
+/// let mut r = UsageRecord::default();
+/// r.input_tokens = Some(9);
+/// let t = Timings { start: Some(0), end: Some(2_000_000), ..Timings::default() };
+/// let p = points(Profile::Asm, &r, &t);
+/// assert!(p.iter().any(|p| p.name == "asm_llm_proxy_prompt_tokens" && p.value == Value::Count(9)));
+/// assert!(p.iter().any(|p| p.name == "asm_llm_proxy_request_duration_ms" && p.value == Value::Sample(2.0)));
+/// assert!(!p.iter().any(|p| p.name == "asm_llm_proxy_completion_tokens"));
+/// ```
+pub fn points(profile: Profile, record: &UsageRecord, timings: &Timings) -> Vec<Point> {
+    let mut out = Vec::new();
+    let named = |m: Metric| {
+        let suffix = if m.is_histogram() {
+            ""
+        } else {
+            profile.counter_suffix()
+        };
+        m.name(profile).map(|n| format!("{n}{suffix}"))
+    };
+    for f in &TOKEN_FIELDS {
+        let Some(v) = f.value(record) else { continue };
+        // The total is not a token type (it would double-count): no point of its own.
+        let Some(t) = f.token_type else { continue };
+        if let Some(name) = named(Metric::TokenUsage) {
+            out.push(point(
+                name,
+                Metric::TokenUsage,
+                Some(t),
+                Value::Sample(v as f64),
+            ));
+        }
+        if let Some(name) = named(Metric::Tokens) {
+            out.push(point(name, Metric::Tokens, Some(t), Value::Count(v)));
+        } else if let (Profile::Asm, Some(name)) = (profile, f.asm_counter) {
+            out.push(Point {
+                name: name.to_owned(),
+                metric: None,
+                token_type: None,
+                value: Value::Count(v),
+            });
+        }
+    }
+    if let Some(name) = named(Metric::Requests) {
+        out.push(point(name, Metric::Requests, None, Value::Count(1)));
+    }
+    if let (Some(name), true) = (named(Metric::EstimatedRequests), record.estimated) {
+        out.push(point(
+            name,
+            Metric::EstimatedRequests,
+            None,
+            Value::Count(1),
+        ));
+    }
+    let unit = profile.time_unit();
+    for (m, ns) in [
+        (Metric::RequestDuration, timings.duration()),
+        (Metric::TimeToFirstByte, timings.time_to_first_byte()),
+        (Metric::TimeToFirstToken, timings.time_to_first_token()),
+        (
+            Metric::TimePerOutputToken,
+            timings.time_per_output_token(record),
+        ),
+    ] {
+        if let (Some(name), Some(ns)) = (named(m), ns) {
+            out.push(point(name, m, None, Value::Sample(unit.of_nanos(ns))));
+        }
+    }
+    out
+}
+
+fn point(name: String, metric: Metric, token_type: Option<TokenType>, value: Value) -> Point {
+    Point {
+        name,
+        metric: Some(metric),
+        token_type,
+        value,
+    }
+}
+
+// Field by field: `UsageRecord` may become `#[non_exhaustive]` (issue 18, part 4).
+#[cfg(test)]
+#[allow(clippy::field_reassign_with_default)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn otel_points_label_token_types_and_skip_unknowns() {
+        let mut r = UsageRecord::default();
+        r.input_tokens = Some(10);
+        r.output_tokens = Some(0);
+        r.total_tokens = Some(10);
+        r.stream = Some(true);
+        let t = Timings {
+            start: Some(0),
+            first_byte: Some(100_000_000),
+            first_token: None,
+            end: Some(1_500_000_000),
+        };
+        let p = points(Profile::Otel, &r, &t);
+        let names: Vec<(&str, Option<&str>)> = p
+            .iter()
+            .map(|p| (p.name.as_str(), p.token_type.map(TokenType::as_str)))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("gen_ai_client_token_usage", Some("input")),
+                ("llm_usage_tokens_total", Some("input")),
+                ("gen_ai_client_token_usage", Some("output")),
+                ("llm_usage_tokens_total", Some("output")),
+                ("llm_usage_requests_total", None),
+                ("gen_ai_server_request_duration", None),
+                ("llm_usage_time_to_first_byte", None),
+            ]
+        );
+        assert_eq!(p[3].value, Value::Count(0));
+        assert_eq!(p[5].value, Value::Sample(1.5));
+        assert_eq!(p[6].value, Value::Sample(0.1));
+    }
+
+    #[test]
+    fn estimated_exchanges_are_counted() {
+        let mut r = UsageRecord::default();
+        r.estimated = true;
+        let p = points(Profile::Asm, &r, &Timings::default());
+        let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["asm_llm_proxy_requests", "asm_llm_proxy_estimated_requests"]
+        );
+    }
+}
