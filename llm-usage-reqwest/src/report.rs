@@ -1,0 +1,203 @@
+//! One call's state, and the sinks: the callback and the [`metrics`] facade, fed from the
+//! shared tables of `llm-usage-report` (labels, caps, names, data points).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, Method, StatusCode};
+use llm_usage_core::{Options, UsageRecord};
+use llm_usage_report::labels::{clean, Limiter, MAX_LABEL_LEN, UNKNOWN};
+use llm_usage_report::names::{Dimension, Profile};
+use llm_usage_report::series::{points, Value};
+use llm_usage_report::{Timings, Tracker};
+use reqwest::Url;
+
+use crate::{Outcome, UsageEvent};
+
+type Callback = Arc<dyn Fn(&UsageEvent) + Send + Sync>;
+
+/// What the middleware reports to, shared by its calls.
+pub(crate) struct Reporter {
+    /// `None`: no metrics.
+    pub(crate) profile: Option<Profile>,
+    /// The source workload and namespace (the `asm` labels).
+    pub(crate) source: (String, String),
+    pub(crate) models: Mutex<Limiter>,
+    pub(crate) on_record: Option<Callback>,
+    pub(crate) options: Options,
+}
+
+impl Reporter {
+    /// The labels of a call: the profile's dimensions, then the status class.
+    fn labels(
+        &self,
+        p: Profile,
+        rec: &UsageRecord,
+        url: &Url,
+        status: Option<StatusCode>,
+    ) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = p
+            .dimensions()
+            .iter()
+            .map(|(name, d)| {
+                let raw = match d {
+                    Dimension::SourceWorkload => Some(self.source.0.as_str()),
+                    Dimension::SourceWorkloadNamespace => Some(self.source.1.as_str()),
+                    Dimension::DestinationService => url.host_str(),
+                    Dimension::Record(r) => r.value(rec, None),
+                };
+                let value = match raw.filter(|v| !v.is_empty()) {
+                    None => UNKNOWN.to_owned(),
+                    Some(v) => {
+                        let v = clean(v, MAX_LABEL_LEN);
+                        match d {
+                            Dimension::Record(r) if r.is_model() => self
+                                .models
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .label(&v),
+                            _ => v,
+                        }
+                    }
+                };
+                ((*name).to_owned(), value)
+            })
+            .collect();
+        if p == Profile::Otel {
+            let class = status.map_or("error".to_owned(), |s| format!("{}xx", s.as_u16() / 100));
+            v.push(("http_status_class".to_owned(), class));
+        }
+        v
+    }
+
+    fn emit(&self, mut ev: UsageEvent, timings: &Timings) {
+        if let Some(p) = self.profile {
+            ev.labels = self.labels(p, &ev.record, &ev.url, ev.status);
+            for point in points(p, &ev.record, timings) {
+                let mut labels: Vec<metrics::Label> = ev
+                    .labels
+                    .iter()
+                    .map(|(k, v)| metrics::Label::new(k.clone(), v.clone()))
+                    .collect();
+                if let Some(t) = point.token_type {
+                    labels.push(metrics::Label::new(p.token_type_label(), t.as_str()));
+                }
+                match point.value {
+                    Value::Count(n) => metrics::counter!(point.name, labels).increment(n),
+                    Value::Sample(x) => metrics::histogram!(point.name, labels).record(x),
+                }
+            }
+        }
+        if let Some(f) = &self.on_record {
+            f(&ev);
+        }
+    }
+}
+
+/// One observed call: its tracker (times in nanoseconds since `start`) behind a lock,
+/// shared by the middleware and the response body.
+pub(crate) struct Call {
+    reporter: Arc<Reporter>,
+    start: Instant,
+    method: Method,
+    url: Url,
+    state: Mutex<State>,
+}
+
+struct State {
+    tracker: Tracker,
+    status: Option<StatusCode>,
+    response_bytes: u64,
+}
+
+impl State {
+    /// Runs `f` on the tracker; a panic in the parser abandons the exchange (a partial
+    /// record) instead of unwinding into the caller's read of the body.
+    fn feed<T>(&mut self, f: impl FnOnce(&mut Tracker) -> T) -> Option<T> {
+        match catch_unwind(AssertUnwindSafe(|| f(&mut self.tracker))) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.tracker.abandon();
+                None
+            }
+        }
+    }
+}
+
+fn since(start: Instant) -> Option<u64> {
+    Some(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX))
+}
+
+impl Call {
+    pub(crate) fn new(
+        reporter: Arc<Reporter>,
+        tracker: Tracker,
+        start: Instant,
+        method: Method,
+        url: Url,
+    ) -> Call {
+        Call {
+            reporter,
+            start,
+            method,
+            url,
+            state: Mutex::new(State {
+                tracker,
+                status: None,
+                response_bytes: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn response_head(&self, status: StatusCode, headers: &HeaderMap) {
+        let mut st = self.lock();
+        st.status = Some(status);
+        st.feed(|t| t.response_head(status.as_u16(), headers.iter()));
+    }
+
+    pub(crate) fn response_data(&self, data: &[u8]) {
+        let mut st = self.lock();
+        st.response_bytes += data.len() as u64;
+        let start = self.start;
+        st.feed(|t| t.response_body(data, || since(start)));
+    }
+
+    /// Ends the call and reports it, once.
+    pub(crate) fn finish(&self, outcome: Outcome) {
+        let (event, timings) = {
+            let mut st = self.lock();
+            let start = self.start;
+            let ended = outcome == Outcome::Complete;
+            let record = match st.feed(|t| t.finish(ended, || since(start))) {
+                Some(r) => r,
+                // The parser panicked: the exchange is abandoned, the record empty.
+                None => st.tracker.finish(ended, || since(start)),
+            };
+            let Some(record) = record else {
+                return;
+            };
+            st.tracker.end(since(start));
+            let timings = *st.tracker.timings();
+            let nanos = |t: Option<u64>| t.map(Duration::from_nanos);
+            let event = UsageEvent {
+                record,
+                outcome,
+                method: self.method.clone(),
+                url: self.url.clone(),
+                status: st.status,
+                duration: nanos(timings.duration()).unwrap_or_default(),
+                time_to_first_byte: nanos(timings.time_to_first_byte()),
+                time_to_first_token: nanos(timings.time_to_first_token()),
+                response_body_bytes: st.response_bytes,
+                labels: Vec::new(),
+            };
+            (event, timings)
+        };
+        self.reporter.emit(event, &timings);
+    }
+}
