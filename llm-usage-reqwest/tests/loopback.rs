@@ -109,7 +109,10 @@ async fn a_dropped_body_gives_a_partial_record() {
     assert_eq!(evs.len(), 1);
     assert_eq!(evs[0].outcome, Outcome::Dropped);
     assert!(!evs[0].record.complete);
-    assert_eq!(evs[0].record.input_tokens, None, "the usage chunk never came");
+    assert_eq!(
+        evs[0].record.input_tokens, None,
+        "the usage chunk never came"
+    );
     assert_eq!(evs[0].record.request_model.as_deref(), Some("gpt-4o"));
 }
 

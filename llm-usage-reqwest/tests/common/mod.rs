@@ -79,7 +79,9 @@ pub struct Provider {
 
 impl Provider {
     pub async fn start() -> Provider {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
@@ -112,10 +114,14 @@ async fn serve(mut sock: TcpStream) {
     let header = |name: &str| {
         head.lines().find_map(|l| {
             let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
         })
     };
-    let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let length: usize = header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     while buf.len() < head_end + length {
         let mut chunk = [0u8; 4096];
         match sock.read(&mut chunk).await {
