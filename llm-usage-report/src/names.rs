@@ -215,6 +215,12 @@ impl Profile {
         "gen_ai_token_type"
     }
 
+    /// The label carrying the token modality on the `gen_ai.client.inference.usage.*`
+    /// counters.
+    pub const fn token_modality_label(self) -> &'static str {
+        "gen_ai_token_modality"
+    }
+
     /// The label carrying the skip reason on the injection-skip counter.
     pub const fn skip_reason_label(self) -> &'static str {
         match self {

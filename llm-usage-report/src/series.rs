@@ -12,6 +12,9 @@ use crate::names::{Metric, Profile};
 use crate::timings::Timings;
 use crate::tokens::{TokenType, TOKEN_FIELDS};
 
+/// The `gen_ai.token.modality` of a figure that counts every modality.
+pub const UNKNOWN_MODALITY: &str = "unknown";
+
 /// How a point is recorded.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value {
@@ -30,13 +33,20 @@ pub struct Point {
     pub metric: Option<Metric>,
     /// The token type, to go into the profile's token-type label (`None`: no such label).
     pub token_type: Option<TokenType>,
+    /// The token modality, to go into the profile's modality label (`None`: no such label):
+    /// the `gen_ai.client.inference.usage.*` counters carry it, [`UNKNOWN_MODALITY`] for
+    /// a figure over every modality.
+    pub modality: Option<&'static str>,
     /// The value.
     pub value: Value,
 }
 
 /// The points of an exchange in `profile`: token histograms and counters for every known
-/// token figure (unknown figures add nothing, never 0), one request, one estimated
-/// request when the record holds an estimate, and the durations that are known.
+/// token figure (unknown figures add nothing, never 0: where the OpenTelemetry
+/// conventions ask for a `0` with modality `unknown` when no usage came, nothing is
+/// added, since an absent figure is not a zero one), the `otel` profile's
+/// `gen_ai.client.inference.usage.*` counters, one request, one estimated request when
+/// the record holds an estimate, and the durations that are known.
 ///
 /// ```
 /// use llm_usage_report::names::Profile;
@@ -80,6 +90,16 @@ pub fn points(profile: Profile, record: &UsageRecord, timings: &Timings) -> Vec<
                 name: name.to_owned(),
                 metric: None,
                 token_type: None,
+                modality: None,
+                value: Value::Count(v),
+            });
+        }
+        if let (Profile::Otel, Some(name)) = (profile, f.otel_counter) {
+            out.push(Point {
+                name: format!("{name}{}", profile.counter_suffix()),
+                metric: None,
+                token_type: None,
+                modality: Some(f.modality.unwrap_or(UNKNOWN_MODALITY)),
                 value: Value::Count(v),
             });
         }
@@ -117,6 +137,7 @@ fn point(name: String, metric: Metric, token_type: Option<TokenType>, value: Val
         name,
         metric: Some(metric),
         token_type,
+        modality: None,
         value,
     }
 }
@@ -150,16 +171,24 @@ mod tests {
             [
                 ("gen_ai_client_token_usage", Some("input")),
                 ("llm_usage_tokens_total", Some("input")),
+                ("gen_ai_client_inference_usage_input_tokens_total", None),
                 ("gen_ai_client_token_usage", Some("output")),
                 ("llm_usage_tokens_total", Some("output")),
+                ("gen_ai_client_inference_usage_output_tokens_total", None),
                 ("llm_usage_requests_total", None),
                 ("gen_ai_server_request_duration", None),
                 ("llm_usage_time_to_first_byte", None),
             ]
         );
-        assert_eq!(p[3].value, Value::Count(0));
-        assert_eq!(p[5].value, Value::Sample(1.5));
-        assert_eq!(p[6].value, Value::Sample(0.1));
+        assert_eq!(p[2].value, Value::Count(10));
+        assert_eq!(p[2].modality, Some(UNKNOWN_MODALITY));
+        assert_eq!(p[4].value, Value::Count(0));
+        assert_eq!(p[7].value, Value::Sample(1.5));
+        assert_eq!(p[8].value, Value::Sample(0.1));
+        assert!(p
+            .iter()
+            .filter(|p| p.modality.is_some())
+            .all(|p| p.token_type.is_none()));
     }
 
     #[test]

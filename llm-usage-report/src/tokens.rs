@@ -79,6 +79,15 @@ pub struct TokenField {
     pub metric_key: &'static str,
     /// Its per-type counter in the `asm` profile (`None`: not counted there by default).
     pub asm_counter: Option<&'static str>,
+    /// Its OpenTelemetry GenAI counter, `gen_ai.client.inference.usage.*` (unit
+    /// `{token}`), written with `_` for the `metrics` facade, without `_total` (`None`:
+    /// not a usage counter, e.g. the total). Cache and reasoning counters are subsets of
+    /// the input and output ones: a sum over these names double-counts, a sum of one does
+    /// not.
+    pub otel_counter: Option<&'static str>,
+    /// Its `gen_ai.token.modality` (`text`, `image`, `audio`), when the figure counts one
+    /// modality; `None` for a figure over all of them (reported as `unknown`).
+    pub modality: Option<&'static str>,
     get: fn(&UsageRecord) -> Option<u64>,
 }
 
@@ -109,6 +118,8 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         state_key: "request_prompt_tokens",
         metric_key: "prompt_tokens",
         asm_counter: Some("asm_llm_proxy_prompt_tokens"),
+        otel_counter: Some("gen_ai_client_inference_usage_input_tokens"),
+        modality: None,
         get: |r| r.input_tokens,
     },
     TokenField {
@@ -117,6 +128,8 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         state_key: "request_completion_tokens",
         metric_key: "completion_tokens",
         asm_counter: Some("asm_llm_proxy_completion_tokens"),
+        otel_counter: Some("gen_ai_client_inference_usage_output_tokens"),
+        modality: None,
         get: |r| r.output_tokens,
     },
     TokenField {
@@ -125,6 +138,8 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         state_key: "request_total_tokens",
         metric_key: "total_tokens",
         asm_counter: None,
+        otel_counter: None,
+        modality: None,
         get: |r| r.total_tokens,
     },
     TokenField {
@@ -133,6 +148,8 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         state_key: "request_cached_tokens",
         metric_key: "cached_tokens",
         asm_counter: Some("asm_llm_proxy_cached_tokens"),
+        otel_counter: Some("gen_ai_client_inference_usage_cache_read_input_tokens"),
+        modality: None,
         get: |r| r.cached_input_tokens,
     },
     TokenField {
@@ -141,6 +158,8 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         state_key: "request_cache_creation_tokens",
         metric_key: "cache_creation_tokens",
         asm_counter: Some("asm_llm_proxy_cache_creation_tokens"),
+        otel_counter: Some("gen_ai_client_inference_usage_cache_write_input_tokens"),
+        modality: None,
         get: |r| r.cache_creation_input_tokens,
     },
     TokenField {
@@ -149,6 +168,8 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         state_key: "request_reasoning_tokens",
         metric_key: "reasoning_tokens",
         asm_counter: Some("asm_llm_proxy_reasoning_tokens"),
+        otel_counter: Some("gen_ai_client_inference_usage_reasoning_output_tokens"),
+        modality: None,
         get: |r| r.reasoning_tokens,
     },
 ];

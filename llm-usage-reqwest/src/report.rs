@@ -83,6 +83,9 @@ impl Reporter {
                 if let Some(t) = point.token_type {
                     labels.push(metrics::Label::new(p.token_type_label(), t.as_str()));
                 }
+                if let Some(m) = point.modality {
+                    labels.push(metrics::Label::new(p.token_modality_label(), m));
+                }
                 match point.value {
                     Value::Count(n) => metrics::counter!(point.name, labels).increment(n),
                     Value::Sample(x) => metrics::histogram!(point.name, labels).record(x),

@@ -77,6 +77,8 @@ async fn two_hundred_concurrent_calls_each_report_their_own_record() {
     let mut input = 0;
     let mut output = 0;
     let mut durations = 0;
+    let mut usage_input = 0;
+    let mut usage_output = 0;
     for (key, _, _, value) in snapshotter.snapshot().into_vec() {
         let k = key.key();
         let token_type = k
@@ -90,6 +92,15 @@ async fn two_hundred_concurrent_calls_each_report_their_own_record() {
                 Some("output") => output += n,
                 _ => {}
             },
+            ("gen_ai_client_inference_usage_input_tokens_total", DebugValue::Counter(n)) => {
+                assert!(k
+                    .labels()
+                    .any(|l| l.key() == "gen_ai_token_modality" && l.value() == "unknown"));
+                usage_input += n;
+            }
+            ("gen_ai_client_inference_usage_output_tokens_total", DebugValue::Counter(n)) => {
+                usage_output += n;
+            }
             ("gen_ai_server_request_duration", DebugValue::Histogram(v)) => {
                 durations += v.len();
                 assert!(v.iter().all(|s| s.into_inner() >= 0.0));
@@ -101,4 +112,6 @@ async fn two_hundred_concurrent_calls_each_report_their_own_record() {
     assert_eq!(input, want_input);
     assert_eq!(output, want_output);
     assert_eq!(durations, 200);
+    assert_eq!(usage_input, want_input);
+    assert_eq!(usage_output, want_output);
 }

@@ -18,6 +18,10 @@ pub use llm_usage_report::names::{
     TOKEN_USAGE_BUCKETS,
 };
 use llm_usage_report::select::RecordLabel;
+use llm_usage_report::series::UNKNOWN_MODALITY;
+
+/// The label of the token modality on the `gen_ai.client.inference.usage.*` counters.
+const MODALITY_LABEL: &str = Profile::Otel.token_modality_label();
 pub use llm_usage_report::tokens::TokenType;
 
 use crate::callback::{Injection, Outcome, UsageEvent};
@@ -324,6 +328,7 @@ impl ValueCap {
 /// | --- | --- | --- |
 /// | `gen_ai_client_token_usage` | histogram of tokens per exchange | `gen_ai_token_type` |
 /// | `llm_usage_tokens_total` | counter of tokens | `gen_ai_token_type` |
+/// | `gen_ai_client_inference_usage_input_tokens_total`, `…_output_tokens_total`, `…_cache_read_input_tokens_total`, `…_cache_write_input_tokens_total`, `…_reasoning_output_tokens_total` | counters of tokens (OpenTelemetry `gen_ai.client.inference.usage.*`; cache and reasoning are subsets of input and output) | `gen_ai_token_modality` (`unknown`: the figures count every modality) |
 /// | `llm_usage_requests_total` | counter of exchanges | |
 /// | `llm_usage_estimated_requests_total` | counter of exchanges whose record holds an estimate | |
 /// | `gen_ai_server_request_duration` | histogram, seconds | |
@@ -349,6 +354,7 @@ impl ValueCap {
 pub struct MetricsConfig {
     token_histogram: TokenMetric,
     token_counter: TokenMetric,
+    inference_usage: TokenMetric,
     requests: Option<SharedString>,
     estimated_requests: Option<SharedString>,
     request_duration: Option<SharedString>,
@@ -369,6 +375,7 @@ impl fmt::Debug for MetricsConfig {
         f.debug_struct("MetricsConfig")
             .field("token_histogram", &self.token_histogram)
             .field("token_counter", &self.token_counter)
+            .field("inference_usage", &self.inference_usage)
             .field("requests", &self.requests)
             .field("estimated_requests", &self.estimated_requests)
             .field("request_duration", &self.request_duration)
@@ -463,9 +470,27 @@ impl MetricsConfig {
                 Dimension::Record(r) => Label::new(*n, Source::Record(*r)),
             })
             .collect();
+        let inference_usage = match p {
+            Profile::Otel => {
+                let per = |t: TokenType| {
+                    t.field()
+                        .otel_counter
+                        .map(|n| SharedString::from(format!("{n}{}", p.counter_suffix())))
+                };
+                TokenMetric::PerType {
+                    input: per(TokenType::Input),
+                    output: per(TokenType::Output),
+                    input_cache_read: per(TokenType::InputCacheRead),
+                    input_cache_write: per(TokenType::InputCacheWrite),
+                    reasoning: per(TokenType::Reasoning),
+                }
+            }
+            Profile::Asm => TokenMetric::Off,
+        };
         MetricsConfig {
             token_histogram: token_metric(Metric::TokenUsage),
             token_counter,
+            inference_usage,
             requests: name(Metric::Requests),
             estimated_requests: name(Metric::EstimatedRequests),
             request_duration: name(Metric::RequestDuration),
@@ -490,6 +515,14 @@ impl MetricsConfig {
     /// Sets the token counter layout.
     pub fn token_counter(mut self, m: TokenMetric) -> Self {
         self.token_counter = m;
+        self
+    }
+    /// Sets the OpenTelemetry `gen_ai.client.inference.usage.*` counters (otel profile:
+    /// one counter per token type, `gen_ai_client_inference_usage_input_tokens_total`, …,
+    /// labelled `gen_ai_token_modality`; [`TokenMetric::Off`] switches them off). Cache and
+    /// reasoning counters are subsets of the input and output ones.
+    pub fn inference_usage_counters(mut self, m: TokenMetric) -> Self {
+        self.inference_usage = m;
         self
     }
     /// Names (or, with `None`, switches off) the exchange counter.
@@ -594,6 +627,7 @@ impl MetricsConfig {
     pub fn metric_names(&self) -> Vec<String> {
         let mut v = self.token_histogram.names();
         v.extend(self.token_counter.names());
+        v.extend(self.inference_usage.names());
         for n in [
             &self.requests,
             &self.estimated_requests,
@@ -649,6 +683,12 @@ impl MetricsConfig {
         }
         for n in self.token_counter.names() {
             metrics::describe_counter!(n, "Tokens used by LLM exchanges.");
+        }
+        for n in self.inference_usage.names() {
+            metrics::describe_counter!(
+                n,
+                "Tokens used by LLM inference, by modality (gen_ai.client.inference.usage)."
+            );
         }
         if let Some(n) = &self.requests {
             metrics::describe_counter!(n.clone(), "LLM exchanges observed.");
@@ -772,6 +812,12 @@ impl MetricsConfig {
             };
             if let Some((name, label)) = self.token_counter.target(t) {
                 let labels = with_type(&base, label, t);
+                metrics::counter!(name.clone(), labels.iter()).increment(value);
+            }
+            if let Some((name, _)) = self.inference_usage.target(t) {
+                let mut labels = base.clone();
+                let modality = t.field().modality.unwrap_or(UNKNOWN_MODALITY);
+                labels.push(metrics::Label::new(MODALITY_LABEL, modality));
                 metrics::counter!(name.clone(), labels.iter()).increment(value);
             }
             if let Some((name, label)) = self.token_histogram.target(t) {
