@@ -28,6 +28,7 @@ mod lifecycle;
 pub mod names;
 pub mod select;
 pub mod series;
+pub mod span;
 mod timings;
 pub mod tokens;
 

@@ -85,6 +85,9 @@ pub struct TokenField {
     /// the input and output ones: a sum over these names double-counts, a sum of one does
     /// not.
     pub otel_counter: Option<&'static str>,
+    /// Its span attribute (`gen_ai.usage.*`, the current names: `cache_write`, not
+    /// `cache_creation`), declared on the span of [`crate::span`] (`None`: not one).
+    pub span_attribute: Option<&'static str>,
     /// Its `gen_ai.token.modality` (`text`, `image`, `audio`), when the figure counts one
     /// modality; `None` for a figure over all of them (reported as `unknown`).
     pub modality: Option<&'static str>,
@@ -119,6 +122,7 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         metric_key: "prompt_tokens",
         asm_counter: Some("asm_llm_proxy_prompt_tokens"),
         otel_counter: Some("gen_ai_client_inference_usage_input_tokens"),
+        span_attribute: Some("gen_ai.usage.input_tokens"),
         modality: None,
         get: |r| r.input_tokens,
     },
@@ -129,6 +133,7 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         metric_key: "completion_tokens",
         asm_counter: Some("asm_llm_proxy_completion_tokens"),
         otel_counter: Some("gen_ai_client_inference_usage_output_tokens"),
+        span_attribute: Some("gen_ai.usage.output_tokens"),
         modality: None,
         get: |r| r.output_tokens,
     },
@@ -139,6 +144,7 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         metric_key: "total_tokens",
         asm_counter: None,
         otel_counter: None,
+        span_attribute: None,
         modality: None,
         get: |r| r.total_tokens,
     },
@@ -149,6 +155,7 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         metric_key: "cached_tokens",
         asm_counter: Some("asm_llm_proxy_cached_tokens"),
         otel_counter: Some("gen_ai_client_inference_usage_cache_read_input_tokens"),
+        span_attribute: Some("gen_ai.usage.cache_read.input_tokens"),
         modality: None,
         get: |r| r.cached_input_tokens,
     },
@@ -159,6 +166,7 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         metric_key: "cache_creation_tokens",
         asm_counter: Some("asm_llm_proxy_cache_creation_tokens"),
         otel_counter: Some("gen_ai_client_inference_usage_cache_write_input_tokens"),
+        span_attribute: Some("gen_ai.usage.cache_write.input_tokens"),
         modality: None,
         get: |r| r.cache_creation_input_tokens,
     },
@@ -169,6 +177,7 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         metric_key: "reasoning_tokens",
         asm_counter: Some("asm_llm_proxy_reasoning_tokens"),
         otel_counter: Some("gen_ai_client_inference_usage_reasoning_output_tokens"),
+        span_attribute: Some("gen_ai.usage.reasoning.output_tokens"),
         modality: None,
         get: |r| r.reasoning_tokens,
     },

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Buf;
 use http::{HeaderMap, Method, StatusCode, Uri};
 use llm_usage_core::Exchange;
-use llm_usage_report::Tracker;
+use llm_usage_report::{span, Tracker};
 
 use crate::callback::{Injection, Outcome, UsageEvent};
 use crate::layer::Config;
@@ -32,6 +32,9 @@ struct State {
     response_bytes: u64,
     /// What the `stream_options.include_usage` injection did, if it was tried.
     injection: Option<Injection>,
+    /// The exchange's `tracing` span (`tracing` feature; a no-op without it), closed
+    /// when the record is emitted.
+    span: span::Span,
 }
 
 impl State {
@@ -126,6 +129,7 @@ impl Shared {
                 request_bytes: 0,
                 response_bytes: 0,
                 injection: None,
+                span: span::start(),
             }),
         })
     }
@@ -217,6 +221,9 @@ impl Shared {
             st.tracker.end(since(start));
             let nanos = |t: Option<u64>| t.map(Duration::from_nanos);
             let timings = *st.tracker.timings();
+            let exchange_span = span::take(&mut st.span);
+            span::finish(&exchange_span, &record, None);
+            drop(exchange_span);
             UsageEvent {
                 record,
                 outcome,
