@@ -10,7 +10,7 @@ use llm_usage_core::{Options, UsageRecord};
 use llm_usage_report::labels::{clean, Limiter, MAX_LABEL_LEN, UNKNOWN};
 use llm_usage_report::names::{Dimension, Profile};
 use llm_usage_report::series::{points, Value};
-use llm_usage_report::{Timings, Tracker};
+use llm_usage_report::{span, Timings, Tracker};
 use reqwest::Url;
 
 use crate::{Outcome, UsageEvent};
@@ -112,6 +112,9 @@ struct State {
     tracker: Tracker,
     status: Option<StatusCode>,
     response_bytes: u64,
+    /// The call's `tracing` span (`tracing` feature; a no-op without it), closed when
+    /// the call is reported.
+    span: span::Span,
 }
 
 impl State {
@@ -149,6 +152,7 @@ impl Call {
                 tracker,
                 status: None,
                 response_bytes: 0,
+                span: span::start(),
             }),
         }
     }
@@ -186,6 +190,9 @@ impl Call {
             };
             st.tracker.end(since(start));
             let timings = *st.tracker.timings();
+            let call_span = span::take(&mut st.span);
+            span::finish(&call_span, &record, None);
+            drop(call_span);
             let nanos = |t: Option<u64>| t.map(Duration::from_nanos);
             let event = UsageEvent {
                 record,
