@@ -8,7 +8,8 @@
 
 use llm_usage_core::UsageRecord;
 
-use crate::names::{Metric, Profile};
+use crate::labels::{clean, Limiter, MAX_LABEL_LEN, UNKNOWN};
+use crate::names::{Dimension, Metric, Profile};
 use crate::timings::Timings;
 use crate::tokens::{TokenType, TOKEN_FIELDS};
 
@@ -132,6 +133,76 @@ pub fn points(profile: Profile, record: &UsageRecord, timings: &Timings) -> Vec<
     out
 }
 
+/// Where the labels of a call come from, besides its record.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'a> {
+    /// The workload the traffic comes from (`asm` profile).
+    pub source_workload: Option<&'a str>,
+    /// Its namespace (`asm` profile).
+    pub source_namespace: Option<&'a str>,
+    /// The host called (`asm`'s `llmproxy_destination_service`).
+    pub destination: Option<&'a str>,
+    /// The response status (`None`: no response; the `otel` profile's
+    /// `http_status_class` is then `error`).
+    pub status: Option<u16>,
+}
+
+/// The labels of one exchange in `profile`, for a sink with real labels: the profile's
+/// dimensions (values cleaned, unknown ones [`UNKNOWN`], model values through `models`),
+/// then, in the `otel` profile, `http_status_class` (`2xx` … `5xx`, or `error`).
+///
+/// ```
+/// use llm_usage_report::labels::Limiter;
+/// use llm_usage_report::names::Profile;
+/// use llm_usage_report::series::{labels, Context};
+/// use llm_usage_report::UsageRecord;
+///
+/// let mut r = UsageRecord::default();
+/// r.request_model = Some("gpt-4o".into());
+/// let mut models = Limiter::new(Vec::new(), Some(100));
+/// let ctx = Context { status: Some(200), ..Context::default() };
+/// let l = labels(Profile::Otel, &r, &ctx, &mut models);
+/// assert_eq!(l[1], ("gen_ai_request_model", "gpt-4o".to_string()));
+/// assert_eq!(l[3], ("http_status_class", "2xx".to_string()));
+/// ```
+pub fn labels(
+    profile: Profile,
+    record: &UsageRecord,
+    ctx: &Context<'_>,
+    models: &mut Limiter,
+) -> Vec<(&'static str, String)> {
+    let mut v: Vec<(&'static str, String)> = profile
+        .dimensions()
+        .iter()
+        .map(|(name, d)| {
+            let raw = match d {
+                Dimension::SourceWorkload => ctx.source_workload,
+                Dimension::SourceWorkloadNamespace => ctx.source_namespace,
+                Dimension::DestinationService => ctx.destination,
+                Dimension::Record(r) => r.value(record, None),
+            };
+            let value = match raw.filter(|v| !v.is_empty()) {
+                None => UNKNOWN.to_owned(),
+                Some(v) => {
+                    let v = clean(v, MAX_LABEL_LEN);
+                    match d {
+                        Dimension::Record(r) if r.is_model() => models.label(&v),
+                        _ => v,
+                    }
+                }
+            };
+            (*name, value)
+        })
+        .collect();
+    if profile == Profile::Otel {
+        let class = ctx
+            .status
+            .map_or_else(|| "error".to_owned(), |s| format!("{}xx", s / 100));
+        v.push(("http_status_class", class));
+    }
+    v
+}
+
 fn point(name: String, metric: Metric, token_type: Option<TokenType>, value: Value) -> Point {
     Point {
         name,
@@ -201,5 +272,35 @@ mod tests {
             names,
             ["asm_llm_proxy_requests", "asm_llm_proxy_estimated_requests"]
         );
+    }
+
+    #[test]
+    fn asm_labels_clean_and_cap_models() {
+        let mut models = Limiter::new(Vec::new(), Some(1));
+        let ctx = Context {
+            source_workload: Some("sleep"),
+            source_namespace: Some(""),
+            destination: Some("api.openai.com"),
+            status: None,
+        };
+        let mut r = UsageRecord::default();
+        r.model = Some("gpt-4o\n".into());
+        let l = labels(Profile::Asm, &r, &ctx, &mut models);
+        assert_eq!(
+            l,
+            [
+                ("llmproxy_source_workload", "sleep".to_string()),
+                ("llmproxy_source_workload_namespace", UNKNOWN.to_string()),
+                ("llmproxy_destination_service", "api.openai.com".to_string()),
+                ("llmproxy_model", "gpt-4o_".to_string()),
+            ]
+        );
+        r.model = Some("claude-sonnet-4".into());
+        let l = labels(Profile::Asm, &r, &ctx, &mut models);
+        assert_eq!(l[3].1, crate::labels::OTHER);
+        r.model = None;
+        let l = labels(Profile::Otel, &r, &ctx, &mut models);
+        assert_eq!(l[3], ("http_status_class", "error".to_string()));
+        assert_eq!(l[1].1, UNKNOWN);
     }
 }

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, StatusCode};
-use llm_usage_core::{Options, UsageRecord};
-use llm_usage_report::labels::{clean, Limiter, MAX_LABEL_LEN, UNKNOWN};
-use llm_usage_report::names::{Dimension, Profile};
-use llm_usage_report::series::{points, Value};
+use llm_usage_core::Options;
+use llm_usage_report::labels::Limiter;
+use llm_usage_report::names::Profile;
+use llm_usage_report::series::{labels, points, Context, Value};
 use llm_usage_report::{span, Timings, Tracker};
 use reqwest::Url;
 
@@ -29,51 +29,20 @@ pub(crate) struct Reporter {
 }
 
 impl Reporter {
-    /// The labels of a call: the profile's dimensions, then the status class.
-    fn labels(
-        &self,
-        p: Profile,
-        rec: &UsageRecord,
-        url: &Url,
-        status: Option<StatusCode>,
-    ) -> Vec<(String, String)> {
-        let mut v: Vec<(String, String)> = p
-            .dimensions()
-            .iter()
-            .map(|(name, d)| {
-                let raw = match d {
-                    Dimension::SourceWorkload => Some(self.source.0.as_str()),
-                    Dimension::SourceWorkloadNamespace => Some(self.source.1.as_str()),
-                    Dimension::DestinationService => url.host_str(),
-                    Dimension::Record(r) => r.value(rec, None),
-                };
-                let value = match raw.filter(|v| !v.is_empty()) {
-                    None => UNKNOWN.to_owned(),
-                    Some(v) => {
-                        let v = clean(v, MAX_LABEL_LEN);
-                        match d {
-                            Dimension::Record(r) if r.is_model() => self
-                                .models
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .label(&v),
-                            _ => v,
-                        }
-                    }
-                };
-                ((*name).to_owned(), value)
-            })
-            .collect();
-        if p == Profile::Otel {
-            let class = status.map_or("error".to_owned(), |s| format!("{}xx", s.as_u16() / 100));
-            v.push(("http_status_class".to_owned(), class));
-        }
-        v
-    }
-
     fn emit(&self, mut ev: UsageEvent, timings: &Timings) {
         if let Some(p) = self.profile {
-            ev.labels = self.labels(p, &ev.record, &ev.url, ev.status);
+            let ctx = Context {
+                source_workload: Some(&self.source.0),
+                source_namespace: Some(&self.source.1),
+                destination: ev.url.host_str(),
+                status: ev.status.map(|s| s.as_u16()),
+            };
+            let mut models = self.models.lock().unwrap_or_else(|e| e.into_inner());
+            ev.labels = labels(p, &ev.record, &ctx, &mut models)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect();
+            drop(models);
             for point in points(p, &ev.record, timings) {
                 let mut labels: Vec<metrics::Label> = ev
                     .labels
