@@ -14,6 +14,42 @@ pub(crate) mod eventstream;
 pub(crate) mod ndjson;
 pub(crate) mod sse;
 
+/// The framing of a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FramingKind {
+    /// Decide from the first non-blank byte.
+    Auto,
+    /// One JSON document, a sequence of them, or a top-level array of them.
+    Json,
+    /// Server-sent events.
+    Sse,
+    /// Newline-delimited JSON.
+    Ndjson,
+    /// AWS event-stream.
+    EventStream,
+}
+
+impl FramingKind {
+    /// Picks a framing from a `Content-Type` value.
+    pub fn from_content_type(ct: &[u8]) -> FramingKind {
+        let ct = ct.split(|&b| b == b';').next().unwrap_or(ct);
+        let ct = ct.trim_ascii();
+        if ct.eq_ignore_ascii_case(b"text/event-stream") {
+            FramingKind::Sse
+        } else if ct.eq_ignore_ascii_case(b"application/vnd.amazon.eventstream") {
+            FramingKind::EventStream
+        } else if ct.eq_ignore_ascii_case(b"application/x-ndjson")
+            || ct.eq_ignore_ascii_case(b"application/ndjson")
+            || ct.eq_ignore_ascii_case(b"application/jsonl")
+            || ct.eq_ignore_ascii_case(b"application/x-jsonlines")
+        {
+            FramingKind::Ndjson
+        } else {
+            FramingKind::Auto
+        }
+    }
+}
+
 /// Where framers deliver payload bytes.
 pub(crate) trait EventSink {
     /// Payload bytes of the current event.

@@ -40,8 +40,9 @@
 
 use crate::swar::string_end;
 
-/// Largest event indexed: the SSE body's held-event buffer.
-pub(crate) const MAX_BYTES: usize = crate::body::EVENT_BUF;
+/// Largest event indexed, and so the largest SSE event the body holds whole (its
+/// held-event buffer, `body::held::EVENT_BUF`, is this size).
+pub(crate) const MAX_BYTES: usize = 2048;
 
 const WORDS: usize = MAX_BYTES / 64;
 
@@ -54,7 +55,7 @@ pub(crate) struct Index {
         not(all(target_arch = "x86_64", target_feature = "sse2")),
         allow(dead_code)
     )]
-    avx2: bool,
+    avx2: Option<Avx2>,
     /// Tests: classify as builds without vector instructions do (see [`SWAR_INDEX`]).
     #[cfg(any(test, fuzzing))]
     swar: bool,
@@ -125,23 +126,39 @@ fn swar_index() -> bool {
     false
 }
 
-/// Whether the CPU has AVX2 and carry-less multiplication (every AVX2 CPU has both): the
-/// `avx2` paths below use `pclmulqdq` for [`prefix_xor`].
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-pub(crate) fn avx2_detected() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("pclmulqdq")
+/// Proof that the CPU has AVX2 and carry-less multiplication (every AVX2 CPU has both; the
+/// AVX2 paths below use `pclmulqdq` for [`prefix_xor`]).
+///
+/// The functions with an AVX2 path ([`copy_line`], [`skip_blocks`], [`Index`]) are safe,
+/// and take an `Option<Avx2>` rather than a `bool`: the field is private and
+/// [`Avx2::detect`], which asks the CPU, is the only constructor, so safe code cannot send
+/// them down the AVX2 path on a CPU without it (memchr hands out its ISA-specific searchers
+/// the same way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Avx2 {
+    _checked: (),
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-pub(crate) fn avx2_detected() -> bool {
-    false
+impl Avx2 {
+    /// `Some` when the CPU has AVX2 and `pclmulqdq`.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    pub(crate) fn detect() -> Option<Avx2> {
+        (std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("pclmulqdq"))
+            .then_some(Avx2 { _checked: () })
+    }
+
+    /// `None`: AVX2 is an x86_64 extension.
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    pub(crate) fn detect() -> Option<Avx2> {
+        None
+    }
 }
 
 #[cfg(not(any(
     all(target_arch = "x86_64", target_feature = "sse2"),
     all(target_arch = "wasm32", target_feature = "simd128")
 )))]
-fn classify(block: &[u8; 64], _avx2: bool) -> Masks {
+fn classify(block: &[u8; 64], _avx2: Option<Avx2>) -> Masks {
     classify_swar(block)
 }
 
@@ -192,7 +209,7 @@ fn classify_swar(block: &[u8; 64]) -> Masks {
 /// `simd` feature have it). Safe: wasm has no undefined behaviour for an unsupported
 /// instruction, the module fails to load instead.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn classify(block: &[u8; 64], _avx2: bool) -> Masks {
+fn classify(block: &[u8; 64], _avx2: Option<Avx2>) -> Masks {
     use core::arch::wasm32::{u8x16, u8x16_bitmask, u8x16_eq, u8x16_splat, v128, v128_or};
     let lane = |k: usize| -> v128 {
         let b = &block[16 * k..16 * k + 16];
@@ -265,9 +282,9 @@ unsafe fn classify_avx2(block: &[u8; 64]) -> Masks {
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[allow(unsafe_code)]
-fn classify(block: &[u8; 64], avx2: bool) -> Masks {
-    if avx2 {
-        // SAFETY: `avx2` is `avx2_detected()`, taken when the index was made.
+fn classify(block: &[u8; 64], avx2: Option<Avx2>) -> Masks {
+    if avx2.is_some() {
+        // SAFETY: an `Avx2` exists only where the CPU has AVX2 (`Avx2::detect`).
         unsafe { classify_avx2(block) }
     } else {
         classify_sse2(block)
@@ -393,11 +410,11 @@ pub(crate) fn copy_line(
     at: usize,
     prev: &[u8],
     same: &mut usize,
-    avx2: bool,
+    avx2: Option<Avx2>,
 ) -> Copied {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    if avx2 {
-        // SAFETY: the caller passes `avx2_detected()`.
+    if avx2.is_some() {
+        // SAFETY: an `Avx2` exists only where the CPU has AVX2 (`Avx2::detect`).
         #[allow(unsafe_code)]
         return unsafe { copy_line_avx2(src, dst, at, prev, same) };
     }
@@ -545,15 +562,15 @@ pub(crate) enum Blocks {
 /// Reads the whole 64-byte blocks of a skipped subtree in `input` from `i`, as the
 /// scanner's `skip_nest` reads them byte by byte ([`skip_block`]); a long string's end is
 /// searched with `memchr` ([`string_end`]) once a block was all string contents.
-pub(crate) fn skip_blocks(input: &[u8], i: usize, avx2: bool, nest: &mut Nest) -> Blocks {
+pub(crate) fn skip_blocks(input: &[u8], i: usize, avx2: Option<Avx2>, nest: &mut Nest) -> Blocks {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    if avx2 {
-        // SAFETY: the caller passes `avx2_detected()`.
+    if avx2.is_some() {
+        // SAFETY: an `Avx2` exists only where the CPU has AVX2 (`Avx2::detect`).
         #[allow(unsafe_code)]
         return unsafe { skip_blocks_avx2(input, i, nest) };
     }
     let _ = avx2;
-    skip_blocks_with(input, i, nest, |block| classify(block, false), prefix_xor)
+    skip_blocks_with(input, i, nest, |block| classify(block, None), prefix_xor)
 }
 
 /// [`skip_blocks`] compiled for AVX2 as a whole (see [`Index::build_from_avx2`]).
@@ -713,14 +730,14 @@ fn tail_masks(bytes: &[u8], start: usize, classify: &impl Fn(&[u8; 64]) -> Masks
 impl Index {
     /// Whether this index classifies with AVX2 (detected when it was made): what the
     /// other vector paths of the event ([`copy_line`]) are told.
-    pub(crate) fn avx2(&self) -> bool {
+    pub(crate) fn avx2(&self) -> Option<Avx2> {
         self.avx2
     }
 
     /// An empty index (heap-allocated once per SSE body, beside the held-event buffer).
     pub(crate) fn new() -> Index {
         Index {
-            avx2: avx2_detected() && !swar_index(),
+            avx2: Avx2::detect().filter(|_| !swar_index()),
             #[cfg(any(test, fuzzing))]
             swar: swar_index(),
             base: 0,
@@ -760,12 +777,12 @@ impl Index {
             return self.build_from_with(bytes, from, classify_swar, prefix_xor);
         }
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-        if self.avx2 {
-            // SAFETY: `avx2` is `avx2_detected()`, taken when the index was made.
+        if self.avx2.is_some() {
+            // SAFETY: an `Avx2` exists only where the CPU has AVX2 (`Avx2::detect`).
             #[allow(unsafe_code)]
             return unsafe { self.build_from_avx2(bytes, from) };
         }
-        self.build_from_with(bytes, from, |block| classify(block, false), prefix_xor)
+        self.build_from_with(bytes, from, |block| classify(block, None), prefix_xor)
     }
 
     /// [`Index::build_from`] compiled for AVX2 as a whole, so that the classification is
@@ -1042,8 +1059,8 @@ mod tests {
             }
             let portable = classify_portable(&block);
             assert_eq!(classify_swar(&block), portable);
-            assert_eq!(classify(&block, false), portable);
-            assert_eq!(classify(&block, avx2_detected()), portable);
+            assert_eq!(classify(&block, None), portable);
+            assert_eq!(classify(&block, Avx2::detect()), portable);
         }
     }
 
@@ -1052,7 +1069,7 @@ mod tests {
     /// of a buffer that may be too small, after a `prev` that differs at every place.
     #[test]
     fn copy_line_copies_finds_the_end_and_measures_the_prefix() {
-        let avx2 = avx2_detected();
+        let avx2 = Avx2::detect();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let mut next = |n: u64| {
             x ^= x << 13;
@@ -1088,7 +1105,7 @@ mod tests {
             let open = round % 3 != 0 || at == 0;
             let same_in = if open { at.min(full_prefix) } else { at / 2 };
             let fits = expect_dst.len() <= room;
-            for vector in [false, avx2] {
+            for vector in [None, avx2] {
                 let mut dst = vec![b'x'; room];
                 let mut same = same_in;
                 let got = copy_line(&src, &mut dst, at, &prev, &mut same, vector);
@@ -1100,12 +1117,12 @@ mod tests {
                 assert_eq!(got, Copied::Line(line_end), "round {round}");
                 assert_eq!(&dst[..expect_dst.len()], &expect_dst[..], "round {round}");
                 let want = if same_in == at { full_prefix } else { same_in };
-                assert_eq!(same, want, "round {round} vector {vector}");
+                assert_eq!(same, want, "round {round} vector {vector:?}");
             }
             // Without a line end: all of it is copied.
             let mut dst = vec![0; at + body.len()];
             let mut same = 0;
-            for vector in [false, avx2] {
+            for vector in [None, avx2] {
                 let got = copy_line(body, &mut dst, at, &[], &mut same, vector);
                 assert_eq!(got, Copied::All);
                 assert_eq!(&dst[at..], body);
@@ -1115,7 +1132,7 @@ mod tests {
 
     #[test]
     fn carry_less_prefix_xor_matches_the_shifts() {
-        if !avx2_detected() {
+        if Avx2::detect().is_none() {
             return;
         }
         let mut x = 0x2545_F491_4F6C_DD1Du64;
@@ -1125,7 +1142,7 @@ mod tests {
             x ^= x << 17;
             // Sparse words too: quotes are a few bits per block.
             for w in [x, x & (x >> 3) & (x >> 7), 1 << (x % 64), 0, u64::MAX] {
-                // SAFETY: `avx2_detected()` includes `pclmulqdq`.
+                // SAFETY: `Avx2::detect()` checked `pclmulqdq`.
                 #[allow(unsafe_code)]
                 let clmul = unsafe { prefix_xor_clmul(w) };
                 assert_eq!(clmul, prefix_xor(w), "{w:#x}");

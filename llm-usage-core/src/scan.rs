@@ -45,7 +45,7 @@
 //! path *is* checked; a syntax error there fails the document, and the framing above
 //! decides what a failed document means (usually: ignore that event).
 
-use crate::index::{avx2_detected, skip_blocks, Blocks, Nest, VECTOR};
+use crate::index::{skip_blocks, Avx2, Blocks, Nest, VECTOR};
 use crate::swar::{find_quote_or_backslash, find_structural, string_end};
 
 mod whole;
@@ -1221,7 +1221,7 @@ impl<T: 'static> Scanner<T> {
             in_str: self.skip_in_str,
             esc: self.skip_esc,
         };
-        let avx2 = VECTOR && avx2_detected();
+        let avx2 = Avx2::detect().filter(|_| VECTOR);
         let mut i = 0;
         let closed = loop {
             let mut end = n;

@@ -110,17 +110,16 @@ impl UsageEvent {
     /// request was streamed, the first event time is known and more than one output token was
     /// produced.
     pub fn time_per_output_token(&self) -> Option<Duration> {
-        if self.record.stream != Some(true) {
-            return None;
-        }
-        let ttft = self.time_to_first_token?;
-        let out = self.record.output_tokens?;
-        if out < 2 {
-            return None;
-        }
-        let rest = self.duration.checked_sub(ttft)?;
-        let n = u32::try_from(out - 1).unwrap_or(u32::MAX);
-        Some(rest / n)
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let timings = llm_usage_report::Timings {
+            start: Some(0),
+            first_byte: None,
+            first_token: self.time_to_first_token.map(nanos),
+            end: Some(nanos(self.duration)),
+        };
+        timings
+            .time_per_output_token(&self.record)
+            .map(Duration::from_nanos)
     }
 
     /// The value of a label this exchange was counted under.

@@ -90,14 +90,6 @@ impl fmt::Debug for LlmUsageLayer {
     }
 }
 
-/// The core's options by default: OpenAI's encodings for estimates when built in.
-fn default_options() -> Options {
-    let options = Options::default();
-    #[cfg(feature = "bpe")]
-    let options = options.token_counter(llm_usage_core::Bpe::boxed);
-    options
-}
-
 impl Default for LlmUsageLayer {
     fn default() -> Self {
         Self::new()
@@ -110,7 +102,7 @@ impl LlmUsageLayer {
     pub fn new() -> Self {
         LlmUsageLayer {
             config: Arc::new(Config {
-                options: default_options(),
+                options: llm_usage_report::default_options(),
                 metrics: Some(MetricsConfig::otel()),
                 on_record: None,
                 recorder: None,

@@ -3,92 +3,28 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::header::HeaderName;
 use http::{Extensions, HeaderMap, Uri};
 use metrics::SharedString;
 
+use llm_usage_report::labels::{clean, Limiter, MAX_LABEL_LEN};
+pub use llm_usage_report::labels::{OTHER, UNKNOWN};
+pub use llm_usage_report::names::TimeUnit;
+use llm_usage_report::names::{Dimension, Metric, Profile};
+pub use llm_usage_report::names::{
+    REQUEST_DURATION_BUCKETS, TIME_PER_OUTPUT_TOKEN_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS,
+    TOKEN_USAGE_BUCKETS,
+};
+use llm_usage_report::select::RecordLabel;
+use llm_usage_report::series::UNKNOWN_MODALITY;
+
+/// The label of the token modality on the `gen_ai.client.inference.usage.*` counters.
+const MODALITY_LABEL: &str = Profile::Otel.token_modality_label();
+pub use llm_usage_report::tokens::TokenType;
+
 use crate::callback::{Injection, Outcome, UsageEvent};
-
-/// OpenTelemetry GenAI bucket boundaries for `gen_ai.client.token.usage` (tokens).
-pub const TOKEN_USAGE_BUCKETS: &[f64] = &[
-    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
-    16777216.0, 67108864.0,
-];
-
-/// OpenTelemetry GenAI bucket boundaries for `gen_ai.server.request.duration` (seconds).
-pub const REQUEST_DURATION_BUCKETS: &[f64] = &[
-    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
-];
-
-/// OpenTelemetry GenAI bucket boundaries for `gen_ai.server.time_to_first_token` (seconds).
-pub const TIME_TO_FIRST_TOKEN_BUCKETS: &[f64] = &[
-    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
-
-/// OpenTelemetry GenAI bucket boundaries for `gen_ai.server.time_per_output_token` (seconds).
-pub const TIME_PER_OUTPUT_TOKEN_BUCKETS: &[f64] = &[
-    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
-];
-
-/// The label value used for a model that is neither allow-listed nor under the cap.
-pub const OTHER: &str = "other";
-/// The label value used when a value is not known.
-pub const UNKNOWN: &str = "unknown";
-
-/// Longest label value kept; longer client-chosen values are cut (on a char boundary).
-const MAX_LABEL_VALUE_LEN: usize = 128;
-
-/// A kind of token counted, in the OpenTelemetry `gen_ai.token.type` vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TokenType {
-    /// All input tokens (cached ones included): `input`.
-    Input,
-    /// All output tokens (reasoning included): `output`.
-    Output,
-    /// Input tokens read from a provider cache: `input_cache_read`.
-    InputCacheRead,
-    /// Input tokens written to a provider cache: `input_cache_write`.
-    InputCacheWrite,
-    /// Reasoning tokens: `reasoning`.
-    Reasoning,
-}
-
-impl TokenType {
-    /// Every token type, in a stable order.
-    pub const ALL: [TokenType; 5] = [
-        TokenType::Input,
-        TokenType::Output,
-        TokenType::InputCacheRead,
-        TokenType::InputCacheWrite,
-        TokenType::Reasoning,
-    ];
-
-    /// The `gen_ai.token.type` value.
-    ///
-    /// ```
-    /// assert_eq!(llm_usage_tower::TokenType::InputCacheRead.as_str(), "input_cache_read");
-    /// ```
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            TokenType::Input => "input",
-            TokenType::Output => "output",
-            TokenType::InputCacheRead => "input_cache_read",
-            TokenType::InputCacheWrite => "input_cache_write",
-            TokenType::Reasoning => "reasoning",
-        }
-    }
-
-    fn value(self, r: &llm_usage_core::UsageRecord) -> Option<u64> {
-        match self {
-            TokenType::Input => r.input_tokens,
-            TokenType::Output => r.output_tokens,
-            TokenType::InputCacheRead => r.cached_input_tokens,
-            TokenType::InputCacheWrite => r.cache_creation_input_tokens,
-            TokenType::Reasoning => r.reasoning_tokens,
-        }
-    }
-}
 
 /// How token counts are laid out over metric names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,32 +104,16 @@ impl TokenMetric {
     }
 }
 
-/// The unit durations are recorded in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeUnit {
-    /// Seconds (OpenTelemetry).
-    Seconds,
-    /// Milliseconds (Envoy).
-    Milliseconds,
-}
-
-impl TimeUnit {
-    fn of(self, d: std::time::Duration) -> f64 {
-        match self {
-            TimeUnit::Seconds => d.as_secs_f64(),
-            TimeUnit::Milliseconds => d.as_secs_f64() * 1000.0,
-        }
-    }
+/// A duration in `unit`.
+fn time_in(unit: TimeUnit, d: Duration) -> f64 {
+    unit.of_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 type ExtensionFn = Arc<dyn Fn(&Extensions) -> Option<String> + Send + Sync>;
 
 #[derive(Clone)]
 enum Source {
-    Provider,
-    Model,
-    RequestModel,
-    ResponseModel,
+    Record(RecordLabel),
     StatusClass,
     Status,
     Outcome,
@@ -231,10 +151,7 @@ pub struct Label {
 impl fmt::Debug for Label {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let src = match &self.source {
-            Source::Provider => "provider".to_string(),
-            Source::Model => "model".to_string(),
-            Source::RequestModel => "request_model".to_string(),
-            Source::ResponseModel => "response_model".to_string(),
+            Source::Record(r) => format!("{r:?}"),
             Source::StatusClass => "status_class".to_string(),
             Source::Status => "status".to_string(),
             Source::Outcome => "outcome".to_string(),
@@ -266,19 +183,19 @@ impl Label {
 
     /// The provider (`openai`, `anthropic`, … as in the OpenTelemetry registry), or `unknown`.
     pub fn provider(name: impl Into<SharedString>) -> Self {
-        Self::new(name, Source::Provider)
+        Self::new(name, Source::Record(RecordLabel::Provider))
     }
     /// The best model (response model, else request model, else path model), capped.
     pub fn model(name: impl Into<SharedString>) -> Self {
-        Self::new(name, Source::Model)
+        Self::new(name, Source::Record(RecordLabel::Model))
     }
     /// The model named in the request body, capped.
     pub fn request_model(name: impl Into<SharedString>) -> Self {
-        Self::new(name, Source::RequestModel)
+        Self::new(name, Source::Record(RecordLabel::RequestModel))
     }
     /// The model the response reported, capped.
     pub fn response_model(name: impl Into<SharedString>) -> Self {
-        Self::new(name, Source::ResponseModel)
+        Self::new(name, Source::Record(RecordLabel::ResponseModel))
     }
     /// The status class: `1xx` … `5xx`, or `error` when the service failed or no response came.
     pub fn status_class(name: impl Into<SharedString>) -> Self {
@@ -371,7 +288,7 @@ impl Label {
             Source::Constant(v) => return Some(v.clone()),
             _ => None,
         }?;
-        let v = clean(&v);
+        let v = clean(&v, MAX_LABEL_LEN);
         Some(match &self.cap {
             Some(cap) => cap.admit(&v),
             None => v,
@@ -379,59 +296,24 @@ impl Label {
     }
 }
 
-/// Cuts a client-chosen value to a bounded length and replaces control characters.
-fn clean(v: &str) -> String {
-    let mut end = v.len().min(MAX_LABEL_VALUE_LEN);
-    while !v.is_char_boundary(end) {
-        end -= 1;
-    }
-    v[..end]
-        .chars()
-        .map(|c| if c.is_control() { '_' } else { c })
-        .collect()
-}
-
-/// A bound on the distinct values of a label: an allow-list and/or a cap on the number of
-/// first-come values. Values past both are reported as [`OTHER`].
+/// A [`Limiter`] shared by the exchanges of every thread.
 #[derive(Debug)]
-struct ValueCap {
-    allow: Option<HashSet<String>>,
-    max: Option<usize>,
-    seen: Mutex<HashSet<String>>,
-}
+struct ValueCap(Mutex<Limiter>);
 
 impl ValueCap {
+    /// An allow-list and/or a cap on first-come values; an allow-list alone admits nothing
+    /// else, neither admits everything.
     fn new(allow: Option<HashSet<String>>, max: Option<usize>) -> Self {
-        ValueCap {
-            allow,
-            max,
-            seen: Mutex::new(HashSet::new()),
-        }
+        let others = match (&allow, max) {
+            (Some(_), None) => Some(0),
+            (_, max) => max,
+        };
+        let allow = allow.map(|a| a.into_iter().collect()).unwrap_or_default();
+        ValueCap(Mutex::new(Limiter::new(allow, others)))
     }
 
     fn admit(&self, v: &str) -> String {
-        if let Some(allow) = &self.allow {
-            if allow.contains(v) {
-                return v.to_owned();
-            }
-        }
-        let Some(max) = self.max else {
-            // An allow-list alone: everything else is `other`; neither: unbounded.
-            return if self.allow.is_some() {
-                OTHER.to_owned()
-            } else {
-                v.to_owned()
-            };
-        };
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.contains(v) {
-            return v.to_owned();
-        }
-        if seen.len() < max {
-            seen.insert(v.to_owned());
-            return v.to_owned();
-        }
-        OTHER.to_owned()
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).label(v)
     }
 }
 
@@ -446,6 +328,7 @@ impl ValueCap {
 /// | --- | --- | --- |
 /// | `gen_ai_client_token_usage` | histogram of tokens per exchange | `gen_ai_token_type` |
 /// | `llm_usage_tokens_total` | counter of tokens | `gen_ai_token_type` |
+/// | `gen_ai_client_inference_usage_input_tokens_total`, `…_output_tokens_total`, `…_cache_read_input_tokens_total`, `…_cache_write_input_tokens_total`, `…_reasoning_output_tokens_total` | counters of tokens (OpenTelemetry `gen_ai.client.inference.usage.*`; cache and reasoning are subsets of input and output) | `gen_ai_token_modality` (`unknown`: the figures count every modality) |
 /// | `llm_usage_requests_total` | counter of exchanges | |
 /// | `llm_usage_estimated_requests_total` | counter of exchanges whose record holds an estimate | |
 /// | `gen_ai_server_request_duration` | histogram, seconds | |
@@ -471,6 +354,7 @@ impl ValueCap {
 pub struct MetricsConfig {
     token_histogram: TokenMetric,
     token_counter: TokenMetric,
+    inference_usage: TokenMetric,
     requests: Option<SharedString>,
     estimated_requests: Option<SharedString>,
     request_duration: Option<SharedString>,
@@ -491,6 +375,7 @@ impl fmt::Debug for MetricsConfig {
         f.debug_struct("MetricsConfig")
             .field("token_histogram", &self.token_histogram)
             .field("token_counter", &self.token_counter)
+            .field("inference_usage", &self.inference_usage)
             .field("requests", &self.requests)
             .field("estimated_requests", &self.estimated_requests)
             .field("request_duration", &self.request_duration)
@@ -520,31 +405,9 @@ impl MetricsConfig {
     /// OpenTelemetry GenAI names (see the type's table), durations in seconds, at most
     /// [`DEFAULT_MAX_MODELS`] distinct model values.
     pub fn otel() -> Self {
-        MetricsConfig {
-            token_histogram: TokenMetric::labelled(
-                "gen_ai_client_token_usage",
-                "gen_ai_token_type",
-            ),
-            token_counter: TokenMetric::labelled("llm_usage_tokens_total", "gen_ai_token_type"),
-            requests: Some("llm_usage_requests_total".into()),
-            estimated_requests: Some("llm_usage_estimated_requests_total".into()),
-            request_duration: Some("gen_ai_server_request_duration".into()),
-            time_to_first_byte: Some("llm_usage_time_to_first_byte".into()),
-            time_to_first_token: Some("gen_ai_server_time_to_first_token".into()),
-            time_per_output_token: Some("gen_ai_server_time_per_output_token".into()),
-            inject_skipped: Some("llm_usage_inject_skipped_total".into()),
-            skip_reason_label: "inject_skip_reason".into(),
-            time_unit: TimeUnit::Seconds,
-            labels: vec![
-                Label::provider("gen_ai_provider_name"),
-                Label::request_model("gen_ai_request_model"),
-                Label::response_model("gen_ai_response_model"),
-                Label::status_class("http_status_class"),
-            ],
-            model_allow: None,
-            max_models: Some(DEFAULT_MAX_MODELS),
-            model_cap: Arc::new(ValueCap::new(None, Some(DEFAULT_MAX_MODELS))),
-        }
+        let mut m = Self::profile(Profile::Otel, "", "");
+        m.labels.push(Label::status_class("http_status_class"));
+        m
     }
 
     /// The names of the `llm-usage-wasm` filter's `asm` profile (Alibaba Cloud Service Mesh):
@@ -564,30 +427,80 @@ impl MetricsConfig {
     /// assert!(m.metric_names().contains(&"asm_llm_proxy_prompt_tokens".to_string()));
     /// ```
     pub fn asm(source_workload: &str, source_namespace: &str) -> Self {
+        Self::profile(Profile::Asm, source_workload, source_namespace)
+    }
+
+    /// A profile's names, units and dimensions, from the shared tables of
+    /// `llm_usage_report::names`; counters get the profile's `_total` suffix.
+    fn profile(p: Profile, source_workload: &str, source_namespace: &str) -> Self {
+        let name = |m: Metric| {
+            m.name(p).map(|n| {
+                let suffix = if m.is_histogram() {
+                    ""
+                } else {
+                    p.counter_suffix()
+                };
+                SharedString::from(format!("{n}{suffix}"))
+            })
+        };
+        let token_metric = |m: Metric| match name(m) {
+            Some(n) => TokenMetric::labelled(n, p.token_type_label()),
+            None => TokenMetric::Off,
+        };
+        let token_counter = match name(Metric::Tokens) {
+            Some(n) => TokenMetric::labelled(n, p.token_type_label()),
+            None => {
+                let per = |t: TokenType| t.field().asm_counter.map(SharedString::from);
+                TokenMetric::PerType {
+                    input: per(TokenType::Input),
+                    output: per(TokenType::Output),
+                    input_cache_read: per(TokenType::InputCacheRead),
+                    input_cache_write: per(TokenType::InputCacheWrite),
+                    reasoning: per(TokenType::Reasoning),
+                }
+            }
+        };
+        let labels = p
+            .dimensions()
+            .iter()
+            .map(|(n, d)| match d {
+                Dimension::SourceWorkload => Label::constant(*n, source_workload),
+                Dimension::SourceWorkloadNamespace => Label::constant(*n, source_namespace),
+                Dimension::DestinationService => Label::authority(*n),
+                Dimension::Record(r) => Label::new(*n, Source::Record(*r)),
+            })
+            .collect();
+        let inference_usage = match p {
+            Profile::Otel => {
+                let per = |t: TokenType| {
+                    t.field()
+                        .otel_counter
+                        .map(|n| SharedString::from(format!("{n}{}", p.counter_suffix())))
+                };
+                TokenMetric::PerType {
+                    input: per(TokenType::Input),
+                    output: per(TokenType::Output),
+                    input_cache_read: per(TokenType::InputCacheRead),
+                    input_cache_write: per(TokenType::InputCacheWrite),
+                    reasoning: per(TokenType::Reasoning),
+                }
+            }
+            Profile::Asm => TokenMetric::Off,
+        };
         MetricsConfig {
-            token_histogram: TokenMetric::Off,
-            token_counter: TokenMetric::PerType {
-                input: Some("asm_llm_proxy_prompt_tokens".into()),
-                output: Some("asm_llm_proxy_completion_tokens".into()),
-                input_cache_read: Some("asm_llm_proxy_cached_tokens".into()),
-                input_cache_write: Some("asm_llm_proxy_cache_creation_tokens".into()),
-                reasoning: Some("asm_llm_proxy_reasoning_tokens".into()),
-            },
-            requests: Some("asm_llm_proxy_requests".into()),
-            estimated_requests: Some("asm_llm_proxy_estimated_requests".into()),
-            request_duration: Some("asm_llm_proxy_request_duration_ms".into()),
-            time_to_first_byte: Some("asm_llm_proxy_time_to_first_byte_ms".into()),
-            time_to_first_token: Some("asm_llm_proxy_time_to_first_token_ms".into()),
-            time_per_output_token: Some("asm_llm_proxy_time_per_output_token_ms".into()),
-            inject_skipped: Some("asm_llm_proxy_inject_skipped".into()),
-            skip_reason_label: "llmproxy_inject_skip_reason".into(),
-            time_unit: TimeUnit::Milliseconds,
-            labels: vec![
-                Label::constant("llmproxy_source_workload", source_workload),
-                Label::constant("llmproxy_source_workload_namespace", source_namespace),
-                Label::authority("llmproxy_destination_service"),
-                Label::model("llmproxy_model"),
-            ],
+            token_histogram: token_metric(Metric::TokenUsage),
+            token_counter,
+            inference_usage,
+            requests: name(Metric::Requests),
+            estimated_requests: name(Metric::EstimatedRequests),
+            request_duration: name(Metric::RequestDuration),
+            time_to_first_byte: name(Metric::TimeToFirstByte),
+            time_to_first_token: name(Metric::TimeToFirstToken),
+            time_per_output_token: name(Metric::TimePerOutputToken),
+            inject_skipped: name(Metric::InjectSkipped),
+            skip_reason_label: p.skip_reason_label().into(),
+            time_unit: p.time_unit(),
+            labels,
             model_allow: None,
             max_models: Some(DEFAULT_MAX_MODELS),
             model_cap: Arc::new(ValueCap::new(None, Some(DEFAULT_MAX_MODELS))),
@@ -602,6 +515,14 @@ impl MetricsConfig {
     /// Sets the token counter layout.
     pub fn token_counter(mut self, m: TokenMetric) -> Self {
         self.token_counter = m;
+        self
+    }
+    /// Sets the OpenTelemetry `gen_ai.client.inference.usage.*` counters (otel profile:
+    /// one counter per token type, `gen_ai_client_inference_usage_input_tokens_total`, …,
+    /// labelled `gen_ai_token_modality`; [`TokenMetric::Off`] switches them off). Cache and
+    /// reasoning counters are subsets of the input and output ones.
+    pub fn inference_usage_counters(mut self, m: TokenMetric) -> Self {
+        self.inference_usage = m;
         self
     }
     /// Names (or, with `None`, switches off) the exchange counter.
@@ -706,6 +627,7 @@ impl MetricsConfig {
     pub fn metric_names(&self) -> Vec<String> {
         let mut v = self.token_histogram.names();
         v.extend(self.token_counter.names());
+        v.extend(self.inference_usage.names());
         for n in [
             &self.requests,
             &self.estimated_requests,
@@ -727,10 +649,7 @@ impl MetricsConfig {
     /// milliseconds when the time unit is milliseconds), for an exporter, e.g.
     /// `PrometheusBuilder::set_buckets_for_metric(Matcher::Full(name), buckets)`.
     pub fn histogram_buckets(&self) -> Vec<(String, Vec<f64>)> {
-        let scale = match self.time_unit {
-            TimeUnit::Seconds => 1.0,
-            TimeUnit::Milliseconds => 1000.0,
-        };
+        let scale = self.time_unit.per_second();
         let time = |b: &[f64]| b.iter().map(|x| x * scale).collect::<Vec<_>>();
         let mut v: Vec<(String, Vec<f64>)> = self
             .token_histogram
@@ -764,6 +683,12 @@ impl MetricsConfig {
         }
         for n in self.token_counter.names() {
             metrics::describe_counter!(n, "Tokens used by LLM exchanges.");
+        }
+        for n in self.inference_usage.names() {
+            metrics::describe_counter!(
+                n,
+                "Tokens used by LLM inference, by modality (gen_ai.client.inference.usage)."
+            );
         }
         if let Some(n) = &self.requests {
             metrics::describe_counter!(n.clone(), "LLM exchanges observed.");
@@ -831,8 +756,8 @@ impl MetricsConfig {
         status: Option<http::StatusCode>,
         outcome: Outcome,
     ) -> Vec<(SharedString, String)> {
-        let model = |m: &Option<String>| match m.as_deref() {
-            Some(m) if !m.is_empty() => self.model_cap.admit(&clean(m)),
+        let model = |m: Option<&str>| match m {
+            Some(m) if !m.is_empty() => self.model_cap.admit(&clean(m, MAX_LABEL_LEN)),
             _ => UNKNOWN.to_owned(),
         };
         self.labels
@@ -840,13 +765,11 @@ impl MetricsConfig {
             .enumerate()
             .map(|(i, l)| {
                 let v = match &l.source {
-                    Source::Provider => record
-                        .provider
-                        .map(|p| p.as_str().to_owned())
+                    Source::Record(r) if r.is_model() => model(r.value(record, None)),
+                    Source::Record(r) => r
+                        .value(record, None)
+                        .map(str::to_owned)
                         .unwrap_or_else(|| UNKNOWN.to_owned()),
-                    Source::Model => model(&record.model),
-                    Source::RequestModel => model(&record.request_model),
-                    Source::ResponseModel => model(&record.response_model),
                     Source::StatusClass => match status {
                         Some(s) => format!("{}xx", s.as_u16() / 100),
                         None => "error".to_owned(),
@@ -863,11 +786,7 @@ impl MetricsConfig {
                         .unwrap_or_else(|| UNKNOWN.to_owned()),
                 };
                 let v = match (&l.cap, &l.source) {
-                    (Some(cap), Source::Model | Source::RequestModel | Source::ResponseModel)
-                        if v != UNKNOWN =>
-                    {
-                        cap.admit(&v)
-                    }
+                    (Some(cap), Source::Record(r)) if r.is_model() && v != UNKNOWN => cap.admit(&v),
                     _ => v,
                 };
                 (l.name.clone(), v)
@@ -895,22 +814,29 @@ impl MetricsConfig {
                 let labels = with_type(&base, label, t);
                 metrics::counter!(name.clone(), labels.iter()).increment(value);
             }
+            if let Some((name, _)) = self.inference_usage.target(t) {
+                let mut labels = base.clone();
+                let modality = t.field().modality.unwrap_or(UNKNOWN_MODALITY);
+                labels.push(metrics::Label::new(MODALITY_LABEL, modality));
+                metrics::counter!(name.clone(), labels.iter()).increment(value);
+            }
             if let Some((name, label)) = self.token_histogram.target(t) {
                 let labels = with_type(&base, label, t);
                 metrics::histogram!(name.clone(), labels.iter()).record(value as f64);
             }
         }
         if let Some(n) = &self.request_duration {
-            metrics::histogram!(n.clone(), base.iter()).record(self.time_unit.of(ev.duration));
+            metrics::histogram!(n.clone(), base.iter())
+                .record(time_in(self.time_unit, ev.duration));
         }
         if let (Some(n), Some(t)) = (&self.time_to_first_byte, ev.time_to_first_byte) {
-            metrics::histogram!(n.clone(), base.iter()).record(self.time_unit.of(t));
+            metrics::histogram!(n.clone(), base.iter()).record(time_in(self.time_unit, t));
         }
         if let (Some(n), Some(t)) = (&self.time_to_first_token, ev.time_to_first_token) {
-            metrics::histogram!(n.clone(), base.iter()).record(self.time_unit.of(t));
+            metrics::histogram!(n.clone(), base.iter()).record(time_in(self.time_unit, t));
         }
         if let (Some(n), Some(t)) = (&self.time_per_output_token, ev.time_per_output_token()) {
-            metrics::histogram!(n.clone(), base.iter()).record(self.time_unit.of(t));
+            metrics::histogram!(n.clone(), base.iter()).record(time_in(self.time_unit, t));
         }
         if let (Some(n), Some(Injection::Skipped(why))) = (&self.inject_skipped, ev.injection) {
             let mut labels = base.clone();
@@ -958,14 +884,6 @@ mod tests {
         assert_eq!(both.admit("y"), "y");
         assert_eq!(both.admit("z"), OTHER);
         assert_eq!(both.admit("x"), "x");
-    }
-
-    #[test]
-    fn clean_cuts_and_replaces_controls() {
-        let long = "é".repeat(100);
-        let c = clean(&long);
-        assert!(c.len() <= MAX_LABEL_VALUE_LEN && c.chars().all(|ch| ch == 'é'));
-        assert_eq!(clean("a\nb\u{0}"), "a_b_");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Buf;
 use http::{HeaderMap, Method, StatusCode, Uri};
 use llm_usage_core::Exchange;
+use llm_usage_report::{span, Tracker};
 
 use crate::callback::{Injection, Outcome, UsageEvent};
 use crate::layer::Config;
@@ -24,32 +25,27 @@ pub(crate) struct Shared {
 }
 
 struct State {
-    /// `None` once the parser panicked: observation stops, traffic goes on.
-    exchange: Option<Exchange>,
-    emitted: bool,
-    request_ended: bool,
-    /// Bytes were passed that the core could not be shown (a non-contiguous `Buf` with more
-    /// segments than we look at): the exchange was retired and this is the record from before
-    /// the gap, final and partial.
-    frozen: Option<llm_usage_core::UsageRecord>,
+    /// The exchange's lifecycle and times (nanoseconds since `Shared::start`).
+    tracker: Tracker,
     status: Option<StatusCode>,
-    ttfb: Option<Duration>,
-    ttft: Option<Duration>,
     request_bytes: u64,
     response_bytes: u64,
     /// What the `stream_options.include_usage` injection did, if it was tried.
     injection: Option<Injection>,
+    /// The exchange's `tracing` span (`tracing` feature; a no-op without it), closed
+    /// when the record is emitted.
+    span: span::Span,
 }
 
 impl State {
-    /// Runs `f` on the exchange. A panic in the parser retires the exchange (the record will be
-    /// partial) instead of unwinding into the traffic path.
-    fn feed<T>(&mut self, f: impl FnOnce(&mut Exchange) -> T) -> Option<T> {
-        let ex = self.exchange.as_mut()?;
-        match catch_unwind(AssertUnwindSafe(|| f(ex))) {
+    /// Runs `f` on the tracker. A panic in the parser retires the exchange (the record will
+    /// be partial) instead of unwinding into the traffic path.
+    fn feed<T>(&mut self, f: impl FnOnce(&mut Tracker) -> T) -> Option<T> {
+        self.tracker.exchange()?;
+        match catch_unwind(AssertUnwindSafe(|| f(&mut self.tracker))) {
             Ok(v) => Some(v),
             Err(_) => {
-                self.exchange = None;
+                self.tracker.abandon();
                 None
             }
         }
@@ -57,15 +53,15 @@ impl State {
 
     /// Retires the exchange after a gap, keeping what it knew before.
     fn freeze(&mut self) {
-        self.frozen = Some(self.feed(|ex| ex.record()).unwrap_or_default());
-        self.exchange = None;
-    }
-
-    fn note_first_event(&mut self, start: Instant) {
-        if self.ttft.is_none() && self.feed(|ex| ex.first_token_seen()).unwrap_or(false) {
-            self.ttft = Some(start.elapsed());
+        if self.feed(Tracker::retire).is_none() {
+            self.tracker.abandon();
         }
     }
+}
+
+/// Nanoseconds since `start`, the tracker's clock.
+fn since(start: Instant) -> Option<u64> {
+    Some(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Shows every byte of `buf`, in order, to `f` without consuming it. When not every byte can
@@ -96,6 +92,7 @@ impl Shared {
         extensions: &http::Extensions,
     ) -> Arc<Shared> {
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let start = Instant::now();
         let exchange = catch_unwind(AssertUnwindSafe(|| {
             let mut ex = Exchange::with_options(config.options.clone());
             // Client middleware sees absolute URIs and no `host` header yet (the client adds
@@ -112,34 +109,36 @@ impl Shared {
             ex
         }))
         .ok();
+        let tracker = match exchange {
+            Some(ex) => Tracker::new(ex, Some(0)),
+            None => Tracker::without_exchange(Some(0)),
+        };
         let request_values = match &config.metrics {
             Some(m) => m.request_values(uri, headers, extensions),
             None => Vec::new(),
         };
         Arc::new(Shared {
             config,
-            start: Instant::now(),
+            start,
             method: method.clone(),
             uri: uri.clone(),
             request_values,
             state: Mutex::new(State {
-                exchange,
-                emitted: false,
-                request_ended: false,
-                frozen: None,
+                tracker,
                 status: None,
-                ttfb: None,
-                ttft: None,
                 request_bytes: 0,
                 response_bytes: 0,
                 injection: None,
+                span: span::start(),
             }),
         })
     }
 
     /// The exchange's API dialect (`openai-chat`, …), if the exchange is alive.
     pub(crate) fn dialect(&self) -> Option<&'static str> {
-        self.lock().feed(|ex| ex.dialect())
+        self.lock()
+            .feed(|t| t.exchange().map(|ex| ex.dialect()))
+            .flatten()
     }
 
     /// Notes what the injection did.
@@ -159,31 +158,32 @@ impl Shared {
 
     pub(crate) fn request_data(&self, data: &impl Buf) {
         let mut st = self.lock();
-        if st.emitted || st.request_ended {
+        if st.tracker.finished() || st.tracker.request_ended() {
             return;
         }
         st.request_bytes += data.remaining() as u64;
-        if st.feed(|ex| each_chunk(data, |c| ex.on_request_body(c))) == Some(false) {
+        if st.feed(|t| each_chunk(data, |c| t.request_body(c))) == Some(false) {
             st.freeze();
         }
     }
 
     pub(crate) fn request_end(&self) {
         let mut st = self.lock();
-        if st.emitted || st.request_ended {
+        if st.tracker.finished() || st.tracker.request_ended() {
             return;
         }
-        st.request_ended = true;
-        st.feed(|ex| ex.on_request_end());
+        if st.feed(Tracker::request_end).is_none() {
+            st.tracker.request_end();
+        }
     }
 
     pub(crate) fn response_head(&self, status: StatusCode, headers: &HeaderMap) {
         let mut st = self.lock();
-        if st.emitted {
+        if st.tracker.finished() {
             return;
         }
         st.status = Some(status);
-        st.feed(|ex| ex.on_response_head(status.as_u16(), headers.iter()));
+        st.feed(|t| t.response_head(status.as_u16(), headers.iter()));
     }
 
     pub(crate) fn response_data(&self, data: &impl Buf) {
@@ -192,48 +192,47 @@ impl Shared {
             return;
         }
         let mut st = self.lock();
-        if st.emitted {
+        if st.tracker.finished() {
             return;
         }
-        if st.ttfb.is_none() {
-            st.ttfb = Some(self.start.elapsed());
-        }
+        st.tracker.first_byte(since(self.start));
         st.response_bytes += n as u64;
-        if st.feed(|ex| each_chunk(data, |c| ex.on_response_body(c))) == Some(false) {
+        let start = self.start;
+        if st.feed(|t| each_chunk(data, |c| t.response_body(c, || since(start)))) == Some(false) {
             st.freeze();
         }
-        st.note_first_event(self.start);
     }
 
     /// Emits the record, once: later calls do nothing.
     pub(crate) fn finish(&self, outcome: Outcome) {
         let event = {
             let mut st = self.lock();
-            if st.emitted {
+            if st.tracker.finished() {
                 return;
             }
-            st.emitted = true;
-            if outcome == Outcome::Complete {
-                st.feed(|ex| ex.on_response_end());
-                st.note_first_event(self.start);
-            }
-            let mut record = match st.frozen.take() {
+            let start = self.start;
+            let ended = outcome == Outcome::Complete;
+            let record = match st.feed(|t| t.finish(ended, || since(start))) {
                 Some(r) => r,
-                None => st.feed(|ex| ex.finish()).unwrap_or_default(),
-            };
-            if st.exchange.is_none() {
-                // Retired after a gap or a parser panic.
-                record.complete = false;
+                // Retired after a gap or a parser panic (then also in `finish`).
+                None => st.tracker.finish(ended, || since(start)),
             }
+            .unwrap_or_default();
+            st.tracker.end(since(start));
+            let nanos = |t: Option<u64>| t.map(Duration::from_nanos);
+            let timings = *st.tracker.timings();
+            let exchange_span = span::take(&mut st.span);
+            span::finish(&exchange_span, &record, None);
+            drop(exchange_span);
             UsageEvent {
                 record,
                 outcome,
                 method: self.method.clone(),
                 uri: self.uri.clone(),
                 status: st.status,
-                duration: self.start.elapsed(),
-                time_to_first_byte: st.ttfb,
-                time_to_first_token: st.ttft,
+                duration: nanos(timings.duration()).unwrap_or_else(|| self.start.elapsed()),
+                time_to_first_byte: nanos(timings.time_to_first_byte()),
+                time_to_first_token: nanos(timings.time_to_first_token()),
                 request_body_bytes: st.request_bytes,
                 response_body_bytes: st.response_bytes,
                 labels: Vec::new(),

@@ -779,3 +779,56 @@ async fn estimated_records_are_flagged_and_counted() {
     );
     assert_eq!(prom_sum(&text, "llm_usage_requests_total", &[]), Some(2.0));
 }
+
+/// The OpenTelemetry `gen_ai.client.inference.usage.*` counters: one per token type, each
+/// with `gen_ai_token_modality`, the known figures only (no cache-write counter for a
+/// response that reports none: unknown is not zero).
+#[tokio::test]
+async fn inference_usage_counters_carry_each_known_figure_with_its_modality() {
+    let (rec, handle) = prometheus();
+    let layer = LlmUsageLayer::new().recorder(rec);
+    let fx = Fixture::load("04-openai-chat-reasoning-cached");
+    let res = layer
+        .layer(fixture_service(&fx, Vec::new))
+        .oneshot(fixture_request(&fx))
+        .await
+        .unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], &fx.response[..]);
+    let text = handle.render();
+    let modality = [("gen_ai_token_modality", "unknown")];
+    for (name, field) in [
+        (
+            "gen_ai_client_inference_usage_input_tokens_total",
+            "input_tokens",
+        ),
+        (
+            "gen_ai_client_inference_usage_output_tokens_total",
+            "output_tokens",
+        ),
+        (
+            "gen_ai_client_inference_usage_cache_read_input_tokens_total",
+            "cached_input_tokens",
+        ),
+        (
+            "gen_ai_client_inference_usage_reasoning_output_tokens_total",
+            "reasoning_tokens",
+        ),
+    ] {
+        let want = fx.expect_u64(field).map(|v| v as f64);
+        assert!(want.is_some(), "{field}");
+        assert_eq!(prom_sum(&text, name, &modality), want, "{name}\n{text}");
+    }
+    assert!(fx.expect_u64("cache_creation_input_tokens").is_none());
+    assert!(
+        !text.contains("gen_ai_client_inference_usage_cache_write_input_tokens_total{"),
+        "{text}"
+    );
+    assert!(MetricsConfig::otel()
+        .metric_names()
+        .contains(&"gen_ai_client_inference_usage_input_tokens_total".to_string()));
+    assert!(!MetricsConfig::asm("w", "ns")
+        .metric_names()
+        .iter()
+        .any(|n| n.starts_with("gen_ai_client_inference")));
+}

@@ -8,18 +8,15 @@ use std::fmt;
 use std::ops::Index;
 
 use llm_usage_core::Provider;
+use llm_usage_report::names::{Dimension as Shared, Metric};
+use llm_usage_report::select::RecordLabel;
+use llm_usage_report::tokens::{TokenField, TOKEN_FIELDS};
 
 use crate::json::{self, Json};
 
-/// Which names and dimensions the metrics use by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
-    /// Alibaba Cloud Service Mesh names: `asm_llm_proxy_prompt_tokens`, ... with the
-    /// `llmproxy_*` dimensions.
-    Asm,
-    /// OpenTelemetry GenAI names: `gen_ai_client_token_usage`, ... with `gen_ai_*` dimensions.
-    Otel,
-}
+/// Which names and dimensions the metrics use by default: the shared tables of
+/// `llm_usage_report::names` (ASM or OpenTelemetry GenAI names).
+pub use llm_usage_report::names::Profile;
 
 /// How tags are embedded in a stat name, for Envoy's `stats_tags` to extract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,10 +75,18 @@ impl Source {
 
     /// Whether values come from a model field (and so fall under the model limits).
     pub fn is_model(&self) -> bool {
-        matches!(
-            self,
-            Source::Model | Source::RequestModel | Source::ResponseModel
-        )
+        self.record_label().is_some_and(RecordLabel::is_model)
+    }
+
+    /// The record-derived value this source reads, if it is one.
+    pub fn record_label(&self) -> Option<RecordLabel> {
+        Some(match self {
+            Source::Model => RecordLabel::Model,
+            Source::RequestModel => RecordLabel::RequestModel,
+            Source::ResponseModel => RecordLabel::ResponseModel,
+            Source::Provider => RecordLabel::Provider,
+            _ => return None,
+        })
     }
 
     /// Whether a client can choose the value (and so the value count must be capped).
@@ -184,35 +189,37 @@ impl MetricKind {
         )
     }
 
-    /// The default name of this kind in a profile (`None`: not emitted by default).
+    /// The token figure this kind counts (a row of the shared token table), if any.
+    pub fn token_field(self) -> Option<&'static TokenField> {
+        let key = self.key();
+        TOKEN_FIELDS.iter().find(|f| f.metric_key == key)
+    }
+
+    /// The shared metric this kind is, when it is not a per-type token counter.
+    fn metric(self) -> Option<Metric> {
+        Some(match self {
+            MetricKind::Requests => Metric::Requests,
+            MetricKind::EstimatedRequests => Metric::EstimatedRequests,
+            MetricKind::TokenUsage => Metric::TokenUsage,
+            MetricKind::TimeToFirstByte => Metric::TimeToFirstByte,
+            MetricKind::TimeToFirstToken => Metric::TimeToFirstToken,
+            MetricKind::TimePerOutputToken => Metric::TimePerOutputToken,
+            MetricKind::RequestDuration => Metric::RequestDuration,
+            MetricKind::InjectSkipped => Metric::InjectSkipped,
+            _ => return None,
+        })
+    }
+
+    /// The default name of this kind in a profile (`None`: not emitted by default), from
+    /// the shared tables. The `otel` profile's defaults in the filter are the
+    /// OpenTelemetry histograms, the estimate and injection counters: no token or request
+    /// counters (the histograms' counts carry them).
     pub fn default_name(self, profile: Profile) -> Option<&'static str> {
-        match profile {
-            Profile::Asm => Some(match self {
-                MetricKind::PromptTokens => "asm_llm_proxy_prompt_tokens",
-                MetricKind::CompletionTokens => "asm_llm_proxy_completion_tokens",
-                MetricKind::TotalTokens => return None,
-                MetricKind::CachedTokens => "asm_llm_proxy_cached_tokens",
-                MetricKind::CacheCreationTokens => "asm_llm_proxy_cache_creation_tokens",
-                MetricKind::ReasoningTokens => "asm_llm_proxy_reasoning_tokens",
-                MetricKind::Requests => "asm_llm_proxy_requests",
-                MetricKind::EstimatedRequests => "asm_llm_proxy_estimated_requests",
-                MetricKind::TokenUsage => return None,
-                MetricKind::TimeToFirstByte => "asm_llm_proxy_time_to_first_byte_ms",
-                MetricKind::TimeToFirstToken => "asm_llm_proxy_time_to_first_token_ms",
-                MetricKind::TimePerOutputToken => "asm_llm_proxy_time_per_output_token_ms",
-                MetricKind::RequestDuration => "asm_llm_proxy_request_duration_ms",
-                MetricKind::InjectSkipped => "asm_llm_proxy_inject_skipped",
-            }),
-            Profile::Otel => Some(match self {
-                MetricKind::TokenUsage => "gen_ai_client_token_usage",
-                MetricKind::TimeToFirstToken => "gen_ai_server_time_to_first_token",
-                MetricKind::TimePerOutputToken => "gen_ai_server_time_per_output_token",
-                MetricKind::RequestDuration => "gen_ai_server_request_duration",
-                MetricKind::EstimatedRequests => "llm_usage_estimated_requests",
-                // Not an OpenTelemetry metric: named like the tower layer's own metrics.
-                MetricKind::InjectSkipped => "llm_usage_inject_skipped",
-                _ => return None,
-            }),
+        match (profile, self.metric()) {
+            (Profile::Asm, None) => self.token_field()?.asm_counter,
+            (Profile::Otel, None) => None,
+            (Profile::Otel, Some(Metric::Requests | Metric::TimeToFirstByte)) => None,
+            (p, Some(m)) => m.name(p),
         }
     }
 }
@@ -365,35 +372,28 @@ impl Config {
                 metrics.insert(k, n.to_string());
             }
         }
-        let dims: &[(&str, Source)] = match profile {
-            Profile::Asm => &[
-                ("llmproxy_source_workload", Source::SourceWorkload),
-                (
-                    "llmproxy_source_workload_namespace",
-                    Source::SourceWorkloadNamespace,
-                ),
-                ("llmproxy_destination_service", Source::DestinationService),
-                ("llmproxy_model", Source::Model),
-            ],
-            Profile::Otel => &[
-                ("gen_ai_provider_name", Source::Provider),
-                ("gen_ai_request_model", Source::RequestModel),
-                ("gen_ai_response_model", Source::ResponseModel),
-            ],
-        };
         Config {
             profile,
             tag_format: TagFormat::Pipe,
             property_prefix: Some("asm.llmproxy".to_string()),
             metrics,
-            dimensions: dims
+            dimensions: profile
+                .dimensions()
                 .iter()
                 .map(|(t, s)| Dimension {
                     tag: t.to_string(),
-                    source: s.clone(),
+                    source: match s {
+                        Shared::SourceWorkload => Source::SourceWorkload,
+                        Shared::SourceWorkloadNamespace => Source::SourceWorkloadNamespace,
+                        Shared::DestinationService => Source::DestinationService,
+                        Shared::Record(RecordLabel::Model) => Source::Model,
+                        Shared::Record(RecordLabel::RequestModel) => Source::RequestModel,
+                        Shared::Record(RecordLabel::ResponseModel) => Source::ResponseModel,
+                        Shared::Record(RecordLabel::Provider) => Source::Provider,
+                    },
                 })
                 .collect(),
-            token_type_tag: "gen_ai_token_type".to_string(),
+            token_type_tag: profile.token_type_label().to_string(),
             provider: None,
             routes: Vec::new(),
             default_model: None,
@@ -406,11 +406,7 @@ impl Config {
             max_body_bytes: None,
             inject_include_usage: false,
             max_inject_body_bytes: llm_usage_core::inject::DEFAULT_MAX_INJECT_BODY_BYTES,
-            skip_reason_tag: match profile {
-                Profile::Asm => "llmproxy_inject_skip_reason",
-                Profile::Otel => "inject_skip_reason",
-            }
-            .to_string(),
+            skip_reason_tag: profile.skip_reason_label().to_string(),
         }
     }
 

@@ -17,12 +17,16 @@ use std::rc::Rc;
 
 use llm_usage_core::inject::{self, rewrite_request, Filtered, Rewrite, Skip, UsageChunkFilter};
 use llm_usage_core::{Exchange, Options, UsageRecord};
+use llm_usage_report::labels::{sanitize_tag, Limiter};
+use llm_usage_report::select;
+use llm_usage_report::tokens::TOKEN_FIELDS;
+use llm_usage_report::{Timings, Tracker};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
 
 use crate::abi::{self, buffer, level, map, metric, parse_pairs, Status};
 use crate::config::{strip_port, Config, MetricKind, Source};
-use crate::labels::{sanitize, stat_name, Limiter, UNKNOWN};
+use crate::labels::{stat_name, UNKNOWN};
 use crate::sdk;
 
 /// State shared by the root context and every HTTP context of one VM (one worker thread).
@@ -50,18 +54,18 @@ struct NodeInfo {
 
 impl Shared {
     fn new(config: Config) -> Shared {
-        let model_limiter = Limiter::new(
-            config.model_allow.clone(),
-            config.max_models,
-            config.other_model.clone(),
-        );
+        // An allow-list admits only its models; without one, the first `max_models`.
+        let others = if config.model_allow.is_empty() {
+            config.max_models
+        } else {
+            0
+        };
+        let model_limiter = Limiter::new(config.model_allow.clone(), Some(others))
+            .other_value(config.other_model.clone());
         let mut value_limiters = Vec::new();
         for (i, d) in config.dimensions.iter().enumerate() {
             if d.source.client_chosen() {
-                value_limiters.push((
-                    i,
-                    Limiter::new(Vec::new(), config.max_label_values, "other".into()),
-                ));
+                value_limiters.push((i, Limiter::new(Vec::new(), Some(config.max_label_values))));
             }
         }
         Shared {
@@ -253,10 +257,8 @@ enum Injection {
 /// One HTTP stream.
 struct Stream {
     shared: Option<Rc<RefCell<Shared>>>,
-    exchange: Option<Exchange>,
-    start_ns: Option<u64>,
-    first_byte_ns: Option<u64>,
-    first_event_ns: Option<u64>,
+    /// The exchange and its times (nanoseconds of the host clock).
+    tracker: Option<Tracker>,
     authority: String,
     configured_model: Option<String>,
     /// Request header values for header dimensions, by dimension index.
@@ -264,7 +266,6 @@ struct Stream {
     header_values: Vec<(usize, String)>,
     request_bytes: u64,
     response_bytes: u64,
-    request_ended: bool,
     request_published: bool,
     record: Option<UsageRecord>,
     inject: Injection,
@@ -276,16 +277,12 @@ impl Stream {
     fn new(shared: Option<Rc<RefCell<Shared>>>) -> Stream {
         Stream {
             shared,
-            exchange: None,
-            start_ns: None,
-            first_byte_ns: None,
-            first_event_ns: None,
+            tracker: None,
             authority: String::new(),
             configured_model: None,
             header_values: Vec::new(),
             request_bytes: 0,
             response_bytes: 0,
-            request_ended: false,
             request_published: false,
             record: None,
             inject: Injection::Off,
@@ -294,15 +291,11 @@ impl Stream {
     }
 
     fn now(&self) -> Option<u64> {
-        match abi::now_nanos() {
-            Ok(t) => Some(t),
-            Err(e) => {
-                if let Some(s) = &self.shared {
-                    s.borrow_mut().warn_once("get_current_time", e, "");
-                }
-                None
-            }
-        }
+        clock(&self.shared)
+    }
+
+    fn request_ended(&self) -> bool {
+        self.tracker.as_ref().is_some_and(Tracker::request_ended)
     }
 
     /// Sets filter state `<prefix>.<key>` (one path element, so Envoy's key is
@@ -365,21 +358,13 @@ impl Stream {
         }
     }
 
-    /// Whether the exchange is LLM traffic worth reporting: a model is known (from the
-    /// traffic or configuration) or a token figure is. A recognised provider alone is not
-    /// enough (a health check on an OpenAI-compatible path names no model and no tokens).
+    /// Whether the exchange is LLM traffic worth reporting (`select::is_llm`).
     fn is_llm(&self, rec: &UsageRecord) -> bool {
-        rec.model.is_some()
-            || self.configured_model.is_some()
-            || rec.input_tokens.is_some()
-            || rec.output_tokens.is_some()
-            || rec.total_tokens.is_some()
+        select::is_llm(rec, self.configured_model.as_deref())
     }
 
     fn request_model(&self, rec: &UsageRecord) -> Option<String> {
-        rec.request_model
-            .clone()
-            .or_else(|| self.configured_model.clone())
+        select::request_model(rec, self.configured_model.as_deref()).map(str::to_owned)
     }
 
     /// Publishes what is known once the request is in: model and provider.
@@ -387,8 +372,8 @@ impl Stream {
         if self.request_published {
             return;
         }
-        let Some(ex) = &self.exchange else { return };
-        let rec = ex.record();
+        let Some(t) = &self.tracker else { return };
+        let rec = t.record();
         if !self.is_llm(&rec) {
             return;
         }
@@ -404,33 +389,20 @@ impl Stream {
         }
     }
 
-    fn note_first_event(&mut self) {
-        if self.first_event_ns.is_none()
-            && self
-                .exchange
-                .as_ref()
-                // The first event with generated text (time to first token), not the
-                // first event (Anthropic's `message_start` carries none).
-                .is_some_and(Exchange::first_token_seen)
-        {
-            self.first_event_ns = self.now();
-        }
-    }
-
     /// Takes the final record (after the response ended, or in `on_log` for a cut stream)
     /// and publishes the token figures.
     fn finish(&mut self, response_ended: bool) {
         if self.record.is_some() {
             return;
         }
-        let Some(ex) = self.exchange.as_mut() else {
+        let shared = &self.shared;
+        let Some(rec) = self
+            .tracker
+            .as_mut()
+            .and_then(|t| t.finish(response_ended, || clock(shared)))
+        else {
             return;
         };
-        if response_ended {
-            ex.on_response_end();
-        }
-        let rec = ex.finish();
-        self.note_first_event();
         if self.is_llm(&rec) {
             self.publish_request();
             // The request model may only be known now (from the response).
@@ -439,15 +411,11 @@ impl Stream {
                     self.put("request_model", m.as_bytes());
                 }
             }
-            let (model, source) = match (&rec.response_model, &rec.request_model, &rec.model) {
-                (Some(m), _, _) => (Some(m.clone()), "response"),
-                (None, Some(m), _) => (Some(m.clone()), "request"),
-                (None, None, Some(m)) => (Some(m.clone()), "path"),
-                (None, None, None) => (self.configured_model.clone(), "config"),
-            };
-            if let Some(m) = model {
+            if let Some((m, source)) =
+                select::model_with_source(&rec, self.configured_model.as_deref())
+            {
                 self.put("model", m.as_bytes());
-                self.put("model_source", source.as_bytes());
+                self.put("model_source", source.as_str().as_bytes());
             }
             if let Some(m) = &rec.response_model {
                 self.put("response_model", m.as_bytes());
@@ -455,15 +423,9 @@ impl Stream {
             if let Some(p) = rec.provider {
                 self.put("provider", p.as_str().as_bytes());
             }
-            self.put_num("request_prompt_tokens", rec.input_tokens);
-            self.put_num("request_completion_tokens", rec.output_tokens);
-            self.put_num("request_total_tokens", rec.total_tokens);
-            self.put_num("request_cached_tokens", rec.cached_input_tokens);
-            self.put_num(
-                "request_cache_creation_tokens",
-                rec.cache_creation_input_tokens,
-            );
-            self.put_num("request_reasoning_tokens", rec.reasoning_tokens);
+            for f in &TOKEN_FIELDS {
+                self.put_num(f.state_key, f.value(&rec));
+            }
             self.put("complete", if rec.complete { b"true" } else { b"false" });
             self.put("estimated", if rec.estimated { b"true" } else { b"false" });
         }
@@ -491,8 +453,8 @@ impl Stream {
     fn observe_request(&mut self, chunk: &[u8]) {
         let part = self.inspectable(chunk, self.request_bytes);
         self.request_bytes += part.len() as u64;
-        if let Some(ex) = self.exchange.as_mut() {
-            ex.on_request_body(part);
+        if let Some(t) = self.tracker.as_mut() {
+            t.request_body(part);
         }
     }
 
@@ -502,16 +464,15 @@ impl Stream {
             return;
         }
         self.response_bytes += part.len() as u64;
-        if let Some(ex) = self.exchange.as_mut() {
-            ex.on_response_body(part);
+        let shared = &self.shared;
+        if let Some(t) = self.tracker.as_mut() {
+            t.response_body(part, || clock(shared));
         }
-        self.note_first_event();
     }
 
     fn end_request(&mut self) {
-        self.request_ended = true;
-        if let Some(ex) = self.exchange.as_mut() {
-            ex.on_request_end();
+        if let Some(t) = self.tracker.as_mut() {
+            t.request_end();
         }
         self.publish_request();
     }
@@ -729,10 +690,12 @@ impl Stream {
                     Some(host.to_string())
                 }
             }
-            Source::Model => rec.model.clone().or_else(|| self.configured_model.clone()),
-            Source::RequestModel => self.request_model(rec),
-            Source::ResponseModel => rec.response_model.clone(),
-            Source::Provider => rec.provider.map(|p| p.as_str().to_string()),
+            Source::Model | Source::RequestModel | Source::ResponseModel | Source::Provider => {
+                source.record_label().and_then(|l| {
+                    l.value(rec, self.configured_model.as_deref())
+                        .map(str::to_owned)
+                })
+            }
             Source::Header(_) => self
                 .header_values
                 .iter()
@@ -740,13 +703,13 @@ impl Stream {
                 .map(|(_, v)| v.clone()),
         };
         let value = match raw {
-            Some(r) => sanitize(r.as_bytes(), max_len),
+            Some(r) => sanitize_tag(r.as_bytes(), max_len),
             None => UNKNOWN.to_string(),
         };
         if source.is_model() {
-            shared.model_limiter.admit(value)
+            shared.model_limiter.label(&value)
         } else if let Some((_, l)) = shared.value_limiters.iter_mut().find(|(i, _)| *i == index) {
-            l.admit(value)
+            l.label(&value)
         } else {
             value
         }
@@ -782,7 +745,7 @@ impl Stream {
         s.add(full, 1);
     }
 
-    fn emit_metrics(&mut self, rec: &UsageRecord, latency: &Latency) {
+    fn emit_metrics(&mut self, rec: &UsageRecord, timings: &Timings) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
@@ -799,33 +762,29 @@ impl Stream {
             .collect();
         for (kind, name) in metrics {
             let value = match kind {
-                MetricKind::PromptTokens => rec.input_tokens,
-                MetricKind::CompletionTokens => rec.output_tokens,
-                MetricKind::TotalTokens => rec.total_tokens,
-                MetricKind::CachedTokens => rec.cached_input_tokens,
-                MetricKind::CacheCreationTokens => rec.cache_creation_input_tokens,
-                MetricKind::ReasoningTokens => rec.reasoning_tokens,
+                MetricKind::PromptTokens
+                | MetricKind::CompletionTokens
+                | MetricKind::TotalTokens
+                | MetricKind::CachedTokens
+                | MetricKind::CacheCreationTokens
+                | MetricKind::ReasoningTokens => kind.token_field().and_then(|f| f.value(rec)),
                 MetricKind::Requests => Some(1),
                 MetricKind::EstimatedRequests => rec.estimated.then_some(1),
-                MetricKind::TimeToFirstByte => latency.ttfb_ms(),
-                MetricKind::TimeToFirstToken => latency.ttft_ms(),
-                MetricKind::TimePerOutputToken => latency.tpot_ms(streamed_output(rec)),
-                MetricKind::RequestDuration => latency.duration_ms(),
+                MetricKind::TimeToFirstByte => timings.time_to_first_byte().map(ns_to_ms),
+                MetricKind::TimeToFirstToken => timings.time_to_first_token().map(ns_to_ms),
+                MetricKind::TimePerOutputToken => timings.time_per_output_token(rec).map(ns_to_ms),
+                MetricKind::RequestDuration => timings.duration().map(ns_to_ms),
                 // Counted per skip, in `emit_skip`.
                 MetricKind::InjectSkipped => continue,
                 MetricKind::TokenUsage => {
                     let type_tag = s.config.token_type_tag.clone();
-                    let kinds = [
-                        ("input", rec.input_tokens),
-                        ("output", rec.output_tokens),
-                        ("input_cache_read", rec.cached_input_tokens),
-                        ("input_cache_write", rec.cache_creation_input_tokens),
-                        ("reasoning", rec.reasoning_tokens),
-                    ];
-                    for (token_type, v) in kinds {
-                        if let Some(v) = v {
+                    for f in &TOKEN_FIELDS {
+                        let (Some(token_type), Some(v)) = (f.token_type, f.value(rec)) else {
+                            continue;
+                        };
+                        {
                             let mut t = tag_refs.clone();
-                            t.insert(0, (type_tag.as_str(), token_type));
+                            t.insert(0, (type_tag.as_str(), token_type.as_str()));
                             s.record(stat_name(format, &name, &t), v);
                         }
                     }
@@ -843,21 +802,16 @@ impl Stream {
     }
 }
 
-/// Stream timings in nanoseconds of the host clock.
-struct Latency {
-    start: Option<u64>,
-    first_byte: Option<u64>,
-    first_event: Option<u64>,
-    end: Option<u64>,
-}
-
-/// The output token count of a streamed response: time per output token is only meaningful
-/// when tokens arrive as they are generated.
-fn streamed_output(rec: &UsageRecord) -> Option<u64> {
-    if rec.stream == Some(true) {
-        rec.output_tokens
-    } else {
-        None
+/// The host clock, in nanoseconds (`None`, logged once, when the host has none).
+fn clock(shared: &Option<Rc<RefCell<Shared>>>) -> Option<u64> {
+    match abi::now_nanos() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            if let Some(s) = shared {
+                s.borrow_mut().warn_once("get_current_time", e, "");
+            }
+            None
+        }
     }
 }
 
@@ -868,33 +822,6 @@ fn ns_to_ms(ns: u64) -> u64 {
 /// `12.345` (milliseconds with microsecond precision) for filter state.
 fn ms_text(ns: u64) -> String {
     format!("{}.{:03}", ns / 1_000_000, (ns / 1_000) % 1_000)
-}
-
-impl Latency {
-    fn since_start(&self, t: Option<u64>) -> Option<u64> {
-        Some(t?.saturating_sub(self.start?))
-    }
-    fn ttfb_ms(&self) -> Option<u64> {
-        self.since_start(self.first_byte).map(ns_to_ms)
-    }
-    fn ttft_ms(&self) -> Option<u64> {
-        self.since_start(self.first_event).map(ns_to_ms)
-    }
-    fn duration_ms(&self) -> Option<u64> {
-        self.since_start(self.end).map(ns_to_ms)
-    }
-    /// `(duration − ttft) / (output_tokens − 1)`, when there are at least two output tokens.
-    fn tpot_ns(&self, output_tokens: Option<u64>) -> Option<u64> {
-        let n = output_tokens?;
-        if n < 2 {
-            return None;
-        }
-        let after_first = self.end?.saturating_sub(self.first_event?);
-        Some(after_first / (n - 1))
-    }
-    fn tpot_ms(&self, output_tokens: Option<u64>) -> Option<u64> {
-        self.tpot_ns(output_tokens).map(ns_to_ms)
-    }
 }
 
 impl Context for Stream {
@@ -908,7 +835,7 @@ impl HttpContext for Stream {
         let Some(shared) = self.shared.clone() else {
             return Action::Continue;
         };
-        self.start_ns = self.now();
+        let start = self.now();
         {
             let mut s = shared.borrow_mut();
             if !s.node.retried {
@@ -980,7 +907,7 @@ impl HttpContext for Stream {
             )
         };
         drop(s);
-        self.exchange = Some(exchange);
+        self.tracker = Some(Tracker::new(exchange, start));
         self.authority = authority;
         self.configured_model = configured;
         self.header_values = header_values;
@@ -994,7 +921,7 @@ impl HttpContext for Stream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.exchange.is_none() || self.request_ended {
+        if self.tracker.is_none() || self.request_ended() {
             return Action::Continue;
         }
         if matches!(self.inject, Injection::Holding(_)) {
@@ -1004,8 +931,8 @@ impl HttpContext for Stream {
             self.read_body(buffer::HTTP_REQUEST_BODY, body_size, self.request_bytes)
         {
             self.request_bytes += chunk.len() as u64;
-            if let Some(ex) = self.exchange.as_mut() {
-                ex.on_request_body(&chunk);
+            if let Some(t) = self.tracker.as_mut() {
+                t.request_body(&chunk);
             }
         }
         if end_of_stream {
@@ -1017,17 +944,20 @@ impl HttpContext for Stream {
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // A held body is still in Envoy's buffer here: rewrite it before it goes on.
         self.rewrite_held_request();
-        if self.exchange.is_some() && !self.request_ended {
+        if self.tracker.is_some() && !self.request_ended() {
             self.end_request();
         }
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        if self.exchange.is_none() || self.record.is_some() {
+        if self.tracker.is_none() || self.record.is_some() {
             return Action::Continue;
         }
-        self.first_byte_ns = self.now();
+        let now = self.now();
+        if let Some(t) = self.tracker.as_mut() {
+            t.first_byte(now);
+        }
         let buf = self.header_buf(map::HTTP_RESPONSE_HEADERS);
         let pairs = parse_pairs(&buf).unwrap_or_default();
         let status = pairs
@@ -1035,8 +965,8 @@ impl HttpContext for Stream {
             .find(|(k, _)| *k == b":status")
             .and_then(|(_, v)| std::str::from_utf8(v).ok()?.trim().parse::<u16>().ok())
             .unwrap_or(0);
-        if let Some(ex) = self.exchange.as_mut() {
-            ex.on_response_head(status, pairs.iter().copied());
+        if let Some(t) = self.tracker.as_mut() {
+            t.response_head(status, pairs.iter().copied());
         }
         self.start_filtering(status, &pairs);
         self.publish_request();
@@ -1047,7 +977,7 @@ impl HttpContext for Stream {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.exchange.is_none() || self.record.is_some() {
+        if self.tracker.is_none() || self.record.is_some() {
             return Action::Continue;
         }
         if matches!(self.inject, Injection::Filtering(_)) {
@@ -1061,10 +991,10 @@ impl HttpContext for Stream {
             self.read_body(buffer::HTTP_RESPONSE_BODY, body_size, self.response_bytes)
         {
             self.response_bytes += chunk.len() as u64;
-            if let Some(ex) = self.exchange.as_mut() {
-                ex.on_response_body(&chunk);
+            let shared = &self.shared;
+            if let Some(t) = self.tracker.as_mut() {
+                t.response_body(&chunk, || clock(shared));
             }
-            self.note_first_event();
         }
         if end_of_stream {
             self.finish(true);
@@ -1078,14 +1008,14 @@ impl HttpContext for Stream {
         // callback continues), so it cannot be forwarded. (An SSE client discards such an
         // event anyway.)
         self.inject = Injection::Off;
-        if self.exchange.is_some() {
+        if self.tracker.is_some() {
             self.finish(true);
         }
         Action::Continue
     }
 
     fn on_log(&mut self) {
-        if self.exchange.is_none() {
+        if self.tracker.is_none() {
             return;
         }
         // A reset stream never delivered its end: take what was complete.
@@ -1099,25 +1029,25 @@ impl HttpContext for Stream {
         if !self.is_llm(&rec) {
             return;
         }
-        let latency = Latency {
-            start: self.start_ns,
-            first_byte: self.first_byte_ns,
-            first_event: self.first_event_ns,
-            end: self.now(),
+        let now = self.now();
+        let Some(t) = self.tracker.as_mut() else {
+            return;
         };
-        if let Some(ns) = latency.since_start(latency.first_byte) {
+        t.end(now);
+        let timings = *t.timings();
+        if let Some(ns) = timings.time_to_first_byte() {
             self.put("time_to_first_byte_ms", ms_text(ns).as_bytes());
         }
-        if let Some(ns) = latency.since_start(latency.first_event) {
+        if let Some(ns) = timings.time_to_first_token() {
             self.put("time_to_first_token_ms", ms_text(ns).as_bytes());
         }
-        if let Some(ns) = latency.tpot_ns(streamed_output(&rec)) {
+        if let Some(ns) = timings.time_per_output_token(&rec) {
             self.put("time_per_output_token_ms", ms_text(ns).as_bytes());
         }
-        if let Some(ns) = latency.since_start(latency.end) {
+        if let Some(ns) = timings.duration() {
             self.put("request_duration_ms", ms_text(ns).as_bytes());
         }
-        self.emit_metrics(&rec, &latency);
+        self.emit_metrics(&rec, &timings);
         self.record = Some(rec);
     }
 }
@@ -1127,21 +1057,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn latency_math() {
-        let l = Latency {
-            start: Some(1_000_000_000),
-            first_byte: Some(1_100_000_000),
-            first_event: Some(1_250_000_000),
-            end: Some(2_250_000_000),
-        };
-        assert_eq!(l.ttfb_ms(), Some(100));
-        assert_eq!(l.ttft_ms(), Some(250));
-        assert_eq!(l.duration_ms(), Some(1250));
-        // 1000 ms after the first event over 100 - 1 tokens.
-        assert_eq!(l.tpot_ns(Some(101)), Some(10_000_000));
-        assert_eq!(l.tpot_ms(Some(101)), Some(10));
-        assert_eq!(l.tpot_ns(Some(1)), None);
-        assert_eq!(l.tpot_ns(None), None);
+    fn milliseconds_for_metrics_and_state() {
+        assert_eq!(ns_to_ms(250_000_000), 250);
+        assert_eq!(ns_to_ms(10_499_999), 10);
+        assert_eq!(ns_to_ms(10_500_000), 11);
         assert_eq!(ms_text(12_345_678), "12.345");
         assert_eq!(ms_text(0), "0.000");
     }

@@ -1,0 +1,184 @@
+//! The scanner's sink: values staged while an event is read, committed when it is complete,
+//! and the inner scanner of base64-wrapped events (Bedrock invoke streams).
+
+use crate::base64::Base64;
+use crate::dialect::Target;
+use crate::scan::{Scalar, Scanner, Sink};
+use crate::tokens::TokenCounter;
+use crate::values::Values;
+
+/// A scanner for provider events wrapped in base64 (Bedrock invoke streams).
+#[derive(Debug)]
+pub(super) struct Inner {
+    pub(super) b64: Base64,
+    pub(super) scanner: Scanner<Target>,
+}
+
+/// The scanner's sink: stages values, commits complete events.
+#[derive(Debug)]
+pub(super) struct Collect {
+    pub(super) staged: Values,
+    pub(super) dirty: bool,
+    pub(super) committed: Values,
+    pub(super) events: u64,
+    /// Complete events that carried generated text.
+    pub(super) content_events: u64,
+    pub(super) commit_on_document_end: bool,
+    pub(super) inner: Option<Box<Inner>>,
+    /// A tokenizer fed the same text as `staged.text` (see `tokens`).
+    pub(super) counter: Option<Box<dyn TokenCounter>>,
+}
+
+struct InnerSink<'a> {
+    pub(super) staged: &'a mut Values,
+    pub(super) dirty: &'a mut bool,
+    pub(super) counter: &'a mut Option<Box<dyn TokenCounter>>,
+}
+
+impl Sink<Target> for InnerSink<'_> {
+    fn value(&mut self, target: &Target, value: Scalar<'_>) {
+        *self.dirty |= self.staged.stage(*target, value);
+    }
+
+    fn streams(&self, target: &Target) -> bool {
+        *target == Target::Text
+    }
+
+    fn string_start(&mut self, _target: &Target) {
+        self.staged.text.start_string();
+        *self.dirty = true;
+        if let Some(c) = self.counter {
+            c.string_start();
+        }
+    }
+
+    fn string_chunk(&mut self, _target: &Target, bytes: &[u8]) {
+        self.staged.text.add(bytes);
+        *self.dirty |= !bytes.is_empty();
+        if let Some(c) = self.counter {
+            c.chunk(bytes);
+        }
+    }
+}
+
+impl Collect {
+    pub(super) fn commit(&mut self) {
+        if self.dirty {
+            self.content_events += u64::from(!self.staged.text.is_empty());
+            if let Some(c) = &mut self.counter {
+                c.commit();
+            }
+            self.staged.close_lists();
+            self.committed.merge(&self.staged);
+            self.staged.clear();
+            self.dirty = false;
+        }
+    }
+
+    pub(super) fn discard(&mut self) {
+        if self.dirty {
+            if let Some(c) = &mut self.counter {
+                c.discard();
+            }
+            self.staged.clear();
+            self.dirty = false;
+        }
+    }
+
+    /// Runs `f` with the inner base64 decoder, its scanner and a sink staging into this
+    /// body's values (a no-op for dialects without base64-wrapped events).
+    fn with_inner(
+        &mut self,
+        f: impl FnOnce(&mut Base64, &mut Scanner<Target>, &mut InnerSink<'_>),
+    ) {
+        let Collect {
+            staged,
+            dirty,
+            inner,
+            counter,
+            ..
+        } = self;
+        if let Some(inner) = inner.as_deref_mut() {
+            let Inner { b64, scanner } = inner;
+            f(
+                b64,
+                scanner,
+                &mut InnerSink {
+                    staged,
+                    dirty,
+                    counter,
+                },
+            );
+        }
+    }
+}
+
+impl Sink<Target> for Collect {
+    fn value(&mut self, target: &Target, value: Scalar<'_>) {
+        // The tokenizer hears of a model as soon as it is read: a request names it after
+        // the messages, whose text is counted as it passes.
+        if let (Some(c), Target::ResponseModel | Target::RequestModel, Scalar::String(s)) =
+            (&mut self.counter, target, value)
+        {
+            if let Ok(m) = core::str::from_utf8(s) {
+                c.model(m);
+            }
+        }
+        // Every OpenAI chunk repeats the model: when it is the committed one and this
+        // event has staged none, staging it would change nothing at commit (a later,
+        // different model in the same event is still staged and wins), so the copy and
+        // the UTF-8 check are skipped.
+        if let (Target::ResponseModel, Scalar::String(s)) = (target, value) {
+            if !self.staged.response_model.is_set() && self.committed.response_model.is(s) {
+                return;
+            }
+        }
+        self.dirty |= self.staged.stage(*target, value);
+    }
+
+    fn document_end(&mut self) {
+        if self.commit_on_document_end {
+            self.commit();
+            self.events += 1;
+        }
+    }
+
+    fn streams(&self, target: &Target) -> bool {
+        match target {
+            Target::Text => true,
+            Target::Inner => self.inner.is_some(),
+            _ => false,
+        }
+    }
+
+    fn string_start(&mut self, target: &Target) {
+        if *target == Target::Text {
+            self.staged.text.start_string();
+            self.dirty = true;
+            if let Some(c) = &mut self.counter {
+                c.string_start();
+            }
+        } else if let Some(inner) = self.inner.as_deref_mut() {
+            inner.b64.reset();
+            inner.scanner.reset();
+        }
+    }
+
+    fn string_chunk(&mut self, target: &Target, bytes: &[u8]) {
+        if *target == Target::Text {
+            self.staged.text.add(bytes);
+            self.dirty |= !bytes.is_empty();
+            if let Some(c) = &mut self.counter {
+                c.chunk(bytes);
+            }
+        } else {
+            self.with_inner(|b64, scanner, sink| b64.feed(bytes, |d| scanner.feed(d, sink)));
+        }
+    }
+
+    fn string_end(&mut self, target: &Target) {
+        if *target == Target::Inner {
+            self.with_inner(|b64, scanner, sink| b64.finish(|d| scanner.feed(d, sink)));
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The token figures of a record, and what each becomes in every sink: one table.
+//!
+//! A frontend never names a record field: it walks [`TOKEN_FIELDS`] and asks each row for
+//! its value, its filter-state key, its per-type counter and its OpenTelemetry token type.
+//! A figure added to `UsageRecord` (another token kind) is one more row here, and the
+//! filter's state and counters, the tower layer's and the reqwest adapter's counters and
+//! histograms all carry it.
+
+use llm_usage_core::UsageRecord;
+
+/// A kind of token counted, in the OpenTelemetry `gen_ai.token.type` vocabulary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TokenType {
+    /// All input tokens (cached ones included): `input`.
+    Input,
+    /// All output tokens (reasoning included): `output`.
+    Output,
+    /// Input tokens read from a provider cache: `input_cache_read`.
+    InputCacheRead,
+    /// Input tokens written to a provider cache: `input_cache_write`.
+    InputCacheWrite,
+    /// Reasoning tokens: `reasoning`.
+    Reasoning,
+}
+
+impl TokenType {
+    /// Every token type, in a stable order.
+    pub const ALL: [TokenType; 5] = [
+        TokenType::Input,
+        TokenType::Output,
+        TokenType::InputCacheRead,
+        TokenType::InputCacheWrite,
+        TokenType::Reasoning,
+    ];
+
+    /// The `gen_ai.token.type` value.
+    ///
+    /// ```
+    /// assert_eq!(llm_usage_report::tokens::TokenType::InputCacheRead.as_str(), "input_cache_read");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Input => "input",
+            TokenType::Output => "output",
+            TokenType::InputCacheRead => "input_cache_read",
+            TokenType::InputCacheWrite => "input_cache_write",
+            TokenType::Reasoning => "reasoning",
+        }
+    }
+
+    /// This type's figure in `record` (`None`: unknown, never 0).
+    pub fn value(self, record: &UsageRecord) -> Option<u64> {
+        self.field().value(record)
+    }
+
+    /// This type's row of [`TOKEN_FIELDS`].
+    pub fn field(self) -> &'static TokenField {
+        match self {
+            TokenType::Input => &TOKEN_FIELDS[0],
+            TokenType::Output => &TOKEN_FIELDS[1],
+            TokenType::InputCacheRead => &TOKEN_FIELDS[3],
+            TokenType::InputCacheWrite => &TOKEN_FIELDS[4],
+            TokenType::Reasoning => &TOKEN_FIELDS[5],
+        }
+    }
+}
+
+/// One token figure of the record and its names in every sink.
+#[derive(Debug)]
+pub struct TokenField {
+    /// The `UsageRecord` field, as the record's JSON names it.
+    pub field: &'static str,
+    /// Its OpenTelemetry token type, for histograms and counters labelled by type (`None`:
+    /// not a type of its own, e.g. the total, which would double-count).
+    pub token_type: Option<TokenType>,
+    /// The filter-state key (`wasm.<prefix>.<key>`), ASM's names.
+    pub state_key: &'static str,
+    /// The key naming its per-type counter in the filter's `metrics` configuration.
+    pub metric_key: &'static str,
+    /// Its per-type counter in the `asm` profile (`None`: not counted there by default).
+    pub asm_counter: Option<&'static str>,
+    /// Its OpenTelemetry GenAI counter, `gen_ai.client.inference.usage.*` (unit
+    /// `{token}`), written with `_` for the `metrics` facade, without `_total` (`None`:
+    /// not a usage counter, e.g. the total). Cache and reasoning counters are subsets of
+    /// the input and output ones: a sum over these names double-counts, a sum of one does
+    /// not.
+    pub otel_counter: Option<&'static str>,
+    /// Its span attribute (`gen_ai.usage.*`, the current names: `cache_write`, not
+    /// `cache_creation`), declared on the span of [`crate::span`] (`None`: not one).
+    pub span_attribute: Option<&'static str>,
+    /// Its `gen_ai.token.modality` (`text`, `image`, `audio`), when the figure counts one
+    /// modality; `None` for a figure over all of them (reported as `unknown`).
+    pub modality: Option<&'static str>,
+    get: fn(&UsageRecord) -> Option<u64>,
+}
+
+impl TokenField {
+    /// The figure in `record`.
+    pub fn value(&self, record: &UsageRecord) -> Option<u64> {
+        (self.get)(record)
+    }
+}
+
+/// Every token figure a record carries, in the order frontends report them.
+///
+/// ```
+/// use llm_usage_report::{tokens::TOKEN_FIELDS, UsageRecord};
+///
+/// let mut r = UsageRecord::default();
+/// r.input_tokens = Some(12);
+/// let known: Vec<_> = TOKEN_FIELDS
+///     .iter()
+///     .filter_map(|f| Some((f.state_key, f.value(&r)?)))
+///     .collect();
+/// assert_eq!(known, [("request_prompt_tokens", 12)]);
+/// ```
+pub static TOKEN_FIELDS: [TokenField; 6] = [
+    TokenField {
+        field: "input_tokens",
+        token_type: Some(TokenType::Input),
+        state_key: "request_prompt_tokens",
+        metric_key: "prompt_tokens",
+        asm_counter: Some("asm_llm_proxy_prompt_tokens"),
+        otel_counter: Some("gen_ai_client_inference_usage_input_tokens"),
+        span_attribute: Some("gen_ai.usage.input_tokens"),
+        modality: None,
+        get: |r| r.input_tokens,
+    },
+    TokenField {
+        field: "output_tokens",
+        token_type: Some(TokenType::Output),
+        state_key: "request_completion_tokens",
+        metric_key: "completion_tokens",
+        asm_counter: Some("asm_llm_proxy_completion_tokens"),
+        otel_counter: Some("gen_ai_client_inference_usage_output_tokens"),
+        span_attribute: Some("gen_ai.usage.output_tokens"),
+        modality: None,
+        get: |r| r.output_tokens,
+    },
+    TokenField {
+        field: "total_tokens",
+        token_type: None,
+        state_key: "request_total_tokens",
+        metric_key: "total_tokens",
+        asm_counter: None,
+        otel_counter: None,
+        span_attribute: None,
+        modality: None,
+        get: |r| r.total_tokens,
+    },
+    TokenField {
+        field: "cached_input_tokens",
+        token_type: Some(TokenType::InputCacheRead),
+        state_key: "request_cached_tokens",
+        metric_key: "cached_tokens",
+        asm_counter: Some("asm_llm_proxy_cached_tokens"),
+        otel_counter: Some("gen_ai_client_inference_usage_cache_read_input_tokens"),
+        span_attribute: Some("gen_ai.usage.cache_read.input_tokens"),
+        modality: None,
+        get: |r| r.cached_input_tokens,
+    },
+    TokenField {
+        field: "cache_creation_input_tokens",
+        token_type: Some(TokenType::InputCacheWrite),
+        state_key: "request_cache_creation_tokens",
+        metric_key: "cache_creation_tokens",
+        asm_counter: Some("asm_llm_proxy_cache_creation_tokens"),
+        otel_counter: Some("gen_ai_client_inference_usage_cache_write_input_tokens"),
+        span_attribute: Some("gen_ai.usage.cache_write.input_tokens"),
+        modality: None,
+        get: |r| r.cache_creation_input_tokens,
+    },
+    TokenField {
+        field: "reasoning_tokens",
+        token_type: Some(TokenType::Reasoning),
+        state_key: "request_reasoning_tokens",
+        metric_key: "reasoning_tokens",
+        asm_counter: Some("asm_llm_proxy_reasoning_tokens"),
+        otel_counter: Some("gen_ai_client_inference_usage_reasoning_output_tokens"),
+        span_attribute: Some("gen_ai.usage.reasoning.output_tokens"),
+        modality: None,
+        get: |r| r.reasoning_tokens,
+    },
+];
+
+// Field by field: `UsageRecord` may become `#[non_exhaustive]` (issue 18, part 4).
+#[cfg(test)]
+#[allow(clippy::field_reassign_with_default)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_has_its_row_and_reads_its_field() {
+        let mut r = UsageRecord::default();
+        r.input_tokens = Some(1);
+        r.output_tokens = Some(2);
+        r.total_tokens = Some(3);
+        r.cached_input_tokens = Some(4);
+        r.cache_creation_input_tokens = Some(5);
+        r.reasoning_tokens = Some(6);
+        let values: Vec<_> = TOKEN_FIELDS.iter().map(|f| f.value(&r)).collect();
+        assert_eq!(values, [1, 2, 3, 4, 5, 6].map(Some));
+        for t in TokenType::ALL {
+            assert_eq!(t.field().token_type, Some(t));
+        }
+        assert_eq!(
+            TOKEN_FIELDS
+                .iter()
+                .filter(|f| f.token_type.is_some())
+                .count(),
+            TokenType::ALL.len()
+        );
+        assert_eq!(TokenType::Reasoning.value(&UsageRecord::default()), None);
+    }
+}

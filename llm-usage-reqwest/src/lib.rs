@@ -1,0 +1,238 @@
+//! Client-side LLM usage for [reqwest]: a [`reqwest_middleware::Middleware`] that shows
+//! the request body and the streamed response body to an `llm-usage-core` exchange as
+//! they pass, and reports one [`UsageEvent`] per call (to a callback and through the
+//! [`metrics`] facade) when the response body ends, fails or is dropped.
+//!
+//! Nothing is buffered: the response body the caller reads (`bytes()`, `text()`,
+//! `bytes_stream()`) is the upstream's, frame by frame, byte for byte. A body dropped
+//! before its end gives a partial record (`complete: false`, [`Outcome::Dropped`]) with
+//! what was known. The request body is read when reqwest holds it as bytes (`json()`,
+//! `body(String)`…); a streamed request body is not read, and the model then comes from
+//! the response.
+//!
+//! This crate is an adapter: the lifecycle, the model choice, the metric names, labels
+//! and caps are `llm-usage-report`'s, shared with the Envoy filter and the tower layer.
+//!
+//! ```no_run
+//! use llm_usage_reqwest::{LlmUsageMiddleware, UsageEvent};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(LlmUsageMiddleware::new().on_record(|ev: &UsageEvent| {
+//!         println!("{:?} in={:?} out={:?}", ev.record.model, ev.record.input_tokens, ev.record.output_tokens);
+//!     }))
+//!     .build();
+//! let res = client
+//!     .post("http://127.0.0.1:8080/v1/chat/completions")
+//!     .body(r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hi"}]}"#)
+//!     .send()
+//!     .await?;
+//! let text = res.text().await?; // the record is reported here, at the body's end
+//! # let _ = text;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! [reqwest]: https://docs.rs/reqwest
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod body;
+mod event;
+mod report;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use http::Extensions;
+use llm_usage_core::{Exchange, Options};
+use llm_usage_report::labels::Limiter;
+use llm_usage_report::names::Profile;
+use llm_usage_report::Tracker;
+use reqwest::{Request, Response, ResponseBuilderExt};
+use reqwest_middleware::{Middleware, Next};
+
+pub use crate::event::{Outcome, UsageEvent};
+pub use llm_usage_core::{Provider, UsageRecord};
+pub use llm_usage_report::names::Profile as MetricsProfile;
+
+use crate::body::ObservedBody;
+use crate::report::{Call, Reporter};
+
+/// The middleware. Cheap to clone; one instance serves any number of concurrent calls.
+#[derive(Clone)]
+pub struct LlmUsageMiddleware {
+    reporter: Arc<Reporter>,
+}
+
+impl Default for LlmUsageMiddleware {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for LlmUsageMiddleware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmUsageMiddleware")
+            .field("profile", &self.reporter.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LlmUsageMiddleware {
+    /// Reports through the [`metrics`] facade with the OpenTelemetry GenAI names
+    /// (`gen_ai_client_token_usage`, `llm_usage_tokens_total`, …, durations in seconds;
+    /// labels `gen_ai_provider_name`, `gen_ai_request_model`, `gen_ai_response_model`,
+    /// `http_status_class`), at most 100 distinct model values; no callback.
+    pub fn new() -> Self {
+        LlmUsageMiddleware {
+            reporter: Arc::new(Reporter {
+                profile: Some(Profile::Otel),
+                source: (String::new(), String::new()),
+                models: Mutex::new(Limiter::new(Vec::new(), Some(100))),
+                on_record: None,
+                options: llm_usage_report::default_options(),
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Reporter)) -> Self {
+        match Arc::get_mut(&mut self.reporter) {
+            Some(r) => f(r),
+            None => {
+                let r = &*self.reporter;
+                let mut copy = Reporter {
+                    profile: r.profile,
+                    source: r.source.clone(),
+                    models: Mutex::new(r.models.lock().unwrap_or_else(|e| e.into_inner()).clone()),
+                    on_record: r.on_record.clone(),
+                    options: r.options.clone(),
+                };
+                f(&mut copy);
+                self.reporter = Arc::new(copy);
+            }
+        }
+        self
+    }
+
+    /// Calls `f` once per call with its [`UsageEvent`] (inline, on the task that ends the
+    /// body: keep it cheap).
+    pub fn on_record<F>(self, f: F) -> Self
+    where
+        F: Fn(&UsageEvent) + Send + Sync + 'static,
+    {
+        self.edit(|r| r.on_record = Some(Arc::new(f)))
+    }
+
+    /// The ASM names instead (`asm_llm_proxy_prompt_tokens`, …, durations in ms), labelled
+    /// with the given source workload and namespace, the URL's host as
+    /// `llmproxy_destination_service`, and `llmproxy_model`.
+    pub fn asm_metrics(self, source_workload: &str, source_namespace: &str) -> Self {
+        let source = (source_workload.to_owned(), source_namespace.to_owned());
+        self.edit(|r| {
+            r.profile = Some(Profile::Asm);
+            r.source = source;
+        })
+    }
+
+    /// No metrics (the callback only).
+    pub fn without_metrics(self) -> Self {
+        self.edit(|r| r.profile = None)
+    }
+
+    /// Model label values: `allow` always kept, and at most `max_others` others (first
+    /// come); the rest are `other`.
+    pub fn model_labels(self, allow: Vec<String>, max_others: usize) -> Self {
+        self.edit(|r| r.models = Mutex::new(Limiter::new(allow, Some(max_others))))
+    }
+
+    /// Parser options (forced provider, inspection cap).
+    pub fn options(self, options: Options) -> Self {
+        self.edit(|r| r.options = options)
+    }
+}
+
+impl LlmUsageMiddleware {
+    /// An exchange given the request head and, when reqwest holds it as bytes, the body.
+    fn start_exchange(&self, req: &Request) -> Tracker {
+        let url = req.url();
+        let mut ex = Exchange::with_options(self.reporter.options.clone());
+        let path = match url.query() {
+            Some(q) => format!("{}?{}", url.path(), q),
+            None => url.path().to_owned(),
+        };
+        // reqwest adds `host` after the middleware: give the core the URL's authority.
+        let host = url
+            .host_str()
+            .filter(|_| !req.headers().contains_key(http::header::HOST))
+            .map(|h| match url.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_owned(),
+            });
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()));
+        ex.on_request_head(
+            req.method().as_str(),
+            &path,
+            headers.chain(host.as_deref().map(|h| (&b"host"[..], h.as_bytes()))),
+        );
+        let mut tracker = Tracker::new(ex, Some(0));
+        if let Some(bytes) = req.body().and_then(reqwest::Body::as_bytes) {
+            tracker.request_body(bytes);
+        }
+        tracker.request_end();
+        tracker
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for LlmUsageMiddleware {
+    async fn handle(
+        &self,
+        req: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let start = Instant::now();
+        let url = req.url().clone();
+        // The parser never unwinds into the caller: a panic leaves the call unobserved
+        // (an empty, partial record), the request goes on.
+        let tracker = catch_unwind(AssertUnwindSafe(|| self.start_exchange(&req)))
+            .unwrap_or_else(|_| Tracker::without_exchange(Some(0)));
+        let call = Arc::new(Call::new(
+            self.reporter.clone(),
+            tracker,
+            start,
+            req.method().clone(),
+            url.clone(),
+        ));
+        let res = match next.run(req, extensions).await {
+            Ok(res) => res,
+            Err(e) => {
+                call.finish(Outcome::RequestError);
+                return Err(e);
+            }
+        };
+        call.response_head(res.status(), res.headers());
+        let url = res.url().clone();
+        let (parts, body) = http::Response::<reqwest::Body>::from(res).into_parts();
+        let mut builder = http::Response::builder()
+            .status(parts.status)
+            .version(parts.version)
+            .url(url);
+        if let Some(h) = builder.headers_mut() {
+            *h = parts.headers;
+        }
+        if let Some(e) = builder.extensions_mut() {
+            e.extend(parts.extensions);
+        }
+        let body = reqwest::Body::wrap(ObservedBody::new(body, call));
+        let res = builder
+            .body(body)
+            .map_err(|e| reqwest_middleware::Error::Middleware(e.into()))?;
+        Ok(Response::from(res))
+    }
+}
