@@ -4,23 +4,28 @@
 //! llm-usage scan [--method M] [--path PATH_AND_QUERY] [--request FILE]
 //!                [--request-header 'Name: value']... [--status N]
 //!                [--header 'Name: value']... [--provider NAME] [--pretty]
-//!                [RESPONSE_FILE|-]
+//!                [--prices FILE] [RESPONSE_FILE|-]
+//! llm-usage report [--prices FILE] [--json] PATH...
 //! llm-usage demo
 //! ```
 //!
 //! All parsing lives in `llm-usage-core`; this binary only reads files and prints.
 
 use llm_usage_core::{Exchange, Options, Provider, UsageRecord};
+use llm_usage_cost::PriceTable;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
 mod demo;
+mod har;
+mod report;
 
 const USAGE: &str = "\
 llm-usage: token usage from captured LLM API traffic
 
 USAGE:
     llm-usage scan [OPTIONS] [RESPONSE_FILE|-]
+    llm-usage report [--prices FILE] [--json] PATH...
     llm-usage demo
     llm-usage help
 
@@ -36,14 +41,23 @@ SCAN OPTIONS:
     --header 'N: v'             a response header (repeatable), e.g. 'content-type: text/event-stream'
     --provider NAME             force a provider: openai, azure, anthropic, gemini, vertex,
                                 bedrock, dashscope, ollama, cohere, mistral, deepseek
+    --prices FILE               a price table (JSON): adds \"cost\" (a decimal string, or null
+                                when the model has no price or a needed count is unknown)
+                                and \"currency\"
     --pretty                    indent the JSON
+
+report reads many exchanges and prints totals per model and per provider: requests,
+tokens by kind, the share of estimated records, and the cost with --prices. A PATH is a
+case folder (case.json, request.json, response.bin, as in testdata/fixtures), a folder
+of case folders, or a HAR file (browsers, mitmproxy and Charles export them; read one
+entry at a time). Unreadable entries are reported on stderr and skipped.
 
 demo replays bundled exchanges (no network, no API key) and prints each record and the
 token totals per model.
 ";
 
 /// A usage error: printed with the usage hint, exit code 2.
-struct UsageError(String);
+pub(crate) struct UsageError(pub(crate) String);
 
 struct ScanArgs {
     method: String,
@@ -54,10 +68,11 @@ struct ScanArgs {
     headers: Vec<(String, String)>,
     provider: Option<Provider>,
     pretty: bool,
+    prices: Option<String>,
     response: Option<String>,
 }
 
-fn parse_header(s: &str) -> Result<(String, String), UsageError> {
+pub(crate) fn parse_header(s: &str) -> Result<(String, String), UsageError> {
     match s.split_once(':') {
         // `:authority: host` style pseudo-headers keep their leading colon.
         Some(("", rest)) => match rest.split_once(':') {
@@ -87,6 +102,7 @@ fn parse_scan(args: &[String]) -> Result<ScanArgs, UsageError> {
         headers: Vec::new(),
         provider: None,
         pretty: false,
+        prices: None,
         response: None,
     };
     let mut it = args.iter();
@@ -122,6 +138,7 @@ fn parse_scan(args: &[String]) -> Result<ScanArgs, UsageError> {
                 );
             }
             "--pretty" => a.pretty = true,
+            "--prices" => a.prices = Some(value("--prices")?),
             "-" => a.response = Some("-".into()),
             s if s.starts_with('-') => return Err(UsageError(format!("unknown option {s:?}"))),
             s => {
@@ -138,7 +155,7 @@ fn parse_scan(args: &[String]) -> Result<ScanArgs, UsageError> {
 }
 
 /// Streams a reader into `f` in fixed chunks: the core never needs a whole body.
-fn stream(mut r: impl Read, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+pub(crate) fn stream(mut r: impl Read, mut f: impl FnMut(&[u8])) -> io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match r.read(&mut buf) {
@@ -154,8 +171,16 @@ fn open(path: &str, what: &str) -> Result<std::fs::File, UsageError> {
     std::fs::File::open(path).map_err(|e| UsageError(format!("cannot open {what} {path:?}: {e}")))
 }
 
+/// Reads a price table file: a missing or bad table is a usage error.
+pub(crate) fn load_prices(path: &str) -> Result<PriceTable, UsageError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read price table {path:?}: {e}")))?;
+    PriceTable::from_json(&text).map_err(|e| UsageError(format!("{path}: {e}")))
+}
+
 fn scan(args: &[String]) -> Result<UsageRecord, UsageError> {
     let a = parse_scan(args)?;
+    let prices = a.prices.as_deref().map(load_prices).transpose()?;
     // Open everything first so a missing file is a usage error before any output.
     let request = a
         .request
@@ -188,12 +213,18 @@ fn scan(args: &[String]) -> Result<UsageRecord, UsageError> {
     }
     ex.on_response_end();
     let record = ex.finish();
-    let json = if a.pretty {
-        serde_json::to_string_pretty(&record)
+    let mut json = serde_json::to_value(&record).expect("a record always serialises");
+    if let (Some(table), Some(obj)) = (&prices, json.as_object_mut()) {
+        let cost = table.price(&record).amount().map(|a| a.to_string());
+        obj.insert("cost".into(), cost.into());
+        obj.insert("currency".into(), table.currency().into());
+    }
+    let text = if a.pretty {
+        serde_json::to_string_pretty(&json)
     } else {
-        serde_json::to_string(&record)
+        serde_json::to_string(&json)
     };
-    println!("{}", json.expect("a record always serialises"));
+    println!("{}", text.expect("a JSON value always serialises"));
     Ok(record)
 }
 
@@ -201,6 +232,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("scan") => scan(&args[1..]).map(|_| ()),
+        Some("report") => report::run(&args[1..]),
         Some("demo") if args.len() == 1 => {
             demo::run(&mut io::stdout().lock()).map_err(|e| UsageError(e.to_string()))
         }
