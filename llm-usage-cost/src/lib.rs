@@ -1,6 +1,6 @@
 //! # llm-usage-cost
 //!
-//! What the usage records of `llm-usage-core` cost, and (next) token budgets over them:
+//! What the usage records of `llm-usage-core` cost, and token budgets over them:
 //! pure arithmetic over a [`UsageRecord`](llm_usage_core::UsageRecord), no I/O, no clock,
 //! no `HashMap`, so that the proxy-wasm filter, the tower layer and the CLI price an
 //! exchange the same way.
@@ -31,9 +31,16 @@
 #![warn(missing_docs)]
 
 pub mod amount;
+pub mod budget;
+pub mod memory;
 pub mod price;
 pub mod table;
 
 pub use amount::Amount;
+pub use budget::{
+    Bucket, BudgetStore, Budgets, CountKind, Decision, KeyFacts, KeySpec, Limit, LimitError,
+    LocalReply, StoreError,
+};
+pub use memory::MemoryStore;
 pub use price::{Counts, Figure, Pricing};
 pub use table::{Entry, PriceTable, Prices, TableError};
