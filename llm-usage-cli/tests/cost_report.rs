@@ -319,3 +319,50 @@ fn report_skips_unreadable_sources_and_entries() {
     let out = bin().arg("report").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn report_reads_a_har_exported_by_mitmproxy() {
+    // testdata/har/mitmproxy-curl.har: curl through mitmdump 11.0.2 (its HAR export) to a
+    // loopback mock provider; see testdata/har/make-har.sh. mitmproxy stores the decoded
+    // text of the gzip response and keeps its content-encoding header.
+    let har = root().join("testdata/har/mitmproxy-curl.har");
+    let prices = example_prices();
+    let (rep, stderr) = report_json(&["--prices", prices.to_str().unwrap(), har.to_str().unwrap()]);
+    assert_eq!(stderr, "");
+    assert_eq!(rep["exchanges"], 5);
+    assert_eq!(rep["skipped"], 0);
+    let model = |m: &str| {
+        rep["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["model"] == m)
+            .unwrap_or_else(|| panic!("{m} in {rep}"))
+            .clone()
+    };
+    let chat = model("gpt-4o-mini-2024-07-18");
+    assert_eq!(
+        (
+            chat["input_tokens"].as_u64(),
+            chat["output_tokens"].as_u64()
+        ),
+        (Some(21), Some(3))
+    );
+    // 21 × 0.15 + 3 × 0.6 per million.
+    assert_eq!(chat["cost"], "0.00000495");
+    let stream = model("gpt-4.1-2025-04-14");
+    assert_eq!(stream["total_tokens"], 14);
+    let claude = model("claude-sonnet-4-5-20250929");
+    assert_eq!(claude["input_tokens"], 1240);
+    assert_eq!(claude["cached_input_tokens"], 1000);
+    assert_eq!(claude["cache_creation_input_tokens"], 200);
+    // 40 × 3 + 1000 × 0.3 + 200 × 3.75 + 9 × 15 per million.
+    assert_eq!(claude["cost"], "0.001305");
+    let embed = model("text-embedding-3-small");
+    assert_eq!(embed["cost"], "0.00000012");
+    assert_eq!(embed["unknown_output_requests"], 1);
+    // The 404 to an unknown route: counted, nothing known, no cost.
+    assert_eq!(rep["price_lookup_misses"], 1);
+    assert_eq!(rep["total"]["unpriced_requests"], 1);
+    assert_eq!(rep["total"]["cost"], "0.00135007");
+}
