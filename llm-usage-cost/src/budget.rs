@@ -234,6 +234,19 @@ pub trait BudgetStore {
         -> Result<u64, StoreError>;
 }
 
+/// One counter increment, for the frontend to apply to its store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Charge {
+    /// The bucket's name.
+    pub bucket: String,
+    /// The window charged.
+    pub window: u64,
+    /// The amount.
+    pub amount: u64,
+    /// How long the counter must live, in seconds.
+    pub ttl_s: u64,
+}
+
 /// A reply the frontend sends instead of forwarding the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalReply {
@@ -340,8 +353,8 @@ impl Budgets {
             .collect()
     }
 
-    /// Checks a request at `now_s`: denies when a bucket's counter has reached its
-    /// budget, else allows (also when the store fails: fail open).
+    /// Checks a request at `now_s` against a synchronous store: denies when a bucket's
+    /// counter has reached its budget, else allows (also when the store fails: fail open).
     pub fn check(
         &self,
         store: &dyn BudgetStore,
@@ -350,28 +363,71 @@ impl Budgets {
         now_s: u64,
     ) -> Decision {
         let buckets = self.buckets(facts);
+        let used: Vec<Result<u64, StoreError>> = buckets
+            .iter()
+            .map(|b| store.used(&b.name, self.limits[b.limit].window(now_s)))
+            .collect();
+        self.decide(buckets, &used, provider, now_s)
+    }
+
+    /// The decision, given what each bucket has used in its current window (as read by
+    /// the frontend from any store, synchronous or not; `used[i]` is `buckets[i]`'s).
+    /// The first spent bucket denies; a read that failed counts as a store error and
+    /// fails open.
+    pub fn decide(
+        &self,
+        buckets: Vec<Bucket>,
+        used: &[Result<u64, StoreError>],
+        provider: Option<Provider>,
+        now_s: u64,
+    ) -> Decision {
         let mut store_errors = 0;
-        for b in &buckets {
-            let l = &self.limits[b.limit];
-            match store.used(&b.name, l.window(now_s)) {
-                Ok(used) if used >= l.tokens => {
+        for (b, u) in buckets.iter().zip(used) {
+            match u {
+                Ok(used) if *used >= self.limits[b.limit].tokens => {
                     return Decision::Deny {
                         limit: b.limit,
-                        reply: self.reply(b.limit, used, provider, now_s),
+                        reply: self.reply(b.limit, *used, provider, now_s),
                     }
                 }
                 Ok(_) => {}
                 Err(_) => store_errors += 1,
             }
         }
+        store_errors += buckets.len().saturating_sub(used.len()) as u32;
         Decision::Allow {
             buckets,
             store_errors,
         }
     }
 
-    /// Charges a finished exchange to its buckets at `now_s`. Returns the store errors
-    /// met (each charge that failed is lost: fail open).
+    /// What a finished exchange charges at `now_s`: one [`Charge`] per bucket with a
+    /// non-zero amount, for the frontend to apply to its store.
+    pub fn charges(
+        &self,
+        buckets: &[Bucket],
+        record: &UsageRecord,
+        cost: Option<Amount>,
+        now_s: u64,
+    ) -> Vec<Charge> {
+        buckets
+            .iter()
+            .filter_map(|b| {
+                let l = self.limits.get(b.limit)?;
+                let amount = l.amount(record, cost);
+                (amount > 0).then(|| Charge {
+                    bucket: b.name.clone(),
+                    window: l.window(now_s),
+                    amount,
+                    // Kept one window past its own: a late reader still sees it.
+                    ttl_s: l.retry_after(now_s) + l.window_s,
+                })
+            })
+            .collect()
+    }
+
+    /// Charges a finished exchange to a synchronous store at `now_s`. Returns the store
+    /// errors met (each charge that failed is lost: fail open).
     pub fn charge(
         &self,
         store: &dyn BudgetStore,
@@ -380,22 +436,14 @@ impl Budgets {
         cost: Option<Amount>,
         now_s: u64,
     ) -> u32 {
-        let mut errors = 0;
-        for b in buckets {
-            let Some(l) = self.limits.get(b.limit) else {
-                continue;
-            };
-            let amount = l.amount(record, cost);
-            if amount == 0 {
-                continue;
-            }
-            // Kept one window past its own: a late reader still sees it.
-            let ttl = l.retry_after(now_s) + l.window_s;
-            if store.charge(&b.name, l.window(now_s), amount, ttl).is_err() {
-                errors += 1;
-            }
-        }
-        errors
+        self.charges(buckets, record, cost, now_s)
+            .iter()
+            .filter(|c| {
+                store
+                    .charge(&c.bucket, c.window, c.amount, c.ttl_s)
+                    .is_err()
+            })
+            .count() as u32
     }
 
     /// The local `429` for limit `limit` with `used` charged, shaped like `provider`'s

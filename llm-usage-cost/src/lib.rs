@@ -38,8 +38,8 @@ pub mod table;
 
 pub use amount::Amount;
 pub use budget::{
-    Bucket, BudgetStore, Budgets, CountKind, Decision, KeyFacts, KeySpec, Limit, LimitError,
-    LocalReply, StoreError,
+    Bucket, BudgetStore, Budgets, Charge, CountKind, Decision, KeyFacts, KeySpec, Limit,
+    LimitError, LocalReply, StoreError,
 };
 pub use memory::MemoryStore;
 pub use price::{Counts, Figure, Pricing};

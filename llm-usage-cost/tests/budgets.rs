@@ -187,6 +187,17 @@ fn cut_streams_charge_what_was_seen_and_unknown_charges_nothing() {
     let store = MemoryStore::new();
     let buckets = b.buckets(&KeyFacts::default());
     assert_eq!(buckets.len(), 4);
+    // At 100 s: window 1 of 60 s, 20 s to its end, kept one more window.
+    let charges = b.charges(&buckets, &cut, None, 100);
+    let amounts: Vec<(u64, u64, u64)> = charges
+        .iter()
+        .map(|c| (c.window, c.amount, c.ttl_s))
+        .collect();
+    assert_eq!(
+        amounts,
+        [(1, 32, 80), (1, 25, 80), (1, 7, 80)],
+        "nothing charged is no charge"
+    );
     b.charge(&store, &buckets, &cut, None, 100);
     assert_eq!(store.used(&buckets[0].name, 1).unwrap(), 32);
     assert_eq!(store.used(&buckets[3].name, 1).unwrap(), 0);
