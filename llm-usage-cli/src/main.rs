@@ -213,16 +213,29 @@ fn scan(args: &[String]) -> Result<UsageRecord, UsageError> {
     }
     ex.on_response_end();
     let record = ex.finish();
-    let mut json = serde_json::to_value(&record).expect("a record always serialises");
-    if let (Some(table), Some(obj)) = (&prices, json.as_object_mut()) {
-        let cost = table.price(&record).amount().map(|a| a.to_string());
-        obj.insert("cost".into(), cost.into());
-        obj.insert("currency".into(), table.currency().into());
+    /// The record with its cost, fields in the record's order then `cost`, `currency`.
+    #[derive(serde::Serialize)]
+    struct Priced<'a> {
+        #[serde(flatten)]
+        record: &'a UsageRecord,
+        cost: Option<String>,
+        currency: &'a str,
     }
-    let text = if a.pretty {
-        serde_json::to_string_pretty(&json)
-    } else {
-        serde_json::to_string(&json)
+    let text = match &prices {
+        Some(table) => {
+            let priced = Priced {
+                record: &record,
+                cost: table.price(&record).amount().map(|a| a.to_string()),
+                currency: table.currency(),
+            };
+            if a.pretty {
+                serde_json::to_string_pretty(&priced)
+            } else {
+                serde_json::to_string(&priced)
+            }
+        }
+        None if a.pretty => serde_json::to_string_pretty(&record),
+        None => serde_json::to_string(&record),
     };
     println!("{}", text.expect("a JSON value always serialises"));
     Ok(record)

@@ -197,12 +197,22 @@ impl Report {
         };
         head(out, "MODEL (PROVIDER)")?;
         for ((m, p), t) in &self.by_model {
+            let m = if m == UNKNOWN { "(no model)" } else { m };
+            let p = if p == UNKNOWN { "unknown provider" } else { p };
             row(out, &format!("{m} ({p})"), t)?;
         }
         writeln!(out)?;
         head(out, "PROVIDER")?;
         for (p, t) in &self.by_provider {
-            row(out, p, t)?;
+            row(
+                out,
+                if p == UNKNOWN {
+                    "(unknown provider)"
+                } else {
+                    p
+                },
+                t,
+            )?;
         }
         writeln!(out)?;
         row(out, "TOTAL", &self.all)?;
