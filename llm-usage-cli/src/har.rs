@@ -338,4 +338,61 @@ mod tests {
             .contains("no log.entries"));
         assert!(for_each_entry(&b"[]"[..], &mut |_, _| {}).is_err());
     }
+
+    /// Counts the bytes taken from the inner reader.
+    struct Counting<'a> {
+        inner: &'a [u8],
+        taken: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.taken.set(self.taken.get() + n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn entries_are_handed_over_as_they_are_read() {
+        // 400 entries of about 25 KB each (10 MB): when entry i is handed over, the reader
+        // has taken at most the first i + 1 entries and one buffer more, never the file.
+        let body = "x".repeat(25_000);
+        let entry = format!(
+            r#"{{"request":{{"method":"POST","url":"https://h/v1/chat/completions","headers":[]}},"response":{{"status":200,"headers":[],"content":{{"text":"{body}"}}}}}}"#
+        );
+        let n = 400;
+        let mut doc = String::from(r#"{"log":{"version":"1.2","entries":["#);
+        let head = doc.len();
+        for i in 0..n {
+            if i > 0 {
+                doc.push(',');
+            }
+            doc.push_str(&entry);
+        }
+        doc.push_str("]}}");
+        let taken = std::rc::Rc::new(std::cell::Cell::new(0));
+        let reader = std::io::BufReader::with_capacity(
+            8192,
+            Counting {
+                inner: doc.as_bytes(),
+                taken: taken.clone(),
+            },
+        );
+        let mut seen = 0;
+        for_each_entry(reader, &mut |i, e| {
+            let x = e.unwrap();
+            assert_eq!(x.response_body.len(), 25_000);
+            let end_of_entry = head + (i + 1) * (entry.len() + 1);
+            assert!(
+                taken.get() <= end_of_entry + 8192,
+                "entry {i}: {} bytes read, the entry ends at {end_of_entry}",
+                taken.get()
+            );
+            seen += 1;
+        })
+        .unwrap();
+        assert_eq!(seen, n);
+        assert_eq!(taken.get(), doc.len());
+    }
 }
