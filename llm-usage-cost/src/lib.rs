@@ -32,6 +32,7 @@
 
 pub mod amount;
 pub mod budget;
+pub mod cas;
 pub mod memory;
 pub mod price;
 pub mod table;
@@ -41,6 +42,7 @@ pub use budget::{
     Bucket, BudgetStore, Budgets, Charge, CountKind, Decision, KeyFacts, KeySpec, Limit,
     LimitError, LocalReply, StoreError,
 };
+pub use cas::{CasBudgetStore, CasStore, CasWrite};
 pub use memory::MemoryStore;
 pub use price::{Counts, Figure, Pricing};
 pub use table::{Entry, PriceTable, Prices, TableError};
