@@ -49,7 +49,7 @@ pub struct CasBudgetStore<S> {
     store: S,
 }
 
-impl<S: CasStore> CasBudgetStore<S> {
+impl<S> CasBudgetStore<S> {
     /// Most CAS retries of one charge before it gives up (and the frontend fails open).
     pub const MAX_RETRIES: u32 = 1024;
 
@@ -67,7 +67,9 @@ impl<S: CasStore> CasBudgetStore<S> {
     pub fn key(bucket: &str, window: u64) -> String {
         format!("llm_usage.budget|{bucket}|{window}")
     }
+}
 
+impl<S: CasStore> CasBudgetStore<S> {
     fn read(&self, key: &[u8]) -> Result<(u64, u32), StoreError> {
         match self.store.get(key)? {
             None => Ok((0, 0)),

@@ -1,12 +1,20 @@
 //! Shared data with CAS across several VMs of one plugin, and local replies, as Envoy
-//! implements them, through the probe module (`llm-usage-wasm/host/probe`): a budget kept
-//! in shared data, checked at the request headers, charged with a CAS loop when the stream
-//! ends, and answered with `proxy_send_local_response` once spent.
+//! implements them, through the probe module (`llm-usage-wasm/host/probe`): llm-usage-cost
+//! token budgets kept in shared data, checked at the request headers, charged with a CAS
+//! loop when the stream ends, and answered with `proxy_send_local_response` once spent.
 
 mod common;
 
+use llm_usage_cost::{Budgets, CasBudgetStore, KeyFacts};
 use llm_usage_wasm_host::{Action, Host, HostOptions, Vm};
 use std::sync::OnceLock;
+
+/// The probe's configuration: one limit per `x-key`, counting total tokens.
+fn config(tokens: u64, window_s: u64) -> String {
+    format!(
+        r#"{{"token_limits": [{{"name": "per-key", "key": "header:x-key", "tokens": {tokens}, "window_s": {window_s}, "count": "total"}}]}}"#
+    )
+}
 
 fn probe_host() -> Host {
     static WASM: OnceLock<Vec<u8>> = OnceLock::new();
@@ -53,9 +61,22 @@ fn exchange(vm: &mut Vm, key: &str, charge: u64, method: &str) -> (u32, Action) 
     (id, a)
 }
 
+/// The counter of `key`'s bucket in a window, as the probe stores it.
 fn counter(host: &Host, key: &str, window: u64) -> u64 {
+    let b = Budgets::from_json(
+        r#"[{"name": "per-key", "key": "header:x-key", "tokens": 1, "window_s": 60}]"#,
+    )
+    .unwrap();
+    let headers: &[(&str, &[u8])] = &[("x-key", key.as_bytes())];
+    let bucket = &b.buckets(&KeyFacts {
+        headers,
+        ..Default::default()
+    })[0];
     host.shared_data()
-        .get("", format!("probe|{window}|{key}").as_bytes())
+        .get(
+            "",
+            CasBudgetStore::<()>::key(&bucket.name, window).as_bytes(),
+        )
         .map(|(v, _)| String::from_utf8(v).unwrap().parse().unwrap())
         .unwrap_or(0)
 }
@@ -66,7 +87,7 @@ const WINDOW: u64 = 1_767_225_600 / 60;
 #[test]
 fn four_workers_share_one_budget_and_answer_429_exactly_when_spent() {
     let host = probe_host();
-    let mut vms = workers(&host, 4, "budget=10 window=60");
+    let mut vms = workers(&host, 4, &config(10, 60));
     let mut passed = 0;
     for i in 0..16 {
         let vm = &mut vms[i % 4];
@@ -110,11 +131,12 @@ fn four_workers_share_one_budget_and_answer_429_exactly_when_spent() {
                 };
                 assert_eq!(get(":status"), ["429"]);
                 assert_eq!(get("content-type"), ["application/json"]);
-                assert_eq!(get("retry-after"), ["1"]);
+                // 2026-01-01T00:00:00Z starts a 60 s window.
+                assert_eq!(get("retry-after"), ["60"]);
                 assert_eq!(get("x-ratelimit-limit-tokens"), ["10"]);
                 assert_eq!(get("content-length"), [reply.body.len().to_string()]);
                 assert_eq!(s.forwarded_response, reply.body);
-                assert_eq!(reply.details, "probe_budget_exhausted");
+                assert_eq!(reply.details, "token_budget_exhausted");
                 assert!(String::from_utf8_lossy(&reply.body).contains("rate_limit_exceeded"));
             }
         }
@@ -132,7 +154,7 @@ fn four_workers_share_one_budget_and_answer_429_exactly_when_spent() {
 #[test]
 fn a_concurrent_burst_on_four_threads_loses_no_update() {
     let host = probe_host();
-    let vms = workers(&host, 4, "budget=1000000000 window=60");
+    let vms = workers(&host, 4, &config(1_000_000_000, 60));
     // The key exists before the burst: cpp-host has no create-if-absent, so two workers
     // creating the same key at once can both write (see the host's shared module).
     let mut vms: Vec<Vm> = vms;
@@ -153,22 +175,12 @@ fn a_concurrent_burst_on_four_threads_loses_no_update() {
         .map(|w| (0..per_worker).map(|i| 1 + (i + w) % 5).sum::<u64>())
         .sum();
     assert_eq!(counter(&host, "burst", WINDOW), 1 + charged);
-    let retries: usize = vms
-        .iter()
-        .map(|vm| {
-            vm.logs()
-                .iter()
-                .filter(|l| l.message.starts_with("probe: cas retries"))
-                .count()
-        })
-        .sum();
-    eprintln!("CAS mismatches retried by the probe: {retries} streams");
 }
 
 #[test]
 fn the_window_rolls_over() {
     let host = probe_host();
-    let mut vms = workers(&host, 1, "budget=3 window=60");
+    let mut vms = workers(&host, 1, &config(3, 60));
     let vm = &mut vms[0];
     for _ in 0..3 {
         assert_eq!(exchange(vm, "k", 1, "POST").1, Action::Continue);
@@ -188,7 +200,7 @@ fn the_window_rolls_over() {
 #[test]
 fn a_cut_stream_is_charged_when_it_ends() {
     let host = probe_host();
-    let mut vms = workers(&host, 1, "budget=100 window=60");
+    let mut vms = workers(&host, 1, &config(100, 60));
     let vm = &mut vms[0];
     let id = vm.new_stream();
     vm.request_headers(
@@ -219,7 +231,7 @@ fn a_cut_stream_is_charged_when_it_ends() {
 #[test]
 fn a_host_that_refuses_shared_data_fails_open_and_logs_once() {
     let host = probe_host();
-    let mut opts = HostOptions::with_config("budget=1 window=60");
+    let mut opts = HostOptions::with_config(config(1, 60));
     opts.fail_calls = vec!["proxy_get_shared_data".into()];
     let mut vm = host.start(opts).unwrap();
     for _ in 0..5 {
@@ -239,10 +251,8 @@ fn a_host_that_refuses_shared_data_fails_open_and_logs_once() {
 #[test]
 fn vm_ids_separate_shared_data_and_head_replies_carry_no_body() {
     let host = probe_host();
-    let mut a = host
-        .start(HostOptions::with_config("budget=1 window=60"))
-        .unwrap();
-    let mut opts = HostOptions::with_config("budget=1 window=60");
+    let mut a = host.start(HostOptions::with_config(config(1, 60))).unwrap();
+    let mut opts = HostOptions::with_config(config(1, 60));
     opts.vm_id = "other".into();
     let mut b = host.start(opts).unwrap();
     assert_eq!(exchange(&mut a, "k", 1, "POST").1, Action::Continue);
@@ -268,7 +278,11 @@ fn replay_deals_exchanges_to_workers_and_prints_local_replies() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("probe.conf");
     // One budget for the upstream authority: three exchanges pass, then 429.
-    std::fs::write(&config, "budget=3 window=60 key=:authority").unwrap();
+    std::fs::write(
+        &config,
+        r#"{"token_limits": [{"name": "all", "key": "all", "tokens": 3, "window_s": 60}]}"#,
+    )
+    .unwrap();
     let fixtures = common::fixtures();
     let cases: Vec<String> = [
         "01-openai-chat-basic",
@@ -309,14 +323,45 @@ fn replay_deals_exchanges_to_workers_and_prints_local_replies() {
             assert_eq!(l["local_reply"], serde_json::Value::Null, "{l}");
         } else {
             assert_eq!(l["local_reply"]["status"], 429, "{l}");
-            assert!(l["local_reply"]["body"]
-                .as_str()
-                .unwrap()
-                .contains("budget of 3 used"));
-            assert!(l["local_reply"]["headers"]
-                .as_array()
-                .unwrap()
-                .contains(&serde_json::json!(["retry-after", "1"])));
+            let body: serde_json::Value =
+                serde_json::from_str(l["local_reply"]["body"].as_str().unwrap()).unwrap();
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with("Token budget \"all\" exhausted: 3 of 3 tokens"),
+                "{message}"
+            );
+            assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+            let headers = l["local_reply"]["headers"].as_array().unwrap();
+            assert!(headers.contains(&serde_json::json!(["x-ratelimit-remaining-tokens", "0"])));
+            assert!(headers.iter().any(|h| h[0] == "retry-after"));
         }
     }
+}
+
+#[test]
+fn hostile_keys_reach_shared_data_only_as_hashes() {
+    let host = probe_host();
+    let mut vms = workers(&host, 2, &config(2, 60));
+    let huge = "k".repeat(1 << 20);
+    for (i, key) in [huge.as_str(), "sk|per-key|0|1\nx", "sk|per-key|0|1\ny"]
+        .iter()
+        .enumerate()
+    {
+        let vm = &mut vms[i % 2];
+        let (id, a) = exchange(vm, key, 1, "POST");
+        assert_eq!(a, Action::Continue, "key {i}");
+        assert!(vm.local_response(id).is_none());
+    }
+    // Two different keys with `|` and newlines: two counters; the 1 MiB key: a third.
+    let keys = host.shared_data().snapshot("");
+    assert_eq!(keys.len(), 3);
+    for (k, v) in &keys {
+        let k = String::from_utf8(k.clone()).unwrap();
+        assert!(
+            k.len() < 80 && !k.contains("sk|") && !k.contains('\n'),
+            "{k:?}"
+        );
+        assert_eq!(v, b"1");
+    }
+    assert_eq!(counter(&host, &huge, WINDOW), 1);
 }

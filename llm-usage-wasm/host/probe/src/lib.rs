@@ -1,25 +1,28 @@
 //! A probe for the host's shared data and local replies, built to wasm32-wasip1 by the
 //! host's tests (`llm-usage-wasm/host/tests/shared.rs`) and run in several VMs at once.
 //!
-//! It keeps a budget the way a proxy-wasm filter must across Envoy's workers: the counter
-//! of a key lives in shared data under `probe|<window>|<key>`; at the request headers the
-//! probe reads it and, when it has reached the budget, answers locally with `429`; when the
-//! stream ends (`on_log`, also for cut streams) it adds the request's `x-charge` (default
-//! one) with a compare-and-swap loop: read value and CAS, write with that CAS, retry on
-//! `CasMismatch`. Any other shared-data failure lets the request through (fail open) and
-//! is logged once per VM.
+//! It applies `llm-usage-cost` token budgets the way the llm-usage filter is to: the
+//! limits come from the plugin configuration (`{"token_limits": [...]}`, the filter's
+//! shape); at the request headers [`Budgets::check`] reads the counters from proxy-wasm
+//! shared data through [`CasBudgetStore`] and a spent budget is answered with
+//! `proxy_send_local_response` (the [`LocalReply`](llm_usage_cost::LocalReply) as data);
+//! when the stream ends (`on_log`, also for cut streams) [`Budgets::charge`] adds the
+//! exchange's usage with CAS. A shared-data failure lets the request through (fail open)
+//! and is logged once per VM.
 //!
-//! Configuration (plugin configuration text): `budget=N window=S key=HEADER` (defaults 5,
-//! 60 and `x-key`; a request without the key header is not counted).
-//!
-//! This is a test fixture for the host, not the llm-usage filter: the real filter's
-//! budgets are `llm-usage-cost`'s.
+//! The probe parses no traffic: an exchange's usage is the request's `x-charge` header
+//! (total tokens, default one). This is a test fixture for the host, not the filter.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+use llm_usage_core::UsageRecord;
+use llm_usage_cost::{
+    Bucket, Budgets, CasBudgetStore, CasStore, CasWrite, Decision, KeyFacts, StoreError,
+};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::Cell;
+use std::rc::Rc;
 
 const OK: u32 = 0;
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -58,54 +61,70 @@ mod imports {
     }
 }
 
-/// Reads a shared value: `Ok(None)` when absent, else the value and its CAS stamp.
-#[cfg(target_arch = "wasm32")]
-fn get_shared(key: &[u8]) -> Result<Option<(Vec<u8>, u32)>, u32> {
-    let mut ptr: *mut u8 = core::ptr::null_mut();
-    let mut len: usize = 0;
-    let mut cas: u32 = 0;
-    // SAFETY: the key is live for the call; `ptr`, `len` and `cas` are live locals the
-    // host writes.
-    let code = unsafe {
-        imports::proxy_get_shared_data(key.as_ptr(), key.len(), &mut ptr, &mut len, &mut cas)
-    };
-    match code {
-        OK => {
-            let value = if ptr.is_null() || len == 0 {
-                Vec::new()
-            } else {
-                // SAFETY: the host allocated `len` bytes at `ptr` through the SDK's
-                // `proxy_on_memory_allocate` (a leaked boxed slice of exactly `len` bytes)
-                // and hands them over: nothing else owns them.
-                unsafe { Vec::from_raw_parts(ptr, len, len) }
-            };
-            Ok(Some((value, cas)))
+/// Proxy-wasm shared data through the raw host calls (every status becomes a `Result`;
+/// the SDK's wrappers panic on statuses they do not expect).
+struct SharedData;
+
+impl CasStore for SharedData {
+    #[cfg(target_arch = "wasm32")]
+    fn get(&self, key: &[u8]) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        let mut ptr: *mut u8 = core::ptr::null_mut();
+        let mut len: usize = 0;
+        let mut cas: u32 = 0;
+        // SAFETY: the key is live for the call; `ptr`, `len` and `cas` are live locals the
+        // host writes.
+        let code = unsafe {
+            imports::proxy_get_shared_data(key.as_ptr(), key.len(), &mut ptr, &mut len, &mut cas)
+        };
+        match code {
+            OK => {
+                let value = if ptr.is_null() || len == 0 {
+                    Vec::new()
+                } else {
+                    // SAFETY: the host allocated `len` bytes at `ptr` through the SDK's
+                    // `proxy_on_memory_allocate` (a leaked boxed slice of exactly `len`
+                    // bytes) and hands them over: nothing else owns them.
+                    unsafe { Vec::from_raw_parts(ptr, len, len) }
+                };
+                Ok(Some((value, cas)))
+            }
+            NOT_FOUND => Ok(None),
+            other => Err(StoreError(format!("proxy_get_shared_data: status {other}"))),
         }
-        NOT_FOUND => Ok(None),
-        other => Err(other),
     }
-}
 
-#[cfg(not(target_arch = "wasm32"))]
-fn get_shared(_: &[u8]) -> Result<Option<(Vec<u8>, u32)>, u32> {
-    Err(12)
-}
-
-#[cfg(target_arch = "wasm32")]
-fn set_shared(key: &[u8], value: &[u8], cas: u32) -> u32 {
-    // SAFETY: key and value are live for the call and only read by the host.
-    unsafe {
-        imports::proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    #[cfg(not(target_arch = "wasm32"))]
+    fn get(&self, _: &[u8]) -> Result<Option<(Vec<u8>, u32)>, StoreError> {
+        Err(StoreError("no host".into()))
     }
-}
 
-#[cfg(not(target_arch = "wasm32"))]
-fn set_shared(_: &[u8], _: &[u8], _: u32) -> u32 {
-    12
+    #[cfg(target_arch = "wasm32")]
+    fn set(&self, key: &[u8], value: &[u8], cas: u32) -> Result<CasWrite, StoreError> {
+        // SAFETY: key and value are live for the call and only read by the host.
+        let code = unsafe {
+            imports::proxy_set_shared_data(
+                key.as_ptr(),
+                key.len(),
+                value.as_ptr(),
+                value.len(),
+                cas,
+            )
+        };
+        match code {
+            OK => Ok(CasWrite::Written),
+            CAS_MISMATCH => Ok(CasWrite::Mismatch),
+            other => Err(StoreError(format!("proxy_set_shared_data: status {other}"))),
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn set(&self, _: &[u8], _: &[u8], _: u32) -> Result<CasWrite, StoreError> {
+        Err(StoreError("no host".into()))
+    }
 }
 
 /// The proxy-wasm header map serialisation (spec "Serialization").
-fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
+fn serialize(pairs: &[(&str, String)]) -> Vec<u8> {
     let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
     for (k, v) in pairs {
         out.extend_from_slice(&(k.len() as u32).to_le_bytes());
@@ -120,14 +139,14 @@ fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
-#[cfg(target_arch = "wasm32")]
-fn send_local(status: u32, headers: &[(&str, &str)], body: &[u8]) -> u32 {
+fn send_local(status: u16, headers: &[(&'static str, String)], body: &[u8]) {
     let h = serialize(headers);
-    let details = b"probe_budget_exhausted";
+    let details = b"token_budget_exhausted";
+    #[cfg(target_arch = "wasm32")]
     // SAFETY: every pointer and length describes a live buffer only read by the host.
     unsafe {
         imports::proxy_send_local_response(
-            status,
+            u32::from(status),
             details.as_ptr(),
             details.len(),
             body.as_ptr(),
@@ -135,14 +154,10 @@ fn send_local(status: u32, headers: &[(&str, &str)], body: &[u8]) -> u32 {
             h.as_ptr(),
             h.len(),
             -1,
-        )
+        );
     }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn send_local(_: u32, headers: &[(&str, &str)], _: &[u8]) -> u32 {
-    let _ = serialize(headers);
-    12
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = (status, h, details, body);
 }
 
 fn log(level: u32, msg: &str) {
@@ -155,56 +170,48 @@ fn log(level: u32, msg: &str) {
     let _ = (level, msg);
 }
 
-fn parse_u64(v: &[u8]) -> Option<u64> {
-    std::str::from_utf8(v).ok()?.trim().parse().ok()
-}
-
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root {
-            budget: 5,
-            window: 60,
-            key_header: "x-key".into(),
-            warned: std::rc::Rc::new(Cell::new(false)),
-        })
+        Box::new(Root { budgets: Rc::new(Budgets::default()), warned: Rc::new(Cell::new(false)) })
     });
 }}
 
 struct Root {
-    budget: u64,
-    window: u64,
-    key_header: String,
+    budgets: Rc<Budgets>,
     /// Whether this VM has logged a shared-data failure (logged once).
-    warned: std::rc::Rc<Cell<bool>>,
+    warned: Rc<Cell<bool>>,
 }
 
 impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _: usize) -> bool {
-        if let Some(cfg) = self.get_plugin_configuration() {
-            for word in String::from_utf8_lossy(&cfg).split_whitespace() {
-                match word.split_once('=') {
-                    Some(("budget", v)) => self.budget = v.parse().unwrap_or(self.budget),
-                    Some(("window", v)) => self.window = v.parse().unwrap_or(self.window).max(1),
-                    Some(("key", v)) => self.key_header = v.to_owned(),
-                    _ => {}
-                }
+        let Some(cfg) = self.get_plugin_configuration() else {
+            return true;
+        };
+        let limits = serde_json::from_slice::<serde_json::Value>(&cfg)
+            .ok()
+            .and_then(|v| v.get("token_limits").map(|l| l.to_string()));
+        match limits.map(|l| Budgets::from_json(&l)) {
+            Some(Ok(b)) => {
+                self.budgets = Rc::new(b);
+                true
             }
+            Some(Err(e)) => {
+                log(4, &e.to_string());
+                false
+            }
+            None => true,
         }
-        true
     }
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Stream {
-            budget: self.budget,
-            window: self.window,
-            key_header: self.key_header.clone(),
+            budgets: self.budgets.clone(),
             warned: self.warned.clone(),
-            key: None,
+            buckets: Vec::new(),
             charge: 1,
-            replied: false,
         }))
     }
 
@@ -214,32 +221,24 @@ impl RootContext for Root {
 }
 
 struct Stream {
-    budget: u64,
-    window: u64,
-    key_header: String,
-    warned: std::rc::Rc<Cell<bool>>,
-    /// The counter's key (without the window), once the headers named one.
-    key: Option<String>,
+    budgets: Rc<Budgets>,
+    warned: Rc<Cell<bool>>,
+    /// The buckets to charge when the stream ends (none after a local reply).
+    buckets: Vec<Bucket>,
     charge: u64,
-    replied: bool,
 }
 
 impl Stream {
-    fn counter_key(&self, key: &str) -> String {
-        let now = self
-            .get_current_time()
+    fn now_s(&self) -> u64 {
+        self.get_current_time()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
-            .unwrap_or(0);
-        format!("probe|{}|{key}", now / self.window)
+            .unwrap_or(0)
     }
 
-    fn fail_open(&self, what: &str, code: u32) {
-        if !self.warned.replace(true) {
-            log(
-                3,
-                &format!("probe: shared data {what} failed (status {code}); failing open"),
-            );
+    fn fail_open(&self, errors: u32) {
+        if errors > 0 && !self.warned.replace(true) {
+            log(3, "probe: budget store failed; failing open");
         }
     }
 }
@@ -248,68 +247,49 @@ impl Context for Stream {}
 
 impl HttpContext for Stream {
     fn on_http_request_headers(&mut self, _: usize, _: bool) -> Action {
-        let Some(key) = self.get_http_request_header(&self.key_header) else {
-            return Action::Continue;
-        };
-        self.charge = self
-            .get_http_request_header("x-charge")
-            .and_then(|v| parse_u64(v.as_bytes()))
+        let headers = self.get_http_request_headers_bytes();
+        self.charge = headers
+            .iter()
+            .find(|(k, _)| k == "x-charge")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse().ok())
             .unwrap_or(1);
-        let counter = self.counter_key(&key);
-        self.key = Some(key);
-        let used = match get_shared(counter.as_bytes()) {
-            Ok(Some((v, _))) => parse_u64(&v).unwrap_or(0),
-            Ok(None) => 0,
-            Err(code) => {
-                self.fail_open("read", code);
-                return Action::Continue;
-            }
+        let pairs: Vec<(&str, &[u8])> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
+            .collect();
+        let facts = KeyFacts {
+            headers: &pairs,
+            ..Default::default()
         };
-        if used < self.budget {
-            return Action::Continue;
+        let store = CasBudgetStore::new(SharedData);
+        match self.budgets.check(&store, &facts, None, self.now_s()) {
+            Decision::Allow {
+                buckets,
+                store_errors,
+            } => {
+                self.fail_open(store_errors);
+                self.buckets = buckets;
+                Action::Continue
+            }
+            Decision::Deny { reply, .. } => {
+                send_local(reply.status, &reply.headers, reply.body.as_bytes());
+                Action::Pause
+            }
         }
-        let remaining = self.budget.saturating_sub(used).to_string();
-        let limit = self.budget.to_string();
-        let body = format!(
-            "{{\"error\":{{\"message\":\"budget of {} used\",\"type\":\"tokens\",\"code\":\"rate_limit_exceeded\"}}}}",
-            self.budget
-        );
-        send_local(
-            429,
-            &[
-                ("Content-Type", "application/json"),
-                ("retry-after", "1"),
-                ("x-ratelimit-limit-tokens", &limit),
-                ("x-ratelimit-remaining-tokens", &remaining),
-            ],
-            body.as_bytes(),
-        );
-        self.replied = true;
-        Action::Pause
     }
 
     fn on_log(&mut self) {
-        let Some(key) = self.key.clone() else { return };
-        if self.replied {
+        if self.buckets.is_empty() {
             return;
         }
-        let counter = self.counter_key(&key);
-        let mut retries = 0u32;
-        loop {
-            let (used, cas) = match get_shared(counter.as_bytes()) {
-                Ok(Some((v, cas))) => (parse_u64(&v).unwrap_or(0), cas),
-                Ok(None) => (0, 0),
-                Err(code) => return self.fail_open("read", code),
-            };
-            let next = (used + self.charge).to_string();
-            match set_shared(counter.as_bytes(), next.as_bytes(), cas) {
-                OK => break,
-                CAS_MISMATCH if retries < 1000 => retries += 1,
-                code => return self.fail_open("write", code),
-            }
-        }
-        if retries > 0 {
-            log(1, &format!("probe: cas retries {retries}"));
-        }
+        let record = UsageRecord {
+            total_tokens: Some(self.charge),
+            ..Default::default()
+        };
+        let store = CasBudgetStore::new(SharedData);
+        let errors = self
+            .budgets
+            .charge(&store, &self.buckets, &record, None, self.now_s());
+        self.fail_open(errors);
     }
 }
