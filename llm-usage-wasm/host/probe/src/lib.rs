@@ -24,10 +24,15 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::cell::Cell;
 use std::rc::Rc;
 
-const OK: u32 = 0;
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
-const NOT_FOUND: u32 = 1;
-const CAS_MISMATCH: u32 = 8;
+/// Proxy-wasm status codes the probe tells apart (the host calls exist on wasm32 only).
+#[cfg(target_arch = "wasm32")]
+mod status {
+    pub const OK: u32 = 0;
+    pub const NOT_FOUND: u32 = 1;
+    pub const CAS_MISMATCH: u32 = 8;
+}
+#[cfg(target_arch = "wasm32")]
+use status::{CAS_MISMATCH, NOT_FOUND, OK};
 
 #[cfg(target_arch = "wasm32")]
 mod imports {
