@@ -4,24 +4,29 @@
 //! llm-usage scan [--method M] [--path PATH_AND_QUERY] [--request FILE]
 //!                [--request-header 'Name: value']... [--status N]
 //!                [--header 'Name: value']... [--provider NAME]
-//!                [--estimator bpe|chars] [--pretty]
+//!                [--estimator bpe|chars] [--pretty] [--prices FILE]
 //!                [RESPONSE_FILE|-]
+//! llm-usage report [--prices FILE] [--json] PATH...
 //! llm-usage demo
 //! ```
 //!
 //! All parsing lives in `llm-usage-core`; this binary only reads files and prints.
 
 use llm_usage_core::{Exchange, Options, Provider, UsageRecord};
+use llm_usage_cost::PriceTable;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
 mod demo;
+mod har;
+mod report;
 
 const USAGE: &str = "\
 llm-usage: token usage from captured LLM API traffic
 
 USAGE:
     llm-usage scan [OPTIONS] [RESPONSE_FILE|-]
+    llm-usage report [--prices FILE] [--json] PATH...
     llm-usage demo
     llm-usage help
 
@@ -40,14 +45,23 @@ SCAN OPTIONS:
     --estimator bpe|chars       how to estimate tokens a response did not report: OpenAI's
                                 byte-pair encodings (default), or character counts (what
                                 the proxy-wasm filter does)
+    --prices FILE               a price table (JSON): adds \"cost\" (a decimal string, or null
+                                when the model has no price or a needed count is unknown)
+                                and \"currency\"
     --pretty                    indent the JSON
+
+report reads many exchanges and prints totals per model and per provider: requests,
+tokens by kind, the share of estimated records, and the cost with --prices. A PATH is a
+case folder (case.json, request.json, response.bin, as in testdata/fixtures), a folder
+of case folders, or a HAR file (browsers, mitmproxy and Charles export them; read one
+entry at a time). Unreadable entries are reported on stderr and skipped.
 
 demo replays bundled exchanges (no network, no API key) and prints each record and the
 token totals per model.
 ";
 
 /// A usage error: printed with the usage hint, exit code 2.
-struct UsageError(String);
+pub(crate) struct UsageError(pub(crate) String);
 
 struct ScanArgs {
     method: String,
@@ -59,6 +73,7 @@ struct ScanArgs {
     provider: Option<Provider>,
     chars_estimator: bool,
     pretty: bool,
+    prices: Option<String>,
     response: Option<String>,
 }
 
@@ -73,7 +88,7 @@ pub(crate) fn exchange_options(chars_estimator: bool) -> Options {
     }
 }
 
-fn parse_header(s: &str) -> Result<(String, String), UsageError> {
+pub(crate) fn parse_header(s: &str) -> Result<(String, String), UsageError> {
     match s.split_once(':') {
         // `:authority: host` style pseudo-headers keep their leading colon.
         Some(("", rest)) => match rest.split_once(':') {
@@ -104,6 +119,7 @@ fn parse_scan(args: &[String]) -> Result<ScanArgs, UsageError> {
         provider: None,
         chars_estimator: false,
         pretty: false,
+        prices: None,
         response: None,
     };
     let mut it = args.iter();
@@ -148,6 +164,7 @@ fn parse_scan(args: &[String]) -> Result<ScanArgs, UsageError> {
                 }
             },
             "--pretty" => a.pretty = true,
+            "--prices" => a.prices = Some(value("--prices")?),
             "-" => a.response = Some("-".into()),
             s if s.starts_with('-') => return Err(UsageError(format!("unknown option {s:?}"))),
             s => {
@@ -164,7 +181,7 @@ fn parse_scan(args: &[String]) -> Result<ScanArgs, UsageError> {
 }
 
 /// Streams a reader into `f` in fixed chunks: the core never needs a whole body.
-fn stream(mut r: impl Read, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+pub(crate) fn stream(mut r: impl Read, mut f: impl FnMut(&[u8])) -> io::Result<()> {
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match r.read(&mut buf) {
@@ -180,8 +197,16 @@ fn open(path: &str, what: &str) -> Result<std::fs::File, UsageError> {
     std::fs::File::open(path).map_err(|e| UsageError(format!("cannot open {what} {path:?}: {e}")))
 }
 
+/// Reads a price table file: a missing or bad table is a usage error.
+pub(crate) fn load_prices(path: &str) -> Result<PriceTable, UsageError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read price table {path:?}: {e}")))?;
+    PriceTable::from_json(&text).map_err(|e| UsageError(format!("{path}: {e}")))
+}
+
 fn scan(args: &[String]) -> Result<UsageRecord, UsageError> {
     let a = parse_scan(args)?;
+    let prices = a.prices.as_deref().map(load_prices).transpose()?;
     // Open everything first so a missing file is a usage error before any output.
     let request = a
         .request
@@ -214,12 +239,31 @@ fn scan(args: &[String]) -> Result<UsageRecord, UsageError> {
     }
     ex.on_response_end();
     let record = ex.finish();
-    let json = if a.pretty {
-        serde_json::to_string_pretty(&record)
-    } else {
-        serde_json::to_string(&record)
+    /// The record with its cost, fields in the record's order then `cost`, `currency`.
+    #[derive(serde::Serialize)]
+    struct Priced<'a> {
+        #[serde(flatten)]
+        record: &'a UsageRecord,
+        cost: Option<String>,
+        currency: &'a str,
+    }
+    let text = match &prices {
+        Some(table) => {
+            let priced = Priced {
+                record: &record,
+                cost: table.price(&record).amount().map(|a| a.to_string()),
+                currency: table.currency(),
+            };
+            if a.pretty {
+                serde_json::to_string_pretty(&priced)
+            } else {
+                serde_json::to_string(&priced)
+            }
+        }
+        None if a.pretty => serde_json::to_string_pretty(&record),
+        None => serde_json::to_string(&record),
     };
-    println!("{}", json.expect("a record always serialises"));
+    println!("{}", text.expect("a JSON value always serialises"));
     Ok(record)
 }
 
@@ -227,6 +271,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("scan") => scan(&args[1..]).map(|_| ()),
+        Some("report") => report::run(&args[1..]),
         Some("demo") if args.len() == 1 => {
             demo::run(&mut io::stdout().lock()).map_err(|e| UsageError(e.to_string()))
         }

@@ -39,6 +39,7 @@
 #![warn(missing_docs)]
 
 mod body;
+pub mod budget;
 mod callback;
 mod layer;
 mod metrics_config;

@@ -634,7 +634,8 @@ fn proxy_get_shared_data(g: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {
     let Some(key) = read_str(g, a32(a, 0), a32(a, 1)) else {
         return Ok(status::INVALID_MEMORY_ACCESS);
     };
-    let Some((value, cas)) = g.state().shared_data.get(&key).cloned() else {
+    let st = g.state();
+    let Some((value, cas)) = st.shared_data.get(&st.vm_id, &key) else {
         return Ok(status::NOT_FOUND);
     };
     let r = copy_out(g, &value, a32(a, 2), a32(a, 3))?;
@@ -648,6 +649,8 @@ fn proxy_get_shared_data(g: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {
     })
 }
 
+/// cpp-host `SharedData::set` (see [`crate::shared`]): refused with `CasMismatch` when `cas`
+/// is non-zero and the key exists with another stamp.
 fn proxy_set_shared_data(g: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {
     let (Some(key), Some(value)) = (
         read_str(g, a32(a, 0), a32(a, 1)),
@@ -655,15 +658,13 @@ fn proxy_set_shared_data(g: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {
     ) else {
         return Ok(status::INVALID_MEMORY_ACCESS);
     };
-    let cas = a32(a, 4);
     let st = g.state();
-    let entry = st.shared_data.entry(key).or_insert((Vec::new(), 0));
-    if cas != 0 && cas != entry.1 {
-        return Ok(status::CAS_MISMATCH);
-    }
-    entry.0 = value;
-    entry.1 = entry.1.wrapping_add(1).max(1);
-    Ok(status::OK)
+    Ok(
+        match st.shared_data.set(&st.vm_id, &key, &value, a32(a, 4)) {
+            Ok(()) => status::OK,
+            Err(_) => status::CAS_MISMATCH,
+        },
+    )
 }
 
 fn proxy_continue_stream(g: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {
@@ -702,18 +703,37 @@ fn proxy_continue_stream(g: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {
     })
 }
 
+/// `proxy_send_local_response(status, details, details_len, body, body_len, headers,
+/// headers_len, grpc_status)`. Envoy (`Context::sendLocalResponse`,
+/// `source/extensions/common/wasm/context.cc`) copies the headers with lower-cased names and
+/// defers the reply to an after-VM-call action, so it is sent when the current callback has
+/// returned ([`crate::Vm`] does that); with no stream (the root context has no decoder
+/// callbacks) nothing is sent and the answer is still Ok.
 fn proxy_send_local_response(g: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {
-    let Some(body) = read_str(g, a32(a, 3), a32(a, 4)) else {
+    let (Some(details), Some(body), Some(headers)) = (
+        read_str(g, a32(a, 1), a32(a, 2)),
+        read_str(g, a32(a, 3), a32(a, 4)),
+        read_str(g, a32(a, 5), a32(a, 6)),
+    ) else {
         return Ok(status::INVALID_MEMORY_ACCESS);
     };
-    let code = a32(a, 0);
-    match g.state().stream() {
-        Some(s) => {
-            s.local_response = Some((code, body));
-            Ok(status::OK)
-        }
-        None => Ok(status::NOT_FOUND),
+    let Some(headers) = deserialize_pairs(&headers) else {
+        return Ok(status::BAD_ARGUMENT);
+    };
+    let reply = crate::state::LocalResponse {
+        status: a32(a, 0),
+        headers: headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+        body,
+        grpc_status: a32(a, 7) as i32,
+        details: String::from_utf8_lossy(&details).into_owned(),
+    };
+    if let Some(s) = g.state().stream() {
+        s.pending_local_response = Some(reply);
     }
+    Ok(status::OK)
 }
 
 fn proxy_set_effective_context(g: &mut dyn Guest, a: &[u64]) -> Result<i32, Trap> {

@@ -38,10 +38,14 @@
 pub mod abi;
 mod engine;
 pub mod replay;
+pub mod shared;
 pub mod state;
 pub mod stats;
 mod vm;
 
-pub use state::{Action, HostState, Http1Framing, LiveMaps, LogLine, NodePaths, StreamState};
+pub use shared::SharedData;
+pub use state::{
+    Action, HostState, Http1Framing, LiveMaps, LocalResponse, LogLine, NodePaths, StreamState,
+};
 pub use stats::{MetricValue, Stats, StatsConfig};
 pub use vm::{EngineKind, Host, HostError, HostOptions, StreamId, Vm};

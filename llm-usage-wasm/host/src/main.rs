@@ -29,6 +29,12 @@ options:
   --reset                     cut each stream after the response body (no end of stream)
   --check                     compare the filter state with case.json `expect`; exit 1 on mismatch
   --engine wasmi|wasmtime     the engine (wasmtime needs the `wasmtime` cargo feature)
+  --workers N                 N VMs of the filter sharing one process's shared data, as
+                              Envoy runs one per worker thread; exchanges are dealt to
+                              them in turn (default 1). The Prometheus text sums them.
+
+Each JSON line also carries `worker` (the VM it ran in) and `local_reply` (status, headers
+and body of a reply the filter sent instead of forwarding, else null).
 ";
 
 fn main() -> ExitCode {
@@ -60,6 +66,7 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
     let mut delivery = Delivery::default();
     let mut check = false;
     let mut engine = EngineKind::Wasmi;
+    let mut workers = 1usize;
     let mut cases = Vec::new();
     let need = |it: &mut std::vec::IntoIter<String>, flag: &str| {
         it.next().ok_or_else(|| format!("{flag} needs a value"))
@@ -96,6 +103,13 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
             "--no-jitter" => delivery.jitter = false,
             "--reset" => delivery.reset = true,
             "--check" => check = true,
+            "--workers" => {
+                workers = need(&mut it, &a)?
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=256).contains(n))
+                    .ok_or("--workers takes a number from 1 to 256")?
+            }
             "--engine" => {
                 engine = match need(&mut it, &a)?.as_str() {
                     "wasmi" => EngineKind::Wasmi,
@@ -134,13 +148,32 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
         })
         .unwrap_or_else(|| "asm.llmproxy".to_string());
     let host = Host::from_file_with(&wasm, engine).map_err(|e| e.to_string())?;
-    let mut vm = host.start(options).map_err(|e| e.to_string())?;
+    let mut vms = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        vms.push(host.start(options.clone()).map_err(|e| e.to_string())?);
+    }
     let mut failures = 0;
-    for dir in &cases {
+    for (i, dir) in cases.iter().enumerate() {
+        let worker = i % workers;
+        let vm = &mut vms[worker];
         let ex = replay::load_case(dir, &authority)?;
-        let out = replay::run(&mut vm, &ex, &delivery).map_err(|e| format!("{}: {e}", ex.name))?;
+        let out = replay::run(vm, &ex, &delivery).map_err(|e| format!("{}: {e}", ex.name))?;
         let mut line: BTreeMap<&str, Value> = BTreeMap::new();
         line.insert("case", json!(ex.name));
+        line.insert("worker", json!(worker));
+        line.insert(
+            "local_reply",
+            match &out.local_response {
+                Some(r) => json!({
+                    "status": r.status,
+                    "headers": r.headers.iter().map(|(k, v)| json!([
+                        String::from_utf8_lossy(k), String::from_utf8_lossy(v)
+                    ])).collect::<Vec<_>>(),
+                    "body": String::from_utf8_lossy(&r.body),
+                }),
+                None => Value::Null,
+            },
+        );
         line.insert("filter_state", json!(out.filter_state));
         line.insert("all_continue", json!(out.all_continue));
         line.insert("forwarded_unchanged", json!(out.forwarded_unchanged));
@@ -159,9 +192,15 @@ fn run(args: Vec<String>) -> Result<ExitCode, String> {
             serde_json::to_string(&line).map_err(|e| e.to_string())?
         );
     }
-    print!("{}", vm.prometheus(&stats));
-    for l in vm.logs().iter().filter(|l| l.level >= 3) {
-        eprintln!("filter log [{}]: {}", l.level, l.message);
+    let mut total = llm_usage_wasm_host::Stats::default();
+    for vm in &vms {
+        total.merge(vm.stats());
+    }
+    print!("{}", total.prometheus(&stats));
+    for (w, vm) in vms.iter().enumerate() {
+        for l in vm.logs().iter().filter(|l| l.level >= 3) {
+            eprintln!("filter log [worker {w}] [{}]: {}", l.level, l.message);
+        }
     }
     if check && failures > 0 {
         eprintln!(

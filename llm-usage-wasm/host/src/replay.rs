@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::state::Action;
+use crate::state::{Action, LocalResponse};
 use crate::vm::{HostError, StreamId, Vm};
 
 /// One captured HTTP exchange.
@@ -169,6 +169,9 @@ pub struct Outcome {
     /// Whether the bytes passed on equal the bytes received, both ways, and no header or
     /// body was modified.
     pub forwarded_unchanged: bool,
+    /// The local reply the filter sent instead of the upstream's response, if any (the
+    /// exchange never reached the upstream).
+    pub local_response: Option<LocalResponse>,
 }
 
 /// Replays one exchange through `vm`, the way Envoy would deliver it.
@@ -213,6 +216,7 @@ pub fn run(vm: &mut Vm, ex: &Exchange, d: &Delivery) -> Result<Outcome, HostErro
         filter_state: vm.filter_state(id),
         all_continue,
         forwarded_unchanged,
+        local_response: s.local_response.clone(),
     })
 }
 

@@ -29,6 +29,21 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// A local response (`proxy_send_local_response`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    /// The HTTP status.
+    pub status: u32,
+    /// The headers the filter added (names lower-cased, as Envoy's `LowerCaseString`).
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Vec<u8>,
+    /// The gRPC status (-1: none).
+    pub grpc_status: i32,
+    /// The response code details.
+    pub details: String,
+}
+
 /// The action a callback returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -211,8 +226,14 @@ pub struct StreamState {
     pub access_log_phase: bool,
     /// The stream was stopped by a paused end-of-stream call and never continued.
     pub stalled: bool,
-    /// A local response the filter asked for (status, body).
-    pub local_response: Option<(u32, Vec<u8>)>,
+    /// A local response the filter asked for, waiting for its callback to return (Envoy
+    /// sends it as an after-VM-call action).
+    pub pending_local_response: Option<LocalResponse>,
+    /// The local response sent instead of the upstream's, if any.
+    pub local_response: Option<LocalResponse>,
+    /// Whether the stream was reset (a local reply asked for after the response headers
+    /// went downstream).
+    pub reset: bool,
     /// Whether `on_done`/`on_delete` ran.
     pub destroyed: bool,
 }
@@ -258,8 +279,8 @@ pub struct HostState {
     pub refused: BTreeMap<String, u64>,
     /// The tick period the root asked for.
     pub tick_period_ms: u32,
-    /// Shared data (key → value, cas).
-    pub shared_data: BTreeMap<Vec<u8>, (Vec<u8>, u32)>,
+    /// The process-wide shared data, shared with every VM of the same [`Host`](crate::Host).
+    pub shared_data: std::sync::Arc<crate::shared::SharedData>,
     /// Host functions made to fail with `InternalFailure` (fault injection for tests).
     pub fail_calls: std::collections::BTreeSet<String>,
     /// Whether streams keep the bytes they pass on (`forwarded_request`/`_response`).
@@ -290,7 +311,7 @@ impl HostState {
             calls: BTreeMap::new(),
             refused: BTreeMap::new(),
             tick_period_ms: 0,
-            shared_data: BTreeMap::new(),
+            shared_data: Default::default(),
             fail_calls: std::collections::BTreeSet::new(),
             keep_forwarded: true,
             random_state: 0x9E37_79B9_7F4A_7C15,

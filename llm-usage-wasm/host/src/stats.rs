@@ -57,6 +57,24 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds another VM's metrics into these, as Envoy's one process-wide stats store holds
+    /// every worker's: counters add, histograms keep every value, a gauge takes the
+    /// other's value when it has one (the last writer, as with a shared gauge).
+    pub fn merge(&mut self, other: &Stats) {
+        for (name, v) in &other.metrics {
+            match (self.metrics.get_mut(name), v) {
+                (Some(MetricValue::Counter(a)), MetricValue::Counter(b)) => *a += b,
+                (Some(MetricValue::Histogram(a)), MetricValue::Histogram(b)) => {
+                    a.extend_from_slice(b)
+                }
+                (Some(slot), v) => *slot = v.clone(),
+                (None, v) => {
+                    self.metrics.insert(name.clone(), v.clone());
+                }
+            }
+        }
+    }
+
     /// The value of the counter defined as `name` (without the namespace).
     pub fn counter(&self, name: &str) -> Option<u64> {
         match self.metrics.get(&format!("{CUSTOM_NAMESPACE}{name}"))? {

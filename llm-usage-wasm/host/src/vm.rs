@@ -2,9 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::engine::{self, Backend};
-use crate::state::{Action, HeaderMap, HostState, LogLine, NodePaths, StreamState};
+use crate::shared::SharedData;
+use crate::state::{Action, HeaderMap, HostState, LocalResponse, LogLine, NodePaths, StreamState};
 use crate::stats::{Stats, StatsConfig};
 
 /// Why a VM could not be made, or failed.
@@ -77,6 +79,9 @@ pub struct HostOptions {
     /// megabyte buffer per exchange made the host's own page faults a noisy part of what
     /// was measured.
     pub keep_forwarded: bool,
+    /// The `vm_id` (`vm_config.vm_id`): VMs of one [`Host`] with the same `vm_id` share
+    /// their shared data (default: empty, as when Envoy's config leaves it out).
+    pub vm_id: String,
 }
 
 impl Default for HostOptions {
@@ -91,6 +96,7 @@ impl Default for HostOptions {
             properties: BTreeMap::new(),
             fail_calls: Vec::new(),
             keep_forwarded: true,
+            vm_id: String::new(),
         }
     }
 }
@@ -128,9 +134,12 @@ enum Compiled {
     Wasmtime(engine::wasmtime_engine::Compiled),
 }
 
-/// A compiled module, ready to start VMs.
+/// A compiled module, ready to start VMs: one Envoy process. The VMs it starts are that
+/// process's workers (Envoy runs one VM per worker thread): they share the process-wide
+/// [`SharedData`], and each can run on its own thread.
 pub struct Host {
     compiled: Compiled,
+    shared: Arc<SharedData>,
 }
 
 impl Host {
@@ -148,7 +157,10 @@ impl Host {
                 Compiled::Wasmtime(engine::wasmtime_engine::Compiled::new(wasm)?)
             }
         };
-        Ok(Host { compiled })
+        Ok(Host {
+            compiled,
+            shared: Arc::new(SharedData::new()),
+        })
     }
 
     /// Reads and compiles a module file with the default engine.
@@ -161,6 +173,11 @@ impl Host {
         let wasm =
             std::fs::read(path).map_err(|e| HostError::Load(format!("{}: {e}", path.display())))?;
         Host::with_engine(&wasm, kind)
+    }
+
+    /// The process-wide shared data of this host's VMs.
+    pub fn shared_data(&self) -> &SharedData {
+        &self.shared
     }
 
     /// The imports of the module (`module.name`), as the module lists them.
@@ -183,6 +200,8 @@ impl Host {
         state.properties = options.properties;
         state.fail_calls = options.fail_calls.into_iter().collect();
         state.keep_forwarded = options.keep_forwarded;
+        state.vm_id = options.vm_id;
+        state.shared_data = self.shared.clone();
         let legacy = matches!(options.node_paths, NodePaths::Legacy | NodePaths::Both);
         let xds = matches!(options.node_paths, NodePaths::Xds | NodePaths::Both);
         for (k, v) in &options.node_metadata {
@@ -421,10 +440,105 @@ impl Vm {
             &[id as i64, n, end_of_stream as i64],
         )?;
         let a = self.record(id, "on_request_headers", r)?;
-        if a != Action::Pause {
+        let replied = self.after_call(id)?;
+        if a != Action::Pause && !replied {
             self.stream_mut(id)?.continue_request_headers();
         }
         Ok(a)
+    }
+
+    /// Whether the stream is over for the filter chain: a local reply was sent instead of
+    /// the upstream's response, or the stream was reset. Envoy then delivers nothing more
+    /// of the request or of an upstream response to the filters.
+    fn ended(&mut self, id: StreamId) -> Result<bool, HostError> {
+        let s = self.stream_mut(id)?;
+        Ok(s.local_response.is_some() || s.reset)
+    }
+
+    /// Runs Envoy's after-VM-call action for a local reply the callback asked for, as
+    /// `DownstreamFilterManager::sendLocalReply` (`source/common/http/filter_manager.cc`)
+    /// does: if the response has not started, through the filter chain (this filter's
+    /// `on_response_headers` and `on_response_body` see the reply); if response headers
+    /// started through the filters but none went downstream, straight to the client
+    /// (bypassing the filters); if headers already went downstream, a reset. The headers
+    /// are built as `Utility::prepareLocalReply` (`source/common/http/utility.cc`) does:
+    /// `:status`, the filter's headers, then for a body its `content-length` and a
+    /// `content-type: text/plain` unless the filter gave one (a HEAD request gets no body).
+    /// Returns whether a reply was acted on (the current filter chain is aborted).
+    fn after_call(&mut self, id: StreamId) -> Result<bool, HostError> {
+        let s = self.stream_mut(id)?;
+        let Some(reply) = s.pending_local_response.take() else {
+            return Ok(false);
+        };
+        if s.downstream_response_headers.is_some() {
+            s.reset = true;
+            return Ok(true);
+        }
+        let is_head = s
+            .request_headers
+            .as_ref()
+            .and_then(|h| h.iter().find(|(k, _)| k == b":method"))
+            .is_some_and(|(_, v)| v == b"HEAD");
+        let mut headers: HeaderMap =
+            vec![(b":status".to_vec(), reply.status.to_string().into_bytes())];
+        headers.extend(reply.headers.iter().cloned());
+        let body = if is_head {
+            Vec::new()
+        } else {
+            reply.body.clone()
+        };
+        headers.retain(|(k, _)| k != b"content-length");
+        if body.is_empty() {
+            headers.retain(|(k, _)| k != b"content-type");
+        } else {
+            headers.push((
+                b"content-length".to_vec(),
+                body.len().to_string().into_bytes(),
+            ));
+            if !headers.iter().any(|(k, _)| k == b"content-type") {
+                headers.push((b"content-type".to_vec(), b"text/plain".to_vec()));
+            }
+        }
+        if s.response_headers.is_some() {
+            // Direct to the client.
+            let keep = self.backend.state().keep_forwarded;
+            let s = self.stream_mut(id)?;
+            s.live_maps.response_headers = false;
+            s.response_headers = Some(headers.clone());
+            s.downstream_response_headers = Some(headers);
+            s.response_headers_only = body.is_empty();
+            s.forwarded_response.clear();
+            if keep {
+                s.forwarded_response.extend_from_slice(&body);
+            }
+            s.local_response = Some(reply);
+            return Ok(true);
+        }
+        // Through the filter chain.
+        let text: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    String::from_utf8_lossy(k).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect();
+        let pairs: Vec<(&str, &str)> = text.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.response_headers(id, &pairs, body.is_empty())?;
+        if !body.is_empty() && !self.ended(id)? {
+            self.response_body(id, &body, true)?;
+        }
+        let s = self.stream_mut(id)?;
+        if !s.reset {
+            s.local_response.get_or_insert(reply);
+        }
+        Ok(true)
+    }
+
+    /// The local reply sent on a stream, if any.
+    pub fn local_response(&self, id: StreamId) -> Option<&LocalResponse> {
+        self.stream(id)?.local_response.as_ref()
     }
 
     /// `decodeData`: one body chunk. After a Pause Envoy buffers, and the next call sees the
@@ -455,6 +569,9 @@ impl Vm {
         eos: bool,
         request: bool,
     ) -> Result<Action, HostError> {
+        if self.ended(id)? {
+            return Ok(Action::None);
+        }
         let keep = self.backend.state().keep_forwarded;
         let s = self.stream_mut(id)?;
         if !s.created {
@@ -505,6 +622,14 @@ impl Vm {
             },
             r,
         )?;
+        if self.after_call(id)? {
+            let s = self.stream_mut(id)?;
+            if request {
+                s.request_body.clear();
+                s.request_buffering = false;
+            }
+            return Ok(action);
+        }
         let s = self.stream_mut(id)?;
         let pause = action == Action::Pause;
         let (buf, buffering, out) = if request {
@@ -559,6 +684,9 @@ impl Vm {
         trailers: &[(&str, &str)],
         request: bool,
     ) -> Result<Action, HostError> {
+        if self.ended(id)? {
+            return Ok(Action::None);
+        }
         let keep = self.backend.state().keep_forwarded;
         let s = self.stream_mut(id)?;
         let map = Some(Self::to_map(trailers));
@@ -579,6 +707,9 @@ impl Vm {
         };
         let r = self.call_in(id, cb, &[id as i64, trailers.len() as i64])?;
         let a = self.record(id, name, r)?;
+        if self.after_call(id)? {
+            return Ok(a);
+        }
         if a != Action::Pause {
             let s = self.stream_mut(id)?;
             let (buf, buffering, out) = if request {
@@ -616,6 +747,9 @@ impl Vm {
         headers: &[(&str, &str)],
         end_of_stream: bool,
     ) -> Result<Action, HostError> {
+        if self.ended(id)? {
+            return Ok(Action::None);
+        }
         let s = self.stream_mut(id)?;
         s.response_headers = Some(Self::to_map(headers));
         s.response_headers_only = end_of_stream;
@@ -630,6 +764,9 @@ impl Vm {
             &[id as i64, headers.len() as i64, end_of_stream as i64],
         )?;
         let a = self.record(id, "on_response_headers", r)?;
+        if self.after_call(id)? {
+            return Ok(a);
+        }
         if a != Action::Pause {
             self.stream_mut(id)?.continue_response_headers();
         }

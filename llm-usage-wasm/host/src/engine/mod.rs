@@ -9,7 +9,7 @@ pub(crate) mod wasmi_engine;
 pub(crate) mod wasmtime_engine;
 
 /// A running instance, whatever the engine.
-pub(crate) trait Backend {
+pub(crate) trait Backend: Send {
     fn state(&self) -> &HostState;
     fn state_mut(&mut self) -> &mut HostState;
     fn has_export(&mut self, name: &str) -> bool;
