@@ -39,7 +39,7 @@ fn load() -> Vec<Case> {
         .collect();
     dirs.sort();
     assert!(
-        dirs.len() >= 57,
+        dirs.len() >= 65,
         "fixture corpus incomplete: {}",
         dirs.len()
     );
@@ -368,6 +368,8 @@ const END_MARKS: &[(&str, &[&str])] = &[
     ("dashscope-compatible", &["[DONE]"]),
     ("anthropic", &["\"message_stop\""]),
     ("gemini-stream-sse", &["\"finishReason\""]),
+    ("gemini-stream-image", &["\"finishReason\""]),
+    ("xai-stream", &["[DONE]"]),
     ("vertex-stream-sse", &["\"finishReason\""]),
     ("dashscope-generation-sse", &["\"finish_reason\":\"stop\""]),
     ("ollama", &["\"done\":true", "\"done\": true"]),

@@ -255,6 +255,11 @@ fn add(sum: &mut u128, count: u64, price: u64) -> bool {
 
 /// Bills `count` tokens of a node whose effective price is `price` (`None`: not billed)
 /// and whose parts are `parts`; `false` when the parts exceed the whole or the sum overflows.
+/// Whether the entry prices this part, or one of its parts, apart from its whole.
+fn priced(row: &Row, prices: &Prices) -> bool {
+    (row.price)(prices).is_some() || row.parts.iter().any(|r| priced(r, prices))
+}
+
 fn bill(
     count: u64,
     price: Option<u64>,
@@ -266,6 +271,13 @@ fn bill(
     let mut rest = count;
     let mut ok = true;
     for row in parts {
+        // A part the entry gives no price of its own (nor to its parts) costs what its
+        // whole does: it is not set apart. So parts of two different splits of one whole
+        // (the modality split and the cache split of a Gemini prompt, whose cached tokens
+        // may be the image's) only have to fit together when both are priced apart.
+        if !priced(row, prices) {
+            continue;
+        }
         let Some(c) = (row.count)(counts) else {
             continue;
         };

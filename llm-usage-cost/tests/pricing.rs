@@ -308,3 +308,27 @@ proptest! {
         prop_assert_eq!(got_q, want, "{:?}", got);
     }
 }
+
+/// A Gemini prompt is split two ways: by modality (`input_image_tokens`) and by cache
+/// (`cached_input_tokens`), and the cached tokens may be the image's. A part the entry
+/// does not price apart costs what the input does, so it is not set apart and the two
+/// splits need not fit together; when both are priced apart and cannot be disjoint, the
+/// cost is unknown rather than a guess.
+#[test]
+fn overlapping_splits_only_matter_when_both_are_priced() {
+    let mut r = rec("gemini-2.5-flash", Some(530), Some(96));
+    r.cached_input_tokens = Some(258);
+    r.input_image_tokens = Some(516);
+    r.input_audio_tokens = Some(0);
+    let t = PriceTable::from_json(
+        r#"{"currency":"USD","per_tokens":1000000,"models":{"gemini-2.5-flash*":{"input":0.3,"cached_input":0.03,"output":2.5}}}"#,
+    )
+    .unwrap();
+    // 272 × 0.3 + 258 × 0.03 + 96 × 2.5 = 81.6 + 7.74 + 240 per million.
+    assert_eq!(cost(&t, &r), "0.00032934");
+    let t = PriceTable::from_json(
+        r#"{"currency":"USD","per_tokens":1000000,"models":{"gemini-2.5-flash*":{"input":0.3,"cached_input":0.03,"input_image":0.5,"output":2.5}}}"#,
+    )
+    .unwrap();
+    assert_eq!(t.price(&r), Pricing::Inconsistent);
+}
