@@ -363,6 +363,48 @@ static ANTHROPIC: Dialect = Dialect {
     end: END_ON_ONE,
 };
 
+/// Moonshot's (Kimi's) Anthropic-compatible Messages API. Its `message_start` counts the
+/// cached tokens inside `input_tokens` while its `message_delta` (and a message not
+/// streamed) counts them apart as Anthropic does: so `message_start`'s cache reads are
+/// only the cached part, not more input, and a stream cut before `message_delta` does
+/// not count them twice. The rest is Anthropic's table.
+static ANTHROPIC_MOONSHOT: Dialect = Dialect {
+    name: "anthropic-messages",
+    response: &[
+        w(&["message", "model"], ResponseModel),
+        w(&["message", "usage", "input_tokens"], Slot(Input, 0)),
+        w(
+            &["message", "usage", "cache_read_input_tokens"],
+            Slot(Cached, 0),
+        ),
+        w(
+            &["message", "usage", "cache_creation_input_tokens"],
+            Slot(CacheCreation, 0),
+        ),
+        w(&["model"], ResponseModel),
+        w(&["usage", "input_tokens"], Slot(Input, 0)),
+        w(&["usage", "cache_read_input_tokens"], Slot(Input, 1)),
+        w(&["usage", "cache_read_input_tokens"], Slot(Cached, 0)),
+        w(&["usage", "cache_creation_input_tokens"], Slot(Input, 2)),
+        w(
+            &["usage", "cache_creation_input_tokens"],
+            Slot(CacheCreation, 0),
+        ),
+        w(&["usage", "output_tokens"], Slot(Output, 0)),
+        w(&["type"], End(EndIf::Is("message_stop"), 0)),
+        w(&["delta", "text"], Text),
+        w(&["delta", "thinking"], Text),
+        w(&["delta", "partial_json"], Text),
+    ],
+    request: MODEL_AND_STREAM,
+    inner: &[],
+    headers: &[],
+    combine: SUM_IN_OUT,
+    stream: StreamRule::Body { default: false },
+    path_model: PathModel::None,
+    end: END_ON_ONE,
+};
+
 const GEMINI_RESPONSE: &[Watch<Target>] = &[
     w(&["modelVersion"], ResponseModel),
     w(&["usageMetadata", "promptTokenCount"], Slot(Input, 0)),
@@ -670,10 +712,33 @@ fn provider_from_host(host: &str) -> Option<Provider> {
         Provider::Cohere
     } else if host.ends_with("openai.com") {
         Provider::OpenAi
+    } else if host.ends_with("moonshot.ai") || host.ends_with("moonshot.cn") {
+        Provider::Moonshot
+    } else if host == "x.ai" || host.ends_with(".x.ai") {
+        Provider::XAi
     } else {
         return None;
     };
     Some(p)
+}
+
+/// The Anthropic Messages dialect, for Anthropic or a host that speaks it (reported as
+/// itself): Moonshot's counts `message_start` input differently.
+fn anthropic_compatible(host: Option<Provider>) -> Detected {
+    match host {
+        Some(Provider::Moonshot) => Detected {
+            dialect: &ANTHROPIC_MOONSHOT,
+            provider: Provider::Moonshot,
+        },
+        Some(p @ (Provider::DashScope | Provider::DeepSeek)) => Detected {
+            dialect: &ANTHROPIC,
+            provider: p,
+        },
+        _ => Detected {
+            dialect: &ANTHROPIC,
+            provider: Provider::Anthropic,
+        },
+    }
 }
 
 /// Chooses the dialect for a request.
@@ -748,6 +813,11 @@ pub(crate) fn detect(
                 dialect: &ANTHROPIC,
                 provider: p,
             },
+            Provider::Moonshot | Provider::DeepSeek | Provider::DashScope
+                if is_anthropic || has_anthropic_version =>
+            {
+                anthropic_compatible(Some(p))
+            }
             Provider::Gemini => Detected {
                 dialect: &GEMINI,
                 provider: p,
@@ -819,10 +889,7 @@ pub(crate) fn detect(
         };
     }
     if is_anthropic || has_anthropic_version {
-        return Detected {
-            dialect: &ANTHROPIC,
-            provider: Provider::Anthropic,
-        };
+        return anthropic_compatible(from_host);
     }
     if has_dashscope_sse {
         return Detected {
@@ -835,7 +902,9 @@ pub(crate) fn detect(
             p @ (Provider::AzureOpenAi
             | Provider::Mistral
             | Provider::DeepSeek
-            | Provider::DashScope),
+            | Provider::DashScope
+            | Provider::Moonshot
+            | Provider::XAi),
         ) => p,
         _ if path.contains("/compatible-mode/") => Provider::DashScope,
         _ => Provider::OpenAi,

@@ -37,11 +37,15 @@ pub enum Provider {
     Mistral,
     /// DeepSeek.
     DeepSeek,
+    /// Moonshot AI (Kimi): OpenAI- and Anthropic-compatible APIs.
+    Moonshot,
+    /// xAI (Grok): an OpenAI-compatible API.
+    XAi,
 }
 
 impl Provider {
     /// Every provider, in a stable order.
-    pub const ALL: [Provider; 11] = [
+    pub const ALL: [Provider; 13] = [
         Provider::OpenAi,
         Provider::AzureOpenAi,
         Provider::Anthropic,
@@ -53,6 +57,8 @@ impl Provider {
         Provider::Cohere,
         Provider::Mistral,
         Provider::DeepSeek,
+        Provider::Moonshot,
+        Provider::XAi,
     ];
 
     /// The `gen_ai.provider.name` value (OpenTelemetry GenAI registry) or a short name.
@@ -69,6 +75,8 @@ impl Provider {
             Provider::Cohere => "cohere",
             Provider::Mistral => "mistral_ai",
             Provider::DeepSeek => "deepseek",
+            Provider::Moonshot => "moonshot_ai",
+            Provider::XAi => "x_ai",
         }
     }
 
@@ -92,6 +100,8 @@ impl Provider {
             "cohere" => Provider::Cohere,
             "mistral" | "mistral_ai" | "mistralai" => Provider::Mistral,
             "deepseek" => Provider::DeepSeek,
+            "moonshot" | "moonshot_ai" | "kimi" => Provider::Moonshot,
+            "xai" | "x_ai" | "grok" => Provider::XAi,
             _ => return None,
         };
         Some(p)

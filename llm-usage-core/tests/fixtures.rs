@@ -39,7 +39,7 @@ fn load() -> Vec<Case> {
         .collect();
     dirs.sort();
     assert!(
-        dirs.len() >= 65,
+        dirs.len() >= 67,
         "fixture corpus incomplete: {}",
         dirs.len()
     );
@@ -199,6 +199,9 @@ fn check(case: &Case, r: &UsageRecord, how: &str) {
         "{ctx}: operation"
     );
     assert!(r.provider.is_some(), "{ctx}: provider");
+    if let Some(p) = e["provider"].as_str() {
+        assert_eq!(r.provider.map(|p| p.as_str()), Some(p), "{ctx}: provider");
+    }
     // Figures are the provider's unless the fixture says they are estimated.
     assert_eq!(
         r.estimated,
@@ -275,6 +278,23 @@ fn every_fixture_with_the_bpe_estimator_split_at_every_byte() {
         "{estimates} fixtures with an output estimate"
     );
     assert!(with_override >= 1);
+}
+
+/// Moonshot's `message_start` counts the cache reads inside `input_tokens`: a stream cut
+/// before `message_delta` keeps that input, with the reads as its cached part, never the
+/// two added.
+#[test]
+fn moonshot_stream_cut_before_message_delta_counts_the_cache_once() {
+    let case = load()
+        .into_iter()
+        .find(|c| c.name.starts_with("66-moonshot"))
+        .unwrap();
+    let at = find(&case.response, b"event: message_delta").unwrap();
+    let r = run(&case.cut(at), &[], &[]);
+    assert_eq!(r.input_tokens, Some(1536));
+    assert_eq!(r.cached_input_tokens, Some(1024));
+    assert!(!r.complete);
+    assert!(r.estimated, "the output is estimated from the text");
 }
 
 #[test]
