@@ -269,8 +269,12 @@ pub fn as_expected(fx: &Fixture, r: &llm_usage_reqwest::UsageRecord) -> serde_js
             "operation",
             serde_json::json!(r.operation.map(|o| o.as_str())),
         ),
+        (
+            "provider",
+            serde_json::json!(r.provider.map(|p| p.as_str())),
+        ),
     ] {
-        if fx.case["expect"].get(k).is_some() || !v.is_null() {
+        if fx.case["expect"].get(k).is_some() || (k != "provider" && !v.is_null()) {
             got[k] = v;
         }
     }
