@@ -61,10 +61,11 @@ pub fn take(slot: &mut Span) -> Span {
 
 /// Records what `record` knows on `span`: provider, models, stream flag, the token figures
 /// of [`crate::tokens::TOKEN_FIELDS`] under their `gen_ai.usage.*` names, `complete` and
-/// `estimated`. `operation` is the `gen_ai.operation.name` when the frontend knows it.
+/// `estimated`. `operation` is the `gen_ai.operation.name` when the frontend knows better
+/// than the record (which has it from the API path).
 #[cfg(feature = "tracing")]
 pub fn finish(span: &Span, record: &UsageRecord, operation: Option<&str>) {
-    if let Some(op) = operation {
+    if let Some(op) = operation.or(record.operation.map(|o| o.as_str())) {
         span.record("gen_ai.operation.name", op);
     }
     if let Some(p) = record.provider {
