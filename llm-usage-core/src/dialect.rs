@@ -508,8 +508,34 @@ static BEDROCK_CONVERSE: Dialect = Dialect {
 static BEDROCK_INVOKE: Dialect = Dialect {
     name: "bedrock-invoke",
     request: &[],
-    response: &[w(&["model"], ResponseModel), w(&["bytes"], Inner)],
+    response: &[
+        w(&["model"], ResponseModel),
+        w(&["bytes"], Inner),
+        // A Claude body (not streamed): the cache-write split and server tools, which the
+        // headers do not carry.
+        w(
+            &["usage", "cache_creation", "ephemeral_5m_input_tokens"],
+            Slot(CacheCreation5m, 0),
+        ),
+        w(
+            &["usage", "cache_creation", "ephemeral_1h_input_tokens"],
+            Slot(CacheCreation1h, 0),
+        ),
+        w(
+            &["usage", "server_tool_use", "web_search_requests"],
+            Slot(WebSearch, 0),
+        ),
+    ],
     inner: &[
+        // Claude's `message_start` split of its cache writes.
+        w(
+            &["message", "usage", "cache_creation", "ephemeral_5m_input_tokens"],
+            Slot(CacheCreation5m, 0),
+        ),
+        w(
+            &["message", "usage", "cache_creation", "ephemeral_1h_input_tokens"],
+            Slot(CacheCreation1h, 0),
+        ),
         w(&["message", "model"], ResponseModel),
         w(
             &["amazon-bedrock-invocationMetrics", "inputTokenCount"],

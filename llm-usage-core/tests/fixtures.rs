@@ -39,7 +39,7 @@ fn load() -> Vec<Case> {
         .collect();
     dirs.sort();
     assert!(
-        dirs.len() >= 67,
+        dirs.len() >= 68,
         "fixture corpus incomplete: {}",
         dirs.len()
     );
