@@ -529,11 +529,21 @@ static BEDROCK_INVOKE: Dialect = Dialect {
     inner: &[
         // Claude's `message_start` split of its cache writes.
         w(
-            &["message", "usage", "cache_creation", "ephemeral_5m_input_tokens"],
+            &[
+                "message",
+                "usage",
+                "cache_creation",
+                "ephemeral_5m_input_tokens",
+            ],
             Slot(CacheCreation5m, 0),
         ),
         w(
-            &["message", "usage", "cache_creation", "ephemeral_1h_input_tokens"],
+            &[
+                "message",
+                "usage",
+                "cache_creation",
+                "ephemeral_1h_input_tokens",
+            ],
             Slot(CacheCreation1h, 0),
         ),
         w(&["message", "model"], ResponseModel),

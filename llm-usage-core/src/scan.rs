@@ -160,15 +160,9 @@ enum Dest {
 #[derive(Clone)]
 pub struct Scanner<T: 'static> {
     watches: &'static [Watch<T>],
-    all: u64,
-    /// Watches grouped by shared path prefix, for key matching; built at the first key
-    /// that passes the Bloom filter (an exchange creates scanners it never feeds).
-    classes: Classes,
-    classes_ready: bool,
-    /// Per depth, a 64-bit Bloom filter of the watched segments' [`signature`]s.
-    bloom: [u64; MAX_LIVE_DEPTH],
-    /// Per depth, the watches that go deeper ([`longer_masks`]).
-    longer: [u64; MAX_LIVE_DEPTH + 1],
+    /// What the scanner derives from its table, computed once per table (see
+    /// [`Derived::of`]).
+    derived: &'static Derived,
     state: State,
     /// Candidate masks of the open live objects.
     stack: [u64; MAX_LIVE_DEPTH],
@@ -243,6 +237,53 @@ fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.first() == b.first() && a == b
 }
 
+/// What a scanner derives from its watch table: the same for every scanner of the table.
+///
+/// Deriving it costs O(watches² × depth) segment comparisons, about 17,000 instructions
+/// for the OpenAI response table, and a small exchange built it once per body: a third of
+/// what reading a 700-byte reply cost (`benches`, callgrind). The tables are `'static`,
+/// so it is computed once per table and thread, kept for the life of the program (one
+/// 800-byte allocation per table and thread: the tables are a fixed set), and found again
+/// by the table's address.
+struct Derived {
+    all: u64,
+    /// Per depth, a 64-bit Bloom filter of the watched segments' [`signature`]s.
+    bloom: [u64; MAX_LIVE_DEPTH],
+    /// Per depth, the watches that go deeper ([`longer_masks`]).
+    longer: [u64; MAX_LIVE_DEPTH + 1],
+    /// Watches grouped by shared path prefix, for key matching.
+    classes: Classes,
+}
+
+impl Derived {
+    fn new<T>(watches: &[Watch<T>]) -> Derived {
+        Derived {
+            all: all_mask(watches),
+            bloom: blooms(watches),
+            longer: longer_masks(watches),
+            classes: Classes::new(watches),
+        }
+    }
+
+    /// The derived data of a table: from this thread's cache, or computed and cached.
+    fn of<T: 'static>(watches: &'static [Watch<T>]) -> &'static Derived {
+        type Cache = Vec<(usize, usize, &'static Derived)>;
+        std::thread_local! {
+            static CACHE: core::cell::RefCell<Cache> = const { core::cell::RefCell::new(Vec::new()) };
+        }
+        // Distinct static tables have distinct addresses; empty tables derive the same.
+        let key = (watches.as_ptr() as usize, watches.len());
+        CACHE.with(|c| {
+            if let Some(&(_, _, d)) = c.borrow().iter().find(|e| (e.0, e.1) == key) {
+                return d;
+            }
+            let d: &'static Derived = Box::leak(Box::new(Derived::new(watches)));
+            c.borrow_mut().push((key.0, key.1, d));
+            d
+        })
+    }
+}
+
 /// Watches grouped by shared path prefix, per depth (see [`Classes::new`]).
 #[derive(Clone)]
 struct Classes {
@@ -263,7 +304,7 @@ impl Classes {
     /// keys above), so comparing a key with one representative per class decides the
     /// whole class: OpenAI's eight `usage.*` paths cost one comparison, not eight, and a
     /// hit expands to its class with a table look-up per candidate, no string compared.
-    /// Built once per scanner, lazily, in O(watches² × depth) segment comparisons.
+    /// Built once per table (see [`Derived`]), in O(watches² × depth) segment comparisons.
     fn new<T>(watches: &[Watch<T>]) -> Classes {
         let mut c = Classes::EMPTY;
         for (i, w) in watches.iter().enumerate() {
@@ -373,14 +414,11 @@ impl<T: 'static> Scanner<T> {
     /// values may follow one another (NDJSON, concatenated JSON); otherwise anything after
     /// the first document fails the scan.
     pub fn new(watches: &'static [Watch<T>], array_roots: bool, multi_document: bool) -> Self {
-        let all = all_mask(watches);
+        let derived = Derived::of(watches);
+        let all = derived.all;
         Scanner {
             watches,
-            all,
-            classes: Classes::EMPTY,
-            classes_ready: false,
-            bloom: blooms(watches),
-            longer: longer_masks(watches),
+            derived,
             state: State::Between,
             stack: [0; MAX_LIVE_DEPTH],
             depth: 0,
@@ -419,10 +457,7 @@ impl<T: 'static> Scanner<T> {
         multi_document: bool,
     ) {
         self.watches = watches;
-        self.all = all_mask(watches);
-        self.bloom = blooms(watches);
-        self.longer = longer_masks(watches);
-        self.classes_ready = false;
+        self.derived = Derived::of(watches);
         self.work = ScanWork::default();
         self.restart(array_roots, multi_document);
     }
@@ -435,7 +470,7 @@ impl<T: 'static> Scanner<T> {
         self.state = State::Between;
         self.depth = 0;
         self.arr_depth = 0;
-        self.cur_mask = self.all;
+        self.cur_mask = self.derived.all;
         self.cur_leaf = 0;
         self.in_root_array = false;
         self.array_roots = array_roots;
@@ -501,7 +536,7 @@ impl<T: 'static> Scanner<T> {
     }
 
     fn begin_root(&mut self) {
-        self.cur_mask = self.all;
+        self.cur_mask = self.derived.all;
         self.cur_leaf = 0;
         self.depth = 0;
         self.arr_depth = 0;
@@ -811,7 +846,7 @@ impl<T: 'static> Scanner<T> {
     /// Whether any candidate watch continues below the current depth.
     #[inline]
     fn has_deeper(&self, mask: u64) -> bool {
-        mask & self.longer[self.depth] != 0
+        mask & self.derived.longer[self.depth] != 0
     }
 
     fn close_object<S: Sink<T>>(&mut self, sink: &mut S) {
@@ -930,16 +965,12 @@ impl<T: 'static> Scanner<T> {
         let mut mask = 0u64;
         // Most keys of an event are watched nowhere (`id`, `object`, `created`, `choices`):
         // one bit test turns them away before any comparison.
-        if self.bloom[d] & (1 << signature(key)) == 0 {
+        if self.derived.bloom[d] & (1 << signature(key)) == 0 {
             return (0, 0);
         }
         // Compare the key with one representative per class (see `Classes::new`): two
         // or three comparisons per key instead of one per watch.
-        if !self.classes_ready {
-            self.classes = Classes::new(self.watches);
-            self.classes_ready = true;
-        }
-        let classes = &self.classes;
+        let classes = &self.derived.classes;
         let mut m = parent & classes.reps[d];
         while m != 0 {
             let idx = m.trailing_zeros() as usize;
