@@ -1039,6 +1039,7 @@ impl<T: 'static> Scanner<T> {
             self.emit_char(0xFFFD, dest, sink);
         }
         if self.streaming {
+            self.flush_stream(sink);
             self.streaming = false;
             self.for_each_leaf(|t| sink.string_end(t));
         } else if !self.buf_overflow {
@@ -1074,13 +1075,46 @@ impl<T: 'static> Scanner<T> {
                 }
             }
             Dest::Stream => {
-                let mut m = self.cur_leaf;
-                while m != 0 {
-                    let idx = m.trailing_zeros() as usize;
-                    m &= m - 1;
-                    sink.string_chunk(&self.watches[idx].target, bytes);
+                // The runs between escapes are short (~30 bytes in model text): they are
+                // gathered in `buf`, which a streamed string does not otherwise use, and
+                // handed over a few hundred bytes at a time, not one call per escape.
+                let end = self.buf_len + bytes.len();
+                if end <= VALUE_CAP {
+                    self.buf[self.buf_len..end].copy_from_slice(bytes);
+                    self.buf_len = end;
+                    return;
+                }
+                self.flush_stream(sink);
+                if bytes.len() > VALUE_CAP / 2 {
+                    self.stream_chunk(bytes, sink);
+                } else {
+                    self.buf[..bytes.len()].copy_from_slice(bytes);
+                    self.buf_len = bytes.len();
                 }
             }
+        }
+    }
+
+    /// Hands the gathered bytes of a streamed string to the sink.
+    fn flush_stream<S: Sink<T>>(&mut self, sink: &mut S) {
+        if self.buf_len > 0 {
+            let n = core::mem::take(&mut self.buf_len);
+            let mut m = self.cur_leaf;
+            while m != 0 {
+                let idx = m.trailing_zeros() as usize;
+                m &= m - 1;
+                sink.string_chunk(&self.watches[idx].target, &self.buf[..n]);
+            }
+        }
+    }
+
+    /// Hands bytes of a streamed string straight to the sink.
+    fn stream_chunk<S: Sink<T>>(&self, bytes: &[u8], sink: &mut S) {
+        let mut m = self.cur_leaf;
+        while m != 0 {
+            let idx = m.trailing_zeros() as usize;
+            m &= m - 1;
+            sink.string_chunk(&self.watches[idx].target, bytes);
         }
     }
 

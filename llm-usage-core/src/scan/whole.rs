@@ -382,7 +382,7 @@ impl<T: 'static> Scanner<T> {
         let body = &string[..string.len() - 1];
         if !escaped {
             if !body.is_empty() {
-                self.emit(body, Dest::Stream, sink);
+                self.stream_chunk(body, sink);
             }
             self.for_each_leaf(|t| sink.string_end(t));
             return true;
@@ -392,6 +392,8 @@ impl<T: 'static> Scanner<T> {
         let state = self.state;
         self.esc = Esc::None;
         self.high_surrogate = 0;
+        // The reader gathers the string's runs in the value buffer (see `emit`).
+        self.buf_len = 0;
         self.streaming = true;
         self.string_bytes(string, Dest::Stream, sink);
         let ok = self.state != State::Failed;
