@@ -8,6 +8,8 @@
 mod collect;
 mod held;
 
+pub(crate) use self::collect::Records;
+pub use self::collect::MAX_PENDING_RECORDS;
 use self::collect::{Collect, Inner};
 use self::held::{walk_off, Core, EventBuf};
 #[cfg(test)]
@@ -77,6 +79,8 @@ impl Body {
                     commit_on_document_end: false,
                     inner: None,
                     counter,
+                    split: 0,
+                    records: Records::default(),
                 },
                 docs_at_event_start: 0,
                 held: EventBuf::default(),
@@ -128,6 +132,9 @@ impl Body {
         c.events = 0;
         c.content_events = 0;
         c.commit_on_document_end = false;
+        c.split = 0;
+        c.records.pending.clear();
+        c.records.dropped = 0;
         if let Some(counter) = &mut c.counter {
             counter.reset();
         }
@@ -275,6 +282,22 @@ impl Body {
             Framing::EventStream(f) => f.feed(bytes, core),
             Framing::WebSocket(f) => f.feed(bytes, core),
         }
+    }
+
+    /// Closes a record at each complete event that sets one of these end marks
+    /// (0: one record per body).
+    pub(crate) fn split_records(&mut self, marks: u8) {
+        self.core.collect.split = marks;
+    }
+
+    /// The records closed so far and not taken yet.
+    pub(crate) fn records(&self) -> &Records {
+        &self.core.collect.records
+    }
+
+    /// The records closed so far and not taken yet, to take them.
+    pub(crate) fn records_mut(&mut self) -> &mut Records {
+        &mut self.core.collect.records
     }
 
     /// Values of complete events so far.

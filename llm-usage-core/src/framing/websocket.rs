@@ -251,6 +251,7 @@ impl WebSocket {
     }
 
     /// True after a protocol error.
+    #[cfg(test)]
     pub(crate) fn broken(&self) -> bool {
         self.phase == Phase::Broken
     }
