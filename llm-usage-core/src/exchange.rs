@@ -387,6 +387,31 @@ impl Exchange {
     /// [`MAX_PENDING_RECORDS`](crate::limits::MAX_PENDING_RECORDS) wait between two calls;
     /// more are counted in [`dropped_records`](Self::dropped_records), never buffered.
     /// Exchanges of one request and one response close none: `finish` is their record.
+    ///
+    /// ```
+    /// use llm_usage_core::Exchange;
+    ///
+    /// /// An unmasked WebSocket text frame (a server's), payload under 126 bytes.
+    /// fn frame(payload: &[u8]) -> Vec<u8> {
+    ///     let mut f = vec![0x81, payload.len() as u8];
+    ///     f.extend_from_slice(payload);
+    ///     f
+    /// }
+    ///
+    /// let mut ex = Exchange::new();
+    /// ex.on_request_head("GET", "/v1/realtime?model=gpt-realtime", [("host", "api.openai.com")]);
+    /// ex.on_response_head(101, [("upgrade", "websocket"), ("connection", "Upgrade")]);
+    /// ex.on_response_body(&frame(br#"{"type":"session.created","session":{"model":"gpt-realtime"}}"#));
+    /// let done = frame(br#"{"type":"response.done","response":{"usage":{"input_tokens":9,"output_tokens":4}}}"#);
+    /// ex.on_response_body(&done[..10]);
+    /// assert!(ex.take_records().is_empty()); // its frame is not whole yet
+    /// ex.on_response_body(&done[10..]);
+    /// let records = ex.take_records();
+    /// assert_eq!(records.len(), 1);
+    /// assert_eq!(records[0].model.as_deref(), Some("gpt-realtime"));
+    /// assert_eq!(records[0].total_tokens, Some(13));
+    /// assert!(records[0].complete);
+    /// ```
     pub fn take_records(&mut self) -> Vec<UsageRecord> {
         let pending = core::mem::take(&mut self.response.records_mut().pending);
         pending.iter().map(|v| self.record_of(v, true)).collect()

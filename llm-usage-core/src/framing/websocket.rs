@@ -750,6 +750,91 @@ mod tests {
         }
     }
 
+    /// Events as bytes (any bytes: inflated garbage is not UTF-8).
+    #[derive(Default)]
+    struct Raw {
+        current: Vec<u8>,
+        done: Vec<Vec<u8>>,
+        discarded: usize,
+    }
+
+    impl EventSink for Raw {
+        fn data(&mut self, bytes: &[u8]) {
+            self.current.extend_from_slice(bytes);
+        }
+        fn end_event(&mut self) {
+            self.done.push(core::mem::take(&mut self.current));
+        }
+        fn discard_event(&mut self) {
+            self.current.clear();
+            self.discarded += 1;
+        }
+    }
+
+    proptest::proptest! {
+        /// Any bytes, split anywhere, under every compression setting: no panic, and the
+        /// same events, discards and skips as in one piece (the framer keeps no state that
+        /// depends on where chunks end).
+        #[test]
+        fn arbitrary_bytes_split_anywhere(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            at in 0usize..400,
+            c in 0usize..4,
+        ) {
+            let compression = [
+                Compression::None,
+                Compression::Unknown,
+                Compression::Deflate { takeover: true },
+                Compression::Deflate { takeover: false },
+            ][c];
+            let at = at.min(bytes.len());
+            let run = |cut: usize| {
+                let mut e = Raw::default();
+                let mut f = WebSocket::new(compression, 64);
+                f.feed(&bytes[..cut], &mut e);
+                f.feed(&bytes[cut..], &mut e);
+                (e.done, e.discarded, f.skipped(), f.clean())
+            };
+            proptest::prop_assert_eq!(run(at), run(bytes.len()));
+        }
+
+        /// Well-formed frames of random kinds (fragments, control frames, compressed bits,
+        /// masks) with random payloads, split anywhere: the same as in one piece.
+        #[test]
+        fn random_frames_split_anywhere(
+            frames in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![0u8, 1, 2, 8, 9, 10]),
+                    proptest::prelude::any::<(bool, bool, bool)>(),
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 0..140),
+                ),
+                0..12,
+            ),
+            at in 0usize..2000,
+            c in 0usize..4,
+        ) {
+            let compression = [
+                Compression::None,
+                Compression::Unknown,
+                Compression::Deflate { takeover: true },
+                Compression::Deflate { takeover: false },
+            ][c];
+            let mut bytes = Vec::new();
+            for (opcode, (fin, rsv1, masked), payload) in &frames {
+                bytes.extend(frame(*opcode, *fin, *rsv1, masked.then_some(KEY), payload));
+            }
+            let at = at.min(bytes.len());
+            let run = |cut: usize| {
+                let mut e = Raw::default();
+                let mut f = WebSocket::new(compression, 100);
+                f.feed(&bytes[..cut], &mut e);
+                f.feed(&bytes[cut..], &mut e);
+                (e.done, e.discarded, f.skipped(), f.clean())
+            };
+            proptest::prop_assert_eq!(run(at), run(bytes.len()));
+        }
+    }
+
     #[test]
     fn extension_headers() {
         let d = |t| Compression::Deflate { takeover: t };
