@@ -711,6 +711,102 @@ static COHERE: Dialect = Dialect {
     end: END_ON_ONE,
 };
 
+/// OpenAI Realtime (and Azure OpenAI's): JSON events in WebSocket messages after an
+/// upgrade. `session.created` / `session.updated` name the model; each `response.done`
+/// carries that response's usage and closes one record (see [`record_marks`]). Client
+/// events may name the model in `session.update`.
+static OPENAI_REALTIME: Dialect = Dialect {
+    name: "openai-realtime",
+    request: &[w(&["session", "model"], RequestModel)],
+    response: &[
+        w(&["session", "model"], ResponseModel),
+        w(&["response", "usage", "input_tokens"], Slot(Input, 0)),
+        w(&["response", "usage", "output_tokens"], Slot(Output, 0)),
+        w(&["response", "usage", "total_tokens"], Slot(Total, 0)),
+        w(
+            &["response", "usage", "input_token_details", "cached_tokens"],
+            Slot(Cached, 0),
+        ),
+        w(
+            &["response", "usage", "input_token_details", "audio_tokens"],
+            Slot(InputAudio, 0),
+        ),
+        w(
+            &["response", "usage", "input_token_details", "image_tokens"],
+            Slot(InputImage, 0),
+        ),
+        w(
+            &["response", "usage", "output_token_details", "audio_tokens"],
+            Slot(OutputAudio, 0),
+        ),
+        w(&["type"], End(EndIf::Is("response.done"), 0)),
+    ],
+    inner: &[],
+    headers: &[],
+    combine: FIRST,
+    stream: StreamRule::Path(&["/realtime"]),
+    path_model: PathModel::None,
+    end: END_ON_ONE,
+};
+
+/// Gemini Live (`BidiGenerateContent`, the Gemini API's and Vertex's): server messages
+/// in WebSocket messages after an upgrade. A turn's `usageMetadata` names its counts
+/// (`responseTokenCount` for the output, and `responseTokensDetails` for its modalities);
+/// `serverContent.turnComplete` closes one record. The client's `setup` names the model.
+static GEMINI_LIVE: Dialect = Dialect {
+    name: "gemini-live",
+    request: &[w(&["setup", "model"], RequestModel)],
+    response: &[
+        w(&["usageMetadata", "promptTokenCount"], Slot(Input, 0)),
+        w(
+            &["usageMetadata", "toolUsePromptTokenCount"],
+            Slot(Input, 1),
+        ),
+        w(&["usageMetadata", "responseTokenCount"], Slot(Output, 0)),
+        w(&["usageMetadata", "thoughtsTokenCount"], Slot(Output, 1)),
+        w(&["usageMetadata", "thoughtsTokenCount"], Slot(Reasoning, 0)),
+        w(&["usageMetadata", "totalTokenCount"], Slot(Total, 0)),
+        w(
+            &["usageMetadata", "cachedContentTokenCount"],
+            Slot(Cached, 0),
+        ),
+        w(
+            &["usageMetadata", "promptTokensDetails", "modality"],
+            Modality(ModalityList::Input),
+        ),
+        w(
+            &["usageMetadata", "promptTokensDetails", "tokenCount"],
+            ModalityCount(ModalityList::Input),
+        ),
+        w(
+            &["usageMetadata", "responseTokensDetails", "modality"],
+            Modality(ModalityList::Output),
+        ),
+        w(
+            &["usageMetadata", "responseTokensDetails", "tokenCount"],
+            ModalityCount(ModalityList::Output),
+        ),
+        w(&["serverContent", "turnComplete"], End(EndIf::True, 0)),
+    ],
+    inner: &[],
+    headers: &[],
+    combine: SUM_IN_OUT,
+    stream: StreamRule::Path(&["BidiGenerateContent"]),
+    path_model: PathModel::None,
+    end: END_ON_ONE,
+};
+
+/// The end marks that close one record of a body carrying several: a realtime session
+/// yields one per response (OpenAI's `response.done`, Gemini Live's `turnComplete`).
+/// 0: one record per exchange.
+pub(crate) fn record_marks(d: &Dialect) -> u8 {
+    if core::ptr::eq(d, &OPENAI_REALTIME) || core::ptr::eq(d, &GEMINI_LIVE) {
+        d.end.required
+    } else {
+        0
+    }
+}
+
 /// The dialect chosen for one exchange, plus the provider to report.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Detected {
@@ -814,6 +910,12 @@ pub(crate) fn detect(
     forced: Option<Provider>,
 ) -> Detected {
     let is_responses = path.ends_with("/responses");
+    // OpenAI `/v1/realtime`, Azure `/openai/realtime` and `/openai/v1/realtime`.
+    let is_realtime = path.ends_with("/realtime");
+    let is_azure_realtime = is_realtime && path.starts_with("/openai/");
+    // Gemini Live, the Gemini API's (`…GenerativeService.BidiGenerateContent`) and
+    // Vertex's (`…LlmBidiService/BidiGenerateContent`).
+    let is_live = path.contains("BidiGenerateContent");
     let is_azure = path.contains("/openai/deployments/");
     let is_gemini = path.contains(":generateContent") || path.contains(":streamGenerateContent");
     let is_vertex = is_gemini && path.contains("/projects/") && path.contains("/locations/");
@@ -828,7 +930,9 @@ pub(crate) fn detect(
     let is_cohere = path.ends_with("/v2/chat");
     let is_anthropic = path.ends_with("/v1/messages") || path.ends_with("/messages");
     let openai_family = |p: Provider| Detected {
-        dialect: if is_responses {
+        dialect: if is_realtime {
+            &OPENAI_REALTIME
+        } else if is_responses {
             &OPENAI_RESPONSES
         } else {
             &OPENAI_CHAT
@@ -855,11 +959,11 @@ pub(crate) fn detect(
                 anthropic_compatible(Some(p))
             }
             Provider::Gemini => Detected {
-                dialect: &GEMINI,
+                dialect: if is_live { &GEMINI_LIVE } else { &GEMINI },
                 provider: p,
             },
             Provider::VertexAi => Detected {
-                dialect: &VERTEX,
+                dialect: if is_live { &GEMINI_LIVE } else { &VERTEX },
                 provider: p,
             },
             Provider::Bedrock => bedrock(),
@@ -879,7 +983,18 @@ pub(crate) fn detect(
         };
     }
     let from_host = host.and_then(provider_from_host);
-    if is_azure {
+    if is_live {
+        let vertex = path.contains("aiplatform") || from_host == Some(Provider::VertexAi);
+        return Detected {
+            dialect: &GEMINI_LIVE,
+            provider: if vertex {
+                Provider::VertexAi
+            } else {
+                Provider::Gemini
+            },
+        };
+    }
+    if is_azure || is_azure_realtime {
         return openai_family(Provider::AzureOpenAi);
     }
     if is_vertex {
@@ -1097,5 +1212,18 @@ mod tests {
         assert_eq!(d("/api/chat"), "ollama-native");
         assert_eq!(d("/v2/chat"), "cohere-v2");
         assert_eq!(d("/whatever"), "openai-chat");
+        assert_eq!(d("/v1/realtime"), "openai-realtime");
+        assert_eq!(d("/openai/realtime"), "openai-realtime");
+        assert_eq!(
+            d("/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"),
+            "gemini-live"
+        );
+        let p = |p: &str| detect(p, None, false, false, None).provider;
+        assert_eq!(p("/openai/realtime"), Provider::AzureOpenAi);
+        assert_eq!(p("/v1/realtime"), Provider::OpenAi);
+        assert_eq!(
+            p("/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"),
+            Provider::VertexAi
+        );
     }
 }

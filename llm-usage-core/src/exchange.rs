@@ -2,6 +2,7 @@
 
 use crate::body::{Body, FramingKind};
 use crate::dialect::{self, Combine, Detected, Field, StreamRule, Target};
+use crate::framing::websocket;
 use crate::record::{Operation, Provider, UsageRecord};
 use crate::text::TextStats;
 use crate::tokens::NewTokenCounter;
@@ -97,6 +98,8 @@ pub struct Exchange {
     response_head: bool,
     response_ended: bool,
     error_status: bool,
+    /// The response was `101 Switching Protocols` to a WebSocket: both bodies are frames.
+    upgraded: bool,
 }
 
 impl Default for Exchange {
@@ -146,6 +149,7 @@ impl Exchange {
             response_head: false,
             response_ended: false,
             error_status: false,
+            upgraded: false,
         }
     }
 
@@ -226,9 +230,27 @@ impl Exchange {
         let headers = collect_headers(headers, |k| {
             is_name(k, "content-type")
                 || is_name(k, "content-encoding")
+                || is_name(k, "upgrade")
+                || is_name(k, "sec-websocket-extensions")
                 || d.headers.iter().any(|(name, _)| is_name(k, name))
         });
         self.response_head = true;
+        // An HTTP/1.1 upgrade to a WebSocket (RFC 6455 §4.2.2): what follows the head in
+        // each direction is frames, client to server as the request body, server to
+        // client as the response body (as Envoy passes an upgraded connection's bytes
+        // through its HTTP filters, and as hyper hands over the upgraded IO).
+        if status == 101
+            && find(&headers, "upgrade")
+                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+        {
+            let (server, client) =
+                websocket::negotiated(find(&headers, "sec-websocket-extensions"));
+            self.upgraded = true;
+            self.response.set_websocket(server);
+            self.response.split_records(dialect::record_marks(d));
+            self.request.set_websocket(client);
+            return;
+        }
         self.error_status = status >= 400;
         if self.error_status {
             // Error bodies carry no usage; the record keeps the request's model.
@@ -347,11 +369,70 @@ impl Exchange {
             .or(self.path_model.as_deref())
     }
 
+    /// Whether the response upgraded the connection to a WebSocket (`101 Switching
+    /// Protocols` with `upgrade: websocket`): the request and response bodies are then the
+    /// client's and the server's frames, fed as they pass in each direction.
+    pub fn upgraded(&self) -> bool {
+        self.upgraded
+    }
+
+    /// The records that completed since the last call, oldest first: several per exchange.
+    ///
+    /// A realtime session (OpenAI Realtime, Gemini Live, over an upgraded connection)
+    /// bills each response on its own: every `response.done` event (Gemini Live: every
+    /// `turnComplete`) closes one record, `complete`, with that response's figures and the
+    /// session's model. A frontend calls this after each chunk it feeds and reports what it
+    /// gets. What no closing event covered yet stays in [`record`](Self::record) and
+    /// [`finish`](Self::finish) (incomplete: its response never finished). At most
+    /// [`MAX_PENDING_RECORDS`](crate::limits::MAX_PENDING_RECORDS) wait between two calls;
+    /// more are counted in [`dropped_records`](Self::dropped_records), never buffered.
+    /// Exchanges of one request and one response close none: `finish` is their record.
+    ///
+    /// ```
+    /// use llm_usage_core::Exchange;
+    ///
+    /// /// An unmasked WebSocket text frame (a server's), payload under 126 bytes.
+    /// fn frame(payload: &[u8]) -> Vec<u8> {
+    ///     let mut f = vec![0x81, payload.len() as u8];
+    ///     f.extend_from_slice(payload);
+    ///     f
+    /// }
+    ///
+    /// let mut ex = Exchange::new();
+    /// ex.on_request_head("GET", "/v1/realtime?model=gpt-realtime", [("host", "api.openai.com")]);
+    /// ex.on_response_head(101, [("upgrade", "websocket"), ("connection", "Upgrade")]);
+    /// ex.on_response_body(&frame(br#"{"type":"session.created","session":{"model":"gpt-realtime"}}"#));
+    /// let done = frame(br#"{"type":"response.done","response":{"usage":{"input_tokens":9,"output_tokens":4}}}"#);
+    /// ex.on_response_body(&done[..10]);
+    /// assert!(ex.take_records().is_empty()); // its frame is not whole yet
+    /// ex.on_response_body(&done[10..]);
+    /// let records = ex.take_records();
+    /// assert_eq!(records.len(), 1);
+    /// assert_eq!(records[0].model.as_deref(), Some("gpt-realtime"));
+    /// assert_eq!(records[0].total_tokens, Some(13));
+    /// assert!(records[0].complete);
+    /// ```
+    pub fn take_records(&mut self) -> Vec<UsageRecord> {
+        let pending = core::mem::take(&mut self.response.records_mut().pending);
+        pending.iter().map(|v| self.record_of(v, true)).collect()
+    }
+
+    /// Closed records lost because too many waited (see [`take_records`](Self::take_records)).
+    pub fn dropped_records(&self) -> u64 {
+        self.response.records().dropped
+    }
+
     /// The record as known now. `complete` is true only after [`on_response_end`](Self::on_response_end)
     /// on a clean event boundary.
     pub fn record(&self) -> UsageRecord {
+        self.record_of(self.response.committed(), false)
+    }
+
+    /// The record of the response values `resp`: the body's own (`closed` false), or
+    /// those of a record a closing event completed (`closed`: complete, no estimates from
+    /// the body's whole text).
+    fn record_of(&self, resp: &Values, closed: bool) -> UsageRecord {
         let d = self.detected.dialect;
-        let resp = self.response.committed();
         let combine = |f: Field| -> Option<u64> {
             let slots = resp.field(f);
             match d.combine[f as usize] {
@@ -382,7 +463,7 @@ impl Exchange {
         // Estimates, only for a response that carried generated text, field by field
         // where the provider gave no figure: the output from that text, the input from
         // the request's prompt text (when its dialect reads it).
-        if !self.error_status && !resp.text.is_empty() && total.is_none() {
+        if !closed && !self.error_status && !resp.text.is_empty() && total.is_none() {
             let (input_estimate, output_estimate) = self.estimated_tokens();
             if output.is_none() {
                 output = output_estimate;
@@ -446,7 +527,7 @@ impl Exchange {
                 resp.service_tier.get().map(str::to_owned)
             },
             operation: self.operation,
-            complete: self.response_ended && self.response.clean() && self.end_seen(),
+            complete: closed || (self.response_ended && self.response.clean() && self.end_seen()),
             estimated,
         }
     }

@@ -7,12 +7,14 @@
 //! `scan::whole`). Whether an event
 //! *counts* is decided at its end: a framer calls [`EventSink::end_event`] only for an
 //! event that is complete by its framing's rules (SSE: the blank line; NDJSON: the
-//! newline; event-stream: all declared bytes plus matching CRCs) and
+//! newline; event-stream: all declared bytes plus matching CRCs; WebSocket: a data
+//! message's last fragment) and
 //! [`EventSink::discard_event`] for one that is not.
 
 pub(crate) mod eventstream;
 pub(crate) mod ndjson;
 pub(crate) mod sse;
+pub(crate) mod websocket;
 
 /// The framing of a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +29,10 @@ pub enum FramingKind {
     Ndjson,
     /// AWS event-stream.
     EventStream,
+    /// WebSocket frames after an HTTP/1.1 upgrade, one message per event (no
+    /// permessage-deflate: an [`Exchange`](crate::Exchange) reads that from the `101`
+    /// response's headers).
+    WebSocket,
 }
 
 impl FramingKind {

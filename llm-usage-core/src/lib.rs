@@ -78,10 +78,12 @@ pub use work::Work;
 
 /// Memory limits, in bytes, of the fixed-size parts of an exchange.
 pub mod limits {
+    pub use crate::body::MAX_PENDING_RECORDS;
     pub use crate::decode::MAX_WINDOW as MAX_DECODER_WINDOW;
     pub use crate::decode::OUT_BUF as DECODER_OUTPUT_BUFFER;
     /// The former name of [`DECODER_OUTPUT_BUFFER`] (gzip/deflate only, then).
     pub use crate::decode::OUT_BUF as INFLATE_OUTPUT_BUFFER;
     pub use crate::framing::eventstream::MAX_MESSAGE as MAX_EVENT_STREAM_MESSAGE;
+    pub use crate::framing::websocket::MAX_MESSAGE as MAX_WEBSOCKET_MESSAGE;
     pub use crate::scan::{KEY_CAP, MAX_LIVE_DEPTH, VALUE_CAP};
 }

@@ -745,7 +745,29 @@ impl Stream {
         s.add(full, 1);
     }
 
+    /// Counts the records a realtime session closed (one per response, see
+    /// `Exchange::take_records`) as they complete: their token metrics, not a request
+    /// (the session is one, counted in `on_log`) and no timings (the session's).
+    fn report_closed(&mut self) {
+        let Some(ex) = self.tracker.as_mut().and_then(Tracker::exchange_mut) else {
+            return;
+        };
+        if !ex.upgraded() {
+            return;
+        }
+        for rec in ex.take_records() {
+            if self.is_llm(&rec) {
+                self.emit_metrics_of(&rec, &Timings::default(), true);
+            }
+        }
+    }
+
     fn emit_metrics(&mut self, rec: &UsageRecord, timings: &Timings) {
+        self.emit_metrics_of(rec, timings, false);
+    }
+
+    /// The metrics of a record; `closed`: one a realtime session closed, not the exchange's.
+    fn emit_metrics_of(&mut self, rec: &UsageRecord, timings: &Timings, closed: bool) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
@@ -768,7 +790,7 @@ impl Stream {
                 | MetricKind::CachedTokens
                 | MetricKind::CacheCreationTokens
                 | MetricKind::ReasoningTokens => kind.token_field().and_then(|f| f.value(rec)),
-                MetricKind::Requests => Some(1),
+                MetricKind::Requests => (!closed).then_some(1),
                 MetricKind::EstimatedRequests => rec.estimated.then_some(1),
                 MetricKind::TimeToFirstByte => timings.time_to_first_byte().map(ns_to_ms),
                 MetricKind::TimeToFirstToken => timings.time_to_first_token().map(ns_to_ms),
@@ -995,6 +1017,7 @@ impl HttpContext for Stream {
             if let Some(t) = self.tracker.as_mut() {
                 t.response_body(&chunk, || clock(shared));
             }
+            self.report_closed();
         }
         if end_of_stream {
             self.finish(true);

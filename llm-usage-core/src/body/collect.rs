@@ -27,6 +27,25 @@ pub(super) struct Collect {
     pub(super) inner: Option<Box<Inner>>,
     /// A tokenizer fed the same text as `staged.text` (see `tokens`).
     pub(super) counter: Option<Box<dyn TokenCounter>>,
+    /// Several records per body (realtime sessions): the end marks that close one. An
+    /// event that sets one of them closes the record (see [`Records`]).
+    pub(super) split: u8,
+    /// Closed records not taken yet.
+    pub(super) records: Records,
+}
+
+/// Most closed records a body holds until they are taken: a frontend takes them after
+/// each chunk, so only a chunk holding more than this many closing events loses some
+/// (counted in [`Records::dropped`]); memory stays bounded whatever the input.
+pub const MAX_PENDING_RECORDS: usize = 32;
+
+/// The records a realtime body closed (one per `response.done`), until they are taken.
+#[derive(Debug, Default)]
+pub(crate) struct Records {
+    /// The committed values of each closed record, oldest first.
+    pub(crate) pending: Vec<Values>,
+    /// Closed records lost because [`MAX_PENDING_RECORDS`] were waiting.
+    pub(crate) dropped: u64,
 }
 
 struct InnerSink<'a> {
@@ -70,9 +89,29 @@ impl Collect {
             }
             self.staged.close_lists();
             self.committed.merge(&self.staged);
+            let closes = self.staged.end & self.split != 0;
             self.staged.clear();
             self.dirty = false;
+            if closes {
+                self.close_record();
+            }
         }
+    }
+
+    /// Moves the committed figures to a closed record; what describes the session (the
+    /// model, the service tier) stays for the next one.
+    fn close_record(&mut self) {
+        let records = &mut self.records;
+        if records.pending.len() < MAX_PENDING_RECORDS {
+            records.pending.push(self.committed);
+        } else {
+            records.dropped += 1;
+        }
+        let model = self.committed.response_model;
+        let tier = self.committed.service_tier;
+        self.committed.clear();
+        self.committed.response_model = model;
+        self.committed.service_tier = tier;
     }
 
     pub(super) fn discard(&mut self) {

@@ -8,6 +8,8 @@
 mod collect;
 mod held;
 
+pub(crate) use self::collect::Records;
+pub use self::collect::MAX_PENDING_RECORDS;
 use self::collect::{Collect, Inner};
 use self::held::{walk_off, Core, EventBuf};
 #[cfg(test)]
@@ -18,6 +20,7 @@ use crate::dialect::Target;
 use crate::framing::eventstream::EventStream;
 use crate::framing::ndjson::Ndjson;
 use crate::framing::sse::Sse;
+use crate::framing::websocket::{self, Compression, WebSocket};
 use crate::framing::EventSink;
 pub use crate::framing::FramingKind;
 use crate::index::Index;
@@ -26,13 +29,14 @@ use crate::tokens::TokenCounter;
 use crate::values::Values;
 use crate::work::Work;
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Framing {
     Auto,
     Json,
     Sse(Sse),
     Ndjson(Ndjson),
     EventStream(EventStream),
+    WebSocket(Box<WebSocket>),
 }
 
 /// Compressed bytes decoded between two checks of the inspection limit.
@@ -75,6 +79,8 @@ impl Body {
                     commit_on_document_end: false,
                     inner: None,
                     counter,
+                    split: 0,
+                    records: Records::default(),
                 },
                 docs_at_event_start: 0,
                 held: EventBuf::default(),
@@ -126,6 +132,9 @@ impl Body {
         c.events = 0;
         c.content_events = 0;
         c.commit_on_document_end = false;
+        c.split = 0;
+        c.records.pending.clear();
+        c.records.dropped = 0;
         if let Some(counter) = &mut c.counter {
             counter.reset();
         }
@@ -155,6 +164,10 @@ impl Body {
             FramingKind::Sse => Framing::Sse(Sse::default()),
             FramingKind::Ndjson => Framing::Ndjson(Ndjson::default()),
             FramingKind::EventStream => Framing::EventStream(EventStream::default()),
+            FramingKind::WebSocket => Framing::WebSocket(Box::new(WebSocket::new(
+                Compression::None,
+                websocket::MAX_MESSAGE,
+            ))),
         };
         self.core.collect.commit_on_document_end = matches!(self.framing, Framing::Json);
         // In a framed stream each event holds exactly one document.
@@ -174,6 +187,16 @@ impl Body {
             replay.clear();
         }
         core.next_event();
+    }
+
+    /// Reads the rest of the body as WebSocket frames whose messages are compressed as
+    /// negotiated (an upgraded connection).
+    pub(crate) fn set_websocket(&mut self, compression: Compression) {
+        self.set_framing(FramingKind::WebSocket);
+        self.framing = Framing::WebSocket(Box::new(WebSocket::new(
+            compression,
+            websocket::MAX_MESSAGE,
+        )));
     }
 
     /// Sets the `Content-Encoding`.
@@ -257,7 +280,24 @@ impl Body {
             Framing::Sse(f) => f.feed(bytes, core),
             Framing::Ndjson(f) => f.feed(bytes, core),
             Framing::EventStream(f) => f.feed(bytes, core),
+            Framing::WebSocket(f) => f.feed(bytes, core),
         }
+    }
+
+    /// Closes a record at each complete event that sets one of these end marks
+    /// (0: one record per body).
+    pub(crate) fn split_records(&mut self, marks: u8) {
+        self.core.collect.split = marks;
+    }
+
+    /// The records closed so far and not taken yet.
+    pub(crate) fn records(&self) -> &Records {
+        &self.core.collect.records
+    }
+
+    /// The records closed so far and not taken yet, to take them.
+    pub(crate) fn records_mut(&mut self) -> &mut Records {
+        &mut self.core.collect.records
     }
 
     /// Values of complete events so far.
@@ -320,7 +360,10 @@ impl Body {
     /// array of documents such as Gemini's streamed array) rather than one document.
     pub(crate) fn streamed(&self) -> bool {
         match self.framing {
-            Framing::Sse(_) | Framing::Ndjson(_) | Framing::EventStream(_) => true,
+            Framing::Sse(_)
+            | Framing::Ndjson(_)
+            | Framing::EventStream(_)
+            | Framing::WebSocket(_) => true,
             Framing::Json => self.core.scanner.saw_root_array(),
             Framing::Auto => false,
         }
@@ -353,6 +396,8 @@ impl Body {
             Framing::Sse(f) => f.clean(),
             Framing::Ndjson(f) => f.clean(),
             Framing::EventStream(f) => f.clean() && !f.broken(),
+            // A skipped message may have been one that mattered.
+            Framing::WebSocket(f) => f.clean() && f.skipped() == 0,
         }
     }
 }

@@ -1,0 +1,147 @@
+//! Realtime sessions (`testdata/realtime`) through the real `.wasm` filter.
+//!
+//! Envoy passes an upgraded connection through the HTTP filter chain: "both the upgrade
+//! headers, any request and response body, and HTTP data payload will pass through the
+//! default HTTP filter chain" (Envoy docs, intro/arch_overview/http/upgrades). So after the
+//! `101` response headers, the client's WebSocket frames reach the filter as request body
+//! data (`decodeData`) and the server's as response body data (`encodeData`), interleaved
+//! as they arrive, which is what these tests deliver. The filter counts each response the
+//! session closes (`Exchange::take_records`) as it completes, and the session once.
+
+mod common;
+
+use common::{asm_stats, sleep_vm};
+use llm_usage_wasm_host::Action;
+use serde_json::Value;
+use std::path::PathBuf;
+
+struct Session {
+    name: String,
+    case: Value,
+    client: Vec<u8>,
+    server: Vec<u8>,
+}
+
+fn sessions() -> Vec<Session> {
+    let dir: PathBuf = common::workspace().join("testdata/realtime");
+    let mut dirs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("case.json").exists())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 5);
+    dirs.iter()
+        .map(|d| Session {
+            name: d.file_name().unwrap().to_string_lossy().into_owned(),
+            case: serde_json::from_slice(&std::fs::read(d.join("case.json")).unwrap()).unwrap(),
+            client: std::fs::read(d.join("client.bin")).unwrap(),
+            server: std::fs::read(d.join("server.bin")).unwrap(),
+        })
+        .collect()
+}
+
+fn pairs(v: &Value) -> Vec<(String, String)> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let k = if k == "host" {
+                ":authority"
+            } else {
+                k.as_str()
+            };
+            (k.to_owned(), v.as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+/// The sum of a counter's series in the Prometheus text.
+fn sum(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Plays a session in chunks of `chunk` bytes, a client chunk then a server chunk;
+/// returns the Prometheus text.
+fn play(s: &Session, chunk: usize) -> String {
+    let mut vm = sleep_vm("");
+    let id = vm.new_stream();
+    let mut req = vec![
+        (":method".to_owned(), "GET".to_owned()),
+        (
+            ":path".to_owned(),
+            s.case["path"].as_str().unwrap().to_owned(),
+        ),
+    ];
+    req.extend(pairs(&s.case["request_headers"]));
+    let req: Vec<(&str, &str)> = req.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut actions = vec![vm.request_headers(id, &req, false).unwrap()];
+    let mut resp = vec![(":status".to_owned(), "101".to_owned())];
+    resp.extend(pairs(&s.case["response_headers"]));
+    let resp: Vec<(&str, &str)> = resp.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    actions.push(vm.response_headers(id, &resp, false).unwrap());
+    let (mut c, mut r) = (s.client.chunks(chunk), s.server.chunks(chunk));
+    loop {
+        let (a, b) = (c.next(), r.next());
+        if a.is_none() && b.is_none() {
+            break;
+        }
+        if let Some(a) = a {
+            actions.push(vm.request_body(id, a, false).unwrap());
+        }
+        if let Some(b) = b {
+            actions.push(vm.response_body(id, b, false).unwrap());
+        }
+    }
+    actions.push(vm.request_body(id, b"", true).unwrap());
+    actions.push(vm.response_body(id, b"", true).unwrap());
+    vm.complete(id).unwrap();
+    assert!(
+        actions.iter().all(|a| *a == Action::Continue),
+        "{}: {actions:?}",
+        s.name
+    );
+    // A proxy passes the frames through unchanged, both ways.
+    let st = vm.stream(id).unwrap();
+    assert_eq!(st.forwarded_request, s.client, "{}", s.name);
+    assert_eq!(st.forwarded_response, s.server, "{}", s.name);
+    vm.prometheus(&asm_stats())
+}
+
+#[test]
+fn each_response_of_a_session_is_counted_once() {
+    for s in sessions() {
+        let records = s.case["expect_records"].as_array().unwrap();
+        let want = |k: &str| -> u64 { records.iter().filter_map(|r| r[k].as_u64()).sum() };
+        for chunk in [usize::MAX, 1, 7, 100] {
+            let text = play(&s, chunk);
+            let ctx = format!("{} in chunks of {chunk}", s.name);
+            assert_eq!(
+                sum(&text, "asm_llm_proxy_prompt_tokens"),
+                want("input_tokens"),
+                "{ctx}\n{text}"
+            );
+            assert_eq!(
+                sum(&text, "asm_llm_proxy_completion_tokens"),
+                want("output_tokens"),
+                "{ctx}\n{text}"
+            );
+            assert_eq!(
+                sum(&text, "asm_llm_proxy_cached_tokens"),
+                want("cached_input_tokens"),
+                "{ctx}\n{text}"
+            );
+            // The session is one request, whatever its responses (when it is LLM
+            // traffic at all: the unreadable session never names a model).
+            let sessions = u64::from(s.case["expect_rest"]["model"].is_string());
+            assert_eq!(
+                sum(&text, "asm_llm_proxy_requests"),
+                sessions,
+                "{ctx}\n{text}"
+            );
+        }
+    }
+}
