@@ -16,6 +16,8 @@ fn example_table() -> String {
 }
 
 /// The record the fixture's `expect` describes (the figures the cost depends on).
+/// (Field by field: `UsageRecord` is `#[non_exhaustive]`.)
+#[allow(clippy::field_reassign_with_default)]
 fn expected_record(expect: &serde_json::Value) -> UsageRecord {
     let n = |k: &str| expect[k].as_u64();
     let mut r = UsageRecord::default();
