@@ -101,40 +101,6 @@ pub fn wasm_path() -> &'static Path {
     })
 }
 
-/// The path of the release probe module (`llm-usage-wasm/host/probe`: a token budget in
-/// shared data with CAS, answered with local replies), built once per test binary.
-pub fn probe_wasm_path() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        if let Err(msg) = wasm_target_installed() {
-            panic!("{msg}");
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let target = target_dir();
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "llm-usage-wasm-host-probe",
-                "--target",
-                "wasm32-wasip1",
-            ])
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(workspace())
-            .output()
-            .expect("cannot run cargo to build the probe");
-        assert!(
-            out.status.success(),
-            "building the probe failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let p = target.join("wasm32-wasip1/release/llm_usage_wasm_host_probe.wasm");
-        assert!(p.is_file(), "the build did not produce {}", p.display());
-        p
-    })
-}
-
 /// The compiled filter (compiled once per test binary).
 pub fn host() -> &'static Host {
     static HOST: OnceLock<Host> = OnceLock::new();
