@@ -122,6 +122,18 @@ pub enum MetricKind {
     CacheCreationTokens,
     /// Counter of reasoning tokens.
     ReasoningTokens,
+    /// Counter of the audio part of input tokens.
+    InputAudioTokens,
+    /// Counter of the image part of input tokens.
+    InputImageTokens,
+    /// Counter of the audio part of output tokens.
+    OutputAudioTokens,
+    /// Counter of the image part of output tokens.
+    OutputImageTokens,
+    /// Counter of the 5-minute part of cache-write input tokens.
+    CacheCreation5mTokens,
+    /// Counter of the 1-hour part of cache-write input tokens.
+    CacheCreation1hTokens,
     /// Counter of LLM requests.
     Requests,
     /// Counter of LLM requests whose record holds an estimated token figure (the share
@@ -149,19 +161,23 @@ pub enum MetricKind {
     BudgetStoreErrors,
     /// Counter of server-side web search requests.
     WebSearchRequests,
-    /// Counter of server-side web fetch requests.
-    WebFetchRequests,
 }
 
 impl MetricKind {
     /// Every kind, in config order.
-    pub const ALL: [MetricKind; 20] = [
+    pub const ALL: [MetricKind; 25] = [
         MetricKind::PromptTokens,
         MetricKind::CompletionTokens,
         MetricKind::TotalTokens,
         MetricKind::CachedTokens,
         MetricKind::CacheCreationTokens,
         MetricKind::ReasoningTokens,
+        MetricKind::InputAudioTokens,
+        MetricKind::InputImageTokens,
+        MetricKind::OutputAudioTokens,
+        MetricKind::OutputImageTokens,
+        MetricKind::CacheCreation5mTokens,
+        MetricKind::CacheCreation1hTokens,
         MetricKind::Requests,
         MetricKind::EstimatedRequests,
         MetricKind::TokenUsage,
@@ -175,7 +191,6 @@ impl MetricKind {
         MetricKind::BudgetRejected,
         MetricKind::BudgetStoreErrors,
         MetricKind::WebSearchRequests,
-        MetricKind::WebFetchRequests,
     ];
 
     /// The key of this kind in the `metrics` config object.
@@ -187,6 +202,12 @@ impl MetricKind {
             MetricKind::CachedTokens => "cached_tokens",
             MetricKind::CacheCreationTokens => "cache_creation_tokens",
             MetricKind::ReasoningTokens => "reasoning_tokens",
+            MetricKind::InputAudioTokens => "input_audio_tokens",
+            MetricKind::InputImageTokens => "input_image_tokens",
+            MetricKind::OutputAudioTokens => "output_audio_tokens",
+            MetricKind::OutputImageTokens => "output_image_tokens",
+            MetricKind::CacheCreation5mTokens => "cache_creation_5m_tokens",
+            MetricKind::CacheCreation1hTokens => "cache_creation_1h_tokens",
             MetricKind::Requests => "requests",
             MetricKind::EstimatedRequests => "estimated_requests",
             MetricKind::TokenUsage => "token_usage",
@@ -200,7 +221,6 @@ impl MetricKind {
             MetricKind::BudgetRejected => "budget_rejected",
             MetricKind::BudgetStoreErrors => "budget_store_errors",
             MetricKind::WebSearchRequests => "web_search_requests",
-            MetricKind::WebFetchRequests => "web_fetch_requests",
         }
     }
 
@@ -249,7 +269,6 @@ impl MetricKind {
             MetricKind::BudgetRejected => Metric::BudgetRejected,
             MetricKind::BudgetStoreErrors => Metric::BudgetStoreErrors,
             MetricKind::WebSearchRequests => Metric::WebSearchRequests,
-            MetricKind::WebFetchRequests => Metric::WebFetchRequests,
             _ => return None,
         })
     }
@@ -919,6 +938,19 @@ mod tests {
             c.metrics[&MetricKind::InjectSkipped],
             "llm_usage_inject_skipped"
         );
+    }
+
+    #[test]
+    fn every_token_figure_has_a_metric_kind() {
+        for f in &TOKEN_FIELDS {
+            let kind = MetricKind::from_key(f.metric_key).expect(f.metric_key);
+            assert!(std::ptr::eq(kind.token_field().unwrap(), f));
+            // `asm` counts each figure under ASM's name; `otel` has no per-figure counter.
+            assert_eq!(kind.default_name(Profile::Asm), f.asm_counter);
+            assert_eq!(kind.default_name(Profile::Otel), None);
+        }
+        let c = Config::parse(br#"{"metrics": {"input_audio_tokens": "audio_in"}}"#).unwrap();
+        assert_eq!(c.metrics[&MetricKind::InputAudioTokens], "audio_in");
     }
 
     #[test]

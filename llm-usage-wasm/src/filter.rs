@@ -438,6 +438,14 @@ impl Stream {
             for f in &TOKEN_FIELDS {
                 self.put_num(f.state_key, f.value(&rec));
             }
+            self.put_num("web_search_requests", rec.web_search_requests);
+            self.put_num("web_fetch_requests", rec.web_fetch_requests);
+            if let Some(t) = &rec.service_tier {
+                self.put("service_tier", t.as_bytes());
+            }
+            if let Some(o) = rec.operation {
+                self.put("operation", o.as_str().as_bytes());
+            }
             self.put("complete", if rec.complete { b"true" } else { b"false" });
             self.put("estimated", if rec.estimated { b"true" } else { b"false" });
             self.price(&rec);
@@ -544,7 +552,7 @@ impl Stream {
         let mut s = shared.borrow_mut();
         s.note_once(
             "budget store",
-            "llm-usage: the token budget store (proxy-wasm shared data) failed; requests pass (fail open) and their charges are lost; further failures are not logged",
+            "llm-usage: token budget store (shared data) failed: fail open, charges lost (logged once)",
         );
         if let Some(name) = s
             .config
@@ -915,12 +923,21 @@ impl Stream {
             .collect();
         for (kind, name) in metrics {
             let value = match kind {
+                // Per-figure token counters (`asm`): one row of the shared token table.
                 MetricKind::PromptTokens
                 | MetricKind::CompletionTokens
                 | MetricKind::TotalTokens
                 | MetricKind::CachedTokens
                 | MetricKind::CacheCreationTokens
-                | MetricKind::ReasoningTokens => kind.token_field().and_then(|f| f.value(rec)),
+                | MetricKind::ReasoningTokens
+                | MetricKind::InputAudioTokens
+                | MetricKind::InputImageTokens
+                | MetricKind::OutputAudioTokens
+                | MetricKind::OutputImageTokens
+                | MetricKind::CacheCreation5mTokens
+                | MetricKind::CacheCreation1hTokens => {
+                    kind.token_field().and_then(|f| f.value(rec))
+                }
                 MetricKind::Requests => Some(1),
                 MetricKind::EstimatedRequests => rec.estimated.then_some(1),
                 MetricKind::TimeToFirstByte => timings.time_to_first_byte().map(ns_to_ms),
@@ -938,7 +955,6 @@ impl Stream {
                     .is_some_and(Pricing::is_miss)
                     .then_some(1),
                 MetricKind::WebSearchRequests => rec.web_search_requests,
-                MetricKind::WebFetchRequests => rec.web_fetch_requests,
                 // Counted per skip, in `emit_skip`; per rejection and store failure, as
                 // they happen.
                 MetricKind::InjectSkipped
@@ -947,14 +963,15 @@ impl Stream {
                 MetricKind::TokenUsage => {
                     let type_tag = s.config.token_type_tag.clone();
                     for f in &TOKEN_FIELDS {
-                        let (Some(token_type), Some(v)) = (f.token_type, f.value(rec)) else {
+                        // The types, and the parts labelled as types of their own
+                        // (`input_audio`, `input_cache_write_1h`, ...): subsets, see README.
+                        let ty = f.token_type.map(|t| t.as_str()).or(f.part_type);
+                        let (Some(ty), Some(v)) = (ty, f.value(rec)) else {
                             continue;
                         };
-                        {
-                            let mut t = tag_refs.clone();
-                            t.insert(0, (type_tag.as_str(), token_type.as_str()));
-                            s.record(stat_name(format, &name, &t), v);
-                        }
+                        let mut t = tag_refs.clone();
+                        t.insert(0, (type_tag.as_str(), ty));
+                        s.record(stat_name(format, &name, &t), v);
                     }
                     continue;
                 }

@@ -141,7 +141,7 @@ pub fn decodes(coding: &str) -> bool {
 
 /// What the filter under test must report for `ex`: its `expect`, or, when the filter
 /// does not decode its response's coding, unknown tokens and the request's model (the
-/// core's rule for an undecodable body).
+/// core's rule for an undecodable body), and the operation, which the path gives.
 pub fn expectation(ex: &mut Exchange) {
     let coding = ex
         .response_headers
@@ -153,5 +153,6 @@ pub fn expectation(ex: &mut Exchange) {
     }
     let request: serde_json::Value =
         serde_json::from_slice(&ex.request_body).unwrap_or(serde_json::Value::Null);
-    ex.expect = Some(serde_json::json!({ "model": request["model"] }));
+    let operation = ex.expect.as_ref().map(|e| e["operation"].clone());
+    ex.expect = Some(serde_json::json!({ "model": request["model"], "operation": operation }));
 }
