@@ -71,13 +71,16 @@ pub(crate) struct ProfileName(pub Profile);
 
 impl<'de> Deserialize<'de> for ProfileName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        checked(d, |p| match p {
-            "asm" => Ok(ProfileName(Profile::Asm)),
-            "otel" => Ok(ProfileName(Profile::Otel)),
+        match checked(d, |p| match p {
+            "asm" => Ok(Word::Profile(Profile::Asm)),
+            "otel" => Ok(Word::Profile(Profile::Otel)),
             _ => Err(format!(
                 "unknown profile {p:?}; expected \"asm\" or \"otel\""
             )),
-        })
+        })? {
+            Word::Profile(p) => Ok(ProfileName(p)),
+            _ => Err(mismatch()),
+        }
     }
 }
 
@@ -86,34 +89,54 @@ pub(crate) struct TagFormatName(pub TagFormat);
 
 impl<'de> Deserialize<'de> for TagFormatName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        checked(d, |t| match t {
-            "pipe" => Ok(TagFormatName(TagFormat::Pipe)),
-            "istio" => Ok(TagFormatName(TagFormat::Istio)),
+        match checked(d, |t| match t {
+            "pipe" => Ok(Word::Format(TagFormat::Pipe)),
+            "istio" => Ok(Word::Format(TagFormat::Istio)),
             _ => Err(format!(
                 "unknown tag format {t:?}; expected \"pipe\" or \"istio\""
             )),
-        })
+        })? {
+            Word::Format(f) => Ok(TagFormatName(f)),
+            _ => Err(mismatch()),
+        }
     }
+}
+
+/// What a string with a vocabulary reads as: one type for every such string, so that
+/// serde_json's string reader is instantiated once for all of them (each visitor type of
+/// its own cost about a kilobyte of the module).
+enum Word {
+    Profile(Profile),
+    Format(TagFormat),
+    Provider(Provider),
+    Tag(String),
+    Source(Source),
+    Metric(MetricKind),
 }
 
 /// A string checked by `check` as it is read. The check runs in the visitor serde_json
 /// calls for the string, so its error gets the string's position (an error returned after
 /// `deserialize` would get the position of the end of the enclosing object).
-fn checked<'de, D: Deserializer<'de>, T>(
+fn checked<'de, D: Deserializer<'de>>(
     d: D,
-    check: fn(&str) -> Result<T, String>,
-) -> Result<T, D::Error> {
-    struct Check<T>(fn(&str) -> Result<T, String>);
-    impl<T> Visitor<'_> for Check<T> {
-        type Value = T;
+    check: fn(&str) -> Result<Word, String>,
+) -> Result<Word, D::Error> {
+    struct Check(fn(&str) -> Result<Word, String>);
+    impl Visitor<'_> for Check {
+        type Value = Word;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a string")
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Word, E> {
             (self.0)(v).map_err(E::custom)
         }
     }
     d.deserialize_str(Check(check))
+}
+
+/// A check that gave another kind of word than its caller reads (no check does).
+fn mismatch<E: de::Error>() -> E {
+    E::custom("a value of another kind")
 }
 
 /// A provider family name (`Provider::from_name`: `openai`, `qwen`, `bedrock`, ...).
@@ -121,15 +144,20 @@ pub(crate) struct ProviderName(pub Provider);
 
 impl<'de> Deserialize<'de> for ProviderName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        checked(d, |name| {
-            Provider::from_name(name).map(ProviderName).ok_or_else(|| {
-                let known: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
-                format!(
-                    "unknown provider {name:?}; expected one of {}",
-                    known.join(", ")
-                )
-            })
-        })
+        match checked(d, |name| {
+            Provider::from_name(name)
+                .map(Word::Provider)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
+                    format!(
+                        "unknown provider {name:?}; expected one of {}",
+                        known.join(", ")
+                    )
+                })
+        })? {
+            Word::Provider(p) => Ok(ProviderName(p)),
+            _ => Err(mismatch()),
+        }
     }
 }
 
@@ -138,13 +166,16 @@ pub(crate) struct Tag(pub String);
 
 impl<'de> Deserialize<'de> for Tag {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        checked(d, |t| {
+        match checked(d, |t| {
             if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                Ok(Tag(t.to_owned()))
+                Ok(Word::Tag(t.to_owned()))
             } else {
                 Err(format!("tag {t:?} must match [A-Za-z0-9_]+"))
             }
-        })
+        })? {
+            Word::Tag(t) => Ok(Tag(t)),
+            _ => Err(mismatch()),
+        }
     }
 }
 
@@ -153,7 +184,10 @@ pub(crate) struct SourceName(pub Source);
 
 impl<'de> Deserialize<'de> for SourceName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        checked(d, |s| Source::parse(s).map(SourceName))
+        match checked(d, |s| Source::parse(s).map(Word::Source))? {
+            Word::Source(s) => Ok(SourceName(s)),
+            _ => Err(mismatch()),
+        }
     }
 }
 
@@ -192,14 +226,17 @@ struct MetricKey(MetricKind);
 
 impl<'de> Deserialize<'de> for MetricKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        checked(d, |key| {
-            MetricKind::from_key(key).map(MetricKey).ok_or_else(|| {
+        match checked(d, |key| {
+            MetricKind::from_key(key).map(Word::Metric).ok_or_else(|| {
                 format!(
                     "unknown key {key:?}; expected one of {}",
                     MetricKind::keys()
                 )
             })
-        })
+        })? {
+            Word::Metric(k) => Ok(MetricKey(k)),
+            _ => Err(mismatch()),
+        }
     }
 }
 
