@@ -41,11 +41,26 @@ pub enum Metric {
     TimePerOutputToken,
     /// Counter of skipped `stream_options.include_usage` injections, by reason.
     InjectSkipped,
+    /// Counter of cost in micro-units of the price table's currency (each exchange's
+    /// exact cost rounded down to a micro-unit; exchanges without a cost add nothing).
+    CostMicros,
+    /// Counter of exchanges whose model has no entry in the price table (no cost).
+    PriceLookupMisses,
+    /// Counter of requests answered locally with `429` by a token budget, by limit name
+    /// ([`Profile::budget_limit_label`]).
+    BudgetRejected,
+    /// Counter of budget store failures (the check allowed the request: fail open).
+    BudgetStoreErrors,
+    /// Counter of server-side web search requests (`web_search_requests`), billed per
+    /// request: a count of its own, not a token type.
+    WebSearchRequests,
+    /// Counter of server-side web fetch requests (`web_fetch_requests`).
+    WebFetchRequests,
 }
 
 impl Metric {
     /// Every metric, in a stable order.
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 15] = [
         Metric::TokenUsage,
         Metric::Tokens,
         Metric::Requests,
@@ -55,6 +70,12 @@ impl Metric {
         Metric::TimeToFirstToken,
         Metric::TimePerOutputToken,
         Metric::InjectSkipped,
+        Metric::CostMicros,
+        Metric::PriceLookupMisses,
+        Metric::BudgetRejected,
+        Metric::BudgetStoreErrors,
+        Metric::WebSearchRequests,
+        Metric::WebFetchRequests,
     ];
 
     /// The name in `profile` (`None`: the profile has no such metric). Counters carry no
@@ -77,6 +98,12 @@ impl Metric {
                 Metric::TimeToFirstToken => Some("asm_llm_proxy_time_to_first_token_ms"),
                 Metric::TimePerOutputToken => Some("asm_llm_proxy_time_per_output_token_ms"),
                 Metric::InjectSkipped => Some("asm_llm_proxy_inject_skipped"),
+                Metric::CostMicros => Some("asm_llm_proxy_cost_micros"),
+                Metric::PriceLookupMisses => Some("asm_llm_proxy_price_lookup_misses"),
+                Metric::BudgetRejected => Some("asm_llm_proxy_budget_rejected_requests"),
+                Metric::BudgetStoreErrors => Some("asm_llm_proxy_budget_store_errors"),
+                Metric::WebSearchRequests => Some("asm_llm_proxy_web_search_requests"),
+                Metric::WebFetchRequests => Some("asm_llm_proxy_web_fetch_requests"),
             },
             Profile::Otel => Some(match self {
                 Metric::TokenUsage => "gen_ai_client_token_usage",
@@ -88,6 +115,12 @@ impl Metric {
                 Metric::TimeToFirstToken => "gen_ai_server_time_to_first_token",
                 Metric::TimePerOutputToken => "gen_ai_server_time_per_output_token",
                 Metric::InjectSkipped => "llm_usage_inject_skipped",
+                Metric::CostMicros => "llm_usage_cost_micros",
+                Metric::PriceLookupMisses => "llm_usage_price_lookup_misses",
+                Metric::BudgetRejected => "llm_usage_budget_rejected_requests",
+                Metric::BudgetStoreErrors => "llm_usage_budget_store_errors",
+                Metric::WebSearchRequests => "llm_usage_web_search_requests",
+                Metric::WebFetchRequests => "llm_usage_web_fetch_requests",
             }),
         }
     }
@@ -128,6 +161,14 @@ impl Metric {
             Metric::TimeToFirstToken => "Time to the first complete response event.",
             Metric::TimePerOutputToken => "Time per output token after the first (streams).",
             Metric::InjectSkipped => "stream_options.include_usage injections skipped, by reason.",
+            Metric::CostMicros => {
+                "Cost of LLM exchanges, in micro-units of the price table's currency."
+            }
+            Metric::PriceLookupMisses => "LLM exchanges whose model has no price (no cost).",
+            Metric::BudgetRejected => "Requests answered 429 by a token budget, by limit.",
+            Metric::BudgetStoreErrors => "Budget store failures (requests allowed: fail open).",
+            Metric::WebSearchRequests => "Server-side web search requests of LLM exchanges.",
+            Metric::WebFetchRequests => "Server-side web fetch requests of LLM exchanges.",
         }
     }
 }
@@ -226,6 +267,14 @@ impl Profile {
         match self {
             Profile::Asm => "llmproxy_inject_skip_reason",
             Profile::Otel => "inject_skip_reason",
+        }
+    }
+
+    /// The label carrying the limit's `name` on the budget-rejection counter.
+    pub const fn budget_limit_label(self) -> &'static str {
+        match self {
+            Profile::Asm => "llmproxy_budget_limit",
+            Profile::Otel => "budget_limit",
         }
     }
 

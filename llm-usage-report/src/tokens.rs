@@ -91,6 +91,12 @@ pub struct TokenField {
     /// Its `gen_ai.token.modality` (`text`, `image`, `audio`), when the figure counts one
     /// modality; `None` for a figure over all of them (reported as `unknown`).
     pub modality: Option<&'static str>,
+    /// For a part of another figure that is not an OpenTelemetry token type (audio and
+    /// image parts of input and output, the 5-minute / 1-hour parts of cache writes): the
+    /// token-type label value a sink that labels parts by type gives it (the filter's
+    /// per-exchange histogram). Such a series is a subset of its parent's: a sum over
+    /// token types double-counts; sum `input` and `output` only.
+    pub part_type: Option<&'static str>,
     get: fn(&UsageRecord) -> Option<u64>,
 }
 
@@ -114,7 +120,7 @@ impl TokenField {
 ///     .collect();
 /// assert_eq!(known, [("request_prompt_tokens", 12)]);
 /// ```
-pub static TOKEN_FIELDS: [TokenField; 6] = [
+pub static TOKEN_FIELDS: [TokenField; 12] = [
     TokenField {
         field: "input_tokens",
         token_type: Some(TokenType::Input),
@@ -124,6 +130,7 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         otel_counter: Some("gen_ai_client_inference_usage_input_tokens"),
         span_attribute: Some("gen_ai.usage.input_tokens"),
         modality: None,
+        part_type: None,
         get: |r| r.input_tokens,
     },
     TokenField {
@@ -135,6 +142,7 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         otel_counter: Some("gen_ai_client_inference_usage_output_tokens"),
         span_attribute: Some("gen_ai.usage.output_tokens"),
         modality: None,
+        part_type: None,
         get: |r| r.output_tokens,
     },
     TokenField {
@@ -146,6 +154,7 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         otel_counter: None,
         span_attribute: None,
         modality: None,
+        part_type: None,
         get: |r| r.total_tokens,
     },
     TokenField {
@@ -157,6 +166,7 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         otel_counter: Some("gen_ai_client_inference_usage_cache_read_input_tokens"),
         span_attribute: Some("gen_ai.usage.cache_read.input_tokens"),
         modality: None,
+        part_type: None,
         get: |r| r.cached_input_tokens,
     },
     TokenField {
@@ -168,6 +178,7 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         otel_counter: Some("gen_ai_client_inference_usage_cache_write_input_tokens"),
         span_attribute: Some("gen_ai.usage.cache_write.input_tokens"),
         modality: None,
+        part_type: None,
         get: |r| r.cache_creation_input_tokens,
     },
     TokenField {
@@ -179,7 +190,98 @@ pub static TOKEN_FIELDS: [TokenField; 6] = [
         otel_counter: Some("gen_ai_client_inference_usage_reasoning_output_tokens"),
         span_attribute: Some("gen_ai.usage.reasoning.output_tokens"),
         modality: None,
+        part_type: None,
         get: |r| r.reasoning_tokens,
+    },
+    // The audio part of `input_tokens`. Not an OpenTelemetry token type: no type of its own, no usage counter
+    // or span attribute (its parent's carry it); the filter state and the `asm` counter
+    // use the record's name.
+    TokenField {
+        field: "input_audio_tokens",
+        token_type: None,
+        state_key: "input_audio_tokens",
+        metric_key: "input_audio_tokens",
+        asm_counter: Some("asm_llm_proxy_input_audio_tokens"),
+        otel_counter: None,
+        span_attribute: None,
+        modality: Some("audio"),
+        part_type: Some("input_audio"),
+        get: |r| r.input_audio_tokens,
+    },
+    // The image part of `input_tokens`. Not an OpenTelemetry token type: no type of its own, no usage counter
+    // or span attribute (its parent's carry it); the filter state and the `asm` counter
+    // use the record's name.
+    TokenField {
+        field: "input_image_tokens",
+        token_type: None,
+        state_key: "input_image_tokens",
+        metric_key: "input_image_tokens",
+        asm_counter: Some("asm_llm_proxy_input_image_tokens"),
+        otel_counter: None,
+        span_attribute: None,
+        modality: Some("image"),
+        part_type: Some("input_image"),
+        get: |r| r.input_image_tokens,
+    },
+    // The audio part of `output_tokens`. Not an OpenTelemetry token type: no type of its own, no usage counter
+    // or span attribute (its parent's carry it); the filter state and the `asm` counter
+    // use the record's name.
+    TokenField {
+        field: "output_audio_tokens",
+        token_type: None,
+        state_key: "output_audio_tokens",
+        metric_key: "output_audio_tokens",
+        asm_counter: Some("asm_llm_proxy_output_audio_tokens"),
+        otel_counter: None,
+        span_attribute: None,
+        modality: Some("audio"),
+        part_type: Some("output_audio"),
+        get: |r| r.output_audio_tokens,
+    },
+    // The image part of `output_tokens`. Not an OpenTelemetry token type: no type of its own, no usage counter
+    // or span attribute (its parent's carry it); the filter state and the `asm` counter
+    // use the record's name.
+    TokenField {
+        field: "output_image_tokens",
+        token_type: None,
+        state_key: "output_image_tokens",
+        metric_key: "output_image_tokens",
+        asm_counter: Some("asm_llm_proxy_output_image_tokens"),
+        otel_counter: None,
+        span_attribute: None,
+        modality: Some("image"),
+        part_type: Some("output_image"),
+        get: |r| r.output_image_tokens,
+    },
+    // The 5-minute part of `cache_creation_input_tokens`. Not an OpenTelemetry token type: no type of its own, no usage counter
+    // or span attribute (its parent's carry it); the filter state and the `asm` counter
+    // use the record's name.
+    TokenField {
+        field: "cache_creation_5m_input_tokens",
+        token_type: None,
+        state_key: "cache_creation_5m_input_tokens",
+        metric_key: "cache_creation_5m_tokens",
+        asm_counter: Some("asm_llm_proxy_cache_creation_5m_tokens"),
+        otel_counter: None,
+        span_attribute: None,
+        modality: None,
+        part_type: Some("input_cache_write_5m"),
+        get: |r| r.cache_creation_5m_input_tokens,
+    },
+    // The 1-hour part of `cache_creation_input_tokens`. Not an OpenTelemetry token type: no type of its own, no usage counter
+    // or span attribute (its parent's carry it); the filter state and the `asm` counter
+    // use the record's name.
+    TokenField {
+        field: "cache_creation_1h_input_tokens",
+        token_type: None,
+        state_key: "cache_creation_1h_input_tokens",
+        metric_key: "cache_creation_1h_tokens",
+        asm_counter: Some("asm_llm_proxy_cache_creation_1h_tokens"),
+        otel_counter: None,
+        span_attribute: None,
+        modality: None,
+        part_type: Some("input_cache_write_1h"),
+        get: |r| r.cache_creation_1h_input_tokens,
     },
 ];
 
@@ -198,8 +300,23 @@ mod tests {
         r.cached_input_tokens = Some(4);
         r.cache_creation_input_tokens = Some(5);
         r.reasoning_tokens = Some(6);
+        r.input_audio_tokens = Some(7);
+        r.input_image_tokens = Some(8);
+        r.output_audio_tokens = Some(9);
+        r.output_image_tokens = Some(10);
+        r.cache_creation_5m_input_tokens = Some(11);
+        r.cache_creation_1h_input_tokens = Some(12);
         let values: Vec<_> = TOKEN_FIELDS.iter().map(|f| f.value(&r)).collect();
-        assert_eq!(values, [1, 2, 3, 4, 5, 6].map(Some));
+        assert_eq!(values, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12].map(Some));
+        // Keys and counter names are unique.
+        for (i, f) in TOKEN_FIELDS.iter().enumerate() {
+            for g in &TOKEN_FIELDS[i + 1..] {
+                assert!(f.state_key != g.state_key && f.metric_key != g.metric_key);
+                assert!(f.asm_counter.is_none() || f.asm_counter != g.asm_counter);
+            }
+            // A part has no type of its own (it would double-count in a sum by type).
+            assert!(f.part_type.is_none() || f.token_type.is_none());
+        }
         for t in TokenType::ALL {
             assert_eq!(t.field().token_type, Some(t));
         }

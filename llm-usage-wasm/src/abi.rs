@@ -22,6 +22,8 @@ pub enum Status {
     InvalidMemoryAccess,
     /// 7: nothing there.
     Empty,
+    /// 8: a shared-data write whose CAS stamp is stale.
+    CasMismatch,
     /// 10: the host failed internally.
     InternalFailure,
     /// 12: the host does not implement the call.
@@ -39,6 +41,7 @@ impl Status {
             2 => Status::BadArgument,
             6 => Status::InvalidMemoryAccess,
             7 => Status::Empty,
+            8 => Status::CasMismatch,
             10 => Status::InternalFailure,
             12 => Status::Unimplemented,
             other => Status::Other(other),
@@ -132,6 +135,31 @@ mod imports {
         ) -> u32;
         pub fn proxy_increment_metric(metric_id: u32, offset: i64) -> u32;
         pub fn proxy_record_metric(metric_id: u32, value: u64) -> u32;
+        pub fn proxy_get_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            return_value_data: *mut *mut u8,
+            return_value_size: *mut usize,
+            return_cas: *mut u32,
+        ) -> u32;
+        pub fn proxy_set_shared_data(
+            key_data: *const u8,
+            key_size: usize,
+            value_data: *const u8,
+            value_size: usize,
+            cas: u32,
+        ) -> u32;
+        #[allow(clippy::too_many_arguments)]
+        pub fn proxy_send_local_response(
+            status_code: u32,
+            status_code_details_data: *const u8,
+            status_code_details_size: usize,
+            body_data: *const u8,
+            body_size: usize,
+            headers_data: *const u8,
+            headers_size: usize,
+            grpc_status: i32,
+        ) -> u32;
     }
 }
 
@@ -324,6 +352,88 @@ pub fn record_metric(id: u32, value: u64) -> Result<(), Status> {
     }
 }
 
+/// Reads a shared-data value and its CAS stamp (`Err(NotFound)`: never written).
+pub fn get_shared_data(key: &[u8]) -> Result<(Vec<u8>, u32), Status> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let mut ptr: *mut u8 = core::ptr::null_mut();
+        let mut len: usize = 0;
+        let mut cas: u32 = 0;
+        // SAFETY: the key is live and only read; `ptr`, `len` and `cas` are live locals the
+        // host writes.
+        let code = unsafe {
+            imports::proxy_get_shared_data(key.as_ptr(), key.len(), &mut ptr, &mut len, &mut cas)
+        };
+        Status::from_code(code).map(|()| (take_host_buffer(ptr, len), cas))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = key;
+        Err(Status::Unimplemented)
+    }
+}
+
+/// Writes a shared-data value if its stamp is still `cas` (0: unconditionally);
+/// `Err(CasMismatch)` when another VM wrote in between.
+pub fn set_shared_data(key: &[u8], value: &[u8], cas: u32) -> Result<(), Status> {
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: key and value are live for the call and only read by the host.
+    return Status::from_code(unsafe {
+        imports::proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (key, value, cas);
+        Err(Status::Unimplemented)
+    }
+}
+
+/// Answers the stream locally with `status`, `headers` and `body` (Envoy sends it after
+/// the callback returns; the request goes no further).
+pub fn send_local_response(
+    status: u16,
+    details: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(), Status> {
+    let h = serialize_pairs(headers);
+    #[cfg(target_arch = "wasm32")]
+    // SAFETY: every pointer and length describes a live buffer the host only reads.
+    return Status::from_code(unsafe {
+        imports::proxy_send_local_response(
+            u32::from(status),
+            details.as_ptr(),
+            details.len(),
+            body.as_ptr(),
+            body.len(),
+            h.as_ptr(),
+            h.len(),
+            -1,
+        )
+    });
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let _ = (status, details, h, body);
+        Err(Status::Unimplemented)
+    }
+}
+
+/// Serializes a header map (spec "Serialization", the inverse of [`parse_pairs`]).
+pub fn serialize_pairs(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
+    for (k, v) in pairs {
+        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
 /// Parses a serialized header map (spec "Serialization"): a u32 LE count, then a (u32 LE
 /// key length, u32 LE value length) pair per entry, then each key and value followed by a
 /// NUL byte. Returns `None` for a malformed map; an empty buffer is an empty map.
@@ -358,20 +468,7 @@ pub fn parse_pairs(buf: &[u8]) -> Option<Vec<(&[u8], &[u8])>> {
 mod tests {
     use super::*;
 
-    fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
-        let mut out = (pairs.len() as u32).to_le_bytes().to_vec();
-        for (k, v) in pairs {
-            out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        }
-        for (k, v) in pairs {
-            out.extend_from_slice(k.as_bytes());
-            out.push(0);
-            out.extend_from_slice(v.as_bytes());
-            out.push(0);
-        }
-        out
-    }
+    use super::serialize_pairs as serialize;
 
     #[test]
     fn pairs_round_trip() {

@@ -12,7 +12,9 @@ use llm_usage_report::names::{Dimension as Shared, Metric};
 use llm_usage_report::select::RecordLabel;
 use llm_usage_report::tokens::{TokenField, TOKEN_FIELDS};
 
-use crate::json::{self, Json};
+use llm_usage_cost::{Budgets, PriceTable};
+
+use crate::raw::{self, RawConfig, RawDimension};
 
 /// Which names and dimensions the metrics use by default: the shared tables of
 /// `llm_usage_report::names` (ASM or OpenTelemetry GenAI names).
@@ -51,7 +53,8 @@ pub enum Source {
 }
 
 impl Source {
-    fn parse(s: &str) -> Result<Source, String> {
+    /// Reads a dimension source as the configuration writes it.
+    pub(crate) fn parse(s: &str) -> Result<Source, String> {
         Ok(match s {
             "source_workload" => Source::SourceWorkload,
             "source_workload_namespace" => Source::SourceWorkloadNamespace,
@@ -119,6 +122,18 @@ pub enum MetricKind {
     CacheCreationTokens,
     /// Counter of reasoning tokens.
     ReasoningTokens,
+    /// Counter of the audio part of input tokens.
+    InputAudioTokens,
+    /// Counter of the image part of input tokens.
+    InputImageTokens,
+    /// Counter of the audio part of output tokens.
+    OutputAudioTokens,
+    /// Counter of the image part of output tokens.
+    OutputImageTokens,
+    /// Counter of the 5-minute part of cache-write input tokens.
+    CacheCreation5mTokens,
+    /// Counter of the 1-hour part of cache-write input tokens.
+    CacheCreation1hTokens,
     /// Counter of LLM requests.
     Requests,
     /// Counter of LLM requests whose record holds an estimated token figure (the share
@@ -136,17 +151,33 @@ pub enum MetricKind {
     RequestDuration,
     /// Counter of `stream_options.include_usage` injections skipped, with the reason as a tag.
     InjectSkipped,
+    /// Counter of cost, in micro-units of the price table's currency (with `prices`).
+    CostMicros,
+    /// Counter of exchanges whose model has no price (with `prices`).
+    PriceLookupMisses,
+    /// Counter of requests answered `429` by a token budget, with the limit as a tag.
+    BudgetRejected,
+    /// Counter of shared-data failures of the budgets (each failed open).
+    BudgetStoreErrors,
+    /// Counter of server-side web search requests.
+    WebSearchRequests,
 }
 
 impl MetricKind {
     /// Every kind, in config order.
-    pub const ALL: [MetricKind; 14] = [
+    pub const ALL: [MetricKind; 25] = [
         MetricKind::PromptTokens,
         MetricKind::CompletionTokens,
         MetricKind::TotalTokens,
         MetricKind::CachedTokens,
         MetricKind::CacheCreationTokens,
         MetricKind::ReasoningTokens,
+        MetricKind::InputAudioTokens,
+        MetricKind::InputImageTokens,
+        MetricKind::OutputAudioTokens,
+        MetricKind::OutputImageTokens,
+        MetricKind::CacheCreation5mTokens,
+        MetricKind::CacheCreation1hTokens,
         MetricKind::Requests,
         MetricKind::EstimatedRequests,
         MetricKind::TokenUsage,
@@ -155,6 +186,11 @@ impl MetricKind {
         MetricKind::TimePerOutputToken,
         MetricKind::RequestDuration,
         MetricKind::InjectSkipped,
+        MetricKind::CostMicros,
+        MetricKind::PriceLookupMisses,
+        MetricKind::BudgetRejected,
+        MetricKind::BudgetStoreErrors,
+        MetricKind::WebSearchRequests,
     ];
 
     /// The key of this kind in the `metrics` config object.
@@ -166,6 +202,12 @@ impl MetricKind {
             MetricKind::CachedTokens => "cached_tokens",
             MetricKind::CacheCreationTokens => "cache_creation_tokens",
             MetricKind::ReasoningTokens => "reasoning_tokens",
+            MetricKind::InputAudioTokens => "input_audio_tokens",
+            MetricKind::InputImageTokens => "input_image_tokens",
+            MetricKind::OutputAudioTokens => "output_audio_tokens",
+            MetricKind::OutputImageTokens => "output_image_tokens",
+            MetricKind::CacheCreation5mTokens => "cache_creation_5m_tokens",
+            MetricKind::CacheCreation1hTokens => "cache_creation_1h_tokens",
             MetricKind::Requests => "requests",
             MetricKind::EstimatedRequests => "estimated_requests",
             MetricKind::TokenUsage => "token_usage",
@@ -174,7 +216,23 @@ impl MetricKind {
             MetricKind::TimePerOutputToken => "time_per_output_token",
             MetricKind::RequestDuration => "request_duration",
             MetricKind::InjectSkipped => "inject_skipped",
+            MetricKind::CostMicros => "cost_micros",
+            MetricKind::PriceLookupMisses => "price_lookup_misses",
+            MetricKind::BudgetRejected => "budget_rejected",
+            MetricKind::BudgetStoreErrors => "budget_store_errors",
+            MetricKind::WebSearchRequests => "web_search_requests",
         }
+    }
+
+    /// The kind whose `metrics` key is `key`.
+    pub fn from_key(key: &str) -> Option<MetricKind> {
+        MetricKind::ALL.iter().copied().find(|k| k.key() == key)
+    }
+
+    /// Every `metrics` key, comma-separated (for error messages).
+    pub(crate) fn keys() -> String {
+        let keys: Vec<&str> = MetricKind::ALL.iter().map(|k| k.key()).collect();
+        keys.join(", ")
     }
 
     /// Whether the kind is a histogram (otherwise a counter).
@@ -206,6 +264,11 @@ impl MetricKind {
             MetricKind::TimePerOutputToken => Metric::TimePerOutputToken,
             MetricKind::RequestDuration => Metric::RequestDuration,
             MetricKind::InjectSkipped => Metric::InjectSkipped,
+            MetricKind::CostMicros => Metric::CostMicros,
+            MetricKind::PriceLookupMisses => Metric::PriceLookupMisses,
+            MetricKind::BudgetRejected => Metric::BudgetRejected,
+            MetricKind::BudgetStoreErrors => Metric::BudgetStoreErrors,
+            MetricKind::WebSearchRequests => Metric::WebSearchRequests,
             _ => return None,
         })
     }
@@ -355,6 +418,12 @@ pub struct Config {
     pub max_inject_body_bytes: u64,
     /// The tag carrying the reason on the `inject_skipped` counter.
     pub skip_reason_tag: String,
+    /// The tag carrying the limit's name on the `budget_rejected` counter.
+    pub budget_limit_tag: String,
+    /// The price table (`prices`): each exchange's cost, when its model is priced.
+    pub prices: Option<PriceTable>,
+    /// The token limits (`token_limits`); none by default.
+    pub budgets: Budgets,
 }
 
 impl Default for Config {
@@ -407,6 +476,9 @@ impl Config {
             inject_include_usage: false,
             max_inject_body_bytes: llm_usage_core::inject::DEFAULT_MAX_INJECT_BODY_BYTES,
             skip_reason_tag: profile.skip_reason_label().to_string(),
+            budget_limit_tag: profile.budget_limit_label().to_string(),
+            prices: None,
+            budgets: Budgets::default(),
         }
     }
 
@@ -415,10 +487,9 @@ impl Config {
         if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(Config::default());
         }
-        let raw = json::parse(bytes)
-            .and_then(RawConfig::from_json)
-            .map_err(|e| format!("invalid llm-usage plugin configuration: {e}"))?;
-        raw.validate()
+        raw::read(bytes)
+            .and_then(|raw: RawConfig<'_>| raw.validate(bytes))
+            .map_err(|e| format!("invalid llm-usage plugin configuration: {e}"))
     }
 
     /// The provider and default model for a request.
@@ -470,272 +541,20 @@ pub fn strip_port(authority: &str) -> &str {
     }
 }
 
-/// The configuration as written, before defaults and validation.
-#[derive(Default)]
-struct RawConfig {
-    profile: Option<String>,
-    tag_format: Option<String>,
-    /// Absent: `None`; `null`: `Some(None)`.
-    property_prefix: Option<Option<String>>,
-    /// In document order; of a repeated key only the last entry counts. (A Vec, not a map:
-    /// one BTreeMap instantiation less in the module.)
-    metrics: Vec<(String, Option<String>)>,
-    dimensions: Option<Vec<RawDimension>>,
-    extra_dimensions: Vec<RawDimension>,
-    token_type_tag: Option<String>,
-    provider: Option<String>,
-    routes: Vec<RawRoute>,
-    default_model: Option<String>,
-    model_rules: Vec<RawModelRule>,
-    models: Option<RawModels>,
-    max_label_values: Option<usize>,
-    max_label_len: Option<usize>,
-    max_body_bytes: Option<u64>,
-    inject_include_usage: Option<bool>,
-    max_inject_body_bytes: Option<u64>,
-}
-
-struct RawDimension {
-    tag: String,
-    from: String,
-}
-
-struct RawRoute {
-    path_prefix: Option<String>,
-    authority: Option<String>,
-    provider: Option<String>,
-    default_model: Option<String>,
-    inject_include_usage: Option<bool>,
-}
-
-struct RawModelRule {
-    header: String,
-    equals: Option<String>,
-    model: String,
-}
-
-struct RawModels {
-    allow: Vec<String>,
-    max_distinct: Option<usize>,
-    other: Option<String>,
-}
-
-/// Reads the items of an array of objects with `read` (absent: `None`; `null`: `None` if
-/// `null_is_absent`, else a type error).
-fn objects<T>(
-    value: Option<Json>,
-    path: &str,
-    null_is_absent: bool,
-    read: fn(Json, &str) -> Result<T, String>,
-) -> Result<Option<Vec<T>>, String> {
-    let Some(items) = json::opt_array(value, path, null_is_absent)? else {
-        return Ok(None);
-    };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| read(item, &format!("{path}[{i}]")))
-        .collect::<Result<Vec<T>, String>>()
-        .map(Some)
-}
-
-impl RawConfig {
-    #[allow(clippy::field_reassign_with_default)] // see below
-    fn from_json(value: Json) -> Result<RawConfig, String> {
-        let mut f = json::fields(
-            value,
-            "",
-            &[
-                "profile",
-                "tag_format",
-                "property_prefix",
-                "metrics",
-                "dimensions",
-                "extra_dimensions",
-                "token_type_tag",
-                "provider",
-                "routes",
-                "default_model",
-                "model_rules",
-                "models",
-                "max_label_values",
-                "max_label_len",
-                "max_body_bytes",
-                "inject_include_usage",
-                "max_inject_body_bytes",
-            ],
-        )?;
-        // Filled one field at a time, in field order: an error then drops one RawConfig
-        // instead of a different set of half-read fields at every `?` (that drop code was
-        // kilobytes in the module).
-        let mut raw = RawConfig::default();
-        raw.profile = json::opt_string(f.take("profile"), "profile")?;
-        raw.tag_format = json::opt_string(f.take("tag_format"), "tag_format")?;
-        raw.property_prefix = match f.take("property_prefix") {
-            None => None,
-            p => Some(json::opt_string(p, "property_prefix")?),
-        };
-        match f.take("metrics") {
-            None => {}
-            Some(Json::Object(entries)) => {
-                for (key, name) in entries {
-                    let name = json::opt_string(Some(name), &format!("metrics.{key}"))?;
-                    raw.metrics.push((key, name));
-                }
-            }
-            Some(other) => return Err(json::invalid_type("metrics", &other, "a map")),
-        }
-        raw.dimensions = objects(
-            f.take("dimensions"),
-            "dimensions",
-            true,
-            RawDimension::from_json,
-        )?;
-        raw.extra_dimensions = objects(
-            f.take("extra_dimensions"),
-            "extra_dimensions",
-            false,
-            RawDimension::from_json,
-        )?
-        .unwrap_or_default();
-        raw.token_type_tag = json::opt_string(f.take("token_type_tag"), "token_type_tag")?;
-        raw.provider = json::opt_string(f.take("provider"), "provider")?;
-        raw.routes =
-            objects(f.take("routes"), "routes", false, RawRoute::from_json)?.unwrap_or_default();
-        raw.default_model = json::opt_string(f.take("default_model"), "default_model")?;
-        raw.model_rules = objects(
-            f.take("model_rules"),
-            "model_rules",
-            false,
-            RawModelRule::from_json,
-        )?
-        .unwrap_or_default();
-        raw.models = match f.take("models") {
-            None | Some(Json::Null) => None,
-            Some(m) => Some(RawModels::from_json(m)?),
-        };
-        raw.max_label_values = json::opt_usize(f.take("max_label_values"), "max_label_values")?;
-        raw.max_label_len = json::opt_usize(f.take("max_label_len"), "max_label_len")?;
-        raw.max_body_bytes = json::opt_u64(f.take("max_body_bytes"), "max_body_bytes")?;
-        raw.inject_include_usage =
-            json::opt_bool(f.take("inject_include_usage"), "inject_include_usage")?;
-        raw.max_inject_body_bytes =
-            json::opt_u64(f.take("max_inject_body_bytes"), "max_inject_body_bytes")?;
-        Ok(raw)
-    }
-}
-
-impl RawDimension {
-    fn from_json(value: Json, path: &str) -> Result<RawDimension, String> {
-        let mut f = json::fields(value, path, &["tag", "from"])?;
-        Ok(RawDimension {
-            tag: json::string(f.take("tag"), path, "tag")?,
-            from: json::string(f.take("from"), path, "from")?,
-        })
-    }
-}
-
-impl RawRoute {
-    fn from_json(value: Json, path: &str) -> Result<RawRoute, String> {
-        let mut f = json::fields(
-            value,
-            path,
-            &[
-                "path_prefix",
-                "authority",
-                "provider",
-                "default_model",
-                "inject_include_usage",
-            ],
-        )?;
-        let inject = json::opt_bool(
-            f.take("inject_include_usage"),
-            &json::field_path(path, "inject_include_usage"),
-        )?;
-        let mut get = |name: &str| json::opt_string(f.take(name), &json::field_path(path, name));
-        Ok(RawRoute {
-            path_prefix: get("path_prefix")?,
-            authority: get("authority")?,
-            provider: get("provider")?,
-            default_model: get("default_model")?,
-            inject_include_usage: inject,
-        })
-    }
-}
-
-impl RawModelRule {
-    fn from_json(value: Json, path: &str) -> Result<RawModelRule, String> {
-        let mut f = json::fields(value, path, &["header", "equals", "model"])?;
-        Ok(RawModelRule {
-            header: json::string(f.take("header"), path, "header")?,
-            equals: json::opt_string(f.take("equals"), &json::field_path(path, "equals"))?,
-            model: json::string(f.take("model"), path, "model")?,
-        })
-    }
-}
-
-impl RawModels {
-    fn from_json(value: Json) -> Result<RawModels, String> {
-        let mut f = json::fields(value, "models", &["allow", "max_distinct", "other"])?;
-        Ok(RawModels {
-            allow: json::strings(f.take("allow"), "models.allow")?,
-            max_distinct: json::opt_usize(f.take("max_distinct"), "models.max_distinct")?,
-            other: json::opt_string(f.take("other"), "models.other")?,
-        })
-    }
-}
-
-fn parse_provider(name: &str, field: &str) -> Result<Provider, String> {
-    Provider::from_name(name).ok_or_else(|| {
-        let known: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
-        format!(
-            "{field}: unknown provider {name:?}; expected one of {}",
-            known.join(", ")
-        )
-    })
-}
-
-fn valid_tag(tag: &str) -> bool {
-    !tag.is_empty() && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-fn valid_metric_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
-}
-
-impl RawConfig {
-    fn validate(mut self) -> Result<Config, String> {
-        let profile = match self.profile.as_deref() {
-            None | Some("asm") => Profile::Asm,
-            Some("otel") => Profile::Otel,
-            Some(other) => {
-                return Err(format!(
-                    "profile: unknown {other:?}; expected \"asm\" or \"otel\""
-                ))
-            }
-        };
+impl RawConfig<'_> {
+    fn validate(mut self, document: &[u8]) -> Result<Config, String> {
+        let profile = self.profile.as_ref().map_or(Profile::Asm, |p| p.0);
         let mut c = Config::for_profile(profile);
-        self.apply(&mut c)?;
+        self.apply(&mut c, document)?;
         Ok(c)
     }
 
-    /// Applies the fields other than `profile` to `c`, the profile's defaults. It takes the
-    /// fields through `&mut` so that an error drops nothing here (the caller drops both
-    /// values once): by value, every early return had its own drop code for what was left,
-    /// kilobytes in the module (issue 6).
-    fn apply(&mut self, c: &mut Config) -> Result<(), String> {
-        c.tag_format = match self.tag_format.as_deref() {
-            None | Some("pipe") => TagFormat::Pipe,
-            Some("istio") => TagFormat::Istio,
-            Some(other) => {
-                return Err(format!(
-                    "tag_format: unknown {other:?}; expected \"pipe\" or \"istio\""
-                ))
-            }
-        };
+    /// Applies the fields other than `profile` to `c`, the profile's defaults, and makes
+    /// the checks that span fields.
+    fn apply(&mut self, c: &mut Config, document: &[u8]) -> Result<(), String> {
+        if let Some(t) = &self.tag_format {
+            c.tag_format = t.0;
+        }
         match self.property_prefix.take() {
             None => {}
             Some(None) => c.property_prefix = None,
@@ -747,88 +566,49 @@ impl RawConfig {
                 c.property_prefix = Some(p)
             }
         }
-        let metrics = std::mem::take(&mut self.metrics);
+        let metrics = std::mem::take(&mut self.metrics.0);
         for (i, (key, name)) in metrics.iter().enumerate() {
             // A repeated key: the last one wins.
             if metrics[i + 1..].iter().any(|(k, _)| k == key) {
                 continue;
             }
-            let kind = MetricKind::ALL
-                .iter()
-                .find(|k| k.key() == *key)
-                .copied()
-                .ok_or_else(|| {
-                    let keys: Vec<&str> = MetricKind::ALL.iter().map(|k| k.key()).collect();
-                    format!(
-                        "metrics: unknown key {key:?}; expected one of {}",
-                        keys.join(", ")
-                    )
-                })?;
             match name {
-                None => {
-                    c.metrics.remove(&kind);
-                }
-                Some(n) if n.is_empty() => {
-                    c.metrics.remove(&kind);
-                }
-                Some(n) => {
-                    if !valid_metric_name(n) {
-                        return Err(format!(
-                            "metrics.{key}: {n:?} is not a valid name (use [A-Za-z0-9_.])"
-                        ));
-                    }
-                    c.metrics.insert(kind, n.clone());
-                }
+                None => c.metrics.remove(key),
+                Some(n) => c.metrics.insert(*key, n.clone()),
             }
         }
-        let to_dims = |raw: Vec<RawDimension>| -> Result<Vec<Dimension>, String> {
+        let to_dims = |raw: Vec<RawDimension>| -> Vec<Dimension> {
             raw.into_iter()
-                .map(|d| {
-                    if !valid_tag(&d.tag) {
-                        return Err(format!(
-                            "dimensions: tag {:?} must match [A-Za-z0-9_]+",
-                            d.tag
-                        ));
-                    }
-                    Ok(Dimension {
-                        tag: d.tag,
-                        source: Source::parse(&d.from)?,
-                    })
+                .map(|d| Dimension {
+                    tag: d.tag.0,
+                    source: d.from.0,
                 })
                 .collect()
         };
         if let Some(dims) = self.dimensions.take() {
-            c.dimensions = to_dims(dims)?;
+            c.dimensions = to_dims(dims);
         }
         c.dimensions
-            .extend(to_dims(std::mem::take(&mut self.extra_dimensions))?);
+            .extend(to_dims(std::mem::take(&mut self.extra_dimensions)));
         if let Some(t) = self.token_type_tag.take() {
-            if !valid_tag(&t) {
-                return Err(format!("token_type_tag: {t:?} must match [A-Za-z0-9_]+"));
-            }
-            c.token_type_tag = t;
+            c.token_type_tag = t.0;
         }
         // (A few dimensions: compared pairwise, without a set's code in the module.)
         for (i, d) in c.dimensions.iter().enumerate() {
             if c.dimensions[..i].iter().any(|e| e.tag == d.tag)
                 || d.tag == c.token_type_tag
                 || d.tag == c.skip_reason_tag
+                || d.tag == c.budget_limit_tag
             {
                 return Err(format!("dimensions: tag {:?} is used twice", d.tag));
             }
         }
-        if let Some(p) = &self.provider {
-            c.provider = Some(parse_provider(p, "provider")?);
-        }
-        for (i, r) in std::mem::take(&mut self.routes).into_iter().enumerate() {
-            let provider = match r.provider {
-                Some(p) => Some(parse_provider(&p, &format!("routes[{i}].provider"))?),
-                None => None,
-            };
+        c.provider = self.provider.as_ref().map(|p| p.0);
+        for r in std::mem::take(&mut self.routes) {
             c.routes.push(Route {
                 path_prefix: r.path_prefix,
                 authority: r.authority,
-                provider,
+                provider: r.provider.map(|p| p.0),
                 default_model: r.default_model.filter(|m| !m.is_empty()),
                 inject_include_usage: r.inject_include_usage,
             });
@@ -876,6 +656,18 @@ impl RawConfig {
         }
         if let Some(n) = self.max_inject_body_bytes {
             c.max_inject_body_bytes = n;
+        }
+        if let Some(v) = self.prices {
+            c.prices = Some(PriceTable::from_json(v.get()).map_err(|e| {
+                let (line, column) = raw::position(document, v);
+                format!("prices (value at line {line} column {column}): {e}")
+            })?);
+        }
+        if let Some(v) = self.token_limits {
+            c.budgets = Budgets::from_json(v.get()).map_err(|e| {
+                let (line, column) = raw::position(document, v);
+                format!("token_limits (value at line {line} column {column}): {e}")
+            })?;
         }
         Ok(())
     }
@@ -964,10 +756,13 @@ mod tests {
     fn bad_configs_say_why() {
         let cases: &[(&[u8], &str)] = &[
             (b"{", "invalid llm-usage plugin configuration"),
-            (br#"{"profil":"asm"}"#, "unknown field `profil`"),
+            (
+                br#"{"profil":"asm"}"#,
+                "profil: unknown field `profil`, expected one of `profile`,",
+            ),
             (br#"{"profile":"x"}"#, "profile"),
             (br#"{"tag_format":"x"}"#, "tag_format"),
-            (br#"{"metrics":{"nope":"x"}}"#, "metrics: unknown key"),
+            (br#"{"metrics":{"nope":"x"}}"#, "metrics.nope: unknown key"),
             (br#"{"metrics":{"requests":"a|b"}}"#, "not a valid name"),
             (
                 br#"{"dimensions":[{"tag":"a=b","from":"model"}]}"#,
@@ -989,7 +784,7 @@ mod tests {
             ),
             (
                 br#"{"max_label_len":1.5}"#,
-                "max_label_len: invalid type: floating point number, expected usize",
+                "max_label_len: invalid type: floating point `1.5`, expected usize at line 1 column 20",
             ),
             (
                 br#"{"max_body_bytes":-1}"#,
@@ -1012,7 +807,52 @@ mod tests {
                 "models.allow[0]: invalid type: integer `1`, expected a string",
             ),
             (br#"{"metrics":[]}"#, "metrics: invalid type: sequence"),
-            (br#"[]"#, "invalid length 0, expected 17 fields"),
+            (br#"[]"#, "invalid length 0, expected a configuration object at line 1 column 2"),
+            // Line, column and field path, also for values checked as they are read.
+            (
+                b"{\n  \"routes\": [\n    {\"provider\": \"nope\"}\n  ]\n}",
+                "routes[0].provider: unknown provider \"nope\"; expected one of",
+            ),
+            (
+                b"{\n  \"routes\": [\n    {\"provider\": \"nope\"}\n  ]\n}",
+                "at line 3 column 23",
+            ),
+            (
+                b"{\"dimensions\": [{\"tag\": \"x\", \"from\": \"header:\"}]}",
+                "dimensions[0].from: unknown dimension source \"header:\"",
+            ),
+            (
+                b"{\"metrics\": {\"requests\": \"a b\"}}",
+                "metrics.requests: \"a b\" is not a valid name (use [A-Za-z0-9_.]) at line 1 column 30",
+            ),
+            (
+                b"{\"profile\": \"asm\",\n \"tag_format\": \"csv\"}",
+                "tag_format: unknown tag format \"csv\"; expected \"pipe\" or \"istio\" at line 2 column 20",
+            ),
+            (
+                b"{\"models\": {\"allow\": [], \"max\": 3}}",
+                "models.max: unknown field `max`, expected one of `allow`, `max_distinct`, `other` at line 1 column 30",
+            ),
+            (
+                b"{\"profile\": \"asm\"} {}",
+                "trailing characters at line 1 column 20",
+            ),
+            (
+                b"{\n \"prices\": {\"currency\": \"USD\", \"per_tokens\": 1000000,\n  \"models\": {\"gpt-4o*\": {\"input\": 2.5, \"outptu\": 10}}}}",
+                "prices (value at line 2 column 12): price table: model \"gpt-4o*\": unknown field `outptu`",
+            ),
+            (
+                b"{\"prices\": {\"currency\": \"USD\", \"per_tokens\": 3, \"models\": {}}}",
+                "prices (value at line 1 column 12): price table: per_tokens 3",
+            ),
+            (
+                b"{\"token_limits\": [{\"name\": \"k\", \"key\": \"cookie\", \"tokens\": 1, \"window_s\": 60}]}",
+                "token_limits (value at line 1 column 18): token limits: limit \"k\": key \"cookie\"",
+            ),
+            (
+                b"{\"token_limits\": {\"name\": \"k\"}}",
+                "token_limits (value at line 1 column 18): token limits: invalid type: map, expected a sequence",
+            ),
             (
                 br#"{"inject_include_usage":"yes"}"#,
                 "inject_include_usage: invalid type: string \"yes\", expected a boolean",
@@ -1098,6 +938,19 @@ mod tests {
             c.metrics[&MetricKind::InjectSkipped],
             "llm_usage_inject_skipped"
         );
+    }
+
+    #[test]
+    fn every_token_figure_has_a_metric_kind() {
+        for f in &TOKEN_FIELDS {
+            let kind = MetricKind::from_key(f.metric_key).expect(f.metric_key);
+            assert!(std::ptr::eq(kind.token_field().unwrap(), f));
+            // `asm` counts each figure under ASM's name; `otel` has no per-figure counter.
+            assert_eq!(kind.default_name(Profile::Asm), f.asm_counter);
+            assert_eq!(kind.default_name(Profile::Otel), None);
+        }
+        let c = Config::parse(br#"{"metrics": {"input_audio_tokens": "audio_in"}}"#).unwrap();
+        assert_eq!(c.metrics[&MetricKind::InputAudioTokens], "audio_in");
     }
 
     #[test]

@@ -12,11 +12,11 @@
 //! [`Injection`]). The exchange always sees the client's request and the upstream's response.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use llm_usage_core::inject::{self, rewrite_request, Filtered, Rewrite, Skip, UsageChunkFilter};
 use llm_usage_core::{Exchange, Options, UsageRecord};
+use llm_usage_cost::{Bucket, Decision, KeyFacts, Pricing};
 use llm_usage_report::labels::{sanitize_tag, Limiter};
 use llm_usage_report::select;
 use llm_usage_report::tokens::TOKEN_FIELDS;
@@ -27,13 +27,15 @@ use proxy_wasm::types::{Action, ContextType};
 use crate::abi::{self, buffer, level, map, metric, parse_pairs, Status};
 use crate::config::{strip_port, Config, MetricKind, Source};
 use crate::labels::{stat_name, UNKNOWN};
-use crate::sdk;
+use crate::{budget, sdk};
 
 /// State shared by the root context and every HTTP context of one VM (one worker thread).
 struct Shared {
     config: Config,
-    /// Metric ids by full stat name: Envoy allocates a new id on every `define_metric`.
-    metric_ids: BTreeMap<String, u32>,
+    /// Metric ids by full stat name, sorted by name: Envoy allocates a new id on every
+    /// `define_metric`. (A sorted Vec searched by halves: the same lookups as a
+    /// `BTreeMap`, without its node code in the module.)
+    metric_ids: Vec<(String, u32)>,
     model_limiter: Limiter,
     /// One limiter per dimension whose values a client chooses (by dimension index).
     /// (A few dimensions at most: a Vec, searched linearly, costs less code than a map.)
@@ -70,7 +72,7 @@ impl Shared {
         }
         Shared {
             config,
-            metric_ids: BTreeMap::new(),
+            metric_ids: Vec::new(),
             model_limiter,
             value_limiters,
             node: NodeInfo::default(),
@@ -104,9 +106,13 @@ impl Shared {
     }
 
     fn metric_id(&mut self, histogram: bool, name: String) -> Option<u32> {
-        if let Some(id) = self.metric_ids.get(&name) {
-            return Some(*id);
-        }
+        let at = match self
+            .metric_ids
+            .binary_search_by(|(n, _)| n.as_str().cmp(&name))
+        {
+            Ok(i) => return Some(self.metric_ids[i].1),
+            Err(at) => at,
+        };
         let kind = if histogram {
             metric::HISTOGRAM
         } else {
@@ -114,7 +120,7 @@ impl Shared {
         };
         match abi::define_metric(kind, &name) {
             Ok(id) => {
-                self.metric_ids.insert(name, id);
+                self.metric_ids.insert(at, (name, id));
                 Some(id)
             }
             Err(e) => {
@@ -271,6 +277,10 @@ struct Stream {
     inject: Injection,
     /// Why an injection was skipped, counted in `on_log`.
     skip: Option<Skip>,
+    /// The exchange's price, once the record is final (`None`: no `prices` configured).
+    pricing: Option<Pricing>,
+    /// The token-budget counters this exchange charges when it ends.
+    buckets: Vec<Bucket>,
 }
 
 impl Stream {
@@ -287,6 +297,8 @@ impl Stream {
             record: None,
             inject: Injection::Off,
             skip: None,
+            pricing: None,
+            buckets: Vec::new(),
         }
     }
 
@@ -426,10 +438,152 @@ impl Stream {
             for f in &TOKEN_FIELDS {
                 self.put_num(f.state_key, f.value(&rec));
             }
+            self.put_num("web_search_requests", rec.web_search_requests);
+            self.put_num("web_fetch_requests", rec.web_fetch_requests);
+            if let Some(t) = &rec.service_tier {
+                self.put("service_tier", t.as_bytes());
+            }
+            if let Some(o) = rec.operation {
+                self.put("operation", o.as_str().as_bytes());
+            }
             self.put("complete", if rec.complete { b"true" } else { b"false" });
             self.put("estimated", if rec.estimated { b"true" } else { b"false" });
+            self.price(&rec);
         }
         self.record = Some(rec);
+    }
+
+    /// At the request headers: checks the token budgets (`token_limits`) that apply to
+    /// this request against the counters in shared data. A spent budget answers the
+    /// request with the `429` of `llm-usage-cost` and returns `true` (nothing else of the
+    /// exchange is observed or reported); otherwise the buckets are kept for the charge at
+    /// the end. Only requests recognised as LLM API calls (a provider detected or
+    /// configured, or a configured model) are limited. The `model` key is the model known
+    /// at the headers: the URL path's (Gemini, Vertex, Bedrock) or the configured one;
+    /// the body's is not read before the check.
+    fn check_budgets(&mut self, pairs: &[(&[u8], &[u8])]) -> bool {
+        let Some(shared) = self.shared.clone() else {
+            return false;
+        };
+        if shared.borrow().config.budgets.limits().is_empty() {
+            return false;
+        }
+        let Some(now) = self.now() else {
+            return false;
+        };
+        let Some(rec) = self.tracker.as_ref().map(Tracker::record) else {
+            return false;
+        };
+        if rec.provider.is_none() && !self.is_llm(&rec) {
+            return false;
+        }
+        let headers: Vec<(&str, &[u8])> = pairs
+            .iter()
+            .filter_map(|(k, v)| Some((std::str::from_utf8(k).ok()?, *v)))
+            .collect();
+        let s = shared.borrow();
+        let host = strip_port(&self.authority);
+        let facts = KeyFacts {
+            headers: &headers,
+            model: select::model(&rec, self.configured_model.as_deref()),
+            source_workload: s.node.workload.as_deref(),
+            destination_service: (!host.is_empty()).then_some(host),
+        };
+        let budgets = &s.config.budgets;
+        let decision = budgets.check(&budget::store(), &facts, rec.provider, now / 1_000_000_000);
+        let limit_name = match &decision {
+            Decision::Deny { limit, .. } => budgets.limits()[*limit].name.clone(),
+            Decision::Allow { .. } => String::new(),
+        };
+        drop(s);
+        match decision {
+            Decision::Allow {
+                buckets,
+                store_errors,
+            } => {
+                self.buckets = buckets;
+                self.store_failed(store_errors);
+                false
+            }
+            Decision::Deny { reply, .. } => {
+                if let Err(e) = budget::send(&reply) {
+                    // No reply could be sent: the request goes on (fail open).
+                    self.warn_once("send_local_response", e, "token budget reply");
+                    return false;
+                }
+                self.put("budget_exceeded", limit_name.as_bytes());
+                self.emit_counter(&rec, MetricKind::BudgetRejected, Some(&limit_name));
+                self.tracker = None;
+                true
+            }
+        }
+    }
+
+    /// When the exchange ends: charges its usage (estimates and cut streams included) to
+    /// the buckets checked at its headers.
+    fn charge_budgets(&mut self, rec: &UsageRecord) {
+        if self.buckets.is_empty() {
+            return;
+        }
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some(now) = self.now() else {
+            return;
+        };
+        let cost = self.pricing.as_ref().and_then(Pricing::amount);
+        let buckets = std::mem::take(&mut self.buckets);
+        let errors = shared.borrow().config.budgets.charge(
+            &budget::store(),
+            &buckets,
+            rec,
+            cost,
+            now / 1_000_000_000,
+        );
+        self.store_failed(errors);
+    }
+
+    /// Counts budget store failures and logs the first of this VM (fail open).
+    fn store_failed(&self, errors: u32) {
+        if errors == 0 {
+            return;
+        }
+        let Some(shared) = &self.shared else { return };
+        let mut s = shared.borrow_mut();
+        s.note_once(
+            "budget store",
+            "llm-usage: token budget store (shared data) failed: fail open, charges lost (logged once)",
+        );
+        if let Some(name) = s
+            .config
+            .metrics
+            .get(&MetricKind::BudgetStoreErrors)
+            .cloned()
+        {
+            s.add(name, u64::from(errors));
+        }
+    }
+
+    /// Prices the final record with the configured table (`llm_usage_cost`) and publishes
+    /// `request_cost` and `cost_currency` when it has a cost (unknown: neither is set).
+    fn price(&mut self, rec: &UsageRecord) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let s = shared.borrow();
+        let Some(table) = &s.config.prices else {
+            return;
+        };
+        let pricing = table.price(rec);
+        let cost = pricing
+            .amount()
+            .map(|a| (a.to_string(), table.currency().to_owned()));
+        drop(s);
+        self.pricing = Some(pricing);
+        if let Some((cost, currency)) = cost {
+            self.put("request_cost", cost.as_bytes());
+            self.put("cost_currency", currency.as_bytes());
+        }
     }
 
     fn warn_once(&self, what: &'static str, status: Status, detail: &str) {
@@ -728,17 +882,24 @@ impl Stream {
             .collect()
     }
 
-    /// Counts a skipped injection, with the profile's dimensions and the reason.
-    fn emit_skip(&self, rec: &UsageRecord, why: Skip) {
+    /// Adds 1 to a counter of `kind` with the profile's dimensions and, for the
+    /// injection-skip and budget-rejection counters, the reason or limit tag.
+    fn emit_counter(&self, rec: &UsageRecord, kind: MetricKind, extra: Option<&str>) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
         let mut s = shared.borrow_mut();
-        let Some(name) = s.config.metrics.get(&MetricKind::InjectSkipped).cloned() else {
+        let Some(name) = s.config.metrics.get(&kind).cloned() else {
             return;
         };
         let mut tags = self.tags(&mut s, rec);
-        tags.push((s.config.skip_reason_tag.clone(), why.as_str().to_string()));
+        if let Some(value) = extra {
+            let tag = match kind {
+                MetricKind::BudgetRejected => s.config.budget_limit_tag.clone(),
+                _ => s.config.skip_reason_tag.clone(),
+            };
+            tags.push((tag, value.to_string()));
+        }
         let tag_refs: Vec<(&str, &str)> =
             tags.iter().map(|(t, v)| (t.as_str(), v.as_str())).collect();
         let full = stat_name(s.config.tag_format, &name, &tag_refs);
@@ -784,31 +945,55 @@ impl Stream {
             .collect();
         for (kind, name) in metrics {
             let value = match kind {
+                // Per-figure token counters (`asm`): one row of the shared token table.
                 MetricKind::PromptTokens
                 | MetricKind::CompletionTokens
                 | MetricKind::TotalTokens
                 | MetricKind::CachedTokens
                 | MetricKind::CacheCreationTokens
-                | MetricKind::ReasoningTokens => kind.token_field().and_then(|f| f.value(rec)),
+                | MetricKind::ReasoningTokens
+                | MetricKind::InputAudioTokens
+                | MetricKind::InputImageTokens
+                | MetricKind::OutputAudioTokens
+                | MetricKind::OutputImageTokens
+                | MetricKind::CacheCreation5mTokens
+                | MetricKind::CacheCreation1hTokens => {
+                    kind.token_field().and_then(|f| f.value(rec))
+                }
                 MetricKind::Requests => (!closed).then_some(1),
                 MetricKind::EstimatedRequests => rec.estimated.then_some(1),
                 MetricKind::TimeToFirstByte => timings.time_to_first_byte().map(ns_to_ms),
                 MetricKind::TimeToFirstToken => timings.time_to_first_token().map(ns_to_ms),
                 MetricKind::TimePerOutputToken => timings.time_per_output_token(rec).map(ns_to_ms),
                 MetricKind::RequestDuration => timings.duration().map(ns_to_ms),
-                // Counted per skip, in `emit_skip`.
-                MetricKind::InjectSkipped => continue,
+                MetricKind::CostMicros => self
+                    .pricing
+                    .as_ref()
+                    .and_then(Pricing::amount)
+                    .map(|a| u64::try_from(a.micros_floor()).unwrap_or(u64::MAX)),
+                MetricKind::PriceLookupMisses => self
+                    .pricing
+                    .as_ref()
+                    .is_some_and(Pricing::is_miss)
+                    .then_some(1),
+                MetricKind::WebSearchRequests => rec.web_search_requests,
+                // Counted per skip, in `emit_skip`; per rejection and store failure, as
+                // they happen.
+                MetricKind::InjectSkipped
+                | MetricKind::BudgetRejected
+                | MetricKind::BudgetStoreErrors => continue,
                 MetricKind::TokenUsage => {
                     let type_tag = s.config.token_type_tag.clone();
                     for f in &TOKEN_FIELDS {
-                        let (Some(token_type), Some(v)) = (f.token_type, f.value(rec)) else {
+                        // The types, and the parts labelled as types of their own
+                        // (`input_audio`, `input_cache_write_1h`, ...): subsets, see README.
+                        let ty = f.token_type.map(|t| t.as_str()).or(f.part_type);
+                        let (Some(ty), Some(v)) = (ty, f.value(rec)) else {
                             continue;
                         };
-                        {
-                            let mut t = tag_refs.clone();
-                            t.insert(0, (type_tag.as_str(), token_type.as_str()));
-                            s.record(stat_name(format, &name, &t), v);
-                        }
+                        let mut t = tag_refs.clone();
+                        t.insert(0, (type_tag.as_str(), ty));
+                        s.record(stat_name(format, &name, &t), v);
                     }
                     continue;
                 }
@@ -933,6 +1118,10 @@ impl HttpContext for Stream {
         self.authority = authority;
         self.configured_model = configured;
         self.header_values = header_values;
+        if self.check_budgets(&pairs) {
+            // Answered locally (Envoy sends the reply once this callback returns).
+            return Action::Pause;
+        }
         if let Some((encoded, length)) = injection {
             self.start_injection(encoded, length);
         }
@@ -1046,8 +1235,9 @@ impl HttpContext for Stream {
         let Some(rec) = self.record.take() else {
             return;
         };
+        self.charge_budgets(&rec);
         if let Some(why) = self.skip.take() {
-            self.emit_skip(&rec, why);
+            self.emit_counter(&rec, MetricKind::InjectSkipped, Some(why.as_str()));
         }
         if !self.is_llm(&rec) {
             return;

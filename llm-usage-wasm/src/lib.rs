@@ -22,10 +22,11 @@
 #![deny(missing_docs)]
 
 pub mod abi;
+mod budget;
 pub mod config;
 mod filter;
-mod json;
 pub mod labels;
+mod raw;
 mod sdk;
 
 pub use filter::Root;

@@ -260,7 +260,7 @@ fn deliver(
 }
 
 /// The filter-state keys (under `wasm.<prefix>.`) and the `expect` fields they must match.
-pub const EXPECT_KEYS: [(&str, &str); 6] = [
+pub const EXPECT_KEYS: [(&str, &str); 14] = [
     ("request_prompt_tokens", "input_tokens"),
     ("request_completion_tokens", "output_tokens"),
     ("request_total_tokens", "total_tokens"),
@@ -270,7 +270,25 @@ pub const EXPECT_KEYS: [(&str, &str); 6] = [
         "cache_creation_input_tokens",
     ),
     ("request_reasoning_tokens", "reasoning_tokens"),
+    ("input_audio_tokens", "input_audio_tokens"),
+    ("input_image_tokens", "input_image_tokens"),
+    ("output_audio_tokens", "output_audio_tokens"),
+    ("output_image_tokens", "output_image_tokens"),
+    (
+        "cache_creation_5m_input_tokens",
+        "cache_creation_5m_input_tokens",
+    ),
+    (
+        "cache_creation_1h_input_tokens",
+        "cache_creation_1h_input_tokens",
+    ),
+    ("web_search_requests", "web_search_requests"),
+    ("web_fetch_requests", "web_fetch_requests"),
 ];
+
+/// The filter-state keys holding text figures and the `expect` fields they must match.
+pub const EXPECT_TEXT_KEYS: [(&str, &str); 2] =
+    [("service_tier", "service_tier"), ("operation", "operation")];
 
 /// Compares the filter state with a case's `expect`: a list of mismatches (empty: all good).
 pub fn check_expect(
@@ -284,6 +302,16 @@ pub fn check_expect(
             .get(field)
             .and_then(Value::as_u64)
             .map(|v| v.to_string());
+        let got = filter_state.get(&format!("wasm.{prefix}.{key}")).cloned();
+        if want != got {
+            bad.push(format!("{key}: want {want:?}, got {got:?}"));
+        }
+    }
+    for (key, field) in EXPECT_TEXT_KEYS {
+        let want = expect
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let got = filter_state.get(&format!("wasm.{prefix}.{key}")).cloned();
         if want != got {
             bad.push(format!("{key}: want {want:?}, got {got:?}"));

@@ -2,14 +2,15 @@
 //! issue 15 raised it to 512 KiB for more content codings, the `stream_options.include_usage`
 //! injection, end marks, text counting and estimates.)
 //!
-//! The module is 367,131 bytes with its default features (gzip, deflate, zstd, the
-//! injection; issue 18's shared reporting crate added 5.1 KB). br is not in the default build: brotli-decompressor with its 120 KB static
-//! dictionary adds 205 KB, over this budget (see `llm-usage-wasm/README.md`). Of the
-//! proxy-wasm Rust SDK (the project's chosen crate) what remains is its dispatcher and the
-//! vtables of `dyn RootContext` / `dyn HttpContext` it calls through — the `NoopRoot`
-//! vtable among them — whose default methods `src/sdk.rs` overrides with small bodies. The
-//! configuration is parsed by a small JSON parser (`src/json.rs`) rather than `serde_json`,
-//! and in wasm32 the CRC-32 of gzip and event-stream uses a 4 KB table
+//! The module is 523,517 bytes with its default features (gzip, deflate, zstd, the
+//! injection, the configuration through serde + serde_json, cost and token budgets over
+//! shared data: issues 17 and 18; 379,866 before them). br is not in the default build:
+//! brotli-decompressor with its 120 KB static dictionary adds 205 KB, over this budget (see
+//! `llm-usage-wasm/README.md`). The filter crate is built at `opt-level = "z"` (the core
+//! keeps 3). Of the proxy-wasm Rust SDK (the project's chosen crate) what remains is its
+//! dispatcher and the vtables of `dyn RootContext` / `dyn HttpContext` it calls through —
+//! the `NoopRoot` vtable among them — whose default methods `src/sdk.rs` overrides with
+//! small bodies. In wasm32 the CRC-32 of gzip and event-stream uses a 4 KB table
 //! (`llm-usage-core/src/crc32.rs`) rather than `crc32fast`'s 16 KB one. CI checks the
 //! `simd128` build too.
 //!

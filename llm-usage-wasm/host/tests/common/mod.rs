@@ -101,40 +101,6 @@ pub fn wasm_path() -> &'static Path {
     })
 }
 
-/// The path of the release probe module (`llm-usage-wasm/host/probe`: a token budget in
-/// shared data with CAS, answered with local replies), built once per test binary.
-pub fn probe_wasm_path() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        if let Err(msg) = wasm_target_installed() {
-            panic!("{msg}");
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let target = target_dir();
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "--release",
-                "-p",
-                "llm-usage-wasm-host-probe",
-                "--target",
-                "wasm32-wasip1",
-            ])
-            .env("CARGO_TARGET_DIR", &target)
-            .current_dir(workspace())
-            .output()
-            .expect("cannot run cargo to build the probe");
-        assert!(
-            out.status.success(),
-            "building the probe failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let p = target.join("wasm32-wasip1/release/llm_usage_wasm_host_probe.wasm");
-        assert!(p.is_file(), "the build did not produce {}", p.display());
-        p
-    })
-}
-
 /// The compiled filter (compiled once per test binary).
 pub fn host() -> &'static Host {
     static HOST: OnceLock<Host> = OnceLock::new();
@@ -161,21 +127,26 @@ pub fn asm_stats() -> StatsConfig {
     StatsConfig::asm()
 }
 
-/// Whether the filter under test decodes `coding`: gzip, deflate and zstd in the default
-/// build; br only in a filter built with `--features br`, which the tests are told by
-/// `LLM_USAGE_WASM_FEATURES=br` (it is not in the default build: see the crate's README).
+/// Whether the filter under test decodes `coding`: gzip and deflate in the default build;
+/// zstd and br only in a filter built with `--features zstd` / `br`, which the tests are
+/// told by `LLM_USAGE_WASM_FEATURES=zstd,br` (not in the default build: see the crate's
+/// README).
 pub fn decodes(coding: &str) -> bool {
+    let built_with = |feature: &str| {
+        std::env::var("LLM_USAGE_WASM_FEATURES")
+            .is_ok_and(|f| f.split([',', ' ']).any(|f| f == feature))
+    };
     match coding.trim().to_ascii_lowercase().as_str() {
-        "gzip" | "x-gzip" | "deflate" | "zstd" | "identity" => true,
-        "br" => std::env::var("LLM_USAGE_WASM_FEATURES")
-            .is_ok_and(|f| f.split([',', ' ']).any(|f| f == "br")),
+        "gzip" | "x-gzip" | "deflate" | "identity" => true,
+        "zstd" => built_with("zstd"),
+        "br" => built_with("br"),
         _ => false,
     }
 }
 
 /// What the filter under test must report for `ex`: its `expect`, or, when the filter
 /// does not decode its response's coding, unknown tokens and the request's model (the
-/// core's rule for an undecodable body).
+/// core's rule for an undecodable body), and the operation, which the path gives.
 pub fn expectation(ex: &mut Exchange) {
     let coding = ex
         .response_headers
@@ -187,5 +158,6 @@ pub fn expectation(ex: &mut Exchange) {
     }
     let request: serde_json::Value =
         serde_json::from_slice(&ex.request_body).unwrap_or(serde_json::Value::Null);
-    ex.expect = Some(serde_json::json!({ "model": request["model"] }));
+    let operation = ex.expect.as_ref().map(|e| e["operation"].clone());
+    ex.expect = Some(serde_json::json!({ "model": request["model"], "operation": operation }));
 }
