@@ -41,11 +41,19 @@ pub enum Metric {
     TimePerOutputToken,
     /// Counter of skipped `stream_options.include_usage` injections, by reason.
     InjectSkipped,
+    /// Counter of cost, in micro-units (10⁻⁶) of the price table's currency, each
+    /// exchange's cost rounded down (`llm_usage_cost::Amount::micros_floor`).
+    CostMicros,
+    /// Counter of exchanges whose model has no price (no model, or no entry for it).
+    PriceLookupMisses,
+    /// Counter of requests answered locally with `429` by a token budget, by limit name
+    /// ([`Profile::budget_limit_label`]).
+    BudgetDenied,
 }
 
 impl Metric {
     /// Every metric, in a stable order.
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 12] = [
         Metric::TokenUsage,
         Metric::Tokens,
         Metric::Requests,
@@ -55,6 +63,9 @@ impl Metric {
         Metric::TimeToFirstToken,
         Metric::TimePerOutputToken,
         Metric::InjectSkipped,
+        Metric::CostMicros,
+        Metric::PriceLookupMisses,
+        Metric::BudgetDenied,
     ];
 
     /// The name in `profile` (`None`: the profile has no such metric). Counters carry no
@@ -77,6 +88,9 @@ impl Metric {
                 Metric::TimeToFirstToken => Some("asm_llm_proxy_time_to_first_token_ms"),
                 Metric::TimePerOutputToken => Some("asm_llm_proxy_time_per_output_token_ms"),
                 Metric::InjectSkipped => Some("asm_llm_proxy_inject_skipped"),
+                Metric::CostMicros => Some("asm_llm_proxy_cost_micros"),
+                Metric::PriceLookupMisses => Some("asm_llm_proxy_price_lookup_misses"),
+                Metric::BudgetDenied => Some("asm_llm_proxy_budget_denied"),
             },
             Profile::Otel => Some(match self {
                 Metric::TokenUsage => "gen_ai_client_token_usage",
@@ -88,6 +102,9 @@ impl Metric {
                 Metric::TimeToFirstToken => "gen_ai_server_time_to_first_token",
                 Metric::TimePerOutputToken => "gen_ai_server_time_per_output_token",
                 Metric::InjectSkipped => "llm_usage_inject_skipped",
+                Metric::CostMicros => "llm_usage_cost_micros",
+                Metric::PriceLookupMisses => "llm_usage_price_lookup_misses",
+                Metric::BudgetDenied => "llm_usage_budget_denied",
             }),
         }
     }
@@ -128,6 +145,9 @@ impl Metric {
             Metric::TimeToFirstToken => "Time to the first complete response event.",
             Metric::TimePerOutputToken => "Time per output token after the first (streams).",
             Metric::InjectSkipped => "stream_options.include_usage injections skipped, by reason.",
+            Metric::CostMicros => "Cost of LLM exchanges, in micro-units of the price table's currency.",
+            Metric::PriceLookupMisses => "LLM exchanges whose model has no price.",
+            Metric::BudgetDenied => "Requests answered with 429 by a token budget, by limit.",
         }
     }
 }
@@ -226,6 +246,20 @@ impl Profile {
         match self {
             Profile::Asm => "llmproxy_inject_skip_reason",
             Profile::Otel => "inject_skip_reason",
+        }
+    }
+
+    /// The label carrying the limit's name on the budget-denial counter.
+    ///
+    /// ```
+    /// use llm_usage_report::names::{Metric, Profile};
+    /// assert_eq!(Metric::BudgetDenied.name(Profile::Asm), Some("asm_llm_proxy_budget_denied"));
+    /// assert_eq!(Profile::Asm.budget_limit_label(), "llmproxy_budget_limit");
+    /// ```
+    pub const fn budget_limit_label(self) -> &'static str {
+        match self {
+            Profile::Asm => "llmproxy_budget_limit",
+            Profile::Otel => "budget_limit",
         }
     }
 
