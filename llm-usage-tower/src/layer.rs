@@ -37,6 +37,19 @@ pub(crate) struct Config {
 }
 
 impl Config {
+    /// Counts a request the limit `limit` denied.
+    fn emit_denied(&self, shared: &Shared, limit: usize) {
+        let (Some(m), Some(e)) = (&self.metrics, &self.budgets) else {
+            return;
+        };
+        let labels = shared.head_labels(http::StatusCode::TOO_MANY_REQUESTS);
+        let name = &e.budgets.limits()[limit].name;
+        match &self.recorder {
+            Some(r) => metrics::with_local_recorder(&**r, || m.emit_denied(&labels, name)),
+            None => m.emit_denied(&labels, name),
+        }
+    }
+
     pub(crate) fn emit(&self, mut event: UsageEvent, request_values: &[Option<String>]) {
         if let Some(m) = &self.metrics {
             event.labels = m.resolve(request_values, &event.record, event.status, event.outcome);
@@ -606,10 +619,7 @@ where
                 Checked::Call(f) => this.inner.set(Some(f)),
                 Checked::Deny { limit, reply } => {
                     if let Some(s) = this.tap.take() {
-                        if let (Some(m), Some(e)) = (&s.config().metrics, &s.config().budgets) {
-                            let labels = s.head_labels(http::StatusCode::TOO_MANY_REQUESTS);
-                            m.emit_denied(&labels, &e.budgets.limits()[limit].name);
-                        }
+                        s.config().emit_denied(&s, limit);
                         s.discard();
                     }
                     return Poll::Ready(Ok(local_response(reply)));
