@@ -145,7 +145,9 @@ impl Metric {
             Metric::TimeToFirstToken => "Time to the first complete response event.",
             Metric::TimePerOutputToken => "Time per output token after the first (streams).",
             Metric::InjectSkipped => "stream_options.include_usage injections skipped, by reason.",
-            Metric::CostMicros => "Cost of LLM exchanges, in micro-units of the price table's currency.",
+            Metric::CostMicros => {
+                "Cost of LLM exchanges, in micro-units of the price table's currency."
+            }
             Metric::PriceLookupMisses => "LLM exchanges whose model has no price.",
             Metric::BudgetDenied => "Requests answered with 429 by a token budget, by limit.",
         }
