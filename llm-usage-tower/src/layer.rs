@@ -293,7 +293,8 @@ impl LlmUsageLayer {
     /// model the path names: Gemini, Vertex, Bedrock; a model named only in the body is
     /// not known when the request is checked, so such a limit does not apply to it),
     /// `destination_service` (the request authority), `all`; `source_workload` never
-    /// applies in the layer. Windows and overshoot: the crate README.
+    /// applies in the layer. Requests [`filter`](Self::filter) leaves unobserved are not
+    /// limited. Windows and overshoot: the crate README.
     ///
     /// ```
     /// use llm_usage_cost::Budgets;

@@ -19,6 +19,7 @@ mod redis_store;
 use llm_usage_core::{Provider, UsageRecord};
 use llm_usage_cost::{Amount, Bucket, Budgets, Charge, Decision, KeyFacts, StoreError};
 use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -141,11 +142,22 @@ pub(crate) fn apply_charges(
         }
     });
     let waker = Waker::from(Arc::new(Noop));
-    if fut.as_mut().poll(&mut Context::from_waker(&waker)) == Poll::Ready(()) {
-        return;
-    }
-    if let Some(rt) = runtime {
-        rt.spawn(fut);
+    match runtime {
+        Some(rt) => {
+            // In the runtime's context, whatever thread ends the exchange: a store's timers
+            // and sockets need it.
+            let _entered = rt.enter();
+            if fut.as_mut().poll(&mut Context::from_waker(&waker)) == Poll::Pending {
+                rt.spawn(fut);
+            }
+        }
+        None => {
+            // No runtime: only a store that answers at once can be charged; one that needs
+            // a runtime fails (its panic stays here) and the charge is lost (fail open).
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                fut.as_mut().poll(&mut Context::from_waker(&waker))
+            }));
+        }
     }
 }
 
