@@ -667,3 +667,32 @@ async fn layer_fails_open_while_redis_is_down_then_recovers() {
     );
     drop(server);
 }
+
+/// A `cost_micros` limit charges each exchange's cost (13-anthropic-messages-cache: 0.004815
+/// USD with the example table, 4815 micro-units): with a budget of 9630, two pass and the
+/// third is denied.
+#[tokio::test]
+async fn layer_charges_cost_micros_limits_with_the_price_table() {
+    let fx = Fixture::load("13-anthropic-messages-cache");
+    let table =
+        std::fs::read_to_string(common::fixtures_dir().join("../../prices/example-2026-12.json"))
+            .unwrap();
+    let limits = r#"[{"name": "spend", "key": "header:x-api-key", "tokens": 9630, "window_s": 86400, "count": "cost_micros"}]"#;
+    let budgets = Budgets::from_json(limits).unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let layer = LlmUsageLayer::new()
+        .without_metrics()
+        .prices(llm_usage_cost::PriceTable::from_json(&table).unwrap())
+        .budgets(budgets.clone(), store.clone())
+        .budget_clock(|| NOW);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(send(&layer, &fx, &calls, "sk-spend").await.0.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    assert_eq!(
+        llm_usage_cost::BudgetStore::used(&*store, &bucket(&budgets, b"sk-spend"), NOW / 86400),
+        Ok(9630)
+    );
+}
