@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use llm_usage_core::UsageRecord;
+use llm_usage_cost::{Amount, Pricing};
 use reqwest::Url;
 
 /// How an observed call ended.
@@ -58,9 +59,21 @@ pub struct UsageEvent {
     pub response_body_bytes: u64,
     /// The metric labels the call was counted under (empty without metrics).
     pub labels: Vec<(String, String)>,
+    /// What the call costs under the middleware's price table
+    /// ([`LlmUsageMiddleware::prices`](crate::LlmUsageMiddleware::prices)): `None` without a
+    /// table; with one, a cost ([`Pricing::Cost`]) or why there is none (no price for the
+    /// model, a needed count unknown). Unknown is never 0.
+    pub pricing: Option<Pricing>,
+    /// The price table's currency code (`USD`, …), with a table.
+    pub currency: Option<String>,
 }
 
 impl UsageEvent {
+    /// The call's cost in the table's [`currency`](Self::currency), when it has one.
+    pub fn cost(&self) -> Option<Amount> {
+        self.pricing.as_ref().and_then(Pricing::amount)
+    }
+
     /// The value of a label the call was counted under.
     pub fn label(&self, name: &str) -> Option<&str> {
         self.labels

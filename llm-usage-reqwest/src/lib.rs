@@ -93,6 +93,7 @@ impl LlmUsageMiddleware {
                 models: Mutex::new(Limiter::new(Vec::new(), Some(100))),
                 on_record: None,
                 options: llm_usage_report::default_options(),
+                prices: None,
             }),
         }
     }
@@ -108,6 +109,7 @@ impl LlmUsageMiddleware {
                     models: Mutex::new(r.models.lock().unwrap_or_else(|e| e.into_inner()).clone()),
                     on_record: r.on_record.clone(),
                     options: r.options.clone(),
+                    prices: r.prices.clone(),
                 };
                 f(&mut copy);
                 self.reporter = Arc::new(copy);
@@ -145,6 +147,26 @@ impl LlmUsageMiddleware {
     /// come); the rest are `other`.
     pub fn model_labels(self, allow: Vec<String>, max_others: usize) -> Self {
         self.edit(|r| r.models = Mutex::new(Limiter::new(allow, Some(max_others))))
+    }
+
+    /// Prices every call with this table (`llm-usage-cost`): the cost goes into
+    /// [`UsageEvent::pricing`] and [`UsageEvent::cost`], and into the cost counter
+    /// (`llm_usage_cost_micros_total` / `asm_llm_proxy_cost_micros`, micro-units of the
+    /// table's currency, each call rounded down); a call whose model has no price has no
+    /// cost (never 0) and counts in `llm_usage_price_lookup_misses_total` /
+    /// `asm_llm_proxy_price_lookup_misses`.
+    ///
+    /// ```
+    /// let table = llm_usage_cost::PriceTable::from_json(
+    ///     r#"{"currency": "USD", "per_tokens": 1000000,
+    ///         "models": {"gpt-4o*": {"input": 2.5, "cached_input": 1.25, "output": 10.0}}}"#,
+    /// )?;
+    /// let middleware = llm_usage_reqwest::LlmUsageMiddleware::new().prices(table);
+    /// # let _ = middleware;
+    /// # Ok::<(), llm_usage_cost::TableError>(())
+    /// ```
+    pub fn prices(self, table: llm_usage_cost::PriceTable) -> Self {
+        self.edit(|r| r.prices = Some(Arc::new(table)))
     }
 
     /// Parser options (forced provider, inspection cap).

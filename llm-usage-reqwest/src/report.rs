@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, StatusCode};
 use llm_usage_core::Options;
+use llm_usage_cost::PriceTable;
 use llm_usage_report::labels::Limiter;
-use llm_usage_report::names::Profile;
+use llm_usage_report::names::{Metric, Profile};
 use llm_usage_report::series::{labels, points, Context, Value};
 use llm_usage_report::{span, Timings, Tracker};
 use reqwest::Url;
@@ -26,6 +27,7 @@ pub(crate) struct Reporter {
     pub(crate) models: Mutex<Limiter>,
     pub(crate) on_record: Option<Callback>,
     pub(crate) options: Options,
+    pub(crate) prices: Option<Arc<PriceTable>>,
 }
 
 impl Reporter {
@@ -58,6 +60,25 @@ impl Reporter {
                 match point.value {
                     Value::Count(n) => metrics::counter!(point.name, labels).increment(n),
                     Value::Sample(x) => metrics::histogram!(point.name, labels).record(x),
+                }
+            }
+            if let Some(pricing) = &ev.pricing {
+                let counter = |m: Metric| {
+                    let name = format!("{}{}", m.name(p)?, p.counter_suffix());
+                    let labels: Vec<metrics::Label> = ev
+                        .labels
+                        .iter()
+                        .map(|(k, v)| metrics::Label::new(k.clone(), v.clone()))
+                        .collect();
+                    Some(metrics::counter!(name, labels))
+                };
+                if pricing.is_miss() {
+                    if let Some(c) = counter(Metric::PriceLookupMisses) {
+                        c.increment(1);
+                    }
+                }
+                if let (Some(a), Some(c)) = (pricing.amount(), counter(Metric::CostMicros)) {
+                    c.increment(u64::try_from(a.micros_floor()).unwrap_or(u64::MAX));
                 }
             }
         }
@@ -164,7 +185,6 @@ impl Call {
             drop(call_span);
             let nanos = |t: Option<u64>| t.map(Duration::from_nanos);
             let event = UsageEvent {
-                record,
                 outcome,
                 method: self.method.clone(),
                 url: self.url.clone(),
@@ -174,6 +194,13 @@ impl Call {
                 time_to_first_token: nanos(timings.time_to_first_token()),
                 response_body_bytes: st.response_bytes,
                 labels: Vec::new(),
+                pricing: self.reporter.prices.as_ref().map(|t| t.price(&record)),
+                currency: self
+                    .reporter
+                    .prices
+                    .as_ref()
+                    .map(|t| t.currency().to_owned()),
+                record,
             };
             (event, timings)
         };

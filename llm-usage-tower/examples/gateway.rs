@@ -10,7 +10,11 @@
 //! Options: `--listen ADDR` (default `127.0.0.1:8080`), `--upstream URL` (an `http://` base URL,
 //! or `https://` when built with `--features tls`; without it a built-in mock provider answers OpenAI `/v1/chat/completions` and Anthropic
 //! `/v1/messages`, JSON or SSE), `--profile otel|asm` (metric names), `--provider NAME`
-//! (force a dialect).
+//! (force a dialect), `--prices FILE` (a price table: the cost of each exchange in its record
+//! line and in the cost counter), `--limits FILE` (token budgets: a JSON list of limits in the
+//! filter's shape, `[{"name": "per-key", "key": "header:x-api-key", "tokens": 100000,
+//! "window_s": 60, "count": "total"}]`), `--redis URL` (keep the budget counters on a Redis
+//! server shared by several gateways instead of in memory).
 //!
 //! Requests stream to the upstream and responses stream back frame by frame; the layer sees
 //! every byte on the way and nothing waits for a whole body.
@@ -37,6 +41,8 @@ use http::{StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use llm_usage_cost::{Budgets, PriceTable};
+use llm_usage_tower::budget::{MemoryStore, RedisStore};
 use llm_usage_tower::{Label, LlmUsageLayer, MetricsConfig, Provider, UsageEvent};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -74,6 +80,43 @@ pub fn app(upstream: Option<Uri>, layer: LlmUsageLayer, prometheus: PrometheusHa
             }),
         )
         .fallback_service(llm.layer(layer))
+}
+
+/// Reads a price table file (`--prices`).
+pub fn load_prices(path: &str) -> Result<PriceTable, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read --prices {path:?}: {e}"))?;
+    PriceTable::from_json(&text).map_err(|e| format!("--prices {path:?}: {e}"))
+}
+
+/// Reads a limits file (`--limits`): a JSON list of limits in the filter's shape.
+pub fn load_limits(path: &str) -> Result<Budgets, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read --limits {path:?}: {e}"))?;
+    Budgets::from_json(&text).map_err(|e| format!("--limits {path:?}: {e}"))
+}
+
+/// Adds prices and budgets to `layer`: budget counters in memory, or on the Redis server
+/// at `redis` (shared by every gateway pointing at it).
+pub fn with_costs_and_budgets(
+    mut layer: LlmUsageLayer,
+    prices: Option<PriceTable>,
+    limits: Option<Budgets>,
+    redis: Option<&str>,
+) -> Result<LlmUsageLayer, String> {
+    if let Some(table) = prices {
+        layer = layer.prices(table);
+    }
+    match (limits, redis) {
+        (Some(b), Some(url)) => {
+            let store = RedisStore::new(url).map_err(|e| format!("--redis {url:?}: {e}"))?;
+            layer = layer.budgets(b, store);
+        }
+        (Some(b), None) => layer = layer.budgets(b, MemoryStore::new()),
+        (None, Some(_)) => return Err("--redis needs --limits".to_owned()),
+        (None, None) => {}
+    }
+    Ok(layer)
 }
 
 #[cfg(feature = "tls")]
@@ -371,10 +414,13 @@ struct Args {
     profile: String,
     provider: Option<Provider>,
     inject_include_usage: bool,
+    prices: Option<String>,
+    limits: Option<String>,
+    redis: Option<String>,
 }
 
 const USAGE: &str =
-    "usage: gateway [--listen ADDR] [--upstream http(s)://HOST[:PORT]] [--profile otel|asm] [--provider NAME] [--inject-include-usage]";
+    "usage: gateway [--listen ADDR] [--upstream http(s)://HOST[:PORT]] [--profile otel|asm] [--provider NAME] [--inject-include-usage] [--prices FILE] [--limits FILE [--redis URL]]";
 
 fn usage_exit(msg: &str) -> ! {
     eprintln!("gateway: {msg}");
@@ -389,6 +435,9 @@ fn parse_args() -> Args {
         profile: "otel".to_owned(),
         provider: None,
         inject_include_usage: false,
+        prices: None,
+        limits: None,
+        redis: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -425,6 +474,9 @@ fn parse_args() -> Args {
                 );
             }
             "--inject-include-usage" => args.inject_include_usage = true,
+            "--prices" => args.prices = Some(value()),
+            "--limits" => args.limits = Some(value()),
+            "--redis" => args.redis = Some(value()),
             "-h" | "--help" => {
                 println!("{USAGE}");
                 std::process::exit(0)
@@ -450,6 +502,18 @@ async fn main() {
         )),
         p => usage_exit(&format!("unknown profile {p:?}")),
     };
+    let prices = args
+        .prices
+        .as_deref()
+        .map(load_prices)
+        .transpose()
+        .unwrap_or_else(|e| usage_exit(&e));
+    let limits = args
+        .limits
+        .as_deref()
+        .map(load_limits)
+        .transpose()
+        .unwrap_or_else(|e| usage_exit(&e));
     let recorder = prometheus_recorder(&metrics);
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).expect("first recorder");
@@ -472,11 +536,20 @@ async fn main() {
                 r.complete,
                 ev.duration,
             );
+            if let Some(p) = &ev.pricing {
+                match (p.amount(), &ev.currency) {
+                    (Some(a), Some(c)) => eprintln!("  cost={a} {c}"),
+                    _ => eprintln!("  cost=unknown ({p:?})"),
+                }
+            }
         });
     if let Some(p) = args.provider {
         layer = layer.provider(p);
     }
     layer = layer.inject_include_usage(args.inject_include_usage);
+    let budgets = limits.as_ref().map_or(0, |b| b.limits().len());
+    layer = with_costs_and_budgets(layer, prices, limits, args.redis.as_deref())
+        .unwrap_or_else(|e| usage_exit(&e));
     layer.describe_metrics();
     // Periodic upkeep keeps the Prometheus histograms' memory bounded.
     let upkeep = handle.clone();
@@ -494,6 +567,10 @@ async fn main() {
         None => eprintln!("gateway: http://{} -> built-in mock provider", args.listen),
     }
     eprintln!("gateway: metrics at http://{}/metrics", args.listen);
+    if budgets > 0 {
+        let store = args.redis.as_deref().unwrap_or("memory");
+        eprintln!("gateway: {budgets} token limit(s), counters in {store}");
+    }
     axum::serve(listener, app(args.upstream, layer, handle))
         .await
         .expect("server error");

@@ -273,10 +273,12 @@ pin_project! {
     /// assert!(body.is_end_stream());
     /// ```
     pub struct ResponseBody<B> {
+        // `None`: a local reply (a spent token budget), whose bytes are `local`.
         #[pin]
-        inner: B,
+        inner: Option<B>,
         tap: Tap,
         hide: Option<Box<Hide>>,
+        local: Option<Bytes>,
     }
 }
 
@@ -290,21 +292,33 @@ struct Hide {
 impl<B> ResponseBody<B> {
     pub(crate) fn new(inner: B, shared: Option<Arc<Shared>>) -> Self {
         ResponseBody {
-            inner,
+            inner: Some(inner),
             tap: Tap::new(shared, Outcome::Dropped),
             hide: None,
+            local: None,
+        }
+    }
+
+    /// The body of a reply the layer made itself: these bytes, then the end.
+    pub(crate) fn local(bytes: Bytes) -> Self {
+        ResponseBody {
+            inner: None,
+            tap: Tap::new(None, Outcome::Dropped),
+            hide: None,
+            local: Some(bytes),
         }
     }
 
     /// A body whose usage-only chunk is removed.
     pub(crate) fn hiding(inner: B, shared: Option<Arc<Shared>>) -> Self {
         ResponseBody {
-            inner,
+            inner: Some(inner),
             tap: Tap::new(shared, Outcome::Dropped),
             hide: Some(Box::new(Hide {
                 filter: UsageChunkFilter::new(),
                 pending: Pending::default(),
             })),
+            local: None,
         }
     }
 
@@ -313,16 +327,17 @@ impl<B> ResponseBody<B> {
         Self::new(inner, None)
     }
 
-    /// The wrapped body.
-    pub fn get_ref(&self) -> &B {
-        &self.inner
+    /// The wrapped body (`None` for a reply the layer made itself: a spent token budget's
+    /// `429`).
+    pub fn get_ref(&self) -> Option<&B> {
+        self.inner.as_ref()
     }
 }
 
 impl<B: Body> ResponseBody<B> {
     /// Ends the exchange now if the body is already at its end (one nobody may ever poll).
     pub(crate) fn finish_if_ended(&self) {
-        if self.inner.is_end_stream() {
+        if self.inner.as_ref().is_some_and(Body::is_end_stream) {
             if let Some(shared) = self.tap.get() {
                 shared.finish(Outcome::Complete);
             }
@@ -336,6 +351,7 @@ impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
             .field("inner", &self.inner)
             .field("observed", &self.tap.get().is_some())
             .field("hiding", &self.hide.is_some())
+            .field("local", &self.local.as_ref().map(Bytes::len))
             .finish()
     }
 }
@@ -353,7 +369,10 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let mut inner = this.inner;
+        let Some(mut inner) = this.inner.as_pin_mut() else {
+            let local = this.local.take().filter(|b| !b.is_empty());
+            return Poll::Ready(local.map(|b| Ok(Frame::data(B::Data::from(b)))));
+        };
         loop {
             if let Some(hide) = this.hide.as_deref_mut() {
                 if let Some(ready) = hide.pending.next() {
@@ -422,14 +441,17 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
+        let Some(inner) = &self.inner else {
+            return self.local.as_ref().map_or(true, Bytes::is_empty);
+        };
         let end = match &self.hide {
             // Nothing left to hand on, and either the end was reached or the inner body is
             // done with nothing held.
             Some(h) => {
                 h.pending.drained()
-                    && (h.pending.end || (h.filter.held_bytes() == 0 && self.inner.is_end_stream()))
+                    && (h.pending.end || (h.filter.held_bytes() == 0 && inner.is_end_stream()))
             }
-            None => self.inner.is_end_stream(),
+            None => inner.is_end_stream(),
         };
         if end {
             // A server may stop polling as soon as this says so, then drop the body: that is a
@@ -442,17 +464,20 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
+        let Some(inner) = &self.inner else {
+            return SizeHint::with_exact(self.local.as_ref().map_or(0, |b| b.len() as u64));
+        };
         match &self.hide {
             // Bytes may be removed: no exact size, and nothing more than the inner's upper bound.
             Some(hide) => {
                 let mut h = SizeHint::default();
-                if let Some(upper) = self.inner.size_hint().upper() {
+                if let Some(upper) = inner.size_hint().upper() {
                     let waiting = hide.pending.data.as_ref().map_or(0, Bytes::len);
                     h.set_upper(upper + (hide.filter.held_bytes() + waiting) as u64);
                 }
                 h
             }
-            None => self.inner.size_hint(),
+            None => inner.size_hint(),
         }
     }
 }

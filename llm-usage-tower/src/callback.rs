@@ -5,6 +5,7 @@ use std::time::Duration;
 use http::{Method, StatusCode, Uri};
 use llm_usage_core::inject::Skip;
 use llm_usage_core::UsageRecord;
+use llm_usage_cost::{Amount, Pricing};
 use metrics::SharedString;
 
 /// How an observed exchange ended.
@@ -101,6 +102,13 @@ pub struct UsageEvent {
     /// What the `stream_options.include_usage` injection did (`None`: not tried, because it is
     /// off or the request is not one it applies to, or the request was not streamed).
     pub injection: Option<Injection>,
+    /// What the exchange costs under the layer's price table
+    /// ([`LlmUsageLayer::prices`](crate::LlmUsageLayer::prices)): `None` without a table;
+    /// with one, a cost ([`Pricing::Cost`]) or why there is none (no price for the model,
+    /// a needed count unknown). Unknown is never 0.
+    pub pricing: Option<Pricing>,
+    /// The price table's currency code (`USD`, …), with a table.
+    pub currency: Option<String>,
 }
 
 impl UsageEvent {
@@ -120,6 +128,20 @@ impl UsageEvent {
         timings
             .time_per_output_token(&self.record)
             .map(Duration::from_nanos)
+    }
+
+    /// The exchange's cost in the table's [`currency`](Self::currency), when it has one
+    /// (`None`: no price table, no price for the model, or a needed count unknown).
+    ///
+    /// ```
+    /// # fn f(ev: &llm_usage_tower::UsageEvent) {
+    /// if let (Some(cost), Some(currency)) = (ev.cost(), &ev.currency) {
+    ///     println!("{cost} {currency}"); // an exact decimal, e.g. 0.00475 USD
+    /// }
+    /// # }
+    /// ```
+    pub fn cost(&self) -> Option<Amount> {
+        self.pricing.as_ref().and_then(Pricing::amount)
     }
 
     /// The value of a label this exchange was counted under.

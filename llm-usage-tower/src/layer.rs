@@ -6,14 +6,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
+use bytes::Bytes;
 use http::{Request, Response};
 use llm_usage_core::inject::{self, Skip};
 use llm_usage_core::{Options, Provider};
+use llm_usage_cost::{Budgets, Decision, KeyFacts, LocalReply, PriceTable};
 use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::body::{RequestBody, ResponseBody};
+use crate::budget::{decide_owned, AsyncBudgetStore, Clock, Enforcer, SystemClock};
 use crate::callback::{Injection, OnRecord, Outcome, UsageEvent};
 use crate::metrics_config::MetricsConfig;
 use crate::state::{Shared, Tap};
@@ -29,9 +32,24 @@ pub(crate) struct Config {
     filter: Option<FilterFn>,
     inject_include_usage: bool,
     max_inject_body_bytes: u64,
+    pub(crate) prices: Option<Arc<PriceTable>>,
+    pub(crate) budgets: Option<Enforcer>,
 }
 
 impl Config {
+    /// Counts a request the limit `limit` denied.
+    fn emit_denied(&self, shared: &Shared, limit: usize) {
+        let (Some(m), Some(e)) = (&self.metrics, &self.budgets) else {
+            return;
+        };
+        let labels = shared.head_labels(http::StatusCode::TOO_MANY_REQUESTS);
+        let name = &e.budgets.limits()[limit].name;
+        match &self.recorder {
+            Some(r) => metrics::with_local_recorder(&**r, || m.emit_denied(&labels, name)),
+            None => m.emit_denied(&labels, name),
+        }
+    }
+
     pub(crate) fn emit(&self, mut event: UsageEvent, request_values: &[Option<String>]) {
         if let Some(m) = &self.metrics {
             event.labels = m.resolve(request_values, &event.record, event.status, event.outcome);
@@ -86,6 +104,18 @@ impl fmt::Debug for LlmUsageLayer {
             .field("filter", &self.config.filter.is_some())
             .field("inject_include_usage", &self.config.inject_include_usage)
             .field("max_inject_body_bytes", &self.config.max_inject_body_bytes)
+            .field(
+                "prices",
+                &self.config.prices.as_ref().map(|t| t.entries().len()),
+            )
+            .field(
+                "budgets",
+                &self
+                    .config
+                    .budgets
+                    .as_ref()
+                    .map(|e| e.budgets.limits().len()),
+            )
             .finish()
     }
 }
@@ -109,6 +139,8 @@ impl LlmUsageLayer {
                 filter: None,
                 inject_include_usage: false,
                 max_inject_body_bytes: inject::DEFAULT_MAX_INJECT_BODY_BYTES,
+                prices: None,
+                budgets: None,
             }),
         }
     }
@@ -226,6 +258,79 @@ impl LlmUsageLayer {
         self.with(|c| c.max_inject_body_bytes = max)
     }
 
+    /// Prices every exchange with this table (`llm-usage-cost`): the cost goes into
+    /// [`UsageEvent::pricing`] and [`UsageEvent::cost`], and into the cost counter
+    /// (`llm_usage_cost_micros_total` / `asm_llm_proxy_cost_micros`, micro-units of the
+    /// table's currency, each exchange rounded down); an exchange whose model has no price
+    /// has no cost (never 0) and counts in the lookup-miss counter
+    /// (`llm_usage_price_lookup_misses_total` / `asm_llm_proxy_price_lookup_misses`).
+    ///
+    /// ```
+    /// let table = llm_usage_cost::PriceTable::from_json(
+    ///     r#"{"currency": "USD", "per_tokens": 1000000,
+    ///         "models": {"gpt-4o*": {"input": 2.5, "cached_input": 1.25, "output": 10.0}}}"#,
+    /// )?;
+    /// let layer = llm_usage_tower::LlmUsageLayer::new().prices(table);
+    /// # let _ = layer;
+    /// # Ok::<(), llm_usage_cost::TableError>(())
+    /// ```
+    pub fn prices(self, table: PriceTable) -> Self {
+        self.with(|c| c.prices = Some(Arc::new(table)))
+    }
+
+    /// Enforces token budgets ([`Budgets`], `llm-usage-cost`) with counters in `store`
+    /// ([`MemoryStore`](crate::budget::MemoryStore) for one process,
+    /// [`RedisStore`](crate::budget::RedisStore) for replicas sharing one budget).
+    ///
+    /// Each observed request is checked when it arrives, before the inner service is
+    /// called: a request whose key has used its budget in the current window is answered
+    /// by the layer with `429`, `retry-after`, `x-ratelimit-limit-tokens`,
+    /// `x-ratelimit-remaining-tokens` and a JSON error body shaped like its provider's
+    /// (counted in the budget-denial counter; no [`UsageEvent`] is emitted for it). Other
+    /// requests pass unchanged and are charged when their response ends (also a cut or
+    /// dropped stream, with what was seen or estimated). A store that fails never blocks
+    /// (fail open). The keys, read from the request head: `header:<name>`, `model` (the
+    /// model the path names: Gemini, Vertex, Bedrock; a model named only in the body is
+    /// not known when the request is checked, so such a limit does not apply to it),
+    /// `destination_service` (the request authority), `all`; `source_workload` never
+    /// applies in the layer. Requests [`filter`](Self::filter) leaves unobserved are not
+    /// limited. Windows and overshoot: the crate README.
+    ///
+    /// ```
+    /// use llm_usage_cost::Budgets;
+    /// use llm_usage_tower::budget::MemoryStore;
+    ///
+    /// let budgets = Budgets::from_json(
+    ///     r#"[{"name": "per-key", "key": "header:x-api-key", "tokens": 100000, "window_s": 60}]"#,
+    /// )?;
+    /// let layer = llm_usage_tower::LlmUsageLayer::new().budgets(budgets, MemoryStore::new());
+    /// # let _ = layer;
+    /// # Ok::<(), llm_usage_cost::LimitError>(())
+    /// ```
+    pub fn budgets<St: AsyncBudgetStore + 'static>(self, budgets: Budgets, store: St) -> Self {
+        self.with(|c| {
+            let clock = c.budgets.as_ref().map_or_else(
+                || Arc::new(SystemClock) as Arc<dyn Clock>,
+                |e| e.clock.clone(),
+            );
+            c.budgets = Some(Enforcer {
+                budgets: Arc::new(budgets),
+                store: Arc::new(store),
+                clock,
+            });
+        })
+    }
+
+    /// The clock budget windows are read from (default [`SystemClock`]); set it after
+    /// [`budgets`](Self::budgets).
+    pub fn budget_clock<C: Clock>(self, clock: C) -> Self {
+        self.with(|c| {
+            if let Some(e) = &mut c.budgets {
+                e.clock = Arc::new(clock);
+            }
+        })
+    }
+
     /// Observes only the requests for which `f` returns `true`; the others pass through
     /// unobserved (and are not counted).
     ///
@@ -302,8 +407,8 @@ impl<S> LlmUsage<S> {
 
 impl<S, ReqB, ResB> Service<Request<ReqB>> for LlmUsage<S>
 where
-    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>>,
-    ReqB: http_body::Body,
+    S: Service<Request<RequestBody<ReqB>>, Response = Response<ResB>> + Clone + Send + 'static,
+    ReqB: http_body::Body + Send + 'static,
     ResB: http_body::Body,
 {
     type Response = Response<ResponseBody<ResB>>;
@@ -344,12 +449,78 @@ where
             Some(max) => RequestBody::holding(body, shared.clone(), max),
             None => RequestBody::new(body, shared.clone()),
         };
+        let check = match (&shared, &self.config.budgets) {
+            (Some(s), Some(e)) => budget_check(s, e, &parts),
+            _ => None,
+        };
         let req = Request::from_parts(parts, body);
+        let Some(check) = check else {
+            return ResponseFuture {
+                inner: Some(self.inner.call(req)),
+                check: None,
+                tap: Tap::new(shared, Outcome::Cancelled),
+            };
+        };
+        // The service that was made ready serves this request once the check allows it.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared_c = shared.clone();
+        let check = Box::pin(async move {
+            match check.await {
+                Decision::Allow { buckets, .. } => {
+                    if let Some(s) = &shared_c {
+                        s.set_buckets(buckets);
+                    }
+                    Checked::Call(inner.call(req))
+                }
+                Decision::Deny { limit, reply } => Checked::Deny { limit, reply },
+            }
+        });
         ResponseFuture {
-            inner: self.inner.call(req),
+            inner: None,
+            check: Some(check),
             tap: Tap::new(shared, Outcome::Cancelled),
         }
     }
+}
+
+/// The budget check of a request, when a limit applies to it.
+fn budget_check(
+    shared: &Shared,
+    e: &Enforcer,
+    parts: &http::request::Parts,
+) -> Option<Pin<Box<dyn Future<Output = Decision> + Send>>> {
+    let (provider, model) = shared.head_facts();
+    let headers: Vec<(&str, &[u8])> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_bytes()))
+        .collect();
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| parts.headers.get(http::header::HOST)?.to_str().ok());
+    let facts = KeyFacts {
+        headers: &headers,
+        model: model.as_deref(),
+        source_workload: None,
+        destination_service: authority,
+    };
+    let buckets = e.budgets.buckets(&facts);
+    if buckets.is_empty() {
+        return None;
+    }
+    let now = e.clock.now_s();
+    Some(Box::pin(decide_owned(e.clone(), buckets, provider, now)))
+}
+
+/// What the budget check led to.
+enum Checked<F> {
+    /// Allowed: the inner service's future.
+    Call(F),
+    /// Denied by limit `limit`: answer this.
+    Deny { limit: usize, reply: LocalReply },
 }
 
 impl<S> LlmUsage<S> {
@@ -418,7 +589,8 @@ pin_project! {
     /// from the inner service emits one with `service_error`.
     pub struct ResponseFuture<F> {
         #[pin]
-        inner: F,
+        inner: Option<F>,
+        check: Option<Pin<Box<dyn Future<Output = Checked<F>> + Send>>>,
         tap: Tap,
     }
 }
@@ -427,6 +599,7 @@ impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("observed", &self.tap.get().is_some())
+            .field("checking", &self.check.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -439,8 +612,26 @@ where
     type Output = Result<Response<ResponseBody<ResB>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        match ready!(this.inner.poll(cx)) {
+        let mut this = self.project();
+        if let Some(check) = this.check.as_mut() {
+            let checked = ready!(check.as_mut().poll(cx));
+            *this.check = None;
+            match checked {
+                Checked::Call(f) => this.inner.set(Some(f)),
+                Checked::Deny { limit, reply } => {
+                    if let Some(s) = this.tap.take() {
+                        s.config().emit_denied(&s, limit);
+                        s.discard();
+                    }
+                    return Poll::Ready(Ok(local_response(reply)));
+                }
+            }
+        }
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            // Polled after completion: nothing more to give (a contract breach by the caller).
+            return Poll::Pending;
+        };
+        match ready!(inner.poll(cx)) {
             Ok(res) => {
                 let shared = this.tap.take();
                 let hide = match &shared {
@@ -460,12 +651,27 @@ where
                 };
                 // Nobody may ever poll an empty body.
                 body.finish_if_ended();
+                this.inner.set(None);
                 Poll::Ready(Ok(Response::from_parts(parts, body)))
             }
             Err(e) => {
+                this.inner.set(None);
                 this.tap.finish(Outcome::ServiceError);
                 Poll::Ready(Err(e))
             }
         }
     }
+}
+
+/// The `429` of a spent budget, as an HTTP response.
+fn local_response<B>(reply: LocalReply) -> Response<ResponseBody<B>> {
+    let mut res = Response::new(ResponseBody::local(Bytes::from(reply.body)));
+    *res.status_mut() =
+        http::StatusCode::from_u16(reply.status).unwrap_or(http::StatusCode::TOO_MANY_REQUESTS);
+    for (name, value) in reply.headers {
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            res.headers_mut().insert(name, v);
+        }
+    }
+    res
 }

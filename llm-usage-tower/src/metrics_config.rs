@@ -336,6 +336,9 @@ impl ValueCap {
 /// | `gen_ai_server_time_to_first_token` | histogram, seconds (first event with generated text) | |
 /// | `gen_ai_server_time_per_output_token` | histogram, seconds (streams) | |
 /// | `llm_usage_inject_skipped_total` | counter of skipped `stream_options.include_usage` injections | `inject_skip_reason` |
+/// | `llm_usage_cost_micros_total` | counter of cost in micro-units of the price table's currency (each exchange rounded down; with [`prices`](crate::LlmUsageLayer::prices)) | |
+/// | `llm_usage_price_lookup_misses_total` | counter of exchanges whose model has no price | |
+/// | `llm_usage_budget_rejected_requests_total` | counter of requests answered `429` by a token budget ([`budgets`](crate::LlmUsageLayer::budgets)) | `budget_limit` |
 ///
 /// Common labels: `gen_ai_provider_name`, `gen_ai_request_model`, `gen_ai_response_model`,
 /// `http_status_class`.
@@ -363,6 +366,10 @@ pub struct MetricsConfig {
     time_per_output_token: Option<SharedString>,
     inject_skipped: Option<SharedString>,
     skip_reason_label: SharedString,
+    cost: Option<SharedString>,
+    price_lookup_misses: Option<SharedString>,
+    budget_denied: Option<SharedString>,
+    budget_limit_label: SharedString,
     time_unit: TimeUnit,
     labels: Vec<Label>,
     model_allow: Option<HashSet<String>>,
@@ -383,6 +390,9 @@ impl fmt::Debug for MetricsConfig {
             .field("time_to_first_token", &self.time_to_first_token)
             .field("time_per_output_token", &self.time_per_output_token)
             .field("inject_skipped", &self.inject_skipped)
+            .field("cost", &self.cost)
+            .field("price_lookup_misses", &self.price_lookup_misses)
+            .field("budget_denied", &self.budget_denied)
             .field("skip_reason_label", &self.skip_reason_label)
             .field("time_unit", &self.time_unit)
             .field("labels", &self.labels)
@@ -417,7 +427,9 @@ impl MetricsConfig {
     /// `asm_llm_proxy_estimated_requests`, and histograms (in
     /// milliseconds) `asm_llm_proxy_request_duration_ms`, `asm_llm_proxy_time_to_first_byte_ms`,
     /// `asm_llm_proxy_time_to_first_token_ms`, `asm_llm_proxy_time_per_output_token_ms`, and
-    /// the counter `asm_llm_proxy_inject_skipped` (with `llmproxy_inject_skip_reason`),
+    /// the counters `asm_llm_proxy_inject_skipped` (with `llmproxy_inject_skip_reason`),
+    /// `asm_llm_proxy_cost_micros`, `asm_llm_proxy_price_lookup_misses` and
+    /// `asm_llm_proxy_budget_rejected_requests` (with `llmproxy_budget_limit`),
     /// labelled `llmproxy_source_workload`, `llmproxy_source_workload_namespace`
     /// (the two values given), `llmproxy_destination_service` (the request authority) and
     /// `llmproxy_model`.
@@ -499,6 +511,10 @@ impl MetricsConfig {
             time_per_output_token: name(Metric::TimePerOutputToken),
             inject_skipped: name(Metric::InjectSkipped),
             skip_reason_label: p.skip_reason_label().into(),
+            cost: name(Metric::CostMicros),
+            price_lookup_misses: name(Metric::PriceLookupMisses),
+            budget_denied: name(Metric::BudgetRejected),
+            budget_limit_label: p.budget_limit_label().into(),
             time_unit: p.time_unit(),
             labels,
             model_allow: None,
@@ -579,6 +595,32 @@ impl MetricsConfig {
         self.skip_reason_label = label.into();
         self
     }
+    /// Names (or switches off) the cost counter: each priced exchange adds its cost in
+    /// micro-units of the price table's currency, rounded down
+    /// ([`LlmUsageLayer::prices`](crate::LlmUsageLayer::prices)).
+    pub fn cost_counter(mut self, name: Option<impl Into<SharedString>>) -> Self {
+        self.cost = name.map(Into::into);
+        self
+    }
+    /// Names (or switches off) the counter of exchanges whose model has no price (no
+    /// model, or no entry of the table matches it).
+    pub fn price_lookup_misses_counter(mut self, name: Option<impl Into<SharedString>>) -> Self {
+        self.price_lookup_misses = name.map(Into::into);
+        self
+    }
+    /// Names (or switches off) the counter of requests answered locally with `429` by a
+    /// token budget ([`LlmUsageLayer::budgets`](crate::LlmUsageLayer::budgets)), labelled
+    /// with the limit's name under [`budget_limit_label`](Self::budget_limit_label).
+    pub fn budget_denied_counter(mut self, name: Option<impl Into<SharedString>>) -> Self {
+        self.budget_denied = name.map(Into::into);
+        self
+    }
+    /// The label carrying the limit's name on the denial counter: `budget_limit` (otel) or
+    /// `llmproxy_budget_limit` (asm).
+    pub fn budget_limit_label(mut self, label: impl Into<SharedString>) -> Self {
+        self.budget_limit_label = label.into();
+        self
+    }
     /// The unit durations are recorded in.
     pub fn time_unit(mut self, unit: TimeUnit) -> Self {
         self.time_unit = unit;
@@ -636,6 +678,9 @@ impl MetricsConfig {
             &self.time_to_first_token,
             &self.time_per_output_token,
             &self.inject_skipped,
+            &self.cost,
+            &self.price_lookup_misses,
+            &self.budget_denied,
         ]
         .into_iter()
         .flatten()
@@ -723,6 +768,15 @@ impl MetricsConfig {
                 "Time per output token after the first (streams)."
             );
         }
+        for (n, m) in [
+            (&self.cost, Metric::CostMicros),
+            (&self.price_lookup_misses, Metric::PriceLookupMisses),
+            (&self.budget_denied, Metric::BudgetRejected),
+        ] {
+            if let Some(n) = n {
+                metrics::describe_counter!(n.clone(), m.description());
+            }
+        }
         if let Some(n) = &self.inject_skipped {
             metrics::describe_counter!(
                 n.clone(),
@@ -794,6 +848,22 @@ impl MetricsConfig {
             .collect()
     }
 
+    /// Counts one request denied by the limit `limit`, with the labels the request had.
+    pub(crate) fn emit_denied(&self, labels: &[(SharedString, String)], limit: &str) {
+        let Some(n) = &self.budget_denied else {
+            return;
+        };
+        let mut l: Vec<metrics::Label> = labels
+            .iter()
+            .map(|(k, v)| metrics::Label::new(k.clone(), v.clone()))
+            .collect();
+        l.push(metrics::Label::new(
+            self.budget_limit_label.clone(),
+            limit.to_owned(),
+        ));
+        metrics::counter!(n.clone(), l.iter()).increment(1);
+    }
+
     pub(crate) fn emit(&self, ev: &UsageEvent) {
         let base: Vec<metrics::Label> = ev
             .labels
@@ -837,6 +907,15 @@ impl MetricsConfig {
         }
         if let (Some(n), Some(t)) = (&self.time_per_output_token, ev.time_per_output_token()) {
             metrics::histogram!(n.clone(), base.iter()).record(time_in(self.time_unit, t));
+        }
+        if let Some(p) = &ev.pricing {
+            if let (Some(n), true) = (&self.price_lookup_misses, p.is_miss()) {
+                metrics::counter!(n.clone(), base.iter()).increment(1);
+            }
+            if let (Some(n), Some(a)) = (&self.cost, p.amount()) {
+                let micros = u64::try_from(a.micros_floor()).unwrap_or(u64::MAX);
+                metrics::counter!(n.clone(), base.iter()).increment(micros);
+            }
         }
         if let (Some(n), Some(Injection::Skipped(why))) = (&self.inject_skipped, ev.injection) {
             let mut labels = base.clone();

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Buf;
 use http::{HeaderMap, Method, StatusCode, Uri};
-use llm_usage_core::Exchange;
+use llm_usage_core::{Exchange, Provider};
+use llm_usage_cost::Bucket;
 use llm_usage_report::{span, Tracker};
 
 use crate::callback::{Injection, Outcome, UsageEvent};
@@ -35,6 +36,12 @@ struct State {
     /// The exchange's `tracing` span (`tracing` feature; a no-op without it), closed
     /// when the record is emitted.
     span: span::Span,
+    /// The budget buckets to charge when the exchange ends (empty: none apply).
+    buckets: Vec<Bucket>,
+    /// The runtime the request came in on, for charges that must wait for their store.
+    runtime: Option<tokio::runtime::Handle>,
+    /// Answered locally (a budget denied it): no exchange, nothing emitted.
+    discarded: bool,
 }
 
 impl State {
@@ -130,8 +137,16 @@ impl Shared {
                 response_bytes: 0,
                 injection: None,
                 span: span::start(),
+                buckets: Vec::new(),
+                runtime: None,
+                discarded: false,
             }),
         })
+    }
+
+    /// The layer's configuration.
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The exchange's API dialect (`openai-chat`, …), if the exchange is alive.
@@ -139,6 +154,45 @@ impl Shared {
         self.lock()
             .feed(|t| t.exchange().map(|ex| ex.dialect()))
             .flatten()
+    }
+
+    /// The provider and the model known from the request head (path, headers), for budget
+    /// keys and the shape of a local reply.
+    pub(crate) fn head_facts(&self) -> (Option<Provider>, Option<String>) {
+        self.lock()
+            .feed(|t| {
+                t.exchange()
+                    .map(|ex| (ex.provider(), ex.model().map(str::to_owned)))
+            })
+            .flatten()
+            .unwrap_or((None, None))
+    }
+
+    /// The buckets to charge when the exchange ends.
+    pub(crate) fn set_buckets(&self, buckets: Vec<Bucket>) {
+        let mut st = self.lock();
+        st.buckets = buckets;
+        st.runtime = tokio::runtime::Handle::try_current().ok();
+    }
+
+    /// Drops the exchange without emitting anything (the request was answered locally).
+    pub(crate) fn discard(&self) {
+        self.lock().discarded = true;
+    }
+
+    /// The labels a request was counted under, from what its head told (for the budget
+    /// denial counter).
+    pub(crate) fn head_labels(&self, status: StatusCode) -> Vec<(metrics::SharedString, String)> {
+        let Some(m) = &self.config.metrics else {
+            return Vec::new();
+        };
+        let record = self.lock().feed(|t| t.record()).unwrap_or_default();
+        m.resolve(
+            &self.request_values,
+            &record,
+            Some(status),
+            Outcome::Complete,
+        )
     }
 
     /// Notes what the injection did.
@@ -207,7 +261,7 @@ impl Shared {
     pub(crate) fn finish(&self, outcome: Outcome) {
         let event = {
             let mut st = self.lock();
-            if st.tracker.finished() {
+            if st.tracker.finished() || st.discarded {
                 return;
             }
             let start = self.start;
@@ -219,6 +273,15 @@ impl Shared {
             }
             .unwrap_or_default();
             st.tracker.end(since(start));
+            let pricing = self.config.prices.as_ref().map(|t| t.price(&record));
+            let currency = self.config.prices.as_ref().map(|t| t.currency().to_owned());
+            if let (Some(e), false) = (&self.config.budgets, st.buckets.is_empty()) {
+                let cost = pricing.as_ref().and_then(|p| p.amount());
+                let charges = e
+                    .budgets
+                    .charges(&st.buckets, &record, cost, e.clock.now_s());
+                crate::budget::apply_charges(e, charges, st.runtime.as_ref());
+            }
             let nanos = |t: Option<u64>| t.map(Duration::from_nanos);
             let timings = *st.tracker.timings();
             let exchange_span = span::take(&mut st.span);
@@ -237,6 +300,8 @@ impl Shared {
                 response_body_bytes: st.response_bytes,
                 labels: Vec::new(),
                 injection: st.injection,
+                pricing,
+                currency,
             }
         };
         self.config.emit(event, &self.request_values);

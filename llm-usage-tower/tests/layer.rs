@@ -604,7 +604,7 @@ async fn segmented_buffers_are_observed_or_marked_partial() {
         async move {
             let events = Events::default();
             let (head, tail) = fx.response.split_at(700);
-            let mut body = Some(common::RopeBody(
+            let body = Some(common::RopeBody(
                 [
                     common::Rope::split(head, 5),
                     common::Rope::split(tail, segments_in_second_frame),
@@ -614,9 +614,12 @@ async fn segmented_buffers_are_observed_or_marked_partial() {
             let layer = LlmUsageLayer::new()
                 .without_metrics()
                 .on_record(events.callback());
+            // The layer clones its service (budgets call it after their check).
+            let body = std::sync::Arc::new(std::sync::Mutex::new(body));
             let svc = layer.layer(tower::service_fn(
                 move |_req: Request<RequestBody<Full<Bytes>>>| {
-                    let mut res = Response::new(body.take().expect("called once"));
+                    let body = body.lock().unwrap().take().expect("called once");
+                    let mut res = Response::new(body);
                     res.headers_mut()
                         .insert("content-type", "text/event-stream".parse().unwrap());
                     std::future::ready(Ok::<_, Infallible>(res))
@@ -710,7 +713,7 @@ async fn time_to_first_token_waits_for_generated_text() {
             .unwrap_or_else(|| panic!("{name}: no first text"));
         let events = Events::default();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let rx = std::sync::Mutex::new(Some(rx));
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(Some(rx)));
         let headers = fx.response_headers();
         let svc = tower::service_fn(move |_req: Request<RequestBody<Full<Bytes>>>| {
             let body = ChannelBody(rx.lock().unwrap().take().expect("one call"));

@@ -590,3 +590,90 @@ async fn large_request_streams_through_and_its_model_is_found() {
         Some(243117.0)
     );
 }
+
+/// The gateway example with `--prices` and `--limits` files (loaded by its own functions):
+/// over loopback, 13-anthropic-messages-cache (3858 tokens, 0.004815 USD with the example
+/// table) passes twice under a budget of 7716 tokens, then the gateway answers an
+/// Anthropic-shaped 429; the cost and denial counters are in `/metrics`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_prices_and_limits_files() {
+    let dir = std::env::temp_dir().join(format!("llm-usage-gw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let limits = dir.join("limits.json");
+    std::fs::write(
+        &limits,
+        r#"[{"name": "per-key", "key": "header:x-api-key", "tokens": 7716, "window_s": 3600, "count": "total"}]"#,
+    )
+    .unwrap();
+    let prices = common::fixtures_dir().join("../../prices/example-2026-12.json");
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"[{"name": "x", "key": "cookie", "tokens": 1, "window_s": 1}]"#,
+    )
+    .unwrap();
+    let err = gateway::load_limits(bad.to_str().unwrap()).unwrap_err();
+    assert!(err.contains("key \"cookie\""), "{err}");
+    assert!(gateway::load_prices(limits.to_str().unwrap()).is_err());
+
+    let layer = gateway::with_costs_and_budgets(
+        LlmUsageLayer::new(),
+        Some(gateway::load_prices(prices.to_str().unwrap()).unwrap()),
+        Some(gateway::load_limits(limits.to_str().unwrap()).unwrap()),
+        None,
+    )
+    .unwrap()
+    // A fixed instant in the middle of a window: no test straddles a window boundary.
+    .budget_clock(|| 1_800_001_800u64);
+    std::fs::remove_dir_all(&dir).unwrap();
+    let up = spawn_upstream().await;
+    let gw = spawn_gateway(Some(up), layer).await;
+    let client = client();
+    let fx = Fixture::load("13-anthropic-messages-cache");
+    let send = |key: &'static str| {
+        let mut req = fixture_request(gw, &fx);
+        req.headers_mut().insert("x-api-key", key.parse().unwrap());
+        let res = client.request(req);
+        async move {
+            let res = res.await.unwrap();
+            let (parts, body) = res.into_parts();
+            (parts, body.collect().await.unwrap().to_bytes())
+        }
+    };
+    for n in 1..=2 {
+        let (parts, body) = send("sk-ant-gw").await;
+        assert_eq!(parts.status, StatusCode::OK);
+        assert_eq!(&body[..], &fx.response[..]);
+        // Charged before the record is emitted: once counted, the next check sees it.
+        wait_metric(&client, gw, "llm_usage_requests_total", &[], n as f64).await;
+    }
+    let (parts, body) = send("sk-ant-gw").await;
+    assert_eq!(parts.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(parts.headers["x-ratelimit-limit-tokens"], "7716");
+    assert_eq!(parts.headers["x-ratelimit-remaining-tokens"], "0");
+    assert_eq!(parts.headers["retry-after"], "1800");
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+    // Another key still passes.
+    assert_eq!(send("sk-ant-other").await.0.status, StatusCode::OK);
+    let text = wait_metric(&client, gw, "llm_usage_requests_total", &[], 3.0).await;
+    assert_eq!(
+        prom_sum(&text, "llm_usage_cost_micros_total", &[]),
+        Some(3.0 * 4815.0),
+        "{text}"
+    );
+    assert_eq!(
+        prom_sum(
+            &text,
+            "llm_usage_budget_rejected_requests_total",
+            &[("budget_limit", "per-key")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        prom_sum(&text, "llm_usage_price_lookup_misses_total", &[]),
+        None
+    );
+}
