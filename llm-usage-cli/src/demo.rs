@@ -137,7 +137,11 @@ mod tests {
             return;
         }
         let files = std::fs::read_dir(root.join("demo")).unwrap().count();
-        assert_eq!(files, BUNDLED.len(), "demo/ holds exactly the bundled cases");
+        assert_eq!(
+            files,
+            BUNDLED.len(),
+            "demo/ holds exactly the bundled cases"
+        );
         for (name, case, request, response) in BUNDLED {
             let dir = fixtures.join(name);
             let read = |f: &str| std::fs::read(dir.join(f)).unwrap();

@@ -87,7 +87,7 @@ struct ScanArgs {
     headers: Vec<(String, String)>,
     /// Force a provider: openai, azure, anthropic, gemini, vertex, bedrock, dashscope,
     /// ollama, cohere, mistral, deepseek (or a gen_ai.provider.name value).
-    #[arg(long, value_name = "NAME", value_parser = parse_provider)]
+    #[arg(long, value_name = "NAME")]
     provider: Option<Provider>,
     /// How to estimate tokens a response did not report.
     #[arg(long, value_enum, value_name = "ESTIMATOR", default_value_t = Estimator::Bpe)]
@@ -160,14 +160,6 @@ pub(crate) fn stream(mut r: impl Read, mut f: impl FnMut(&[u8])) -> io::Result<(
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Parses a `--provider` value.
-fn parse_provider(s: &str) -> Result<Provider, String> {
-    Provider::from_name(s).ok_or_else(|| {
-        let names: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
-        format!("unknown provider; expected one of {}", names.join(", "))
-    })
 }
 
 fn open(path: &Path, what: &str) -> Result<std::fs::File, UsageError> {

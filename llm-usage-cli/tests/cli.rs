@@ -1,5 +1,6 @@
 //! The `llm-usage` binary on every fixture, and its usage errors.
 
+use llm_usage_core::UsageRecord;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -96,6 +97,13 @@ fn every_fixture_through_the_binary() {
             "{name}: one JSON object on one line"
         );
         let got: Value = serde_json::from_str(&text).unwrap();
+        // The printed record reads back into the same record.
+        let back: UsageRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            got,
+            "{name}: round trip"
+        );
         let keys: Vec<&str> = got
             .as_object()
             .unwrap()

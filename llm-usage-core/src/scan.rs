@@ -466,6 +466,7 @@ impl<T: 'static> Scanner<T> {
     }
 
     /// The watch table.
+    #[cfg_attr(not(feature = "__test-internals"), allow(dead_code))]
     pub fn watches(&self) -> &'static [Watch<T>] {
         self.watches
     }

@@ -287,10 +287,8 @@ impl HttpContext for Stream {
         if self.buckets.is_empty() {
             return;
         }
-        let record = UsageRecord {
-            total_tokens: Some(self.charge),
-            ..Default::default()
-        };
+        let mut record = UsageRecord::default();
+        record.total_tokens = Some(self.charge);
         let store = CasBudgetStore::new(SharedData);
         let errors = self
             .budgets
