@@ -6,13 +6,15 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
+// The bundled exchanges live in the package (`llm-usage-cli/demo/`, copies of
+// `testdata/fixtures` cases, kept equal by a test) so that the published crate builds.
 macro_rules! bundled {
     ($dir:literal) => {
         (
             $dir,
-            include_str!(concat!("../../testdata/fixtures/", $dir, "/case.json")),
-            include_bytes!(concat!("../../testdata/fixtures/", $dir, "/request.json")).as_slice(),
-            include_bytes!(concat!("../../testdata/fixtures/", $dir, "/response.bin")).as_slice(),
+            include_str!(concat!("../demo/", $dir, "/case.json")),
+            include_bytes!(concat!("../demo/", $dir, "/request.json")).as_slice(),
+            include_bytes!(concat!("../demo/", $dir, "/response.bin")).as_slice(),
         )
     };
 }
@@ -29,6 +31,8 @@ pub(crate) const BUNDLED: &[(&str, &str, &[u8], &[u8])] = &[
     bundled!("47-openai-gzip-json"),
     bundled!("51-anthropic-br-sse"),
     bundled!("52-openai-zstd-json"),
+    bundled!("60-anthropic-web-fetch-cache-split-json"),
+    bundled!("61-gemini-multimodal-input-json"),
 ];
 
 fn headers(v: &Value) -> Vec<(String, String)> {
@@ -123,6 +127,29 @@ mod tests {
             assert_eq!(r.output_tokens, expect["output_tokens"].as_u64(), "{name}");
             assert_eq!(r.total_tokens, expect["total_tokens"].as_u64(), "{name}");
             assert!(r.complete, "{name}");
+        }
+    }
+
+    #[test]
+    fn bundled_copies_equal_the_fixtures() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let fixtures = root.join("../testdata/fixtures");
+        // The packaged crate has no testdata/: only the repository can compare.
+        if !fixtures.is_dir() {
+            return;
+        }
+        let files = std::fs::read_dir(root.join("demo")).unwrap().count();
+        assert_eq!(
+            files,
+            BUNDLED.len(),
+            "demo/ holds exactly the bundled cases"
+        );
+        for (name, case, request, response) in BUNDLED {
+            let dir = fixtures.join(name);
+            let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+            assert_eq!(case.as_bytes(), read("case.json"), "{name}");
+            assert_eq!(*request, read("request.json"), "{name}");
+            assert_eq!(*response, read("response.bin"), "{name}");
         }
     }
 

@@ -5,77 +5,121 @@
 //!                [--request-header 'Name: value']... [--status N]
 //!                [--header 'Name: value']... [--provider NAME]
 //!                [--estimator bpe|chars] [--pretty] [--prices FILE]
-//!                [RESPONSE_FILE|-]
+//!                [RESPONSE_FILE|-]...
 //! llm-usage report [--prices FILE] [--json] PATH...
 //! llm-usage demo
 //! ```
 //!
 //! All parsing lives in `llm-usage-core`; this binary only reads files and prints.
+//! `llm-usage help SUBCOMMAND` (or `SUBCOMMAND --help`) tells each subcommand's options.
 
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use llm_usage_core::{Exchange, Options, Provider, UsageRecord};
 use llm_usage_cost::PriceTable;
 use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 mod demo;
 mod har;
 mod report;
 
-const USAGE: &str = "\
-llm-usage: token usage from captured LLM API traffic
-
-USAGE:
-    llm-usage scan [OPTIONS] [RESPONSE_FILE|-]
-    llm-usage report [--prices FILE] [--json] PATH...
-    llm-usage demo
-    llm-usage help
-
-scan reads one exchange (the response body from RESPONSE_FILE, or stdin when it is
-absent or '-') and prints its usage record as one JSON object.
-
-SCAN OPTIONS:
-    --method METHOD             request method (default POST)
-    --path PATH_AND_QUERY       request path and query, e.g. /v1/chat/completions
-    --request FILE              request body file
-    --request-header 'N: v'     a request header (repeatable)
-    --status N                  response status (default 200)
-    --header 'N: v'             a response header (repeatable), e.g. 'content-type: text/event-stream'
-    --provider NAME             force a provider: openai, azure, anthropic, gemini, vertex,
-                                bedrock, dashscope, ollama, cohere, mistral, deepseek
-    --estimator bpe|chars       how to estimate tokens a response did not report: OpenAI's
-                                byte-pair encodings (default), or character counts (what
-                                the proxy-wasm filter does)
-    --prices FILE               a price table (JSON): adds \"cost\" (a decimal string, or null
-                                when the model has no price or a needed count is unknown)
-                                and \"currency\"
-    --pretty                    indent the JSON
-
-report reads many exchanges and prints totals per model and per provider: requests,
-tokens by kind, the share of estimated records, and the cost with --prices. A PATH is a
-case folder (case.json, request.json, response.bin, as in testdata/fixtures), a folder
-of case folders, or a HAR file (browsers, mitmproxy and Charles export them; read one
-entry at a time). Unreadable entries are reported on stderr and skipped.
-
-demo replays bundled exchanges (no network, no API key) and prints each record and the
-token totals per model.
-";
-
-/// A usage error: printed with the usage hint, exit code 2.
-pub(crate) struct UsageError(pub(crate) String);
-
-struct ScanArgs {
-    method: String,
-    path: String,
-    request: Option<String>,
-    request_headers: Vec<(String, String)>,
-    status: u16,
-    headers: Vec<(String, String)>,
-    provider: Option<Provider>,
-    chars_estimator: bool,
-    pretty: bool,
-    prices: Option<String>,
-    response: Option<String>,
+/// Token usage from captured LLM API traffic.
+#[derive(Parser)]
+#[command(name = "llm-usage", version, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
+
+#[derive(Subcommand)]
+enum Command {
+    /// Prints the usage record of captured exchanges, one JSON record per line.
+    ///
+    /// Each RESPONSE_FILE is the response body of one exchange; every other option
+    /// (method, path, request body, headers, status, provider) applies to each of them.
+    /// Several files give several records, one JSON object per line, in the order of
+    /// the files (with --pretty, indented objects one after another). Without a file, or
+    /// with '-', the body is read from stdin.
+    Scan(ScanArgs),
+    /// Prints totals per model and per provider over many captured exchanges.
+    ///
+    /// Totals of requests, tokens by kind, the share of estimated records, and the cost
+    /// with --prices. A PATH is a case folder (case.json, request.json, response.bin, as
+    /// in testdata/fixtures), a folder of case folders, or a HAR file (browsers,
+    /// mitmproxy and Charles export them; read one entry at a time). Unreadable entries
+    /// are reported on stderr and skipped.
+    Report(ReportArgs),
+    /// Replays bundled exchanges (no network, no API key) and prints each record and the
+    /// token totals per model.
+    Demo,
+}
+
+/// How `scan` estimates tokens a response did not report.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Estimator {
+    /// OpenAI's byte-pair encodings (o200k_base, cl100k_base for legacy models).
+    Bpe,
+    /// Character counts, as the proxy-wasm filter does.
+    Chars,
+}
+
+#[derive(clap::Args)]
+struct ScanArgs {
+    /// Request method.
+    #[arg(long, value_name = "METHOD", default_value = "POST")]
+    method: String,
+    /// Request path and query, e.g. /v1/chat/completions.
+    #[arg(long, value_name = "PATH_AND_QUERY", default_value = "/")]
+    path: String,
+    /// Request body file.
+    #[arg(long, value_name = "FILE")]
+    request: Option<PathBuf>,
+    /// A request header (repeatable).
+    #[arg(long = "request-header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    request_headers: Vec<(String, String)>,
+    /// Response status.
+    #[arg(long, value_name = "N", default_value_t = 200,
+          value_parser = clap::value_parser!(u16).range(100..=999))]
+    status: u16,
+    /// A response header (repeatable), e.g. 'content-type: text/event-stream'.
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// Force a provider: openai, azure, anthropic, gemini, vertex, bedrock, dashscope,
+    /// ollama, cohere, mistral, deepseek (or a gen_ai.provider.name value).
+    #[arg(long, value_name = "NAME")]
+    provider: Option<Provider>,
+    /// How to estimate tokens a response did not report.
+    #[arg(long, value_enum, value_name = "ESTIMATOR", default_value_t = Estimator::Bpe)]
+    estimator: Estimator,
+    /// A price table (JSON): adds "cost" (a decimal string, or null when the model has no
+    /// price or a needed count is unknown) and "currency".
+    #[arg(long, value_name = "FILE")]
+    prices: Option<PathBuf>,
+    /// Indent the JSON.
+    #[arg(long)]
+    pretty: bool,
+    /// Response body files ('-' or none: stdin); one record per file.
+    #[arg(value_name = "RESPONSE_FILE")]
+    responses: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// A price table (JSON): adds the cost per model and per provider.
+    #[arg(long, value_name = "FILE")]
+    prices: Option<PathBuf>,
+    /// Print the totals as one JSON object instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// Case folders, folders of case folders, or HAR files.
+    #[arg(value_name = "PATH", required = true)]
+    paths: Vec<PathBuf>,
+}
+
+/// A usage error found after parsing (a file that cannot be opened, a bad price table):
+/// printed in clap's style with the subcommand's usage, exit code 2.
+pub(crate) struct UsageError(pub(crate) String);
 
 /// The options of every exchange the binary reads: estimates with OpenAI's byte-pair
 /// encodings unless character counts are asked for.
@@ -88,96 +132,21 @@ pub(crate) fn exchange_options(chars_estimator: bool) -> Options {
     }
 }
 
-pub(crate) fn parse_header(s: &str) -> Result<(String, String), UsageError> {
+/// Parses a `--header` / `--request-header` value, `Name: value`.
+fn parse_header(s: &str) -> Result<(String, String), String> {
     match s.split_once(':') {
         // `:authority: host` style pseudo-headers keep their leading colon.
         Some(("", rest)) => match rest.split_once(':') {
             Some((name, value)) if !name.trim().is_empty() => {
                 Ok((format!(":{}", name.trim()), value.trim().to_owned()))
             }
-            _ => Err(UsageError(format!(
-                "bad header {s:?}: expected 'Name: value'"
-            ))),
+            _ => Err("expected 'Name: value'".into()),
         },
         Some((name, value)) if !name.trim().is_empty() => {
             Ok((name.trim().to_owned(), value.trim().to_owned()))
         }
-        _ => Err(UsageError(format!(
-            "bad header {s:?}: expected 'Name: value'"
-        ))),
+        _ => Err("expected 'Name: value'".into()),
     }
-}
-
-fn parse_scan(args: &[String]) -> Result<ScanArgs, UsageError> {
-    let mut a = ScanArgs {
-        method: "POST".into(),
-        path: "/".into(),
-        request: None,
-        request_headers: Vec::new(),
-        status: 200,
-        headers: Vec::new(),
-        provider: None,
-        chars_estimator: false,
-        pretty: false,
-        prices: None,
-        response: None,
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| {
-            it.next()
-                .cloned()
-                .ok_or_else(|| UsageError(format!("{name} needs a value")))
-        };
-        match arg.as_str() {
-            "--method" => a.method = value("--method")?,
-            "--path" => a.path = value("--path")?,
-            "--request" => a.request = Some(value("--request")?),
-            "--request-header" => a
-                .request_headers
-                .push(parse_header(&value("--request-header")?)?),
-            "--header" => a.headers.push(parse_header(&value("--header")?)?),
-            "--status" => {
-                let v = value("--status")?;
-                a.status = v
-                    .parse()
-                    .ok()
-                    .filter(|s| (100..=999).contains(s))
-                    .ok_or_else(|| {
-                        UsageError(format!("bad --status {v:?}: expected an HTTP status code"))
-                    })?;
-            }
-            "--provider" => {
-                let v = value("--provider")?;
-                a.provider = Some(
-                    Provider::from_name(&v)
-                        .ok_or_else(|| UsageError(format!("unknown provider {v:?}")))?,
-                );
-            }
-            "--estimator" => match value("--estimator")?.as_str() {
-                "bpe" => a.chars_estimator = false,
-                "chars" => a.chars_estimator = true,
-                v => {
-                    return Err(UsageError(format!(
-                        "bad --estimator {v:?}: expected bpe or chars"
-                    )))
-                }
-            },
-            "--pretty" => a.pretty = true,
-            "--prices" => a.prices = Some(value("--prices")?),
-            "-" => a.response = Some("-".into()),
-            s if s.starts_with('-') => return Err(UsageError(format!("unknown option {s:?}"))),
-            s => {
-                if a.response.is_some() {
-                    return Err(UsageError(format!(
-                        "unexpected argument {s:?}: one response file only"
-                    )));
-                }
-                a.response = Some(s.to_owned());
-            }
-        }
-    }
-    Ok(a)
 }
 
 /// Streams a reader into `f` in fixed chunks: the core never needs a whole body.
@@ -193,106 +162,139 @@ pub(crate) fn stream(mut r: impl Read, mut f: impl FnMut(&[u8])) -> io::Result<(
     }
 }
 
-fn open(path: &str, what: &str) -> Result<std::fs::File, UsageError> {
+fn open(path: &Path, what: &str) -> Result<std::fs::File, UsageError> {
     std::fs::File::open(path).map_err(|e| UsageError(format!("cannot open {what} {path:?}: {e}")))
 }
 
-/// Reads a price table file: a missing or bad table is a usage error.
-pub(crate) fn load_prices(path: &str) -> Result<PriceTable, UsageError> {
+/// Reads a `--prices` table file: a missing or bad table is a usage error.
+pub(crate) fn load_prices(path: &Path) -> Result<PriceTable, UsageError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| UsageError(format!("cannot read price table {path:?}: {e}")))?;
-    PriceTable::from_json(&text).map_err(|e| UsageError(format!("{path}: {e}")))
+        .map_err(|e| UsageError(format!("cannot read --prices {path:?}: {e}")))?;
+    PriceTable::from_json(&text)
+        .map_err(|e| UsageError(format!("bad --prices {}: {e}", path.display())))
 }
 
-fn scan(args: &[String]) -> Result<UsageRecord, UsageError> {
-    let a = parse_scan(args)?;
+/// Where one exchange's response body comes from.
+enum Source {
+    Stdin,
+    File(PathBuf, std::fs::File),
+}
+
+/// The record with its cost, fields in the record's order then `cost`, `currency`.
+#[derive(serde::Serialize)]
+struct Priced<'a> {
+    #[serde(flatten)]
+    record: &'a UsageRecord,
+    cost: Option<String>,
+    currency: &'a str,
+}
+
+/// `llm-usage scan`: one record per response body, printed as it is read.
+fn scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), UsageError> {
     let prices = a.prices.as_deref().map(load_prices).transpose()?;
     // Open everything first so a missing file is a usage error before any output.
-    let request = a
-        .request
-        .as_deref()
-        .map(|p| open(p, "request file"))
-        .transpose()?;
-    let response = match a.response.as_deref() {
-        None | Some("-") => None,
-        Some(p) => Some(open(p, "response file")?),
-    };
-    let mut options = exchange_options(a.chars_estimator);
+    if let Some(p) = &a.request {
+        open(p, "--request file")?;
+    }
+    if a.responses.iter().filter(|r| *r == "-").count() > 1 {
+        return Err(UsageError(
+            "RESPONSE_FILE '-' (stdin) given more than once".into(),
+        ));
+    }
+    let mut sources = Vec::new();
+    for r in &a.responses {
+        sources.push(if r == "-" {
+            Source::Stdin
+        } else {
+            let p = PathBuf::from(r);
+            let f = open(&p, "RESPONSE_FILE")?;
+            Source::File(p, f)
+        });
+    }
+    if sources.is_empty() {
+        sources.push(Source::Stdin);
+    }
+    for source in sources {
+        let record = scan_one(a, source)?;
+        let text = match &prices {
+            Some(table) => {
+                let priced = Priced {
+                    record: &record,
+                    cost: table.price(&record).amount().map(|a| a.to_string()),
+                    currency: table.currency(),
+                };
+                if a.pretty {
+                    serde_json::to_string_pretty(&priced)
+                } else {
+                    serde_json::to_string(&priced)
+                }
+            }
+            None if a.pretty => serde_json::to_string_pretty(&record),
+            None => serde_json::to_string(&record),
+        };
+        let text = text.map_err(|e| UsageError(format!("cannot write a record as JSON: {e}")))?;
+        writeln!(out, "{text}").map_err(|e| UsageError(format!("write error: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Runs one exchange: the request (re-read for every response), then `source`.
+fn scan_one(a: &ScanArgs, source: Source) -> Result<UsageRecord, UsageError> {
+    let mut options = exchange_options(a.estimator == Estimator::Chars);
     if let Some(p) = a.provider {
         options = options.provider(p);
     }
     let mut ex = Exchange::with_options(options);
-    let io_err = |e: io::Error| UsageError(format!("read error: {e}"));
     ex.on_request_head(
         &a.method,
         &a.path,
         a.request_headers.iter().map(|(k, v)| (k, v)),
     );
-    if let Some(f) = request {
-        stream(f, |c| ex.on_request_body(c)).map_err(io_err)?;
+    if let Some(p) = &a.request {
+        let f = open(p, "--request file")?;
+        stream(f, |c| ex.on_request_body(c))
+            .map_err(|e| UsageError(format!("cannot read --request file {p:?}: {e}")))?;
     }
     ex.on_request_end();
     ex.on_response_head(a.status, a.headers.iter().map(|(k, v)| (k, v)));
-    match response {
-        Some(f) => stream(f, |c| ex.on_response_body(c)).map_err(io_err)?,
-        None => stream(io::stdin().lock(), |c| ex.on_response_body(c)).map_err(io_err)?,
+    match source {
+        Source::File(p, f) => stream(f, |c| ex.on_response_body(c))
+            .map_err(|e| UsageError(format!("cannot read RESPONSE_FILE {p:?}: {e}")))?,
+        Source::Stdin => stream(io::stdin().lock(), |c| ex.on_response_body(c))
+            .map_err(|e| UsageError(format!("cannot read stdin: {e}")))?,
     }
     ex.on_response_end();
-    let record = ex.finish();
-    /// The record with its cost, fields in the record's order then `cost`, `currency`.
-    #[derive(serde::Serialize)]
-    struct Priced<'a> {
-        #[serde(flatten)]
-        record: &'a UsageRecord,
-        cost: Option<String>,
-        currency: &'a str,
-    }
-    let text = match &prices {
-        Some(table) => {
-            let priced = Priced {
-                record: &record,
-                cost: table.price(&record).amount().map(|a| a.to_string()),
-                currency: table.currency(),
-            };
-            if a.pretty {
-                serde_json::to_string_pretty(&priced)
-            } else {
-                serde_json::to_string(&priced)
-            }
-        }
-        None if a.pretty => serde_json::to_string_pretty(&record),
-        None => serde_json::to_string(&record),
-    };
-    println!("{}", text.expect("a JSON value always serialises"));
-    Ok(record)
+    Ok(ex.finish())
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("scan") => scan(&args[1..]).map(|_| ()),
-        Some("report") => report::run(&args[1..]),
-        Some("demo") if args.len() == 1 => {
-            demo::run(&mut io::stdout().lock()).map_err(|e| UsageError(e.to_string()))
-        }
-        Some("help" | "--help" | "-h") => {
-            print!("{USAGE}");
-            Ok(())
-        }
-        Some("--version" | "-V") => {
-            println!("llm-usage {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
-        Some(other) => Err(UsageError(format!("unknown command {other:?}"))),
-        None => Err(UsageError("missing command".into())),
+    let cli = Cli::parse();
+    let mut out = io::stdout().lock();
+    let (name, result) = match &cli.command {
+        Command::Scan(a) => ("scan", scan(a, &mut out)),
+        Command::Report(a) => (
+            "report",
+            report::run(a.prices.as_deref(), a.json, &a.paths, &mut out),
+        ),
+        Command::Demo => (
+            "demo",
+            demo::run(&mut out).map_err(|e| UsageError(format!("write error: {e}"))),
+        ),
     };
+    let _ = out.flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(UsageError(msg)) => {
-            let _ = writeln!(
-                io::stderr(),
-                "llm-usage: {msg}\nRun 'llm-usage help' for usage."
-            );
+            // clap's error style, with the subcommand's usage line; exit code 2 as for
+            // every usage error clap finds itself.
+            let mut cmd = Cli::command();
+            cmd.build();
+            let sub = cmd
+                .find_subcommand_mut(name)
+                .expect("every Command variant is a subcommand");
+            let _ = sub
+                .error(clap::error::ErrorKind::ValueValidation, msg)
+                .print();
             ExitCode::from(2)
         }
     }

@@ -352,42 +352,22 @@ fn add_path(report: &mut Report, prices: Option<&PriceTable>, path: &Path) {
     }
 }
 
-/// Runs `llm-usage report ARGS`.
-pub(crate) fn run(args: &[String]) -> Result<(), UsageError> {
-    let mut prices = None;
-    let mut as_json = false;
-    let mut paths = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--prices" => {
-                let p = it
-                    .next()
-                    .ok_or_else(|| UsageError("--prices needs a value".into()))?;
-                prices = Some(load_prices(p)?);
-            }
-            "--json" => as_json = true,
-            s if s.starts_with('-') && s != "-" => {
-                return Err(UsageError(format!("unknown option {s:?}")))
-            }
-            s => paths.push(PathBuf::from(s)),
-        }
-    }
-    if paths.is_empty() {
-        return Err(UsageError(
-            "report needs at least one PATH (a case folder, a folder of them, or a HAR file)"
-                .into(),
-        ));
-    }
+/// Runs `llm-usage report`: `paths` read in order, totals written to `out`.
+pub(crate) fn run(
+    prices: Option<&Path>,
+    as_json: bool,
+    paths: &[PathBuf],
+    out: &mut dyn Write,
+) -> Result<(), UsageError> {
+    let prices = prices.map(load_prices).transpose()?;
     let mut report = Report::default();
-    for p in &paths {
+    for p in paths {
         add_path(&mut report, prices.as_ref(), p);
     }
-    let mut out = io::stdout().lock();
     let written = if as_json {
         writeln!(out, "{}", report.json(prices.as_ref()))
     } else {
-        report.table(prices.as_ref(), &mut out)
+        report.table(prices.as_ref(), out)
     };
     written.map_err(|e| UsageError(format!("write error: {e}")))
 }

@@ -1,5 +1,6 @@
 //! The `llm-usage` binary on every fixture, and its usage errors.
 
+use llm_usage_core::UsageRecord;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -96,6 +97,13 @@ fn every_fixture_through_the_binary() {
             "{name}: one JSON object on one line"
         );
         let got: Value = serde_json::from_str(&text).unwrap();
+        // The printed record reads back into the same record.
+        let back: UsageRecord = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            got,
+            "{name}: round trip"
+        );
         let keys: Vec<&str> = got
             .as_object()
             .unwrap()
@@ -222,24 +230,179 @@ fn provider_override() {
 }
 
 #[test]
-fn usage_errors_exit_2() {
-    for args in [
-        vec!["scan", "/definitely/not/here.bin"],
-        vec!["scan", "--request", "/nope.json", "-"],
-        vec!["scan", "--status", "abc"],
-        vec!["scan", "--header", "no-colon"],
-        vec!["scan", "--provider", "nonesuch"],
-        vec!["scan", "--bogus"],
-        vec!["scan", "--path"],
-        vec!["frobnicate"],
-        vec![],
+fn usage_errors_exit_2_and_name_the_bad_argument() {
+    // (arguments, what the error must name)
+    for (args, named) in [
+        (
+            vec!["scan", "/definitely/not/here.bin"],
+            "/definitely/not/here.bin",
+        ),
+        (vec!["scan", "--request", "/nope.json", "-"], "--request"),
+        (vec!["scan", "--status", "abc"], "--status"),
+        (vec!["scan", "--status", "42"], "--status"),
+        (vec!["scan", "--header", "no-colon"], "--header"),
+        (vec!["scan", "--request-header", ": x"], "--request-header"),
+        (vec!["scan", "--provider", "nonesuch"], "--provider"),
+        (vec!["scan", "--estimator", "tiktoken"], "--estimator"),
+        (
+            vec!["scan", "--prices", "/nope/prices.json", "-"],
+            "--prices",
+        ),
+        (vec!["scan", "--bogus"], "--bogus"),
+        (vec!["scan", "--path"], "--path"),
+        (vec!["scan", "-", "-"], "'-'"),
+        (vec!["report"], "<PATH>"),
+        (vec!["report", "--colour", "x"], "--colour"),
+        (vec!["demo", "extra"], "extra"),
+        (vec!["frobnicate"], "frobnicate"),
     ] {
         let out = bin().args(&args).stdin(Stdio::null()).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.starts_with("llm-usage: "), "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(err.contains(named), "{args:?} must name {named}: {err}");
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+    // No command at all: the help, on stderr, exit 2.
+    let out = bin().output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Commands:"));
+}
+
+#[test]
+fn help_for_every_subcommand() {
+    let top = bin().arg("--help").output().unwrap();
+    assert!(top.status.success());
+    let text = String::from_utf8(top.stdout).unwrap();
+    for sub in ["scan", "report", "demo"] {
+        assert!(text.contains(&format!("  {sub} ")), "{sub} in: {text}");
+    }
+    let flags: [(&str, &[&str]); 3] = [
+        (
+            "scan",
+            &[
+                "--method",
+                "--path",
+                "--request",
+                "--request-header",
+                "--status",
+                "--header",
+                "--provider",
+                "--estimator",
+                "--prices",
+                "--pretty",
+                "RESPONSE_FILE",
+                "one JSON record per line",
+            ],
+        ),
+        ("report", &["--prices", "--json", "<PATH>..."]),
+        ("demo", &["no network"]),
+    ];
+    for (sub, flags) in flags {
+        // `SUB --help` and `help SUB` print the same text.
+        let a = bin().args([sub, "--help"]).output().unwrap();
+        let b = bin().args(["help", sub]).output().unwrap();
+        assert!(a.status.success() && b.status.success(), "{sub}");
+        assert_eq!(a.stdout, b.stdout, "{sub}");
+        let text = String::from_utf8(a.stdout).unwrap();
+        assert!(
+            text.contains(&format!("Usage: llm-usage {sub}")),
+            "{sub}: {text}"
+        );
+        for f in flags {
+            assert!(text.contains(f), "{sub} --help lacks {f}: {text}");
+        }
+    }
+}
+
+#[test]
+fn version() {
+    for flag in ["--version", "-V"] {
+        let out = bin().arg(flag).output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            format!("llm-usage {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
+
+#[test]
+fn several_response_files_give_one_record_per_line_in_order() {
+    let dir = fixtures()
+        .into_iter()
+        .find(|d| d.ends_with("01-openai-chat-basic"))
+        .unwrap();
+    let body = std::fs::read_to_string(dir.join("response.bin")).unwrap();
+    // Two other bodies of the same exchange, with other figures.
+    let variant = |input: u64| {
+        body.replace(
+            "\"prompt_tokens\": 27",
+            &format!("\"prompt_tokens\": {input}"),
+        )
+        .replace(
+            "\"total_tokens\": 35",
+            &format!("\"total_tokens\": {}", input + 8),
+        )
+    };
+    let second =
+        std::env::temp_dir().join(format!("llm-usage-cli-{}-second.json", std::process::id()));
+    std::fs::write(&second, variant(100)).unwrap();
+    let mut child = bin()
+        .args(scan_args(&dir))
+        .arg(dir.join("response.bin"))
+        .arg(&second)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(variant(500).as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    std::fs::remove_file(&second).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let inputs: Vec<&Value> = records.iter().map(|r| &r["input_tokens"]).collect();
+    assert_eq!(inputs, [27, 100, 500]);
+    let totals: Vec<&Value> = records.iter().map(|r| &r["total_tokens"]).collect();
+    assert_eq!(totals, [35, 108, 508]);
+    assert!(records
+        .iter()
+        .all(|r| r["model"] == "gpt-4o-mini-2024-07-18"));
+}
+
+#[test]
+fn a_missing_file_among_several_prints_nothing() {
+    let dir = fixtures()
+        .into_iter()
+        .find(|d| d.ends_with("01-openai-chat-basic"))
+        .unwrap();
+    let out = bin()
+        .args(scan_args(&dir))
+        .arg(dir.join("response.bin"))
+        .arg("/definitely/not/here.bin")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/definitely/not/here.bin"));
 }
 
 #[test]

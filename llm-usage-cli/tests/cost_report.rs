@@ -113,7 +113,15 @@ fn expected_cost(table: &Value, rec: &Value) -> Option<(u128, u128)> {
     let mut bill = |n: u128, p: (u128, u128)| total = add(total, frac(n * p.0, p.1));
     bill(input - cached - created, p_in);
     bill(cached, price("cached_input").unwrap_or(p_in));
-    bill(created, price("cache_creation_input").unwrap_or(p_in));
+    // The 1-hour part of the cache writes, at its own price when the entry has one.
+    let p_created = price("cache_creation_input").unwrap_or(p_in);
+    match (price("cache_creation_1h_input"), count("cache_creation_1h_input_tokens")) {
+        (Some(p_1h), Some(h)) => {
+            bill(created - h, p_created);
+            bill(h, p_1h);
+        }
+        _ => bill(created, p_created),
+    }
     if let Some(p_out) = price("output") {
         bill(count("output_tokens")?, p_out);
     }

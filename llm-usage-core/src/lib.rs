@@ -59,7 +59,12 @@ pub mod fuzzing;
 mod index;
 pub mod inject;
 mod record;
+// The JSON scanner's own API: public for the fuzz targets only (`__test-internals`).
+#[cfg(feature = "__test-internals")]
+#[doc(hidden)]
 pub mod scan;
+#[cfg(not(feature = "__test-internals"))]
+mod scan;
 mod swar;
 mod text;
 mod tokens;
@@ -70,8 +75,12 @@ pub use body::FramingKind;
 #[cfg(feature = "bpe")]
 pub use bpe::{Bpe, PENDING_CAP as BPE_PENDING_CAP};
 pub use exchange::{Exchange, Options};
+/// Encodes one AWS event-stream message (Bedrock's streaming framing): for tests, fuzz
+/// seeds and benchmarks only, behind the unstable `__test-internals` feature.
+#[cfg(feature = "__test-internals")]
+#[doc(hidden)]
 pub use framing::eventstream::encode_message as encode_event_stream_message;
-pub use record::{Operation, Provider, UsageRecord};
+pub use record::{Operation, Provider, UnknownProvider, UsageRecord};
 pub use text::TextStats;
 pub use tokens::{NewTokenCounter, TokenCounter};
 pub use work::Work;

@@ -108,6 +108,43 @@ impl Provider {
     }
 }
 
+/// The error of parsing a [`Provider`] from a name [`Provider::from_name`] does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownProvider(pub alloc::string::String);
+
+impl fmt::Display for UnknownProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown provider {:?}; expected one of ", self.0)?;
+        for (i, p) in Provider::ALL.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(p.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UnknownProvider {}
+
+/// Parses a name as [`Provider::from_name`] does.
+///
+/// ```
+/// use llm_usage_core::Provider;
+///
+/// assert_eq!("gcp.vertex_ai".parse::<Provider>(), Ok(Provider::VertexAi));
+/// assert_eq!("Claude".parse::<Provider>(), Ok(Provider::Anthropic));
+/// let err = "nope".parse::<Provider>().unwrap_err();
+/// assert!(err.to_string().starts_with("unknown provider \"nope\""));
+/// ```
+impl core::str::FromStr for Provider {
+    type Err = UnknownProvider;
+
+    fn from_str(s: &str) -> Result<Provider, UnknownProvider> {
+        Provider::from_name(s).ok_or_else(|| UnknownProvider(s.into()))
+    }
+}
+
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -139,6 +176,18 @@ impl Operation {
             Operation::GenerateContent => "generate_content",
         }
     }
+
+    /// Parses an [`as_str`](Operation::as_str) value (exact, as the conventions spell it).
+    pub fn from_name(name: &str) -> Option<Operation> {
+        [
+            Operation::Chat,
+            Operation::TextCompletion,
+            Operation::Embeddings,
+            Operation::GenerateContent,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == name)
+    }
 }
 
 impl fmt::Display for Operation {
@@ -150,12 +199,33 @@ impl fmt::Display for Operation {
 /// The normalised usage of one exchange.
 ///
 /// Built by [`Exchange::record`](crate::Exchange::record) and
-/// [`Exchange::finish`](crate::Exchange::finish).
+/// [`Exchange::finish`](crate::Exchange::finish). New figures are added as the providers
+/// report them, so the struct is `#[non_exhaustive]`: outside this crate, start from
+/// [`UsageRecord::default()`] and set fields.
+///
+/// With the `serde` feature it serialises to the JSON the `llm-usage` command prints
+/// (`provider` and `operation` as their [`as_str`](Provider::as_str) names, unknown
+/// figures as `null`) and deserialises from it; a field missing from the input is
+/// unknown (`None`, or `false` for `complete` and `estimated`).
+///
+/// ```
+/// use llm_usage_core::UsageRecord;
+///
+/// let mut r = UsageRecord::default();
+/// r.model = Some("gpt-4o".into());
+/// r.input_tokens = Some(12);
+/// assert_eq!(r.output_tokens, None); // unknown, not 0
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+#[non_exhaustive]
 pub struct UsageRecord {
     /// The provider family, when it could be told from the path, headers or override.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_provider"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "ser_provider", deserialize_with = "de_provider")
+    )]
     pub provider: Option<Provider>,
     /// The best model name: `response_model`, else `request_model`, else the model named
     /// in the URL path (Gemini/Vertex `models/{m}`, Bedrock `/model/{id}`).
@@ -201,7 +271,10 @@ pub struct UsageRecord {
     /// `batch`, `ON_DEMAND`, ...), as the provider spells it.
     pub service_tier: Option<String>,
     /// The kind of request (OpenTelemetry `gen_ai.operation.name`), from the API path.
-    #[cfg_attr(feature = "serde", serde(serialize_with = "ser_operation"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(serialize_with = "ser_operation", deserialize_with = "de_operation")
+    )]
     pub operation: Option<Operation>,
     /// `true` when the whole response was observed and ended on a clean boundary (and,
     /// for a stream, carried its provider's end); `false` for a record taken before the
@@ -211,6 +284,31 @@ pub struct UsageRecord {
     /// (the provider never reported it: a stream without usage, a stream cut before its
     /// usage); `false` when every known figure came from the provider.
     pub estimated: bool,
+}
+
+#[cfg(feature = "serde")]
+fn de_operation<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Operation>, D::Error> {
+    use serde::Deserialize;
+    match Option::<alloc::borrow::Cow<'de, str>>::deserialize(d)? {
+        None => Ok(None),
+        Some(name) => Operation::from_name(&name).map(Some).ok_or_else(|| {
+            serde::de::Error::invalid_value(
+                serde::de::Unexpected::Str(&name),
+                &"a gen_ai.operation.name value: chat, text_completion, embeddings or generate_content",
+            )
+        }),
+    }
+}
+
+#[cfg(feature = "serde")]
+fn de_provider<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Provider>, D::Error> {
+    use serde::Deserialize;
+    match Option::<alloc::borrow::Cow<'de, str>>::deserialize(d)? {
+        None => Ok(None),
+        Some(name) => name.parse().map(Some).map_err(|e: UnknownProvider| {
+            serde::de::Error::invalid_value(serde::de::Unexpected::Str(&e.0), &"a provider name")
+        }),
+    }
 }
 
 #[cfg(feature = "serde")]
@@ -240,5 +338,69 @@ mod tests {
         }
         assert_eq!(Provider::from_name("Bedrock"), Some(Provider::Bedrock));
         assert_eq!(Provider::from_name("nope"), None);
+        for p in Provider::ALL {
+            assert_eq!(p.as_str().parse::<Provider>(), Ok(p));
+        }
+        assert_eq!(" AWS ".parse::<Provider>(), Ok(Provider::Bedrock));
+        let err = "nonesuch".parse::<Provider>().unwrap_err();
+        assert_eq!(err, UnknownProvider("nonesuch".into()));
+        let text = err.to_string();
+        assert!(text.contains("\"nonesuch\""), "{text}");
+        for p in Provider::ALL {
+            assert!(text.contains(p.as_str()), "{text}");
+        }
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn record_json_both_ways() {
+        let r = UsageRecord {
+            provider: Some(Provider::AzureOpenAi),
+            operation: Some(Operation::TextCompletion),
+            model: Some("gpt-4o".into()),
+            input_tokens: Some(0),
+            output_tokens: Some(7),
+            complete: true,
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(text.contains("\"provider\":\"azure.ai.openai\""), "{text}");
+        assert!(text.contains("\"total_tokens\":null"), "{text}");
+        assert_eq!(serde_json::from_str::<UsageRecord>(&text).unwrap(), r);
+        // Missing fields are unknown; extra ones (the CLI's cost) are ignored.
+        let sparse: UsageRecord =
+            serde_json::from_str(r#"{"provider":"bedrock","input_tokens":3,"cost":"0.1"}"#)
+                .unwrap();
+        assert_eq!(sparse.provider, Some(Provider::Bedrock));
+        assert_eq!(sparse.input_tokens, Some(3));
+        assert_eq!(sparse.output_tokens, None);
+        assert!(!sparse.complete);
+        // A bad name is an error that says what it is.
+        let err = serde_json::from_str::<UsageRecord>(r#"{"provider":"nonesuch"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nonesuch") && err.contains("provider"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<UsageRecord>(r#"{"operation":"dance"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dance") && err.contains("operation"), "{err}");
+        let err = serde_json::from_str::<UsageRecord>(r#"{"input_tokens":-1}"#).unwrap_err();
+        assert!(err.to_string().contains("-1"), "{err}");
+    }
+
+    #[test]
+    fn operation_names_round_trip() {
+        for o in [
+            Operation::Chat,
+            Operation::TextCompletion,
+            Operation::Embeddings,
+            Operation::GenerateContent,
+        ] {
+            assert_eq!(Operation::from_name(o.as_str()), Some(o));
+        }
+        assert_eq!(Operation::from_name("Chat"), None);
     }
 }

@@ -501,6 +501,7 @@ impl<T: 'static> Scanner<T> {
     }
 
     /// The watch table.
+    #[cfg_attr(not(feature = "__test-internals"), allow(dead_code))]
     pub fn watches(&self) -> &'static [Watch<T>] {
         self.watches
     }

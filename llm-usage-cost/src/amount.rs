@@ -80,6 +80,7 @@ impl fmt::Display for Amount {
 
 /// Why a price's text is not a price.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PriceTextError {
     /// Not a plain non-negative decimal number.
     NotADecimal,

@@ -15,13 +15,11 @@
 //!
 //! let table = PriceTable::from_json(r#"{"currency": "USD", "per_tokens": 1000000,
 //!     "models": {"gpt-4o*": {"input": 2.5, "cached_input": 1.25, "output": 10.0}}}"#)?;
-//! let record = UsageRecord {
-//!     model: Some("gpt-4o-2024-08-06".into()),
-//!     input_tokens: Some(1200),
-//!     cached_input_tokens: Some(1000),
-//!     output_tokens: Some(300),
-//!     ..Default::default()
-//! };
+//! let mut record = UsageRecord::default();
+//! record.model = Some("gpt-4o-2024-08-06".into());
+//! record.input_tokens = Some(1200);
+//! record.cached_input_tokens = Some(1000);
+//! record.output_tokens = Some(300);
 //! // 200 × 2.5 + 1000 × 1.25 + 300 × 10, per million tokens.
 //! assert_eq!(table.price(&record).amount().unwrap().to_string(), "0.00475");
 //! # Ok::<(), llm_usage_cost::TableError>(())

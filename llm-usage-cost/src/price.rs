@@ -75,8 +75,9 @@ impl Counts {
     }
 }
 
-/// A figure pricing may need.
+/// A figure pricing may need (one per priced figure of the record, which grows).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Figure {
     /// `input_tokens`.
     Input,
@@ -151,8 +152,9 @@ pub const PER_REQUEST: &[Row] = &[Row {
     parts: &[],
 }];
 
-/// The outcome of pricing one exchange.
+/// The outcome of pricing one exchange (more reasons for no cost may come).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Pricing {
     /// The exchange named no model: nothing to look up (counted as a lookup miss).
     NoModel,

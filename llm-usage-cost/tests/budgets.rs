@@ -12,12 +12,11 @@ const PER_KEY: &str = r#"[{"name": "per-key", "key": "header:x-api-key", "tokens
     "window_s": 60, "count": "total"}]"#;
 
 fn rec(input: Option<u64>, output: Option<u64>, total: Option<u64>) -> UsageRecord {
-    UsageRecord {
-        input_tokens: input,
-        output_tokens: output,
-        total_tokens: total,
-        ..Default::default()
-    }
+    let mut r = UsageRecord::default();
+    r.input_tokens = input;
+    r.output_tokens = output;
+    r.total_tokens = total;
+    r
 }
 
 fn facts<'a>(headers: &'a [(&'a str, &'a [u8])]) -> KeyFacts<'a> {
@@ -160,13 +159,11 @@ fn cut_streams_charge_what_was_seen_and_unknown_charges_nothing() {
     .unwrap();
     let l = b.limits();
     // A stream cut before its usage: input known, output estimated from the text seen.
-    let cut = UsageRecord {
-        input_tokens: Some(25),
-        output_tokens: Some(7),
-        estimated: true,
-        complete: false,
-        ..Default::default()
-    };
+    let mut cut = UsageRecord::default();
+    cut.input_tokens = Some(25);
+    cut.output_tokens = Some(7);
+    cut.estimated = true;
+    cut.complete = false;
     assert_eq!(l[0].amount(&cut, None), 32);
     assert_eq!(l[1].amount(&cut, None), 25);
     assert_eq!(l[2].amount(&cut, None), 7);

@@ -188,11 +188,9 @@ fn budgets_through_the_cas_store_deny_once_spent() {
         headers,
         ..Default::default()
     };
-    let rec = UsageRecord {
-        input_tokens: Some(10),
-        output_tokens: Some(10),
-        ..Default::default()
-    };
+    let mut rec = UsageRecord::default();
+    rec.input_tokens = Some(10);
+    rec.output_tokens = Some(10);
     let mut passed = 0;
     for _ in 0..5 {
         if let Decision::Allow { buckets, .. } = b.check(&store, &facts, None, 120) {

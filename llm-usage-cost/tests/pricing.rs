@@ -14,12 +14,11 @@ fn table() -> PriceTable {
 }
 
 fn rec(model: &str, input: Option<u64>, output: Option<u64>) -> UsageRecord {
-    UsageRecord {
-        model: Some(model.into()),
-        input_tokens: input,
-        output_tokens: output,
-        ..Default::default()
-    }
+    let mut r = UsageRecord::default();
+    r.model = Some(model.into());
+    r.input_tokens = input;
+    r.output_tokens = output;
+    r
 }
 
 fn cost(t: &PriceTable, r: &UsageRecord) -> String {
@@ -117,10 +116,8 @@ fn lookup_misses_are_no_cost() {
         Pricing::Miss
     );
     assert!(t.price(&rec("gpt-3.5-turbo", Some(1), Some(1))).is_miss());
-    let no_model = UsageRecord {
-        input_tokens: Some(1),
-        ..Default::default()
-    };
+    let mut no_model = UsageRecord::default();
+    no_model.input_tokens = Some(1);
     assert_eq!(t.price(&no_model), Pricing::NoModel);
     assert!(t.price(&no_model).is_miss());
     assert_eq!(t.price(&no_model).amount(), None);

@@ -55,7 +55,12 @@ use reqwest_middleware::{Middleware, Next};
 
 pub use crate::event::{Outcome, UsageEvent};
 pub use llm_usage_core::{Provider, UsageRecord};
+// Public dependencies, re-exported so that users name the versions this crate uses: the
+// core (`Options`, the record), the `metrics` facade its recorder must match, and
+// `reqwest-middleware`, whose client builder takes the middleware.
 pub use llm_usage_report::names::Profile as MetricsProfile;
+#[doc(no_inline)]
+pub use {llm_usage_core, metrics, reqwest_middleware};
 
 use crate::body::ObservedBody;
 use crate::report::{Call, Reporter};

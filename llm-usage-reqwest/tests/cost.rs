@@ -19,22 +19,21 @@ fn example_table() -> PriceTable {
 fn expected_record(fx: &Fixture) -> UsageRecord {
     let e = common::expected(fx);
     let n = |k: &str| e[k].as_u64();
-    UsageRecord {
-        model: e["model"].as_str().map(str::to_owned),
-        input_tokens: n("input_tokens"),
-        output_tokens: n("output_tokens"),
-        total_tokens: n("total_tokens"),
-        cached_input_tokens: n("cached_input_tokens"),
-        cache_creation_input_tokens: n("cache_creation_input_tokens"),
-        cache_creation_1h_input_tokens: n("cache_creation_1h_input_tokens"),
-        reasoning_tokens: n("reasoning_tokens"),
-        input_audio_tokens: n("input_audio_tokens"),
-        input_image_tokens: n("input_image_tokens"),
-        output_audio_tokens: n("output_audio_tokens"),
-        output_image_tokens: n("output_image_tokens"),
-        web_search_requests: n("web_search_requests"),
-        ..Default::default()
-    }
+    let mut r = UsageRecord::default();
+    r.model = e["model"].as_str().map(str::to_owned);
+    r.input_tokens = n("input_tokens");
+    r.output_tokens = n("output_tokens");
+    r.total_tokens = n("total_tokens");
+    r.cached_input_tokens = n("cached_input_tokens");
+    r.cache_creation_input_tokens = n("cache_creation_input_tokens");
+    r.cache_creation_1h_input_tokens = n("cache_creation_1h_input_tokens");
+    r.reasoning_tokens = n("reasoning_tokens");
+    r.input_audio_tokens = n("input_audio_tokens");
+    r.input_image_tokens = n("input_image_tokens");
+    r.output_audio_tokens = n("output_audio_tokens");
+    r.output_image_tokens = n("output_image_tokens");
+    r.web_search_requests = n("web_search_requests");
+    r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

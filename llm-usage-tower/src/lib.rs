@@ -55,6 +55,11 @@ pub use crate::metrics_config::{
 };
 pub use llm_usage_core::inject::Skip;
 pub use llm_usage_core::{Provider, UsageRecord};
+// Public dependencies, re-exported so that users name the versions this crate uses: the
+// `metrics` facade (its `SharedString` names and its recorder), the core (`Options`,
+// the record) and the cost crate (`Budgets`).
+#[doc(no_inline)]
+pub use {llm_usage_core, llm_usage_cost, metrics};
 
 // The README's code blocks are compiled as doctests.
 #[cfg(doctest)]

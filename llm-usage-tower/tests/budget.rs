@@ -113,12 +113,11 @@ const LIMITS: &str = r#"[{"name": "per-key", "key": "header:x-api-key", "tokens"
     "window_s": 3600, "count": "total"}]"#;
 
 fn rec(total: u64) -> UsageRecord {
-    UsageRecord {
-        provider: Some(Provider::Anthropic),
-        input_tokens: Some(total / 2),
-        output_tokens: Some(total - total / 2),
-        ..Default::default()
-    }
+    let mut r = UsageRecord::default();
+    r.provider = Some(Provider::Anthropic);
+    r.input_tokens = Some(total / 2);
+    r.output_tokens = Some(total - total / 2);
+    r
 }
 
 /// A fixed instant in the middle of a 3600 s window, so no test straddles a boundary.

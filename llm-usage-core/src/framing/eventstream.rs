@@ -142,6 +142,7 @@ impl EventStream {
 }
 
 /// Encodes one event-stream message (used by tests, fuzz seeds and benchmarks).
+#[cfg_attr(not(any(test, feature = "__test-internals")), allow(dead_code))]
 pub fn encode_message(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
     let mut h = Vec::new();
     for (name, value) in headers {
