@@ -115,7 +115,10 @@ fn expected_cost(table: &Value, rec: &Value) -> Option<(u128, u128)> {
     bill(cached, price("cached_input").unwrap_or(p_in));
     // The 1-hour part of the cache writes, at its own price when the entry has one.
     let p_created = price("cache_creation_input").unwrap_or(p_in);
-    match (price("cache_creation_1h_input"), count("cache_creation_1h_input_tokens")) {
+    match (
+        price("cache_creation_1h_input"),
+        count("cache_creation_1h_input_tokens"),
+    ) {
         (Some(p_1h), Some(h)) => {
             bill(created - h, p_created);
             bill(h, p_1h);

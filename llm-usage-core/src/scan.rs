@@ -242,9 +242,9 @@ fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
 /// Deriving it costs O(watches² × depth) segment comparisons, about 17,000 instructions
 /// for the OpenAI response table, and a small exchange built it once per body: a third of
 /// what reading a 700-byte reply cost (`benches`, callgrind). The tables are `'static`,
-/// so it is computed once per table and thread, kept for the life of the program (one
-/// 800-byte allocation per table and thread: the tables are a fixed set), and found again
-/// by the table's address.
+/// so it is computed once per table, kept for the life of the program (one 800-byte
+/// allocation per table: the tables are a fixed set), and found again by the table's
+/// address.
 struct Derived {
     all: u64,
     /// Per depth, a 64-bit Bloom filter of the watched segments' [`signature`]s.
@@ -265,22 +265,28 @@ impl Derived {
         }
     }
 
-    /// The derived data of a table: from this thread's cache, or computed and cached.
+    /// The derived data of a table: from the cache, or computed and cached.
     fn of<T: 'static>(watches: &'static [Watch<T>]) -> &'static Derived {
         type Cache = Vec<(usize, usize, &'static Derived)>;
-        std::thread_local! {
-            static CACHE: core::cell::RefCell<Cache> = const { core::cell::RefCell::new(Vec::new()) };
-        }
+        // A process-wide cache held by a static: what it holds stays reachable (leak
+        // checkers agree), and every thread shares one copy per table. Reads take a read
+        // lock; a table is computed once, under the write lock. A poisoned lock (a panic
+        // elsewhere while it was held) still holds a consistent list: push is the only
+        // write.
+        static CACHE: std::sync::RwLock<Cache> = std::sync::RwLock::new(Vec::new());
         // Distinct static tables have distinct addresses; empty tables derive the same.
         let key = (watches.as_ptr() as usize, watches.len());
-        CACHE.with(|c| {
-            if let Some(&(_, _, d)) = c.borrow().iter().find(|e| (e.0, e.1) == key) {
-                return d;
-            }
-            let d: &'static Derived = Box::leak(Box::new(Derived::new(watches)));
-            c.borrow_mut().push((key.0, key.1, d));
-            d
-        })
+        let find = |c: &Cache| c.iter().find(|e| (e.0, e.1) == key).map(|e| e.2);
+        if let Some(d) = find(&CACHE.read().unwrap_or_else(|e| e.into_inner())) {
+            return d;
+        }
+        let mut c = CACHE.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = find(&c) {
+            return d;
+        }
+        let d: &'static Derived = Box::leak(Box::new(Derived::new(watches)));
+        c.push((key.0, key.1, d));
+        d
     }
 }
 

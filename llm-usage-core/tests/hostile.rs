@@ -186,9 +186,9 @@ impl<'a> Case<'a> {
 
     /// Runs the exchange; returns the record, the peak heap growth and the work counted.
     fn run(&self) -> (UsageRecord, usize, Work) {
-        // The scanners' per-table data is derived once per table and thread and kept
+        // The scanners' per-table data is derived once per table and kept
         // (`scan::Derived`): an exchange with the same heads first, so that the bound
-        // measures what an exchange holds, not the thread's one-time table cache.
+        // measures what an exchange holds, not the one-time table cache.
         let mut warm = Exchange::with_options(self.options.clone());
         warm.on_request_head("POST", self.path, self.request_headers.iter().copied());
         warm.on_response_head(200, self.response_headers.iter().copied());

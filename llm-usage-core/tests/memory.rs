@@ -69,9 +69,9 @@ fn measure(
 ) -> (usize, llm_usage_core::UsageRecord) {
     // Allocated before the baseline is read, and large enough never to grow.
     let mut chunk = Vec::with_capacity(CHUNK * 8);
-    // The scanners' per-table data is derived once per table and thread and kept
+    // The scanners' per-table data is derived once per table and kept
     // (`scan::Derived`): an exchange with the same heads first, so that the bound is what
-    // an exchange holds, not the thread's one-time table cache.
+    // an exchange holds, not the one-time table cache.
     let mut warm = Exchange::new();
     warm.on_request_head("POST", path, [("content-type", "application/json")]);
     warm.on_response_head(200, [("content-type", content_type)]);
