@@ -419,8 +419,8 @@ fn allowed_lint(line: &str, envoy: bool) -> bool {
     envoy && line.ends_with(" no help text")
         || line.ends_with(r#"counter metrics should have "_total" suffix"#)
             && (line.starts_with("asm_llm_proxy_")
-                || line.starts_with("llm_usage_estimated_requests ")
-                || line.starts_with("llm_usage_inject_skipped "))
+                // Envoy renders every counter without `_total`, the filter's included.
+                || envoy && line.starts_with("llm_usage_"))
         || line.ends_with("metric names should not contain abbreviated units")
             && line.starts_with("asm_llm_proxy_")
 }
@@ -567,6 +567,12 @@ fn prometheus_scrapes_the_gateway_and_every_query_has_data() {
                 &format!("http://127.0.0.1:{mock_port}"),
                 "--profile",
                 profile,
+                // Every model the mock serves is priced: the cost rule has data.
+                "--prices",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../../prices/example-2026-12.json"
+                ),
             ]),
             work.join(format!("gateway-{profile}.log")),
         );
@@ -720,7 +726,7 @@ fn prometheus_scrapes_the_gateway_and_every_query_has_data() {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    assert_eq!(records.len(), 6);
+    assert_eq!(records.len(), 7);
     for rec in &records {
         for profile in ["otel", "asm"] {
             let q = format!(r#"{rec}{{profile="{profile}"}}"#);
