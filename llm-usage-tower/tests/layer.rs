@@ -839,3 +839,78 @@ async fn inference_usage_counters_carry_each_known_figure_with_its_modality() {
         .iter()
         .any(|n| n.starts_with("gen_ai_client_inference")));
 }
+
+/// The parts of input and output (audio, image, the cache writes' lifetimes) reach the
+/// metrics of both profiles: a token type of their own on the OpenTelemetry histogram and
+/// counter, their own counter in the ASM profile; each equals the fixture's figure.
+#[tokio::test]
+async fn parts_of_input_and_output_are_counted_in_both_profiles() {
+    for (profile, config) in [
+        ("otel", MetricsConfig::otel()),
+        ("asm", MetricsConfig::asm("sleep", "default")),
+    ] {
+        let (rec, handle) = prometheus();
+        let layer = LlmUsageLayer::new().metrics(config).recorder(rec);
+        let names = [
+            "58-openai-chat-audio-json",
+            "60-anthropic-web-fetch-cache-split-json",
+            "61-gemini-multimodal-input-json",
+        ];
+        for name in names {
+            let fx = Fixture::load(name);
+            let res = layer
+                .clone()
+                .layer(fixture_service(&fx, Vec::new))
+                .oneshot(fixture_request(&fx))
+                .await
+                .unwrap();
+            res.into_body().collect().await.unwrap();
+        }
+        let text = handle.render();
+        let want = |field: &str| -> f64 {
+            names
+                .iter()
+                .filter_map(|n| Fixture::load(n).expect_u64(field))
+                .sum::<u64>() as f64
+        };
+        for (field, part, asm) in [
+            (
+                "input_audio_tokens",
+                "input_audio",
+                "asm_llm_proxy_input_audio_tokens",
+            ),
+            (
+                "input_image_tokens",
+                "input_image",
+                "asm_llm_proxy_input_image_tokens",
+            ),
+            (
+                "output_audio_tokens",
+                "output_audio",
+                "asm_llm_proxy_output_audio_tokens",
+            ),
+            (
+                "cache_creation_5m_input_tokens",
+                "input_cache_write_5m",
+                "asm_llm_proxy_cache_creation_5m_tokens",
+            ),
+            (
+                "cache_creation_1h_input_tokens",
+                "input_cache_write_1h",
+                "asm_llm_proxy_cache_creation_1h_tokens",
+            ),
+        ] {
+            let got = if profile == "otel" {
+                prom_sum(
+                    &text,
+                    "gen_ai_client_token_usage_sum",
+                    &[("gen_ai_token_type", part)],
+                )
+            } else {
+                prom_sum(&text, asm, &[])
+            };
+            assert_eq!(got, Some(want(field)), "{profile}: {field}\n{text}");
+        }
+        assert!(want("input_image_tokens") > 0.0 && want("cache_creation_1h_input_tokens") > 0.0);
+    }
+}
