@@ -154,6 +154,15 @@ impl Collect {
 
 impl Sink<Target> for Collect {
     fn value(&mut self, target: &Target, value: Scalar<'_>) {
+        // Every OpenAI chunk repeats the model: when it is the committed one and this
+        // event has staged none, staging it would change nothing at commit (a later,
+        // different model in the same event is still staged and wins), so the copy and
+        // the UTF-8 check are skipped (the tokenizer heard of it when it was first read).
+        if let (Target::ResponseModel, Scalar::String(s)) = (target, value) {
+            if !self.staged.response_model.is_set() && self.committed.response_model.is(s) {
+                return;
+            }
+        }
         // The tokenizer hears of a model as soon as it is read: a request names it after
         // the messages, whose text is counted as it passes.
         if let (Some(c), Target::ResponseModel | Target::RequestModel, Scalar::String(s)) =
@@ -161,15 +170,6 @@ impl Sink<Target> for Collect {
         {
             if let Ok(m) = core::str::from_utf8(s) {
                 c.model(m);
-            }
-        }
-        // Every OpenAI chunk repeats the model: when it is the committed one and this
-        // event has staged none, staging it would change nothing at commit (a later,
-        // different model in the same event is still staged and wins), so the copy and
-        // the UTF-8 check are skipped.
-        if let (Target::ResponseModel, Scalar::String(s)) = (target, value) {
-            if !self.staged.response_model.is_set() && self.committed.response_model.is(s) {
-                return;
             }
         }
         self.dirty |= self.staged.stage(*target, value);
