@@ -101,9 +101,12 @@ impl Tracker {
         self.request_ended
     }
 
-    /// Request body bytes (ignored after the request's end or the record).
+    /// Request body bytes (ignored after the record, and after the request's end unless the
+    /// response upgraded the connection: a realtime session's client frames follow a request
+    /// whose own body, before the upgrade, was empty).
     pub fn request_body(&mut self, chunk: &[u8]) {
-        if self.request_ended || self.finished {
+        let upgraded = self.exchange.as_ref().is_some_and(Exchange::upgraded);
+        if self.finished || (self.request_ended && !upgraded) {
             return;
         }
         if let Some(ex) = &mut self.exchange {

@@ -17,7 +17,9 @@
 //! server shared by several gateways instead of in memory).
 //!
 //! Requests stream to the upstream and responses stream back frame by frame; the layer sees
-//! every byte on the way and nothing waits for a whole body.
+//! every byte on the way and nothing waits for a whole body. WebSocket upgrades (OpenAI
+//! Realtime, Gemini Live) are proxied too: the upgraded connections' bytes are copied both
+//! ways through the layer's `realtime::Session`, one record per response the session closes.
 
 // The test suite includes this file as a module and uses only parts of it.
 #![allow(dead_code)]
@@ -40,9 +42,10 @@ use http::header::{self, HeaderValue};
 use http::{StatusCode, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use llm_usage_cost::{Budgets, PriceTable};
 use llm_usage_tower::budget::{MemoryStore, RedisStore};
+use llm_usage_tower::realtime::Session;
 use llm_usage_tower::{Label, LlmUsageLayer, MetricsConfig, Provider, UsageEvent};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -155,8 +158,12 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-/// Streams the request to the upstream and the response back.
+/// Streams the request to the upstream and the response back; a WebSocket upgrade
+/// (a realtime session) is proxied by [`proxy_upgrade`].
 async fn proxy(State(up): State<Upstream>, req: Request) -> Response {
+    if req.extensions().get::<Session>().is_some() {
+        return proxy_upgrade(up, req).await;
+    }
     let (mut parts, body) = req.into_parts();
     let path = parts
         .uri
@@ -187,6 +194,68 @@ async fn proxy(State(up): State<Upstream>, req: Request) -> Response {
         }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("upstream error: {e}\n")).into_response(),
     }
+}
+
+/// Proxies a WebSocket upgrade (the layer put a realtime [`Session`] in the request): the
+/// request goes upstream with its `upgrade` and `connection` headers; when the upstream
+/// answers `101`, so does the gateway, and once both connections are upgraded their bytes
+/// are copied both ways, the client's side wrapped by the session so that the layer reports
+/// every response the session closes and the session's end. Any other answer is passed back
+/// as it came.
+async fn proxy_upgrade(up: Upstream, mut req: Request) -> Response {
+    let session = req.extensions_mut().remove::<Session>();
+    let downstream = hyper::upgrade::on(&mut req);
+    let (mut parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let base = up.base.to_string();
+    parts.uri = match format!("{}{}", base.trim_end_matches('/'), path).parse() {
+        Ok(u) => u,
+        Err(_) => return (StatusCode::BAD_REQUEST, "bad path").into_response(),
+    };
+    // The upgrade's own hop-by-hop headers go on; the others do not.
+    for h in HOP_BY_HOP {
+        if h != "upgrade" && h != "connection" {
+            parts.headers.remove(h);
+        }
+    }
+    if let Some(a) = up.base.authority() {
+        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+            parts.headers.insert(header::HOST, v);
+        }
+    }
+    let mut res = match up.client.request(Request::from_parts(parts, body)).await {
+        Ok(res) => res,
+        Err(e) => {
+            return (StatusCode::BAD_GATEWAY, format!("upstream error: {e}\n")).into_response()
+        }
+    };
+    if res.status() != StatusCode::SWITCHING_PROTOCOLS {
+        let (mut parts, body) = res.into_parts();
+        for h in HOP_BY_HOP {
+            parts.headers.remove(h);
+        }
+        return Response::from_parts(parts, Body::new(body));
+    }
+    let upstream = hyper::upgrade::on(&mut res);
+    tokio::spawn(async move {
+        let (Ok(client), Ok(server)) = (downstream.await, upstream.await) else {
+            return;
+        };
+        let mut server = TokioIo::new(server);
+        let client = TokioIo::new(client);
+        let _ = match session {
+            Some(s) => tokio::io::copy_bidirectional(&mut s.server_io(client), &mut server).await,
+            None => tokio::io::copy_bidirectional(&mut { client }, &mut server).await,
+        };
+    });
+    // The `101` with the upstream's headers (`upgrade`, `connection`,
+    // `sec-websocket-accept`, `sec-websocket-extensions`, ...) and no body.
+    let (parts, _) = res.into_parts();
+    Response::from_parts(parts, Body::empty())
 }
 
 /// A body that yields its chunks one by one, waiting the given delay before each.

@@ -68,7 +68,9 @@ impl Injection {
     }
 }
 
-/// Everything known about one observed exchange, handed to [`OnRecord::on_record`] exactly once.
+/// Everything known about one observed exchange, handed to [`OnRecord::on_record`] exactly once
+/// (a realtime session also hands one per response it closes, see
+/// [`realtime_response`](Self::realtime_response)).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct UsageEvent {
@@ -109,6 +111,15 @@ pub struct UsageEvent {
     pub pricing: Option<Pricing>,
     /// The price table's currency code (`USD`, …), with a table.
     pub currency: Option<String>,
+    /// For a record a realtime session closed (one per OpenAI Realtime `response.done`,
+    /// Gemini Live `turnComplete`; see [`realtime`](crate::realtime)): which one, from 1.
+    /// Such a record is `complete`, carries that response's figures and the session's model;
+    /// its times are `None` and [`duration`](Self::duration) runs from the session's start
+    /// to its closing event; the byte counts are the session's so far. Its metrics are its
+    /// tokens and cost, not a request nor durations (the session is one request, counted
+    /// with its last record). `None` for every other record, including the session's last:
+    /// what no closing event covered, emitted when the session ends.
+    pub realtime_response: Option<u64>,
 }
 
 impl UsageEvent {

@@ -19,6 +19,7 @@ use crate::body::{RequestBody, ResponseBody};
 use crate::budget::{decide_owned, AsyncBudgetStore, Clock, Enforcer, SystemClock};
 use crate::callback::{Injection, OnRecord, Outcome, UsageEvent};
 use crate::metrics_config::MetricsConfig;
+use crate::realtime::Session;
 use crate::state::{Shared, Tap};
 
 type FilterFn = Arc<dyn Fn(&http::request::Parts) -> bool + Send + Sync>;
@@ -453,12 +454,21 @@ where
             (Some(s), Some(e)) => budget_check(s, e, &parts),
             _ => None,
         };
+        let session = match &shared {
+            Some(s) if asks_for_websocket(&parts) => {
+                let session = Session::new(s.clone());
+                parts.extensions.insert(session.clone());
+                Some(session)
+            }
+            _ => None,
+        };
         let req = Request::from_parts(parts, body);
         let Some(check) = check else {
             return ResponseFuture {
                 inner: Some(self.inner.call(req)),
                 check: None,
                 tap: Tap::new(shared, Outcome::Cancelled),
+                session,
             };
         };
         // The service that was made ready serves this request once the check allows it.
@@ -480,8 +490,20 @@ where
             inner: None,
             check: Some(check),
             tap: Tap::new(shared, Outcome::Cancelled),
+            session,
         }
     }
+}
+
+/// Whether a request asks to upgrade its connection to a WebSocket (RFC 6455 §4.1: an
+/// `upgrade` header naming `websocket`, among other protocols or not).
+fn asks_for_websocket(parts: &http::request::Parts) -> bool {
+    parts
+        .headers
+        .get_all(http::header::UPGRADE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|p| p.trim_ascii().eq_ignore_ascii_case(b"websocket"))
 }
 
 /// The budget check of a request, when a limit applies to it.
@@ -592,6 +614,8 @@ pin_project! {
         inner: Option<F>,
         check: Option<Pin<Box<dyn Future<Output = Checked<F>> + Send>>>,
         tap: Tap,
+        // A request that asked for a WebSocket: its session, for the response's extensions.
+        session: Option<Session>,
     }
 }
 
@@ -634,11 +658,24 @@ where
         match ready!(inner.poll(cx)) {
             Ok(res) => {
                 let shared = this.tap.take();
-                let hide = match &shared {
-                    Some(s) => {
-                        s.response_head(res.status(), res.headers());
-                        hides_usage(s, res.status(), res.headers())
+                if let (Some(s), Some(session)) = (&shared, this.session.take()) {
+                    if s.upgrade_head(res.status(), res.headers(), None) {
+                        // The session's bytes pass through the upgraded IO, observed by
+                        // `realtime::Observed`; the session ends with it.
+                        let (mut parts, body) = res.into_parts();
+                        parts.extensions.insert(session);
+                        this.inner.set(None);
+                        return Poll::Ready(Ok(Response::from_parts(
+                            parts,
+                            ResponseBody::new(body, None),
+                        )));
                     }
+                    // Not upgraded: an ordinary response, whose head the exchange has seen.
+                } else if let Some(s) = &shared {
+                    s.response_head(res.status(), res.headers());
+                }
+                let hide = match &shared {
+                    Some(s) => hides_usage(s, res.status(), res.headers()),
                     None => false,
                 };
                 let (mut parts, body) = res.into_parts();

@@ -43,6 +43,7 @@ pub mod budget;
 mod callback;
 mod layer;
 mod metrics_config;
+pub mod realtime;
 mod state;
 
 pub use crate::body::{RequestBody, ResponseBody};

@@ -871,7 +871,10 @@ impl MetricsConfig {
             .iter()
             .map(|(k, v)| metrics::Label::new(k.clone(), v.clone()))
             .collect();
-        if let Some(n) = &self.requests {
+        // A response a realtime session closed: its tokens and cost, not a request and not
+        // durations (the session's, counted with its last record).
+        let closed = ev.realtime_response.is_some();
+        if let (Some(n), false) = (&self.requests, closed) {
             metrics::counter!(n.clone(), base.iter()).increment(1);
         }
         if let (Some(n), true) = (&self.estimated_requests, ev.record.estimated) {
@@ -922,6 +925,10 @@ impl MetricsConfig {
                 metrics::histogram!(name.clone(), labels.iter()).record(value as f64);
             }
         }
+        if closed {
+            self.emit_costs_and_skips(ev, &base);
+            return;
+        }
         if let Some(n) = &self.request_duration {
             metrics::histogram!(n.clone(), base.iter())
                 .record(time_in(self.time_unit, ev.duration));
@@ -935,6 +942,11 @@ impl MetricsConfig {
         if let (Some(n), Some(t)) = (&self.time_per_output_token, ev.time_per_output_token()) {
             metrics::histogram!(n.clone(), base.iter()).record(time_in(self.time_unit, t));
         }
+        self.emit_costs_and_skips(ev, &base);
+    }
+
+    /// The cost, price lookup miss and injection skip counters of `ev`.
+    fn emit_costs_and_skips(&self, ev: &UsageEvent, base: &[metrics::Label]) {
         if let Some(p) = &ev.pricing {
             if let (Some(n), true) = (&self.price_lookup_misses, p.is_miss()) {
                 metrics::counter!(n.clone(), base.iter()).increment(1);
@@ -945,7 +957,7 @@ impl MetricsConfig {
             }
         }
         if let (Some(n), Some(Injection::Skipped(why))) = (&self.inject_skipped, ev.injection) {
-            let mut labels = base.clone();
+            let mut labels = base.to_vec();
             labels.push(metrics::Label::new(
                 self.skip_reason_label.clone(),
                 why.as_str(),

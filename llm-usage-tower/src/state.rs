@@ -42,6 +42,23 @@ struct State {
     runtime: Option<tokio::runtime::Handle>,
     /// Answered locally (a budget denied it): no exchange, nothing emitted.
     discarded: bool,
+    /// The response upgraded the connection to a realtime session (a WebSocket).
+    upgraded: bool,
+    /// Whether an IO of the session was attached ([`crate::realtime::Session`]).
+    attach: Attach,
+    /// Records the session closed so far (one per `response.done` / `turnComplete`).
+    closed: u64,
+}
+
+/// Whether an IO observes a realtime session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attach {
+    /// None yet.
+    None,
+    /// One does.
+    Attached,
+    /// One did and is gone.
+    Detached,
 }
 
 impl State {
@@ -140,6 +157,9 @@ impl Shared {
                 buckets: Vec::new(),
                 runtime: None,
                 discarded: false,
+                upgraded: false,
+                attach: Attach::None,
+                closed: 0,
             }),
         })
     }
@@ -240,6 +260,165 @@ impl Shared {
         st.feed(|t| t.response_head(status.as_u16(), headers.iter()));
     }
 
+    /// The response head of a request that asked for a realtime session. `as_seen`: the
+    /// status and headers to give the core, in the HTTP/1.1 form of an upgrade (`101`,
+    /// `upgrade: websocket`), when the response accepted an HTTP/2 extended CONNECT
+    /// (RFC 8441) whose head says `200`. Answers whether the connection was upgraded: the
+    /// session's bytes then pass through an IO ([`crate::realtime::Observed`]), not the
+    /// response body. When the IO that observed them is already gone, the exchange ends here.
+    pub(crate) fn upgrade_head(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        as_seen: Option<(StatusCode, &HeaderMap)>,
+    ) -> bool {
+        let detached = {
+            let mut st = self.lock();
+            if st.tracker.finished() {
+                return false;
+            }
+            st.status = Some(status);
+            let (code, head) = as_seen.unwrap_or((status, headers));
+            st.feed(|t| t.response_head(code.as_u16(), head.iter()));
+            st.upgraded = st
+                .tracker
+                .exchange()
+                .is_some_and(llm_usage_core::Exchange::upgraded);
+            st.upgraded && st.attach == Attach::Detached
+        };
+        if detached {
+            self.finish(Outcome::Dropped);
+        }
+        self.lock().upgraded
+    }
+
+    /// An IO attaches to the session: `false` if one already did (or the exchange ended).
+    pub(crate) fn attach(&self) -> bool {
+        let mut st = self.lock();
+        if st.attach != Attach::None || st.tracker.finished() {
+            return false;
+        }
+        st.attach = Attach::Attached;
+        true
+    }
+
+    /// The last handle of a session that no IO attached to is gone: nobody will see its
+    /// bytes. An upgraded exchange ends now, partial; one not upgraded (yet) ends with its
+    /// response (no upgrade: the response body; an upgrade: `upgrade_head`).
+    pub(crate) fn unclaimed(&self) {
+        let end = {
+            let st = self.lock();
+            st.upgraded && st.attach == Attach::None
+        };
+        if end {
+            self.finish(Outcome::Dropped);
+        }
+    }
+
+    /// The attached IO is done (`outcome`: how): an upgraded session ends with it.
+    pub(crate) fn detach(&self, outcome: Outcome) {
+        let end = {
+            let mut st = self.lock();
+            st.attach = Attach::Detached;
+            st.upgraded
+        };
+        if end {
+            self.finish(outcome);
+        }
+    }
+
+    /// Bytes of a realtime session: the client's frames (`from_client`) or the server's.
+    /// Each record the server's frames close is emitted at once. Bytes before the upgrade
+    /// was seen cannot be placed: the exchange keeps what it knew and sees no more.
+    pub(crate) fn session_data(&self, data: &[u8], from_client: bool) {
+        if data.is_empty() {
+            return;
+        }
+        let events = {
+            let mut st = self.lock();
+            if st.tracker.finished() {
+                return;
+            }
+            if !st.upgraded {
+                st.freeze();
+                return;
+            }
+            if from_client {
+                st.request_bytes += data.len() as u64;
+                st.feed(|t| t.request_body(data));
+                return;
+            }
+            st.response_bytes += data.len() as u64;
+            let start = self.start;
+            st.feed(|t| t.response_body(data, || since(start)));
+            let records = st
+                .feed(|t| t.exchange_mut().map(llm_usage_core::Exchange::take_records))
+                .flatten()
+                .unwrap_or_default();
+            records
+                .into_iter()
+                .map(|record| {
+                    st.closed += 1;
+                    let n = st.closed;
+                    self.event(&mut st, record, Outcome::Complete, Some(n))
+                })
+                .collect::<Vec<_>>()
+        };
+        for event in events {
+            self.config.emit(event, &self.request_values);
+        }
+    }
+
+    /// The event of `record`: priced, charged to the budgets. `response`: the number of a
+    /// record a realtime session closed (then no times: they are the session's).
+    fn event(
+        &self,
+        st: &mut State,
+        record: llm_usage_core::UsageRecord,
+        outcome: Outcome,
+        response: Option<u64>,
+    ) -> UsageEvent {
+        let pricing = self.config.prices.as_ref().map(|t| t.price(&record));
+        let currency = self.config.prices.as_ref().map(|t| t.currency().to_owned());
+        if let (Some(e), false) = (&self.config.budgets, st.buckets.is_empty()) {
+            let cost = pricing.as_ref().and_then(|p| p.amount());
+            let charges = e
+                .budgets
+                .charges(&st.buckets, &record, cost, e.clock.now_s());
+            crate::budget::apply_charges(e, charges, st.runtime.as_ref());
+        }
+        let nanos = |t: Option<u64>| t.map(Duration::from_nanos);
+        let timings = *st.tracker.timings();
+        let (ttfb, ttft) = match response {
+            Some(_) => (None, None),
+            None => (
+                nanos(timings.time_to_first_byte()),
+                nanos(timings.time_to_first_token()),
+            ),
+        };
+        let duration = match response {
+            Some(_) => None,
+            None => nanos(timings.duration()),
+        };
+        UsageEvent {
+            record,
+            outcome,
+            method: self.method.clone(),
+            uri: self.uri.clone(),
+            status: st.status,
+            duration: duration.unwrap_or_else(|| self.start.elapsed()),
+            time_to_first_byte: ttfb,
+            time_to_first_token: ttft,
+            request_body_bytes: st.request_bytes,
+            response_body_bytes: st.response_bytes,
+            labels: Vec::new(),
+            injection: st.injection,
+            pricing,
+            currency,
+            realtime_response: response,
+        }
+    }
+
     pub(crate) fn response_data(&self, data: &impl Buf) {
         let n = data.remaining();
         if n == 0 {
@@ -273,36 +452,10 @@ impl Shared {
             }
             .unwrap_or_default();
             st.tracker.end(since(start));
-            let pricing = self.config.prices.as_ref().map(|t| t.price(&record));
-            let currency = self.config.prices.as_ref().map(|t| t.currency().to_owned());
-            if let (Some(e), false) = (&self.config.budgets, st.buckets.is_empty()) {
-                let cost = pricing.as_ref().and_then(|p| p.amount());
-                let charges = e
-                    .budgets
-                    .charges(&st.buckets, &record, cost, e.clock.now_s());
-                crate::budget::apply_charges(e, charges, st.runtime.as_ref());
-            }
-            let nanos = |t: Option<u64>| t.map(Duration::from_nanos);
-            let timings = *st.tracker.timings();
             let exchange_span = span::take(&mut st.span);
             span::finish(&exchange_span, &record, None);
             drop(exchange_span);
-            UsageEvent {
-                record,
-                outcome,
-                method: self.method.clone(),
-                uri: self.uri.clone(),
-                status: st.status,
-                duration: nanos(timings.duration()).unwrap_or_else(|| self.start.elapsed()),
-                time_to_first_byte: nanos(timings.time_to_first_byte()),
-                time_to_first_token: nanos(timings.time_to_first_token()),
-                request_body_bytes: st.request_bytes,
-                response_body_bytes: st.response_bytes,
-                labels: Vec::new(),
-                injection: st.injection,
-                pricing,
-                currency,
-            }
+            self.event(&mut st, record, outcome, None)
         };
         self.config.emit(event, &self.request_values);
     }
