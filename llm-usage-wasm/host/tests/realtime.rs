@@ -67,8 +67,6 @@ fn sum(text: &str, name: &str) -> u64 {
 /// Plays a session in chunks of `chunk` bytes, a client chunk then a server chunk;
 /// returns the Prometheus text.
 fn play(s: &Session, chunk: usize) -> String {
-    let mut vm = sleep_vm("");
-    let id = vm.new_stream();
     let mut req = vec![
         (":method".to_owned(), "GET".to_owned()),
         (
@@ -77,10 +75,22 @@ fn play(s: &Session, chunk: usize) -> String {
         ),
     ];
     req.extend(pairs(&s.case["request_headers"]));
-    let req: Vec<(&str, &str)> = req.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut actions = vec![vm.request_headers(id, &req, false).unwrap()];
     let mut resp = vec![(":status".to_owned(), "101".to_owned())];
     resp.extend(pairs(&s.case["response_headers"]));
+    play_heads(s, &req, &resp, chunk)
+}
+
+/// Plays a session's frames after these request and response heads.
+fn play_heads(
+    s: &Session,
+    req: &[(String, String)],
+    resp: &[(String, String)],
+    chunk: usize,
+) -> String {
+    let mut vm = sleep_vm("");
+    let id = vm.new_stream();
+    let req: Vec<(&str, &str)> = req.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut actions = vec![vm.request_headers(id, &req, false).unwrap()];
     let resp: Vec<(&str, &str)> = resp.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     actions.push(vm.response_headers(id, &resp, false).unwrap());
     let (mut c, mut r) = (s.client.chunks(chunk), s.server.chunks(chunk));
@@ -136,6 +146,76 @@ fn each_response_of_a_session_is_counted_once() {
             );
             // The session is one request, whatever its responses (when it is LLM
             // traffic at all: the unreadable session never names a model).
+            let sessions = u64::from(s.case["expect_rest"]["model"].is_string());
+            assert_eq!(
+                sum(&text, "asm_llm_proxy_requests"),
+                sessions,
+                "{ctx}\n{text}"
+            );
+        }
+    }
+}
+
+/// An HTTP/2 WebSocket (RFC 8441: extended CONNECT with `:protocol: websocket`, answered
+/// `200`) as Envoy's HTTP filters see it. Envoy's HTTP/2 server codec turns the request
+/// into the HTTP/1.1 form before the filter chain (`ServerStreamImpl::decodeHeaders` in
+/// `source/common/http/http2/codec_impl.cc` calls `Utility::transformUpgradeRequestFromH2toH1`
+/// of `source/common/http/utility.cc`: `:method` becomes `GET`, `upgrade` takes the
+/// `:protocol` value, `connection: Upgrade` is set, `:protocol` removed). An HTTP/2
+/// upstream's `200` is turned back into `101` with `upgrade` and `connection` by its
+/// client codec (`ClientStreamImpl::decodeHeaders` → `transformUpgradeResponseFromH2toH1`),
+/// and an HTTP/1.1 upstream answers `101` itself; the downstream HTTP/2 encoder makes it
+/// `200` again only after the filters (`ServerStreamImpl::encodeHeaders` →
+/// `transformUpgradeResponseFromH1toH2`). RFC 8441 §5 drops `sec-websocket-key` and
+/// `sec-websocket-accept`; `sec-websocket-extensions` is negotiated as over HTTP/1.1. The
+/// frames then travel in the stream's DATA frames, which the filter sees as body data.
+#[test]
+fn an_http2_websocket_as_envoy_presents_it() {
+    for s in sessions() {
+        let owned = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let host = s.case["request_headers"]["host"].as_str().unwrap();
+        let mut req = owned(&[
+            (":method", "GET"),
+            (":scheme", "https"),
+            (":authority", host),
+            (":path", s.case["path"].as_str().unwrap()),
+            ("sec-websocket-version", "13"),
+        ]);
+        let mut resp = owned(&[(":status", "101")]);
+        if let Some(ext) = s.case["request_headers"]["sec-websocket-extensions"].as_str() {
+            req.push(("sec-websocket-extensions".to_owned(), ext.to_owned()));
+        }
+        if let Some(ext) = s.case["response_headers"]["sec-websocket-extensions"].as_str() {
+            resp.push(("sec-websocket-extensions".to_owned(), ext.to_owned()));
+        }
+        // Added by the transformations, after the headers that came.
+        req.extend(owned(&[
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+        ]));
+        resp.extend(owned(&[
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+        ]));
+        let records = s.case["expect_records"].as_array().unwrap();
+        let want = |k: &str| -> u64 { records.iter().filter_map(|r| r[k].as_u64()).sum() };
+        for chunk in [usize::MAX, 1, 13] {
+            let text = play_heads(&s, &req, &resp, chunk);
+            let ctx = format!("{} over HTTP/2 in chunks of {chunk}", s.name);
+            assert_eq!(
+                sum(&text, "asm_llm_proxy_prompt_tokens"),
+                want("input_tokens"),
+                "{ctx}\n{text}"
+            );
+            assert_eq!(
+                sum(&text, "asm_llm_proxy_completion_tokens"),
+                want("output_tokens"),
+                "{ctx}\n{text}"
+            );
             let sessions = u64::from(s.case["expect_rest"]["model"].is_string());
             assert_eq!(
                 sum(&text, "asm_llm_proxy_requests"),
