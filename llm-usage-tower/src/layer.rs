@@ -426,6 +426,7 @@ where
             Some(f) => f(&parts),
             None => true,
         };
+        let websocket = observe.then(|| asks_for_websocket(&parts)).flatten();
         let shared = observe.then(|| {
             Shared::start(
                 self.config.clone(),
@@ -433,6 +434,7 @@ where
                 &parts.uri,
                 &parts.headers,
                 &parts.extensions,
+                websocket == Some(Upgrade::Http2),
             )
         });
         if let Some(s) = &shared {
@@ -454,9 +456,9 @@ where
             (Some(s), Some(e)) => budget_check(s, e, &parts),
             _ => None,
         };
-        let session = match &shared {
-            Some(s) if asks_for_websocket(&parts) => {
-                let session = Session::new(s.clone());
+        let session = match (&shared, websocket) {
+            (Some(s), Some(how)) => {
+                let session = Session::new(s.clone(), how == Upgrade::Http2);
                 parts.extensions.insert(session.clone());
                 Some(session)
             }
@@ -495,15 +497,51 @@ where
     }
 }
 
-/// Whether a request asks to upgrade its connection to a WebSocket (RFC 6455 §4.1: an
-/// `upgrade` header naming `websocket`, among other protocols or not).
-fn asks_for_websocket(parts: &http::request::Parts) -> bool {
+/// How a request asks for a WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upgrade {
+    /// HTTP/1.1 (RFC 6455 §4.1): an `upgrade` header naming `websocket`, among other
+    /// protocols or not; answered `101`.
+    Http1,
+    /// HTTP/2 (RFC 8441 §4, `http2` feature): an extended `CONNECT` whose `:protocol` (hyper's
+    /// `ext::Protocol`) is `websocket`; answered `200`.
+    Http2,
+}
+
+/// Whether, and how, a request asks to upgrade its connection to a WebSocket.
+fn asks_for_websocket(parts: &http::request::Parts) -> Option<Upgrade> {
+    #[cfg(feature = "http2")]
+    if parts.method == http::Method::CONNECT
+        && parts
+            .extensions
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+    {
+        return Some(Upgrade::Http2);
+    }
     parts
         .headers
         .get_all(http::header::UPGRADE)
         .iter()
         .flat_map(|v| v.as_bytes().split(|&b| b == b','))
         .any(|p| p.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+        .then_some(Upgrade::Http1)
+}
+
+/// The head of a `200` to an HTTP/2 WebSocket request in its HTTP/1.1 form, as the core
+/// reads upgrades (and as an Envoy filter sees it): `101`, `upgrade: websocket`,
+/// `connection: upgrade`, the other headers (`sec-websocket-extensions`, ...) as they came.
+fn http1_form(headers: &http::HeaderMap) -> (http::StatusCode, http::HeaderMap) {
+    let mut h = headers.clone();
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("upgrade"),
+    );
+    (http::StatusCode::SWITCHING_PROTOCOLS, h)
 }
 
 /// The budget check of a request, when a limit applies to it.
@@ -659,7 +697,10 @@ where
             Ok(res) => {
                 let shared = this.tap.take();
                 if let (Some(s), Some(session)) = (&shared, this.session.take()) {
-                    if s.upgrade_head(res.status(), res.headers(), None) {
+                    let h2 = (session.http2() && res.status() == http::StatusCode::OK)
+                        .then(|| http1_form(res.headers()));
+                    let as_seen = h2.as_ref().map(|(code, h)| (*code, h));
+                    if s.upgrade_head(res.status(), res.headers(), as_seen) {
                         // The session's bytes pass through the upgraded IO, observed by
                         // `realtime::Observed`; the session ends with it.
                         let (mut parts, body) = res.into_parts();

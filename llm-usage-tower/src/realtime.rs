@@ -21,6 +21,11 @@
 //! record (what no closing event covered; `complete: false` when the session was cut) is
 //! emitted, and counted as the session's one request.
 //!
+//! With the `http2` feature, an HTTP/2 WebSocket (RFC 8441: a `CONNECT` whose hyper
+//! `ext::Protocol` is `websocket`, answered `200`) is a session too: the core reads its heads
+//! in their HTTP/1.1 form (`GET`, `101`, `upgrade: websocket`), and the IO hyper hands over
+//! for the stream is wrapped the same way.
+//!
 //! ```no_run
 //! use http::Request;
 //! use hyper_util::rt::TokioIo;
@@ -66,6 +71,8 @@ use crate::state::Shared;
 #[derive(Clone)]
 pub struct Session {
     handle: Arc<Handle>,
+    /// Asked for over HTTP/2 (extended CONNECT, answered `200`).
+    http2: bool,
 }
 
 /// Dropping the last one leaves the session unobserved, unless an IO attached.
@@ -86,10 +93,16 @@ impl fmt::Debug for Session {
 }
 
 impl Session {
-    pub(crate) fn new(shared: Arc<Shared>) -> Session {
+    pub(crate) fn new(shared: Arc<Shared>, http2: bool) -> Session {
         Session {
             handle: Arc::new(Handle { shared }),
+            http2,
         }
+    }
+
+    /// Whether the session was asked for over HTTP/2 (RFC 8441).
+    pub(crate) fn http2(&self) -> bool {
+        self.http2
     }
 
     /// Observes `io`, a server's end of the upgraded connection (a gateway's or a handler's

@@ -83,6 +83,9 @@ impl State {
     }
 }
 
+/// A header's name and value, as the core reads them.
+type Header = (&'static [u8], &'static [u8]);
+
 /// Nanoseconds since `start`, the tracker's clock.
 fn since(start: Instant) -> Option<u64> {
     Some(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX))
@@ -114,6 +117,7 @@ impl Shared {
         uri: &Uri,
         headers: &HeaderMap,
         extensions: &http::Extensions,
+        http2_websocket: bool,
     ) -> Arc<Shared> {
         let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         let start = Instant::now();
@@ -125,11 +129,20 @@ impl Shared {
                 (false, Some(a)) => Some((&b"host"[..], a.as_str().as_bytes())),
                 _ => None,
             };
+            // An HTTP/2 WebSocket (extended CONNECT, RFC 8441) in its HTTP/1.1 form, as the
+            // core reads upgrades (and as Envoy hands it to its filters).
+            const H1_UPGRADE: [Header; 2] =
+                [(b"upgrade", b"websocket"), (b"connection", b"upgrade")];
+            let (method, upgrade): (&str, &[Header]) = match http2_websocket {
+                true => ("GET", &H1_UPGRADE),
+                false => (method.as_str(), &[]),
+            };
             let all = headers
                 .iter()
                 .map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()))
-                .chain(authority);
-            ex.on_request_head(method.as_str(), path, all);
+                .chain(authority)
+                .chain(upgrade.iter().copied());
+            ex.on_request_head(method, path, all);
             ex
         }))
         .ok();

@@ -12,6 +12,8 @@ mod gateway;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+#[cfg(feature = "http2")]
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{irregular_chunks, prom_sum, Events, HANG};
@@ -481,4 +483,130 @@ async fn an_upgrade_refused_is_an_ordinary_exchange() {
     assert_eq!(evs.len(), 1, "{evs:?}");
     assert_eq!(evs[0].status.map(|s| s.as_u16()), Some(400));
     assert_eq!(evs[0].realtime_response, None);
+}
+
+/// HTTP/2 WebSockets (RFC 8441) with hyper: extended CONNECT with `:protocol: websocket`,
+/// answered `200`, the session in the stream's DATA frames.
+#[cfg(feature = "http2")]
+mod http2 {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::Empty;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use llm_usage_tower::RequestBody;
+
+    /// An HTTP/2 server (extended CONNECT enabled) with the layer, whose handler accepts
+    /// the WebSocket, reads the client's frames to their end, then writes the server's
+    /// through `Session::server_io`. Answers the client bytes it read.
+    async fn spawn_server(
+        r: &Recorded,
+        events: &Events,
+    ) -> (SocketAddr, tokio::sync::oneshot::Receiver<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let tx = Arc::new(std::sync::Mutex::new(Some(tx)));
+        let server = r.server.clone();
+        let ext = r.case["response_headers"]["sec-websocket-extensions"]
+            .as_str()
+            .map(str::to_owned);
+        let handler = tower::service_fn(
+            move |mut req: http::Request<RequestBody<hyper::body::Incoming>>| {
+                let session = req.extensions_mut().remove::<Session>();
+                let on = hyper::upgrade::on(&mut req);
+                let (server, tx, ext) = (server.clone(), tx.clone(), ext.clone());
+                async move {
+                    assert_eq!(req.method(), http::Method::CONNECT);
+                    let session = session.expect("the layer saw an HTTP/2 WebSocket");
+                    tokio::spawn(async move {
+                        let io = TokioIo::new(on.await.unwrap());
+                        let mut io = session.server_io(io);
+                        let mut client = Vec::new();
+                        io.read_to_end(&mut client).await.unwrap();
+                        write_chunked(&mut io, &server, 11).await;
+                        io.shutdown().await.unwrap();
+                        let _ = tx.lock().unwrap().take().unwrap().send(client);
+                    });
+                    let mut res = http::Response::builder().status(200);
+                    if let Some(e) = ext {
+                        res = res.header("sec-websocket-extensions", e);
+                    }
+                    Ok::<_, std::convert::Infallible>(res.body(Empty::<Bytes>::new()).unwrap())
+                }
+            },
+        );
+        let svc = tower::Layer::layer(
+            &LlmUsageLayer::new()
+                .without_metrics()
+                .on_record(events.callback()),
+            handler,
+        );
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let svc = hyper::service::service_fn(move |req| {
+                let mut svc = svc.clone();
+                async move { svc.ready().await?.call(req).await }
+            });
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .enable_connect_protocol()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+        (addr, rx)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_http2_websocket_is_a_session_like_an_upgrade() {
+        for r in recorded() {
+            let ctx = r.name.as_str();
+            let events = Events::default();
+            let (addr, seen) = spawn_server(&r, &events).await;
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let (mut sender, conn) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                    .await
+                    .unwrap();
+            tokio::spawn(conn);
+            let host = r.case["request_headers"]["host"].as_str().unwrap();
+            let mut req = http::Request::builder()
+                .method(http::Method::CONNECT)
+                .uri(format!(
+                    "https://{host}{}",
+                    r.case["path"].as_str().unwrap()
+                ))
+                .header("sec-websocket-version", "13")
+                .extension(hyper::ext::Protocol::from_static("websocket"));
+            if let Some(e) = r.case["request_headers"]["sec-websocket-extensions"].as_str() {
+                req = req.header("sec-websocket-extensions", e);
+            }
+            let req = req.body(Empty::<Bytes>::new()).unwrap();
+            sender.ready().await.unwrap();
+            let res = sender.send_request(req).await.unwrap();
+            assert_eq!(res.status(), 200, "{ctx}");
+            let mut io = TokioIo::new(hyper::upgrade::on(res).await.unwrap());
+            write_chunked(&mut io, &r.client, 5).await;
+            io.shutdown().await.unwrap();
+            let mut server = Vec::new();
+            io.read_to_end(&mut server).await.unwrap();
+            assert_eq!(server, r.server, "{ctx}: server frames");
+            assert_eq!(seen.await.unwrap(), r.client, "{ctx}: client frames");
+
+            let want = r.case["expect_records"].as_array().unwrap();
+            let evs = events.wait_for(want.len() + 1).await;
+            for (i, (ev, w)) in evs.iter().zip(want).enumerate() {
+                assert_eq!(ev.realtime_response, Some(i as u64 + 1), "{ctx}");
+                assert_eq!(ev.method, http::Method::CONNECT, "{ctx}");
+                assert_eq!(ev.status.map(|s| s.as_u16()), Some(200), "{ctx}");
+                check(&ev.record, w, &format!("{ctx}: response {}", i + 1));
+            }
+            let last = &evs[want.len()];
+            assert_eq!(last.realtime_response, None, "{ctx}");
+            assert_eq!(last.outcome, Outcome::Complete, "{ctx}");
+            check(
+                &last.record,
+                &r.case["expect_rest"],
+                &format!("{ctx}: rest"),
+            );
+        }
+    }
 }
