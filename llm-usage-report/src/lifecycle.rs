@@ -235,3 +235,47 @@ impl Tracker {
         self.timings.end = now;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client's WebSocket text frame (masked, with a zero mask key), payload under 126 bytes.
+    fn client_frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x81, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+        f.extend_from_slice(payload);
+        f
+    }
+
+    fn gemini_live(status: u16) -> Tracker {
+        let mut ex = Exchange::new();
+        ex.on_request_head(
+            "GET",
+            "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent",
+            [
+                ("host", "generativelanguage.googleapis.com"),
+                ("upgrade", "websocket"),
+            ],
+        );
+        let mut t = Tracker::new(ex, Some(0));
+        // The upgrade request has no body of its own.
+        t.request_end();
+        t.response_head(status, [("upgrade", "websocket")]);
+        t
+    }
+
+    #[test]
+    fn an_upgraded_exchange_takes_the_client_frames_after_the_request_end() {
+        let setup = client_frame(br#"{"setup":{"model":"models/gemini-2.0-flash-live-001"}}"#);
+        let mut t = gemini_live(101);
+        t.request_body(&setup);
+        assert_eq!(
+            t.record().model.as_deref(),
+            Some("models/gemini-2.0-flash-live-001")
+        );
+        // Not upgraded: bytes after the request's end are not the request's.
+        let mut t = gemini_live(400);
+        t.request_body(&setup);
+        assert_eq!(t.record().model, None);
+    }
+}

@@ -343,6 +343,15 @@ async fn a_cut_session_reports_what_closed_and_a_partial_rest() {
 /// A service answering a WebSocket upgrade request with the recorded `101` head, behind
 /// the layer; returns the session the layer put in the response.
 async fn upgraded_session(r: &Recorded, events: &Events) -> Session {
+    let layer = LlmUsageLayer::new()
+        .without_metrics()
+        .on_record(events.callback());
+    upgraded_session_with(r, layer).await.expect("upgraded")
+}
+
+/// [`upgraded_session`] behind `layer`: `None` when the layer answered itself (a spent
+/// budget's `429`).
+async fn upgraded_session_with(r: &Recorded, layer: LlmUsageLayer) -> Option<Session> {
     let case = r.case.clone();
     let svc = tower::service_fn(
         move |_req: http::Request<llm_usage_tower::RequestBody<String>>| {
@@ -356,12 +365,7 @@ async fn upgraded_session(r: &Recorded, events: &Events) -> Session {
             }
         },
     );
-    let mut svc = tower::Layer::layer(
-        &LlmUsageLayer::new()
-            .without_metrics()
-            .on_record(events.callback()),
-        svc,
-    );
+    let mut svc = tower::Layer::layer(&layer, svc);
     let mut req = http::Request::get(r.case["path"].as_str().unwrap());
     for (k, v) in r.case["request_headers"].as_object().unwrap() {
         req = req.header(k.as_str(), v.as_str().unwrap());
@@ -369,8 +373,59 @@ async fn upgraded_session(r: &Recorded, events: &Events) -> Session {
     let req = req.body(String::new()).unwrap();
     assert!(req.extensions().get::<Session>().is_none());
     let res = svc.ready().await.unwrap().call(req).await.unwrap();
+    if res.status() == 429 {
+        return None;
+    }
     assert_eq!(res.status(), 101);
-    res.extensions().get::<Session>().cloned().unwrap()
+    Some(res.extensions().get::<Session>().cloned().unwrap())
+}
+
+/// Plays `r` through an IO of `session` (a client's), whole, to the server's end of file.
+async fn play_io(r: &Recorded, session: Session) {
+    let (near, mut far) = tokio::io::duplex(1 << 16);
+    let mut io = session.client_io(near);
+    far.write_all(&r.server).await.unwrap();
+    far.shutdown().await.unwrap();
+    io.write_all(&r.client).await.unwrap();
+    let mut read = Vec::new();
+    io.read_to_end(&mut read).await.unwrap();
+    assert_eq!(read, r.server);
+}
+
+#[tokio::test]
+async fn each_closed_response_is_priced_and_charged() {
+    let r = load("01-");
+    let table = llm_usage_tower::llm_usage_cost::PriceTable::from_json(
+        r#"{"currency": "USD", "per_tokens": 1000000,
+            "models": {"gpt-realtime*": {"input": 4.0, "cached_input": 0.4, "output": 16.0}}}"#,
+    )
+    .unwrap();
+    // Room for the first session's first response only: 253 tokens of 300.
+    let budgets = llm_usage_tower::llm_usage_cost::Budgets::from_json(
+        r#"[{"name": "all", "key": "all", "tokens": 300, "window_s": 3600}]"#,
+    )
+    .unwrap();
+    let events = Events::default();
+    let layer = LlmUsageLayer::new()
+        .without_metrics()
+        .on_record(events.callback())
+        .prices(table.clone())
+        .budgets(budgets, llm_usage_tower::budget::MemoryStore::new());
+    let session = upgraded_session_with(&r, layer.clone()).await.unwrap();
+    play_io(&r, session).await;
+    let evs = events.all();
+    assert_eq!(evs.len(), 3, "{evs:?}");
+    for ev in &evs[..2] {
+        let cost = ev.cost().expect("a priced response");
+        assert_eq!(Some(cost), table.price(&ev.record).amount());
+        assert_eq!(ev.currency.as_deref(), Some("USD"));
+    }
+    // 132 in (64 cached), 121 out: (68 × 4 + 64 × 0.4 + 121 × 16) / 10⁶ USD.
+    assert_eq!(evs[0].cost().unwrap().to_string(), "0.0022336");
+    // The rest carries no tokens: no cost, never 0.
+    assert_eq!(evs[2].cost(), None);
+    // Both responses were charged (253 + 1387 tokens): the next session is refused.
+    assert!(upgraded_session_with(&r, layer).await.is_none());
 }
 
 #[tokio::test]
