@@ -161,7 +161,7 @@ const HOP_BY_HOP: [&str; 8] = [
 /// Streams the request to the upstream and the response back; a WebSocket upgrade
 /// (a realtime session) is proxied by [`proxy_upgrade`].
 async fn proxy(State(up): State<Upstream>, req: Request) -> Response {
-    if req.extensions().get::<Session>().is_some() {
+    if req.headers().contains_key(header::UPGRADE) {
         return proxy_upgrade(up, req).await;
     }
     let (mut parts, body) = req.into_parts();
@@ -196,12 +196,12 @@ async fn proxy(State(up): State<Upstream>, req: Request) -> Response {
     }
 }
 
-/// Proxies a WebSocket upgrade (the layer put a realtime [`Session`] in the request): the
-/// request goes upstream with its `upgrade` and `connection` headers; when the upstream
-/// answers `101`, so does the gateway, and once both connections are upgraded their bytes
-/// are copied both ways, the client's side wrapped by the session so that the layer reports
-/// every response the session closes and the session's end. Any other answer is passed back
-/// as it came.
+/// Proxies an upgrade (a WebSocket: a realtime session): the request goes upstream with
+/// its `upgrade` and `connection` headers; when the upstream answers `101`, so does the
+/// gateway, and once both connections are upgraded their bytes are copied both ways. When
+/// the layer observes the exchange it put a realtime [`Session`] in the request: the
+/// client's side is wrapped by it, so that the layer reports every response the session
+/// closes and the session's end. Any other answer is passed back as it came.
 async fn proxy_upgrade(up: Upstream, mut req: Request) -> Response {
     let session = req.extensions_mut().remove::<Session>();
     let downstream = hyper::upgrade::on(&mut req);

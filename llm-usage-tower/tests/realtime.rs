@@ -156,10 +156,21 @@ struct Played {
 /// Plays `r` through the gateway: the client upgrades, sends its frames and reads the
 /// server's to their end. Waits for the session's last record (`realtime_response` none).
 async fn play(r: &Recorded, cut: Option<usize>) -> Played {
-    let (up, seen) = spawn_upstream(r, cut).await;
     let events = Events::default();
-    let (gw, prometheus) =
-        spawn_gateway(up, LlmUsageLayer::new().on_record(events.callback())).await;
+    play_with(r, cut, LlmUsageLayer::new(), &events, true).await
+}
+
+/// [`play`] with `layer` (its callback set to `events`); `records`: whether to wait for the
+/// session's last record.
+async fn play_with(
+    r: &Recorded,
+    cut: Option<usize>,
+    layer: LlmUsageLayer,
+    events: &Events,
+    records: bool,
+) -> Played {
+    let (up, seen) = spawn_upstream(r, cut).await;
+    let (gw, prometheus) = spawn_gateway(up, layer.on_record(events.callback())).await;
     let mut s = TcpStream::connect(gw).await.unwrap();
     let mut req = format!("GET {} HTTP/1.1\r\n", r.case["path"].as_str().unwrap());
     for (k, v) in r.case["request_headers"].as_object().unwrap() {
@@ -176,7 +187,7 @@ async fn play(r: &Recorded, cut: Option<usize>) -> Played {
     let deadline = Instant::now() + HANG;
     let events = loop {
         let all = events.all();
-        if all.iter().any(|e| e.realtime_response.is_none()) {
+        if !records || all.iter().any(|e| e.realtime_response.is_none()) {
             break all;
         }
         assert!(Instant::now() < deadline, "{}: no last record", r.name);
@@ -294,6 +305,19 @@ async fn every_response_of_a_proxied_session_is_one_record() {
             p.metrics
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unobserved_upgrade_is_proxied_unchanged() {
+    let r = load("02-");
+    let events = Events::default();
+    let layer =
+        LlmUsageLayer::new().filter(|p: &http::request::Parts| p.uri.path() != "/v1/realtime");
+    let p = play_with(&r, None, layer, &events, false).await;
+    assert!(p.head.starts_with("HTTP/1.1 101 "), "{}", p.head);
+    assert_eq!(p.server, r.server);
+    assert_eq!(p.upstream.client, r.client);
+    assert!(events.all().is_empty());
 }
 
 /// The position of the `n`th (from 0) occurrence of `needle` in `hay`.
