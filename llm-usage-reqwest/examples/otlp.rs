@@ -23,8 +23,9 @@
 //! spans go to its `/v1/traces`), `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full URL, wins
 //! over the former), `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_EXPORTER_OTLP_TIMEOUT`; the
 //! resource reads `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`; the batch processor
-//! reads `OTEL_BSP_*`. The tracer provider is shut down before the program ends, which
-//! exports the spans still batched: without that, the last batch is lost at exit.
+//! reads `OTEL_BSP_*`. The tracer provider is flushed and shut down before the program
+//! ends: without that, the spans still batched are lost at exit. The example fails when
+//! the collector did not take them.
 //!
 //! In an application, turn on this crate's `tracing` feature (here the dev-dependencies
 //! turn the span on).
@@ -51,14 +52,36 @@ pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 /// spans) whether the calls succeeded or not. (`pub`: `tests/otlp.rs` runs this function
 /// against a loopback OTLP receiver.)
 #[tokio::main]
-pub async fn main() -> Result<(), Box<dyn Error>> {
+pub async fn main() -> Result<(), Failure> {
     let provider = init_tracing()?;
     let calls = calls().await;
-    // Exports what the batch processor still holds and stops it (waits up to 5 s).
+    // Exports what the batch processor still holds (its result says whether the collector
+    // took the spans: the shutdown's does not), then stops the processor's thread.
+    let flushed = provider.force_flush();
     let shutdown = provider.shutdown();
     calls?;
+    flushed.map_err(|e| {
+        Failure(format!(
+            "the spans were not exported (is a collector listening?): {e}"
+        ))
+    })?;
     shutdown?;
     Ok(())
+}
+
+/// An error shown as its message: `main`'s error is printed with `Debug`.
+pub struct Failure(String);
+
+impl std::fmt::Debug for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
 }
 
 /// The OTLP/HTTP span exporter, a batching tracer provider, and the global `tracing`
