@@ -66,6 +66,10 @@ pub async fn main() -> Result<(), Failure> {
         ))
     })?;
     shutdown?;
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .unwrap_or_else(|_| "http://localhost:4318".to_owned());
+    println!("The spans went to the collector at {endpoint}.");
     Ok(())
 }
 

@@ -129,15 +129,24 @@ fn the_example_exports_one_span_per_call_with_the_gen_ai_attributes() {
     // this one test, so nothing else reads the environment meanwhile.)
     for var in [
         "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
         "LLM_MODEL",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
         "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
         "OTEL_EXPORTER_OTLP_COMPRESSION",
         "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_TIMEOUT",
+        "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
         "OTEL_RESOURCE_ATTRIBUTES",
         "OTEL_SDK_DISABLED",
         "OTEL_TRACES_SAMPLER",
+        "OTEL_TRACES_SAMPLER_ARG",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+        "OTEL_BSP_MAX_QUEUE_SIZE",
+        "OTEL_BSP_EXPORT_TIMEOUT",
     ] {
         std::env::remove_var(var);
     }
