@@ -82,7 +82,12 @@ pub fn finish(span: &Span, record: &UsageRecord, operation: Option<&str>) {
     }
     for f in &crate::tokens::TOKEN_FIELDS {
         if let (Some(name), Some(v)) = (f.span_attribute, f.value(record)) {
-            span.record(name, v);
+            // As i64: OpenTelemetry attributes have no unsigned integers, and
+            // `tracing-opentelemetry` exports a `u64` field as a string. A count past
+            // `i64::MAX` stays empty (unknown rather than wrong).
+            if let Ok(v) = i64::try_from(v) {
+                span.record(name, v);
+            }
         }
     }
     span.record("complete", record.complete);
@@ -110,6 +115,73 @@ mod tests {
                 assert!(callsite.contains(&name), "{name} not declared");
             }
         }
+    }
+
+    /// The token figures reach a subscriber as `i64` (OpenTelemetry's integer type), the
+    /// flags as `bool`, the names as `str`; a count past `i64::MAX` is left out.
+    #[test]
+    fn figures_are_recorded_as_signed_integers() {
+        use std::sync::{Arc, Mutex};
+        use tracing::field::{Field, Visit};
+
+        /// `name: kind` of every value recorded on spans.
+        #[derive(Clone, Default)]
+        struct Kinds(Arc<Mutex<Vec<String>>>);
+        impl Visit for Kinds {
+            fn record_debug(&mut self, f: &Field, _: &dyn std::fmt::Debug) {
+                self.push(f, "debug");
+            }
+            fn record_i64(&mut self, f: &Field, _: i64) {
+                self.push(f, "i64");
+            }
+            fn record_u64(&mut self, f: &Field, _: u64) {
+                self.push(f, "u64");
+            }
+            fn record_bool(&mut self, f: &Field, _: bool) {
+                self.push(f, "bool");
+            }
+            fn record_str(&mut self, f: &Field, _: &str) {
+                self.push(f, "str");
+            }
+        }
+        impl Kinds {
+            fn push(&self, f: &Field, kind: &str) {
+                self.0.lock().unwrap().push(format!("{}: {kind}", f.name()));
+            }
+        }
+        impl tracing::Subscriber for Kinds {
+            fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+                true
+            }
+            fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+                tracing::span::Id::from_u64(1)
+            }
+            fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+                values.record(&mut self.clone());
+            }
+            fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+            fn event(&self, _: &tracing::Event<'_>) {}
+            fn enter(&self, _: &tracing::span::Id) {}
+            fn exit(&self, _: &tracing::span::Id) {}
+        }
+
+        let mut record = UsageRecord::default();
+        record.provider = Some(llm_usage_core::Provider::OpenAi);
+        record.input_tokens = Some(15);
+        record.output_tokens = Some(u64::MAX);
+        record.complete = true;
+        let kinds = Kinds::default();
+        tracing::subscriber::with_default(kinds.clone(), || finish(&start(), &record, None));
+        let got = kinds.0.lock().unwrap().clone();
+        assert_eq!(
+            got,
+            [
+                "gen_ai.provider.name: str",
+                "gen_ai.usage.input_tokens: i64",
+                "complete: bool",
+                "estimated: bool",
+            ],
+        );
     }
 
     /// The field names the span of [`start`] declares (read from its metadata, which
