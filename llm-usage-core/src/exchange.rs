@@ -354,6 +354,12 @@ impl Exchange {
         self.detected.dialect.name
     }
 
+    /// The `gen_ai.operation.name` the request's path gives (`chat`, `embeddings`, …),
+    /// known from the request head on.
+    pub fn operation(&self) -> Option<Operation> {
+        self.operation
+    }
+
     /// The request body's model, once known.
     pub fn request_model(&self) -> Option<&str> {
         self.request.committed().request_model.get()

@@ -24,11 +24,20 @@ pub struct Span(());
 pub const NAME: &str = "gen_ai.exchange";
 
 /// Opens the span of an exchange (at `info` level), every attribute still empty.
+///
+/// For `tracing-opentelemetry` the span carries `otel.kind = "client"` (the conventions'
+/// kind for a call to a model, whichever side observes it) and, when `operation` (the
+/// `gen_ai.operation.name` of the request path) is known, `otel.name` set to it: the
+/// conventions name the span `{operation} {request model}`, but the model is in the
+/// request body, read after the span opens, and `tracing-opentelemetry` ignores a new
+/// name once the span has been entered, so the name is the operation alone.
 #[cfg(feature = "tracing")]
-pub fn start() -> Span {
+pub fn start(operation: Option<&str>) -> Span {
     use tracing::field::Empty;
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "gen_ai.exchange",
+        otel.name = Empty,
+        otel.kind = "client",
         gen_ai.operation.name = Empty,
         gen_ai.provider.name = Empty,
         gen_ai.request.model = Empty,
@@ -41,12 +50,17 @@ pub fn start() -> Span {
         gen_ai.usage.reasoning.output_tokens = Empty,
         complete = Empty,
         estimated = Empty,
-    )
+    );
+    if let Some(op) = operation {
+        span.record("otel.name", op);
+    }
+    span
 }
 
 /// Opens nothing (the crate's `tracing` feature is off).
 #[cfg(not(feature = "tracing"))]
-pub fn start() -> Span {
+pub fn start(operation: Option<&str>) -> Span {
+    let _ = operation;
     Span(())
 }
 
@@ -171,7 +185,7 @@ mod tests {
         record.output_tokens = Some(u64::MAX);
         record.complete = true;
         let kinds = Kinds::default();
-        tracing::subscriber::with_default(kinds.clone(), || finish(&start(), &record, None));
+        tracing::subscriber::with_default(kinds.clone(), || finish(&start(None), &record, None));
         let got = kinds.0.lock().unwrap().clone();
         assert_eq!(
             got,
@@ -202,7 +216,7 @@ mod tests {
             fn exit(&self, _: &tracing::span::Id) {}
         }
         tracing::subscriber::with_default(All, || {
-            let span = start();
+            let span = start(None);
             span.metadata()
                 .map(|m| m.fields().iter().map(|f| f.name()).collect())
                 .unwrap_or_default()

@@ -133,6 +133,8 @@ impl Call {
         method: Method,
         url: Url,
     ) -> Call {
+        let operation = tracker.exchange().and_then(|ex| ex.operation());
+        let span = span::start(operation.map(|o| o.as_str()));
         Call {
             reporter,
             start,
@@ -142,7 +144,7 @@ impl Call {
                 tracker,
                 status: None,
                 response_bytes: 0,
-                span: span::start(),
+                span,
             }),
         }
     }

@@ -223,9 +223,17 @@ fn the_example_exports_one_span_per_call_with_the_gen_ai_attributes() {
     let exchanges: Vec<&Span> = spans
         .iter()
         .map(|(_, _, s)| s)
-        .filter(|s| s.name == "gen_ai.exchange")
+        .filter(|s| s.name == "chat")
         .collect();
-    assert_eq!(exchanges.len(), 2, "one span per call: {names:?}");
+    assert_eq!(
+        exchanges.len(),
+        2,
+        "one span per call, named by its operation: {names:?}"
+    );
+    for s in &exchanges {
+        // SPAN_KIND_CLIENT in the OTLP enum: the conventions' kind for a model call.
+        assert_eq!(s.kind, 3, "span kind of {:?}", s.name);
+    }
 
     let stream_usage = example::mock::CHAT_STREAM
         .iter()

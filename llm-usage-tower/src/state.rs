@@ -120,6 +120,8 @@ impl Shared {
             Some(ex) => Tracker::new(ex, Some(0)),
             None => Tracker::without_exchange(Some(0)),
         };
+        let operation = tracker.exchange().and_then(|ex| ex.operation());
+        let span = span::start(operation.map(|o| o.as_str()));
         let request_values = match &config.metrics {
             Some(m) => m.request_values(uri, headers, extensions),
             None => Vec::new(),
@@ -136,7 +138,7 @@ impl Shared {
                 request_bytes: 0,
                 response_bytes: 0,
                 injection: None,
-                span: span::start(),
+                span,
                 buckets: Vec::new(),
                 runtime: None,
                 discarded: false,
