@@ -44,19 +44,14 @@ use hyper_util::rt::TokioExecutor;
 use llm_usage_cost::{Budgets, PriceTable};
 use llm_usage_tower::budget::{MemoryStore, RedisStore};
 use llm_usage_tower::{Label, LlmUsageLayer, MetricsConfig, Provider, UsageEvent};
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 /// A Prometheus recorder with the OpenTelemetry bucket boundaries for `metrics`' histograms.
 pub fn prometheus_recorder(metrics: &MetricsConfig) -> PrometheusRecorder {
-    let mut builder = PrometheusBuilder::new();
-    for (name, buckets) in metrics.histogram_buckets() {
-        builder = builder
-            .set_buckets_for_metric(Matcher::Full(name), &buckets)
-            .expect("non-empty buckets");
-    }
-    builder.build_recorder()
+    metrics
+        .install_buckets(PrometheusBuilder::new())
+        .expect("the tables' buckets are not empty")
+        .build_recorder()
 }
 
 /// The gateway's router: `/metrics`, and every other path through `layer` to the upstream (or
