@@ -9,7 +9,7 @@
 use llm_usage_core::UsageRecord;
 
 use crate::labels::{clean, Limiter, MAX_LABEL_LEN, UNKNOWN};
-use crate::names::{Dimension, Metric, Profile};
+use crate::names::{Dimension, Metric, Profile, TimeUnit};
 use crate::timings::Timings;
 use crate::tokens::{TokenType, TOKEN_FIELDS};
 
@@ -42,27 +42,34 @@ pub struct Point {
     pub value: Value,
 }
 
-/// The points of an exchange in `profile`: token histograms and counters for every known
-/// token figure (unknown figures add nothing, never 0: where the OpenTelemetry
+/// The points of an exchange in `profile` with durations in `unit` (names from
+/// [`Metric::name_in`]): the token histogram for the known `input` and `output` figures
+/// (subset types have no place on it: [`TokenType::is_subset`]), token counters for every
+/// known token figure (unknown figures add nothing, never 0: where the OpenTelemetry
 /// conventions ask for a `0` with modality `unknown` when no usage came, nothing is
 /// added, since an absent figure is not a zero one), the `otel` profile's
 /// `gen_ai.client.inference.usage.*` counters, one request, one estimated request when
 /// the record holds an estimate, and the durations that are known.
 ///
 /// ```
-/// use llm_usage_report::names::Profile;
+/// use llm_usage_report::names::{Profile, TimeUnit};
 /// use llm_usage_report::series::{points, Value};
 /// use llm_usage_report::{Timings, UsageRecord};
 ///
 /// let mut r = UsageRecord::default();
 /// r.input_tokens = Some(9);
 /// let t = Timings { start: Some(0), end: Some(2_000_000), ..Timings::default() };
-/// let p = points(Profile::Asm, &r, &t);
+/// let p = points(Profile::Asm, TimeUnit::Milliseconds, &r, &t);
 /// assert!(p.iter().any(|p| p.name == "asm_llm_proxy_prompt_tokens" && p.value == Value::Count(9)));
 /// assert!(p.iter().any(|p| p.name == "asm_llm_proxy_request_duration_ms" && p.value == Value::Sample(2.0)));
 /// assert!(!p.iter().any(|p| p.name == "asm_llm_proxy_completion_tokens"));
 /// ```
-pub fn points(profile: Profile, record: &UsageRecord, timings: &Timings) -> Vec<Point> {
+pub fn points(
+    profile: Profile,
+    unit: TimeUnit,
+    record: &UsageRecord,
+    timings: &Timings,
+) -> Vec<Point> {
     let mut out = Vec::new();
     let named = |m: Metric| {
         let suffix = if m.is_histogram() {
@@ -70,13 +77,13 @@ pub fn points(profile: Profile, record: &UsageRecord, timings: &Timings) -> Vec<
         } else {
             profile.counter_suffix()
         };
-        m.name(profile).map(|n| format!("{n}{suffix}"))
+        m.name_in(profile, unit).map(|n| format!("{n}{suffix}"))
     };
     for f in &TOKEN_FIELDS {
         let Some(v) = f.value(record) else { continue };
         // The total is not a token type (it would double-count): no point of its own.
         let Some(t) = f.token_type else { continue };
-        if let Some(name) = named(Metric::TokenUsage) {
+        if let (Some(name), false) = (named(Metric::TokenUsage), t.is_subset()) {
             out.push(point(
                 name,
                 Metric::TokenUsage,
@@ -116,7 +123,6 @@ pub fn points(profile: Profile, record: &UsageRecord, timings: &Timings) -> Vec<
             Value::Count(1),
         ));
     }
-    let unit = profile.time_unit();
     for (m, ns) in [
         (Metric::RequestDuration, timings.duration()),
         (Metric::TimeToFirstByte, timings.time_to_first_byte()),
@@ -232,7 +238,7 @@ mod tests {
             first_token: None,
             end: Some(1_500_000_000),
         };
-        let p = points(Profile::Otel, &r, &t);
+        let p = points(Profile::Otel, TimeUnit::Seconds, &r, &t);
         let names: Vec<(&str, Option<&str>)> = p
             .iter()
             .map(|p| (p.name.as_str(), p.token_type.map(TokenType::as_str)))
@@ -247,8 +253,8 @@ mod tests {
                 ("llm_usage_tokens_total", Some("output")),
                 ("gen_ai_client_inference_usage_output_tokens_total", None),
                 ("llm_usage_requests_total", None),
-                ("gen_ai_server_request_duration", None),
-                ("llm_usage_time_to_first_byte", None),
+                ("gen_ai_server_request_duration_seconds", None),
+                ("llm_usage_time_to_first_byte_seconds", None),
             ]
         );
         assert_eq!(p[2].value, Value::Count(10));
@@ -263,10 +269,82 @@ mod tests {
     }
 
     #[test]
+    fn histogram_has_input_and_output_only_and_subsets_have_counters() {
+        let mut r = UsageRecord::default();
+        r.input_tokens = Some(100);
+        r.output_tokens = Some(40);
+        r.cached_input_tokens = Some(60);
+        r.cache_creation_input_tokens = Some(20);
+        r.reasoning_tokens = Some(30);
+        r.input_audio_tokens = Some(5);
+        let t = Timings {
+            start: Some(0),
+            end: Some(2_500_000),
+            ..Timings::default()
+        };
+        let p = points(Profile::Otel, TimeUnit::Milliseconds, &r, &t);
+        let on_histogram: Vec<(&str, f64)> = p
+            .iter()
+            .filter(|p| p.name == "gen_ai_client_token_usage")
+            .map(|p| match p.value {
+                Value::Sample(x) => (p.token_type.unwrap().as_str(), x),
+                Value::Count(_) => panic!("a count on a histogram"),
+            })
+            .collect();
+        assert_eq!(on_histogram, [("input", 100.0), ("output", 40.0)]);
+        let counters: Vec<(&str, Value)> = p
+            .iter()
+            .filter(|p| p.modality.is_some())
+            .map(|p| (p.name.as_str(), p.value))
+            .collect();
+        assert_eq!(
+            counters,
+            [
+                (
+                    "gen_ai_client_inference_usage_input_tokens_total",
+                    Value::Count(100)
+                ),
+                (
+                    "gen_ai_client_inference_usage_output_tokens_total",
+                    Value::Count(40)
+                ),
+                (
+                    "gen_ai_client_inference_usage_cache_read_input_tokens_total",
+                    Value::Count(60)
+                ),
+                (
+                    "gen_ai_client_inference_usage_cache_write_input_tokens_total",
+                    Value::Count(20)
+                ),
+                (
+                    "gen_ai_client_inference_usage_reasoning_output_tokens_total",
+                    Value::Count(30)
+                ),
+            ]
+        );
+        let duration = p
+            .iter()
+            .find(|p| p.metric == Some(Metric::RequestDuration))
+            .unwrap();
+        assert_eq!(
+            (duration.name.as_str(), duration.value),
+            (
+                "gen_ai_server_request_duration_milliseconds",
+                Value::Sample(2.5)
+            )
+        );
+    }
+
+    #[test]
     fn estimated_exchanges_are_counted() {
         let mut r = UsageRecord::default();
         r.estimated = true;
-        let p = points(Profile::Asm, &r, &Timings::default());
+        let p = points(
+            Profile::Asm,
+            TimeUnit::Milliseconds,
+            &r,
+            &Timings::default(),
+        );
         let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,

@@ -48,6 +48,21 @@ impl TokenType {
         }
     }
 
+    /// Whether the type is a subset of another (cache reads and writes of `input`,
+    /// reasoning of `output`). The OpenTelemetry `gen_ai.token.type` values are `input`
+    /// and `output` only: the `gen_ai.client.token.usage` histogram carries those two, so
+    /// a sum over its types counts each token once; subsets have counters of their own
+    /// (`gen_ai.client.inference.usage.*`, [`TokenField::otel_counter`]).
+    ///
+    /// ```
+    /// use llm_usage_report::tokens::TokenType;
+    /// let on_histogram: Vec<_> = TokenType::ALL.iter().filter(|t| !t.is_subset()).collect();
+    /// assert_eq!(on_histogram, [&TokenType::Input, &TokenType::Output]);
+    /// ```
+    pub const fn is_subset(self) -> bool {
+        !matches!(self, TokenType::Input | TokenType::Output)
+    }
+
     /// This type's figure in `record` (`None`: unknown, never 0).
     pub fn value(self, record: &UsageRecord) -> Option<u64> {
         self.field().value(record)

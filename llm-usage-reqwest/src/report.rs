@@ -9,7 +9,7 @@ use http::{HeaderMap, Method, StatusCode};
 use llm_usage_core::Options;
 use llm_usage_cost::PriceTable;
 use llm_usage_report::labels::Limiter;
-use llm_usage_report::names::{Metric, Profile};
+use llm_usage_report::names::{Metric, Profile, TimeUnit};
 use llm_usage_report::series::{labels, points, Context, Value};
 use llm_usage_report::{span, Timings, Tracker};
 use reqwest::Url;
@@ -22,6 +22,8 @@ type Callback = Arc<dyn Fn(&UsageEvent) + Send + Sync>;
 pub(crate) struct Reporter {
     /// `None`: no metrics.
     pub(crate) profile: Option<Profile>,
+    /// The unit durations are recorded in (`None`: the profile's).
+    pub(crate) time_unit: Option<TimeUnit>,
     /// The source workload and namespace (the `asm` labels).
     pub(crate) source: (String, String),
     pub(crate) models: Mutex<Limiter>,
@@ -45,7 +47,8 @@ impl Reporter {
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect();
             drop(models);
-            for point in points(p, &ev.record, timings) {
+            let unit = self.time_unit.unwrap_or(p.time_unit());
+            for point in points(p, unit, &ev.record, timings) {
                 let mut labels: Vec<metrics::Label> = ev
                     .labels
                     .iter()
