@@ -75,10 +75,11 @@ pub fn take(slot: &mut Span) -> Span {
 
 /// Records what `record` knows on `span`: provider, models, stream flag, the token figures
 /// of [`crate::tokens::TOKEN_FIELDS`] under their `gen_ai.usage.*` names, `complete` and
-/// `estimated`. `operation` is the `gen_ai.operation.name` when the frontend knows better
+/// `estimated`, then closes the span (it is consumed: nothing can be recorded on it after
+/// its record). `operation` is the `gen_ai.operation.name` when the frontend knows better
 /// than the record (which has it from the API path).
 #[cfg(feature = "tracing")]
-pub fn finish(span: &Span, record: &UsageRecord, operation: Option<&str>) {
+pub fn finish(span: Span, record: &UsageRecord, operation: Option<&str>) {
     if let Some(op) = operation.or(record.operation.map(|o| o.as_str())) {
         span.record("gen_ai.operation.name", op);
     }
@@ -110,7 +111,7 @@ pub fn finish(span: &Span, record: &UsageRecord, operation: Option<&str>) {
 
 /// Records nothing (the crate's `tracing` feature is off).
 #[cfg(not(feature = "tracing"))]
-pub fn finish(span: &Span, record: &UsageRecord, operation: Option<&str>) {
+pub fn finish(span: Span, record: &UsageRecord, operation: Option<&str>) {
     let _ = (span, record, operation);
 }
 
@@ -185,7 +186,7 @@ mod tests {
         record.output_tokens = Some(u64::MAX);
         record.complete = true;
         let kinds = Kinds::default();
-        tracing::subscriber::with_default(kinds.clone(), || finish(&start(None), &record, None));
+        tracing::subscriber::with_default(kinds.clone(), || finish(start(None), &record, None));
         let got = kinds.0.lock().unwrap().clone();
         assert_eq!(
             got,

@@ -185,9 +185,7 @@ impl Call {
             };
             st.tracker.end(since(start));
             let timings = *st.tracker.timings();
-            let call_span = span::take(&mut st.span);
-            span::finish(&call_span, &record, None);
-            drop(call_span);
+            span::finish(span::take(&mut st.span), &record, None);
             let nanos = |t: Option<u64>| t.map(Duration::from_nanos);
             let event = UsageEvent {
                 outcome,

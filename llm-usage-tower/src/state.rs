@@ -286,9 +286,7 @@ impl Shared {
             }
             let nanos = |t: Option<u64>| t.map(Duration::from_nanos);
             let timings = *st.tracker.timings();
-            let exchange_span = span::take(&mut st.span);
-            span::finish(&exchange_span, &record, None);
-            drop(exchange_span);
+            span::finish(span::take(&mut st.span), &record, None);
             UsageEvent {
                 record,
                 outcome,
