@@ -54,8 +54,8 @@ impl Reporter {
                     .iter()
                     .map(|(k, v)| metrics::Label::new(k.clone(), v.clone()))
                     .collect();
-                if let Some(t) = point.token_type {
-                    labels.push(metrics::Label::new(p.token_type_label(), t.as_str()));
+                if let Some(t) = point.type_label() {
+                    labels.push(metrics::Label::new(p.token_type_label(), t));
                 }
                 if let Some(m) = point.modality {
                     labels.push(metrics::Label::new(p.token_modality_label(), m));

@@ -22,8 +22,8 @@ use llm_usage_report::series::UNKNOWN_MODALITY;
 
 /// The label of the token modality on the `gen_ai.client.inference.usage.*` counters.
 const MODALITY_LABEL: &str = Profile::Otel.token_modality_label();
+use llm_usage_report::tokens::figures;
 pub use llm_usage_report::tokens::TokenType;
-use llm_usage_report::tokens::TOKEN_FIELDS;
 
 use crate::callback::{Injection, Outcome, UsageEvent};
 
@@ -938,8 +938,26 @@ impl MetricsConfig {
         if let (Some(n), true) = (&self.estimated_requests, ev.record.estimated) {
             metrics::counter!(n.clone(), base.iter()).increment(1);
         }
-        for t in TokenType::ALL {
-            let Some(value) = t.value(&ev.record) else {
+        // The shared walk over the record's token figures: the types, and the parts of
+        // input and output (audio, image, the cache writes' lifetimes). A part is a type of
+        // its own where the type is a label, its own counter in the per-type (ASM)
+        // layout, and on neither the histogram nor the usage counters (sums of types).
+        for fig in figures(&ev.record) {
+            let value = fig.value;
+            let Some(t) = fig.token_type else {
+                match &self.token_counter {
+                    TokenMetric::Labelled { name, label } => {
+                        let mut labels = base.clone();
+                        labels.push(metrics::Label::new(label.clone(), fig.type_label));
+                        metrics::counter!(name.clone(), labels.iter()).increment(value);
+                    }
+                    TokenMetric::PerType { .. } => {
+                        if let Some(n) = fig.field.asm_counter {
+                            metrics::counter!(n, base.iter()).increment(value);
+                        }
+                    }
+                    TokenMetric::Off => {}
+                }
                 continue;
             };
             if let Some((name, label)) = self.token_counter.target(t) {
@@ -960,28 +978,6 @@ impl MetricsConfig {
             {
                 let labels = with_type(&base, label, t);
                 metrics::histogram!(name.clone(), labels.iter()).record(value as f64);
-            }
-        }
-        // The parts of input and output (audio, image, the cache writes' lifetimes): a
-        // type of their own on the labelled counter, their own counter in the per-type
-        // (ASM) layout; never on the histogram. Subsets of their parent: a sum over the
-        // counter's types double-counts.
-        for f in TOKEN_FIELDS.iter() {
-            let (Some(part), Some(value)) = (f.part_type, f.value(&ev.record)) else {
-                continue;
-            };
-            match &self.token_counter {
-                TokenMetric::Labelled { name, label } => {
-                    let mut labels = base.clone();
-                    labels.push(metrics::Label::new(label.clone(), part));
-                    metrics::counter!(name.clone(), labels.iter()).increment(value);
-                }
-                TokenMetric::PerType { .. } => {
-                    if let Some(n) = f.asm_counter {
-                        metrics::counter!(n, base.iter()).increment(value);
-                    }
-                }
-                TokenMetric::Off => {}
             }
         }
         if let Some(n) = &self.request_duration {

@@ -849,11 +849,12 @@ async fn inference_usage_counters_carry_each_known_figure_with_its_modality() {
 }
 
 /// The parts of input and output (audio, image, the cache writes' lifetimes) reach the
-/// metrics of both profiles: a token type of their own on the OpenTelemetry token
-/// counter, their own counter in the ASM profile; each equals the fixture's figure. The
+/// metrics of both profiles: a token type of their own on the OpenTelemetry counter by
+/// type, their own counter in the ASM profile; each equals the fixture's figure. They are
+/// on neither the histogram nor the usage counters, whose series are sums of types: the
 /// `gen_ai_client_token_usage` histogram carries `input` and `output` only, and the
-/// subsets (cache reads and writes, reasoning) have their own `gen_ai.client.inference.usage`
-/// counters.
+/// subsets (cache reads and writes, reasoning) have their own
+/// `gen_ai.client.inference.usage` counters.
 #[tokio::test]
 async fn parts_of_input_and_output_are_counted_in_both_profiles() {
     for (profile, config) in [
@@ -926,6 +927,10 @@ async fn parts_of_input_and_output_are_counted_in_both_profiles() {
         if profile != "otel" {
             continue;
         }
+        assert!(!text
+            .lines()
+            .any(|l| l.starts_with("gen_ai_client")
+                && l.contains("gen_ai_token_type=\"input_audio\"")));
         // Only `input` and `output` on the histogram: its sum over types counts each
         // token once.
         let types: std::collections::BTreeSet<&str> = text

@@ -161,11 +161,13 @@ pub enum MetricKind {
     BudgetStoreErrors,
     /// Counter of server-side web search requests.
     WebSearchRequests,
+    /// Counter of server-side web fetch requests.
+    WebFetchRequests,
 }
 
 impl MetricKind {
     /// Every kind, in config order.
-    pub const ALL: [MetricKind; 25] = [
+    pub const ALL: [MetricKind; 26] = [
         MetricKind::PromptTokens,
         MetricKind::CompletionTokens,
         MetricKind::TotalTokens,
@@ -191,6 +193,7 @@ impl MetricKind {
         MetricKind::BudgetRejected,
         MetricKind::BudgetStoreErrors,
         MetricKind::WebSearchRequests,
+        MetricKind::WebFetchRequests,
     ];
 
     /// The key of this kind in the `metrics` config object.
@@ -221,6 +224,7 @@ impl MetricKind {
             MetricKind::BudgetRejected => "budget_rejected",
             MetricKind::BudgetStoreErrors => "budget_store_errors",
             MetricKind::WebSearchRequests => "web_search_requests",
+            MetricKind::WebFetchRequests => "web_fetch_requests",
         }
     }
 
@@ -269,6 +273,7 @@ impl MetricKind {
             MetricKind::BudgetRejected => Metric::BudgetRejected,
             MetricKind::BudgetStoreErrors => Metric::BudgetStoreErrors,
             MetricKind::WebSearchRequests => Metric::WebSearchRequests,
+            MetricKind::WebFetchRequests => Metric::WebFetchRequests,
             _ => return None,
         })
     }

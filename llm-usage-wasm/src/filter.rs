@@ -990,6 +990,7 @@ impl Stream {
                     .is_some_and(Pricing::is_miss)
                     .then_some(1),
                 MetricKind::WebSearchRequests => rec.web_search_requests,
+                MetricKind::WebFetchRequests => rec.web_fetch_requests,
                 // Counted per skip, in `emit_skip`; per rejection and store failure, as
                 // they happen.
                 MetricKind::InjectSkipped

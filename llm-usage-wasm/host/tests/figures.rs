@@ -1,8 +1,9 @@
 //! The figures of issue 16 through the real filter with non-zero values: an Anthropic
 //! Messages response with a 5-minute / 1-hour cache-write split, server-side web search
 //! and fetch, and a service tier; an OpenAI chat completion with audio in and out. Filter
-//! state under the record's names, the `asm` per-part counters and web search counter,
-//! and in `otel` the histogram of `input` and `output` with a counter per token type.
+//! state under the record's names, the `asm` per-part counters and web search and fetch
+//! counters, and in `otel` the histogram of `input` and `output` with a counter per token
+//! type.
 
 mod common;
 
@@ -93,6 +94,9 @@ fn new_figures_reach_filter_state_and_counters() {
         Some(200)
     );
     assert_eq!(value("asm_llm_proxy_web_search_requests{", claude), Some(2));
+    assert_eq!(value("asm_llm_proxy_web_fetch_requests{", claude), Some(1));
+    // The OpenAI exchange carried neither: no series, never 0.
+    assert_eq!(value("asm_llm_proxy_web_fetch_requests{", gpt), None);
     assert_eq!(value("asm_llm_proxy_input_audio_tokens{", gpt), Some(100));
     assert_eq!(value("asm_llm_proxy_output_audio_tokens{", gpt), Some(60));
     // The parents still count every token once.
@@ -194,5 +198,61 @@ fn otel_histogram_has_input_and_output_and_each_type_its_counter() {
     assert!(
         prom.contains("llm_usage_web_search_requests"),
         "its own counter: {prom}"
+    );
+    let fetched =
+        |name: &str, model: &str| {
+            stats.counter(&format!(
+            "{name}|gen_ai_provider_name={}|gen_ai_request_model={}|gen_ai_response_model={model}",
+            if model.starts_with("claude") { "anthropic" } else { "openai" },
+            if model.starts_with("claude") { "claude-sonnet-4-5" } else { "gpt-4o-audio-preview" },
+        ))
+        };
+    assert_eq!(fetched("llm_usage_web_fetch_requests", claude), Some(1));
+    assert_eq!(fetched("llm_usage_web_search_requests", claude), Some(2));
+    assert_eq!(fetched("llm_usage_web_fetch_requests", gpt), None);
+}
+
+/// Fixture 60 (Anthropic Messages with one server-side web fetch and two searches)
+/// through the real filter: the web fetch counter of each profile carries its figure.
+#[test]
+fn web_fetch_requests_have_their_own_counter_in_both_profiles() {
+    let ex = replay::load_case(
+        &common::fixtures().join("60-anthropic-web-fetch-cache-split-json"),
+        "api.anthropic.com",
+    )
+    .unwrap();
+    let want = ex.expect.as_ref().unwrap()["web_fetch_requests"].as_u64();
+    assert_eq!(want, Some(1));
+    let model = "claude-opus-4-5-20251101";
+
+    let mut vm = sleep_vm("");
+    replay::run(&mut vm, &ex, &Delivery::default()).unwrap();
+    let prom = vm.prometheus(&asm_stats());
+    let counted = prom
+        .lines()
+        .find(|l| {
+            l.starts_with("asm_llm_proxy_web_fetch_requests{")
+                && l.contains(&format!("llmproxy_model=\"{model}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap());
+    assert_eq!(counted, want, "{prom}");
+
+    let mut vm = sleep_vm(r#"{"profile": "otel"}"#);
+    replay::run(&mut vm, &ex, &Delivery::default()).unwrap();
+    let request_model = serde_json::from_slice::<serde_json::Value>(&ex.request_body).unwrap()
+        ["model"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let name = |metric: &str| {
+        format!("{metric}|gen_ai_provider_name=anthropic|gen_ai_request_model={request_model}|gen_ai_response_model={model}")
+    };
+    assert_eq!(
+        vm.stats().counter(&name("llm_usage_web_fetch_requests")),
+        want
+    );
+    assert_eq!(
+        vm.stats().counter(&name("llm_usage_web_search_requests")),
+        Some(2)
     );
 }
