@@ -1,13 +1,11 @@
 //! `scan --prices` on every fixture against an independent computation of the cost, and
 //! `report` over the fixtures and over HAR files.
 
+mod common;
+
+use common::{bin, fixtures};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_llm-usage"))
-}
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -17,43 +15,9 @@ fn example_prices() -> PathBuf {
     root().join("prices/example-2026-12.json")
 }
 
-fn fixtures() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(root().join("testdata/fixtures"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("case.json").exists())
-        .collect();
-    v.sort();
-    v
-}
-
+/// `scan` of the fixture's exchange, response body included.
 fn scan_args(dir: &Path) -> Vec<String> {
-    let case: Value =
-        serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
-    let mut args = vec![
-        "scan".to_owned(),
-        "--method".into(),
-        case["method"].as_str().unwrap().into(),
-        "--path".into(),
-        case["path"].as_str().unwrap().into(),
-        "--status".into(),
-        case["response_status"].to_string(),
-    ];
-    if dir.join("request.json").exists() {
-        args.push("--request".into());
-        args.push(dir.join("request.json").to_string_lossy().into_owned());
-    }
-    for (flag, key) in [
-        ("--request-header", "request_headers"),
-        ("--header", "response_headers"),
-    ] {
-        if let Some(m) = case[key].as_object() {
-            for (k, v) in m {
-                args.push(flag.into());
-                args.push(format!("{k}: {}", v.as_str().unwrap()));
-            }
-        }
-    }
+    let mut args = common::scan_args(dir);
     args.push(dir.join("response.bin").to_string_lossy().into_owned());
     args
 }

@@ -327,6 +327,42 @@ static OPENAI_RESPONSES: Dialect = Dialect {
     end: END_ON_ONE,
 };
 
+/// OpenAI Images (`/v1/images/generations`, `/v1/images/edits`; GPT image models): the
+/// `usage` of the images response, or of the stream's `image_generation.completed` /
+/// `image_edit.completed` event, both at the root. The output is image tokens: the
+/// documented `output_tokens` is "the number of image tokens in the output image", so it
+/// fills the output image part unless `output_tokens_details.image_tokens` says otherwise.
+/// No model in the response (the request's, when it is JSON; an edit's multipart form is
+/// not read), no text to count (DALL·E models report no usage and are billed per image:
+/// their tokens stay unknown, never estimated). The base64 images (`b64_json`, megabytes)
+/// are skipped like any long string.
+static OPENAI_IMAGES: Dialect = Dialect {
+    name: "openai-images",
+    request: MODEL_AND_STREAM,
+    response: &[
+        w(&["usage", "input_tokens"], Slot(Input, 0)),
+        w(&["usage", "output_tokens"], Slot(Output, 0)),
+        w(&["usage", "total_tokens"], Slot(Total, 0)),
+        w(
+            &["usage", "input_tokens_details", "image_tokens"],
+            Slot(InputImage, 0),
+        ),
+        w(
+            &["usage", "output_tokens_details", "image_tokens"],
+            Slot(OutputImage, 0),
+        ),
+        w(&["usage", "output_tokens"], Slot(OutputImage, 1)),
+        w(&["type"], End(EndIf::Is("image_generation.completed"), 0)),
+        w(&["type"], End(EndIf::Is("image_edit.completed"), 0)),
+    ],
+    inner: &[],
+    headers: &[],
+    combine: FIRST,
+    stream: StreamRule::Body { default: false },
+    path_model: PathModel::None,
+    end: END_ON_ONE,
+};
+
 /// Anthropic Messages: the message (non-stream), `message_start.message`, and the
 /// cumulative `message_delta.usage`. The `output_tokens` of `message_start` is
 /// provisional (documented as such): it is not read, so a stream that never reaches its
@@ -885,6 +921,9 @@ pub(crate) fn operation(d: &Dialect, path: &str) -> Option<Operation> {
         "openai-chat" if ends("/completions") => Operation::TextCompletion,
         "openai-chat" if ends("/embeddings") => Operation::Embeddings,
         "openai-responses" | "anthropic-messages" | "bedrock-converse" => Operation::Chat,
+        // The conventions name no image operation: `generate_content` is their
+        // multimodal content generation.
+        "openai-images" => Operation::GenerateContent,
         "gemini" | "vertex" if path.contains(":embedContent") || path.contains(":batchEmbed") => {
             Operation::Embeddings
         }
@@ -910,6 +949,7 @@ pub(crate) fn detect(
     forced: Option<Provider>,
 ) -> Detected {
     let is_responses = path.ends_with("/responses");
+    let is_images = path.ends_with("/images/generations") || path.ends_with("/images/edits");
     // OpenAI `/v1/realtime`, Azure `/openai/realtime` and `/openai/v1/realtime`.
     let is_realtime = path.ends_with("/realtime");
     let is_azure_realtime = is_realtime && path.starts_with("/openai/");
@@ -932,6 +972,8 @@ pub(crate) fn detect(
     let openai_family = |p: Provider| Detected {
         dialect: if is_realtime {
             &OPENAI_REALTIME
+        } else if is_images {
+            &OPENAI_IMAGES
         } else if is_responses {
             &OPENAI_RESPONSES
         } else {
@@ -1214,6 +1256,14 @@ mod tests {
         assert_eq!(d("/whatever"), "openai-chat");
         assert_eq!(d("/v1/realtime"), "openai-realtime");
         assert_eq!(d("/openai/realtime"), "openai-realtime");
+        assert_eq!(d("/v1/images/generations"), "openai-images");
+        assert_eq!(d("/v1/images/edits"), "openai-images");
+        assert_eq!(
+            d("/openai/deployments/gpt-image-1/images/generations"),
+            "openai-images"
+        );
+        // Not a generation: DALL·E 2 variations carry no usage, the chat table reads none.
+        assert_eq!(d("/v1/images/variations"), "openai-chat");
         assert_eq!(
             d("/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"),
             "gemini-live"
@@ -1221,6 +1271,16 @@ mod tests {
         let p = |p: &str| detect(p, None, false, false, None).provider;
         assert_eq!(p("/openai/realtime"), Provider::AzureOpenAi);
         assert_eq!(p("/v1/realtime"), Provider::OpenAi);
+        assert_eq!(
+            p("/openai/deployments/gpt-image-1/images/edits"),
+            Provider::AzureOpenAi
+        );
+        let op = |path: &str| operation(detect(path, None, false, false, None).dialect, path);
+        assert_eq!(
+            op("/v1/images/generations"),
+            Some(Operation::GenerateContent)
+        );
+        assert_eq!(op("/v1/images/edits"), Some(Operation::GenerateContent));
         assert_eq!(
             p("/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"),
             Provider::VertexAi

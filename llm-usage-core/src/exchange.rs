@@ -94,6 +94,9 @@ pub struct Exchange {
     rule_stream: Option<bool>,
     request: Body,
     request_bytes: u64,
+    /// The request body is a form (`multipart/form-data`: OpenAI image edits), not JSON:
+    /// its stream flag is unknown rather than the dialect's default.
+    request_form: bool,
     response: Body,
     response_head: bool,
     response_ended: bool,
@@ -146,6 +149,7 @@ impl Exchange {
             operation: None,
             rule_stream: None,
             request_bytes: 0,
+            request_form: false,
             response_head: false,
             response_ended: false,
             error_status: false,
@@ -162,12 +166,13 @@ impl Exchange {
         V: AsRef<[u8]>,
     {
         let _ = method;
-        const READ: [&str; 5] = [
+        const READ: [&str; 6] = [
             "host",
             ":authority",
             "anthropic-version",
             "x-dashscope-sse",
             "content-encoding",
+            "content-type",
         ];
         let headers = collect_headers(headers, |k| READ.iter().any(|w| is_name(k, w)));
         let path = path_and_query
@@ -177,6 +182,8 @@ impl Exchange {
         let host = find(&headers, ":authority")
             .or_else(|| find(&headers, "host"))
             .and_then(|h| core::str::from_utf8(h).ok());
+        self.request_form = find(&headers, "content-type")
+            .is_some_and(|v| v.len() >= 19 && v[..19].eq_ignore_ascii_case(b"multipart/form-data"));
         let dashscope_sse = find(&headers, "x-dashscope-sse")
             .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"enable"));
         self.detected = dialect::detect(
@@ -352,6 +359,12 @@ impl Exchange {
     /// `bedrock-converse`, ...), for diagnostics.
     pub fn dialect(&self) -> &'static str {
         self.detected.dialect.name
+    }
+
+    /// The `gen_ai.operation.name` the request's path gives (`chat`, `embeddings`, …),
+    /// known from the request head on.
+    pub fn operation(&self) -> Option<Operation> {
+        self.operation
     }
 
     /// The request body's model, once known.
@@ -562,16 +575,13 @@ impl Exchange {
     /// Whether the request asked for a stream, by the dialect's rule.
     fn record_stream(&self) -> Option<bool> {
         match self.detected.dialect.stream {
-            StreamRule::Body { default } => {
-                self.request
-                    .committed()
-                    .stream
-                    .or(if self.request_bytes > 0 {
-                        Some(default)
-                    } else {
-                        None
-                    })
-            }
+            StreamRule::Body { default } => self.request.committed().stream.or(
+                if self.request_bytes > 0 && !self.request_form {
+                    Some(default)
+                } else {
+                    None
+                },
+            ),
             _ => self.rule_stream,
         }
     }

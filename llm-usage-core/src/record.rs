@@ -162,7 +162,9 @@ pub enum Operation {
     TextCompletion,
     /// Embeddings.
     Embeddings,
-    /// Gemini / Vertex `generateContent` and `streamGenerateContent`.
+    /// Gemini / Vertex `generateContent` and `streamGenerateContent`; OpenAI Images
+    /// generations and edits (the conventions' multimodal content generation: they name
+    /// no image operation).
     GenerateContent,
 }
 
@@ -263,7 +265,9 @@ pub struct UsageRecord {
     /// (unknown when the split no longer sums to it).
     pub cache_creation_1h_input_tokens: Option<u64>,
     /// Server-side web searches, billed per request (Anthropic `server_tool_use`, OpenAI
-    /// Responses `web_search_call` items).
+    /// Responses `web_search_call` items). Gemini's grounding with Google Search leaves it
+    /// unknown: its responses list the queries run but no billed count (Gemini 3 bills
+    /// per unique non-empty query, older models per grounded prompt).
     pub web_search_requests: Option<u64>,
     /// Server-side web fetches, billed per request (Anthropic `server_tool_use`).
     pub web_fetch_requests: Option<u64>,

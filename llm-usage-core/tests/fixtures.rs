@@ -39,7 +39,7 @@ fn load() -> Vec<Case> {
         .collect();
     dirs.sort();
     assert!(
-        dirs.len() >= 68,
+        dirs.len() >= 72,
         "fixture corpus incomplete: {}",
         dirs.len()
     );
@@ -379,6 +379,10 @@ const END_MARKS: &[(&str, &[&str])] = &[
     // The metrics are inside the last frame's base64 payload: "" stands for the last event.
     ("bedrock-invoke-stream", &[""]),
     ("responses-stream", &["\"response.completed\""]),
+    (
+        "images-generations-stream",
+        &["\"image_generation.completed\""],
+    ),
     ("openai", &["[DONE]"]),
     ("azure", &["[DONE]"]),
     ("mistral", &["[DONE]"]),
@@ -389,6 +393,7 @@ const END_MARKS: &[(&str, &[&str])] = &[
     ("anthropic", &["\"message_stop\""]),
     ("gemini-stream-sse", &["\"finishReason\""]),
     ("gemini-stream-image", &["\"finishReason\""]),
+    ("gemini-3-stream", &["\"finishReason\""]),
     ("xai-stream", &["[DONE]"]),
     ("vertex-stream-sse", &["\"finishReason\""]),
     ("dashscope-generation-sse", &["\"finish_reason\":\"stop\""]),

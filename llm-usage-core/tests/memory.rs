@@ -399,3 +399,90 @@ fn small_br_and_zstd_bodies() {
         assert!(peak <= 64 * 1024, "{name}: peak heap {peak} bytes");
     }
 }
+
+/// An OpenAI Images response whose `b64_json` is 10 MiB (a large PNG as base64): the image
+/// is skipped like any long string, in the same bounded heap, and the usage after it is read.
+#[test]
+fn images_json_10_mib_b64_json() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sent = 0usize;
+    let gen = move |buf: &mut Vec<u8>| {
+        if sent == 0 {
+            buf.extend_from_slice(br#"{"created":1764921600,"data":[{"b64_json":"iVBORw0KGgo"#);
+        }
+        while buf.len() < CHUNK && sent < TEN_MIB {
+            buf.extend_from_slice(b"AAAAQUJDRGVmZ2hp+/09");
+            sent += 20;
+        }
+        if sent >= TEN_MIB {
+            buf.extend_from_slice(
+                br#"AA=="}],"output_format":"png","usage":{"input_tokens":14,"input_tokens_details":{"image_tokens":0,"text_tokens":14},"output_tokens":4160,"total_tokens":4174}}"#,
+            );
+            return false;
+        }
+        true
+    };
+    let (peak, r) = measure("/v1/images/generations", "application/json", None, gen);
+    assert_eq!(
+        (r.input_tokens, r.output_tokens, r.total_tokens),
+        (Some(14), Some(4160), Some(4174))
+    );
+    assert_eq!(
+        (r.input_image_tokens, r.output_image_tokens),
+        (Some(0), Some(4160))
+    );
+    assert!(r.complete);
+    assert!(peak <= PLAIN_BOUND, "peak heap {peak} bytes");
+}
+
+/// A streamed image generation whose partial and final images are 2 MiB of base64 each
+/// (10 MiB in all): bounded heap, and the usage of `image_generation.completed`.
+#[test]
+fn images_sse_10_mib_of_partial_images() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    const IMAGE: usize = 2 * 1024 * 1024;
+    let (mut image, mut in_image, mut events) = (0usize, false, 0u32);
+    let gen = move |buf: &mut Vec<u8>| {
+        while buf.len() < CHUNK {
+            if !in_image {
+                let ty = if events < 4 {
+                    "partial_image"
+                } else {
+                    "completed"
+                };
+                buf.extend_from_slice(
+                    format!("event: image_generation.{ty}\ndata: {{\"type\":\"image_generation.{ty}\",\"b64_json\":\"").as_bytes(),
+                );
+                in_image = true;
+                image = 0;
+            }
+            while buf.len() < CHUNK && image < IMAGE {
+                buf.extend_from_slice(b"iVBORw0KGgoAAAANSUhE");
+                image += 20;
+            }
+            if image < IMAGE {
+                break;
+            }
+            in_image = false;
+            if events < 4 {
+                buf.extend_from_slice(
+                    format!("\",\"partial_image_index\":{events},\"output_format\":\"png\"}}\n\n")
+                        .as_bytes(),
+                );
+                events += 1;
+            } else {
+                buf.extend_from_slice(br#"","output_format":"png","usage":{"total_tokens":1275,"input_tokens":19,"output_tokens":1256,"input_tokens_details":{"text_tokens":19,"image_tokens":0}}}"#);
+                buf.extend_from_slice(b"\n\n");
+                return false;
+            }
+        }
+        true
+    };
+    let (peak, r) = measure("/v1/images/generations", "text/event-stream", None, gen);
+    assert_eq!(
+        (r.input_tokens, r.output_tokens, r.output_image_tokens),
+        (Some(19), Some(1256), Some(1256))
+    );
+    assert!(r.complete);
+    assert!(peak <= PLAIN_BOUND, "peak heap {peak} bytes");
+}

@@ -26,6 +26,8 @@
 pub mod labels;
 mod lifecycle;
 pub mod names;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
 pub mod select;
 pub mod series;
 pub mod span;

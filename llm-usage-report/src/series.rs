@@ -9,9 +9,9 @@
 use llm_usage_core::UsageRecord;
 
 use crate::labels::{clean, Limiter, MAX_LABEL_LEN, UNKNOWN};
-use crate::names::{Dimension, Metric, Profile};
+use crate::names::{Dimension, Metric, Profile, TimeUnit};
 use crate::timings::Timings;
-use crate::tokens::{TokenType, TOKEN_FIELDS};
+use crate::tokens::{figures, TokenType};
 
 /// The `gen_ai.token.modality` of a figure that counts every modality.
 pub const UNKNOWN_MODALITY: &str = "unknown";
@@ -32,8 +32,13 @@ pub struct Point {
     pub name: String,
     /// The shared metric it belongs to (`None`: a per-type token counter of `asm`).
     pub metric: Option<Metric>,
-    /// The token type, to go into the profile's token-type label (`None`: no such label).
+    /// The token type, to go into the profile's token-type label (`None`: no such label,
+    /// or a part).
     pub token_type: Option<TokenType>,
+    /// For a part of a token type (audio, image, a cache-write lifetime) on the counter by
+    /// type: its [`part_type`](crate::tokens::TokenField::part_type), to go into the
+    /// token-type label instead of a type. [`Point::type_label`] gives either.
+    pub part_type: Option<&'static str>,
     /// The token modality, to go into the profile's modality label (`None`: no such label):
     /// the `gen_ai.client.inference.usage.*` counters carry it, [`UNKNOWN_MODALITY`] for
     /// a figure over every modality.
@@ -42,27 +47,44 @@ pub struct Point {
     pub value: Value,
 }
 
-/// The points of an exchange in `profile`: token histograms and counters for every known
-/// token figure (unknown figures add nothing, never 0: where the OpenTelemetry
-/// conventions ask for a `0` with modality `unknown` when no usage came, nothing is
-/// added, since an absent figure is not a zero one), the `otel` profile's
-/// `gen_ai.client.inference.usage.*` counters, one request, one estimated request when
-/// the record holds an estimate, and the durations that are known.
+impl Point {
+    /// The value of the profile's token-type label: the token type, or the part (`None`:
+    /// no such label).
+    pub fn type_label(&self) -> Option<&'static str> {
+        self.token_type.map(TokenType::as_str).or(self.part_type)
+    }
+}
+
+/// The points of an exchange in `profile` with durations in `unit` (names from
+/// [`Metric::name_in`]): the token histogram for the known `input` and `output` figures
+/// (subset types have no place on it: [`TokenType::is_subset`]); the counter by type
+/// (`otel`) or the per-figure counters (`asm`) for every known type and part of a type
+/// (audio, image, cache-write lifetimes: [`crate::tokens::figures`]); the `otel`
+/// profile's `gen_ai.client.inference.usage.*` counters for every known type (unknown
+/// figures add nothing, never 0: where the OpenTelemetry conventions ask for a `0` with
+/// modality `unknown` when no usage came, nothing is added, since an absent figure is not
+/// a zero one); one request, one estimated request when the record holds an estimate, and
+/// the durations that are known.
 ///
 /// ```
-/// use llm_usage_report::names::Profile;
+/// use llm_usage_report::names::{Profile, TimeUnit};
 /// use llm_usage_report::series::{points, Value};
 /// use llm_usage_report::{Timings, UsageRecord};
 ///
 /// let mut r = UsageRecord::default();
 /// r.input_tokens = Some(9);
 /// let t = Timings { start: Some(0), end: Some(2_000_000), ..Timings::default() };
-/// let p = points(Profile::Asm, &r, &t);
+/// let p = points(Profile::Asm, TimeUnit::Milliseconds, &r, &t);
 /// assert!(p.iter().any(|p| p.name == "asm_llm_proxy_prompt_tokens" && p.value == Value::Count(9)));
 /// assert!(p.iter().any(|p| p.name == "asm_llm_proxy_request_duration_ms" && p.value == Value::Sample(2.0)));
 /// assert!(!p.iter().any(|p| p.name == "asm_llm_proxy_completion_tokens"));
 /// ```
-pub fn points(profile: Profile, record: &UsageRecord, timings: &Timings) -> Vec<Point> {
+pub fn points(
+    profile: Profile,
+    unit: TimeUnit,
+    record: &UsageRecord,
+    timings: &Timings,
+) -> Vec<Point> {
     let mut out = Vec::new();
     let named = |m: Metric| {
         let suffix = if m.is_histogram() {
@@ -70,36 +92,47 @@ pub fn points(profile: Profile, record: &UsageRecord, timings: &Timings) -> Vec<
         } else {
             profile.counter_suffix()
         };
-        m.name(profile).map(|n| format!("{n}{suffix}"))
+        m.name_in(profile, unit).map(|n| format!("{n}{suffix}"))
     };
-    for f in &TOKEN_FIELDS {
-        let Some(v) = f.value(record) else { continue };
-        // The total is not a token type (it would double-count): no point of its own.
-        let Some(t) = f.token_type else { continue };
-        if let Some(name) = named(Metric::TokenUsage) {
-            out.push(point(
-                name,
-                Metric::TokenUsage,
-                Some(t),
-                Value::Sample(v as f64),
-            ));
+    // The types and the parts (`input_audio`, `input_cache_write_1h`, ...); the total has
+    // no point of its own (it would double-count).
+    for fig in figures(record) {
+        let (f, v) = (fig.field, fig.value);
+        if let Some(t) = fig.token_type {
+            if let (Some(name), false) = (named(Metric::TokenUsage), t.is_subset()) {
+                out.push(point(
+                    name,
+                    Metric::TokenUsage,
+                    Some(t),
+                    Value::Sample(v as f64),
+                ));
+            }
         }
+        // Types and parts on the counter by type (a part: its own type label value) or,
+        // in `asm`, on their own counters.
         if let Some(name) = named(Metric::Tokens) {
-            out.push(point(name, Metric::Tokens, Some(t), Value::Count(v)));
+            out.push(Point {
+                part_type: fig.token_type.is_none().then_some(fig.type_label),
+                ..point(name, Metric::Tokens, fig.token_type, Value::Count(v))
+            });
         } else if let (Profile::Asm, Some(name)) = (profile, f.asm_counter) {
             out.push(Point {
                 name: name.to_owned(),
                 metric: None,
                 token_type: None,
+                part_type: None,
                 modality: None,
                 value: Value::Count(v),
             });
         }
+        // Types only: the parts have no usage counter (`otel_counter`), their parent's
+        // `unknown`-modality series already counts them.
         if let (Profile::Otel, Some(name)) = (profile, f.otel_counter) {
             out.push(Point {
                 name: format!("{name}{}", profile.counter_suffix()),
                 metric: None,
                 token_type: None,
+                part_type: None,
                 modality: Some(f.modality.unwrap_or(UNKNOWN_MODALITY)),
                 value: Value::Count(v),
             });
@@ -116,7 +149,6 @@ pub fn points(profile: Profile, record: &UsageRecord, timings: &Timings) -> Vec<
             Value::Count(1),
         ));
     }
-    let unit = profile.time_unit();
     for (m, ns) in [
         (Metric::RequestDuration, timings.duration()),
         (Metric::TimeToFirstByte, timings.time_to_first_byte()),
@@ -208,6 +240,7 @@ fn point(name: String, metric: Metric, token_type: Option<TokenType>, value: Val
         name,
         metric: Some(metric),
         token_type,
+        part_type: None,
         modality: None,
         value,
     }
@@ -232,7 +265,7 @@ mod tests {
             first_token: None,
             end: Some(1_500_000_000),
         };
-        let p = points(Profile::Otel, &r, &t);
+        let p = points(Profile::Otel, TimeUnit::Seconds, &r, &t);
         let names: Vec<(&str, Option<&str>)> = p
             .iter()
             .map(|p| (p.name.as_str(), p.token_type.map(TokenType::as_str)))
@@ -247,8 +280,8 @@ mod tests {
                 ("llm_usage_tokens_total", Some("output")),
                 ("gen_ai_client_inference_usage_output_tokens_total", None),
                 ("llm_usage_requests_total", None),
-                ("gen_ai_server_request_duration", None),
-                ("llm_usage_time_to_first_byte", None),
+                ("gen_ai_server_request_duration_seconds", None),
+                ("llm_usage_time_to_first_byte_seconds", None),
             ]
         );
         assert_eq!(p[2].value, Value::Count(10));
@@ -263,10 +296,146 @@ mod tests {
     }
 
     #[test]
+    fn histogram_has_input_and_output_only_and_subsets_have_counters() {
+        let mut r = UsageRecord::default();
+        r.input_tokens = Some(100);
+        r.output_tokens = Some(40);
+        r.cached_input_tokens = Some(60);
+        r.cache_creation_input_tokens = Some(20);
+        r.reasoning_tokens = Some(30);
+        r.input_audio_tokens = Some(5);
+        let t = Timings {
+            start: Some(0),
+            end: Some(2_500_000),
+            ..Timings::default()
+        };
+        let p = points(Profile::Otel, TimeUnit::Milliseconds, &r, &t);
+        let on_histogram: Vec<(&str, f64)> = p
+            .iter()
+            .filter(|p| p.name == "gen_ai_client_token_usage")
+            .map(|p| match p.value {
+                Value::Sample(x) => (p.token_type.unwrap().as_str(), x),
+                Value::Count(_) => panic!("a count on a histogram"),
+            })
+            .collect();
+        assert_eq!(on_histogram, [("input", 100.0), ("output", 40.0)]);
+        let counters: Vec<(&str, Value)> = p
+            .iter()
+            .filter(|p| p.modality.is_some())
+            .map(|p| (p.name.as_str(), p.value))
+            .collect();
+        assert_eq!(
+            counters,
+            [
+                (
+                    "gen_ai_client_inference_usage_input_tokens_total",
+                    Value::Count(100)
+                ),
+                (
+                    "gen_ai_client_inference_usage_output_tokens_total",
+                    Value::Count(40)
+                ),
+                (
+                    "gen_ai_client_inference_usage_cache_read_input_tokens_total",
+                    Value::Count(60)
+                ),
+                (
+                    "gen_ai_client_inference_usage_cache_write_input_tokens_total",
+                    Value::Count(20)
+                ),
+                (
+                    "gen_ai_client_inference_usage_reasoning_output_tokens_total",
+                    Value::Count(30)
+                ),
+            ]
+        );
+        let duration = p
+            .iter()
+            .find(|p| p.metric == Some(Metric::RequestDuration))
+            .unwrap();
+        assert_eq!(
+            (duration.name.as_str(), duration.value),
+            (
+                "gen_ai_server_request_duration_milliseconds",
+                Value::Sample(2.5)
+            )
+        );
+    }
+
+    #[test]
+    fn parts_are_counted_by_type_and_per_figure_but_not_as_types() {
+        let mut r = UsageRecord::default();
+        r.input_tokens = Some(300);
+        r.input_audio_tokens = Some(200);
+        r.cache_creation_input_tokens = Some(40);
+        r.cache_creation_1h_input_tokens = Some(30);
+        let otel = points(Profile::Otel, TimeUnit::Seconds, &r, &Timings::default());
+        let parts: Vec<(&str, Option<&str>, Option<&str>, Value)> = otel
+            .iter()
+            .filter(|p| p.part_type.is_some())
+            .map(|p| (p.name.as_str(), p.part_type, p.type_label(), p.value))
+            .collect();
+        assert_eq!(
+            parts,
+            [
+                (
+                    "llm_usage_tokens_total",
+                    Some("input_audio"),
+                    Some("input_audio"),
+                    Value::Count(200)
+                ),
+                (
+                    "llm_usage_tokens_total",
+                    Some("input_cache_write_1h"),
+                    Some("input_cache_write_1h"),
+                    Value::Count(30)
+                ),
+            ]
+        );
+        // A part is never a token type, nor a histogram or usage-counter series.
+        assert!(otel
+            .iter()
+            .all(|p| p.part_type.is_none() || p.token_type.is_none()));
+        // The histogram's `input`, the usage counters' input and cache write: no part.
+        assert_eq!(
+            otel.iter()
+                .filter(|p| p.name.starts_with("gen_ai_client"))
+                .count(),
+            3
+        );
+        let asm = points(
+            Profile::Asm,
+            TimeUnit::Milliseconds,
+            &r,
+            &Timings::default(),
+        );
+        let counted: Vec<(&str, Value)> = asm
+            .iter()
+            .map(|p| (p.name.as_str(), p.value))
+            .filter(|(n, _)| n.ends_with("_tokens"))
+            .collect();
+        assert_eq!(
+            counted,
+            [
+                ("asm_llm_proxy_prompt_tokens", Value::Count(300)),
+                ("asm_llm_proxy_cache_creation_tokens", Value::Count(40)),
+                ("asm_llm_proxy_input_audio_tokens", Value::Count(200)),
+                ("asm_llm_proxy_cache_creation_1h_tokens", Value::Count(30)),
+            ]
+        );
+        assert!(asm.iter().all(|p| p.type_label().is_none()));
+    }
+
+    #[test]
     fn estimated_exchanges_are_counted() {
         let mut r = UsageRecord::default();
         r.estimated = true;
-        let p = points(Profile::Asm, &r, &Timings::default());
+        let p = points(
+            Profile::Asm,
+            TimeUnit::Milliseconds,
+            &r,
+            &Timings::default(),
+        );
         let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
             names,

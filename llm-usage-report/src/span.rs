@@ -24,11 +24,20 @@ pub struct Span(());
 pub const NAME: &str = "gen_ai.exchange";
 
 /// Opens the span of an exchange (at `info` level), every attribute still empty.
+///
+/// For `tracing-opentelemetry` the span carries `otel.kind = "client"` (the conventions'
+/// kind for a call to a model, whichever side observes it) and, when `operation` (the
+/// `gen_ai.operation.name` of the request path) is known, `otel.name` set to it: the
+/// conventions name the span `{operation} {request model}`, but the model is in the
+/// request body, read after the span opens, and `tracing-opentelemetry` ignores a new
+/// name once the span has been entered, so the name is the operation alone.
 #[cfg(feature = "tracing")]
-pub fn start() -> Span {
+pub fn start(operation: Option<&str>) -> Span {
     use tracing::field::Empty;
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "gen_ai.exchange",
+        otel.name = Empty,
+        otel.kind = "client",
         gen_ai.operation.name = Empty,
         gen_ai.provider.name = Empty,
         gen_ai.request.model = Empty,
@@ -41,12 +50,17 @@ pub fn start() -> Span {
         gen_ai.usage.reasoning.output_tokens = Empty,
         complete = Empty,
         estimated = Empty,
-    )
+    );
+    if let Some(op) = operation {
+        span.record("otel.name", op);
+    }
+    span
 }
 
 /// Opens nothing (the crate's `tracing` feature is off).
 #[cfg(not(feature = "tracing"))]
-pub fn start() -> Span {
+pub fn start(operation: Option<&str>) -> Span {
+    let _ = operation;
     Span(())
 }
 
@@ -61,10 +75,11 @@ pub fn take(slot: &mut Span) -> Span {
 
 /// Records what `record` knows on `span`: provider, models, stream flag, the token figures
 /// of [`crate::tokens::TOKEN_FIELDS`] under their `gen_ai.usage.*` names, `complete` and
-/// `estimated`. `operation` is the `gen_ai.operation.name` when the frontend knows better
+/// `estimated`, then closes the span (it is consumed: nothing can be recorded on it after
+/// its record). `operation` is the `gen_ai.operation.name` when the frontend knows better
 /// than the record (which has it from the API path).
 #[cfg(feature = "tracing")]
-pub fn finish(span: &Span, record: &UsageRecord, operation: Option<&str>) {
+pub fn finish(span: Span, record: &UsageRecord, operation: Option<&str>) {
     if let Some(op) = operation.or(record.operation.map(|o| o.as_str())) {
         span.record("gen_ai.operation.name", op);
     }
@@ -82,7 +97,12 @@ pub fn finish(span: &Span, record: &UsageRecord, operation: Option<&str>) {
     }
     for f in &crate::tokens::TOKEN_FIELDS {
         if let (Some(name), Some(v)) = (f.span_attribute, f.value(record)) {
-            span.record(name, v);
+            // As i64: OpenTelemetry attributes have no unsigned integers, and
+            // `tracing-opentelemetry` exports a `u64` field as a string. A count past
+            // `i64::MAX` stays empty (unknown rather than wrong).
+            if let Ok(v) = i64::try_from(v) {
+                span.record(name, v);
+            }
         }
     }
     span.record("complete", record.complete);
@@ -91,7 +111,7 @@ pub fn finish(span: &Span, record: &UsageRecord, operation: Option<&str>) {
 
 /// Records nothing (the crate's `tracing` feature is off).
 #[cfg(not(feature = "tracing"))]
-pub fn finish(span: &Span, record: &UsageRecord, operation: Option<&str>) {
+pub fn finish(span: Span, record: &UsageRecord, operation: Option<&str>) {
     let _ = (span, record, operation);
 }
 
@@ -112,6 +132,73 @@ mod tests {
         }
     }
 
+    /// The token figures reach a subscriber as `i64` (OpenTelemetry's integer type), the
+    /// flags as `bool`, the names as `str`; a count past `i64::MAX` is left out.
+    #[test]
+    fn figures_are_recorded_as_signed_integers() {
+        use std::sync::{Arc, Mutex};
+        use tracing::field::{Field, Visit};
+
+        /// `name: kind` of every value recorded on spans.
+        #[derive(Clone, Default)]
+        struct Kinds(Arc<Mutex<Vec<String>>>);
+        impl Visit for Kinds {
+            fn record_debug(&mut self, f: &Field, _: &dyn std::fmt::Debug) {
+                self.push(f, "debug");
+            }
+            fn record_i64(&mut self, f: &Field, _: i64) {
+                self.push(f, "i64");
+            }
+            fn record_u64(&mut self, f: &Field, _: u64) {
+                self.push(f, "u64");
+            }
+            fn record_bool(&mut self, f: &Field, _: bool) {
+                self.push(f, "bool");
+            }
+            fn record_str(&mut self, f: &Field, _: &str) {
+                self.push(f, "str");
+            }
+        }
+        impl Kinds {
+            fn push(&self, f: &Field, kind: &str) {
+                self.0.lock().unwrap().push(format!("{}: {kind}", f.name()));
+            }
+        }
+        impl tracing::Subscriber for Kinds {
+            fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+                true
+            }
+            fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+                tracing::span::Id::from_u64(1)
+            }
+            fn record(&self, _: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+                values.record(&mut self.clone());
+            }
+            fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+            fn event(&self, _: &tracing::Event<'_>) {}
+            fn enter(&self, _: &tracing::span::Id) {}
+            fn exit(&self, _: &tracing::span::Id) {}
+        }
+
+        let mut record = UsageRecord::default();
+        record.provider = Some(llm_usage_core::Provider::OpenAi);
+        record.input_tokens = Some(15);
+        record.output_tokens = Some(u64::MAX);
+        record.complete = true;
+        let kinds = Kinds::default();
+        tracing::subscriber::with_default(kinds.clone(), || finish(start(None), &record, None));
+        let got = kinds.0.lock().unwrap().clone();
+        assert_eq!(
+            got,
+            [
+                "gen_ai.provider.name: str",
+                "gen_ai.usage.input_tokens: i64",
+                "complete: bool",
+                "estimated: bool",
+            ],
+        );
+    }
+
     /// The field names the span of [`start`] declares (read from its metadata, which
     /// exists even without a subscriber).
     fn tracing_probe() -> Vec<&'static str> {
@@ -130,7 +217,7 @@ mod tests {
             fn exit(&self, _: &tracing::span::Id) {}
         }
         tracing::subscriber::with_default(All, || {
-            let span = start();
+            let span = start(None);
             span.metadata()
                 .map(|m| m.fields().iter().map(|f| f.name()).collect())
                 .unwrap_or_default()

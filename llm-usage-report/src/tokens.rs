@@ -48,6 +48,21 @@ impl TokenType {
         }
     }
 
+    /// Whether the type is a subset of another (cache reads and writes of `input`,
+    /// reasoning of `output`). The OpenTelemetry `gen_ai.token.type` values are `input`
+    /// and `output` only: the `gen_ai.client.token.usage` histogram carries those two, so
+    /// a sum over its types counts each token once; subsets have counters of their own
+    /// (`gen_ai.client.inference.usage.*`, [`TokenField::otel_counter`]).
+    ///
+    /// ```
+    /// use llm_usage_report::tokens::TokenType;
+    /// let on_histogram: Vec<_> = TokenType::ALL.iter().filter(|t| !t.is_subset()).collect();
+    /// assert_eq!(on_histogram, [&TokenType::Input, &TokenType::Output]);
+    /// ```
+    pub const fn is_subset(self) -> bool {
+        !matches!(self, TokenType::Input | TokenType::Output)
+    }
+
     /// This type's figure in `record` (`None`: unknown, never 0).
     pub fn value(self, record: &UsageRecord) -> Option<u64> {
         self.field().value(record)
@@ -105,6 +120,62 @@ impl TokenField {
     pub fn value(&self, record: &UsageRecord) -> Option<u64> {
         (self.get)(record)
     }
+
+    /// The token-type label value of this figure's series: its OpenTelemetry type, or for
+    /// a part its [`part_type`](TokenField::part_type) (`None`: no series by type, the
+    /// total).
+    ///
+    /// ```
+    /// use llm_usage_report::tokens::TOKEN_FIELDS;
+    /// let labels: Vec<_> = TOKEN_FIELDS.iter().filter_map(|f| f.type_label()).collect();
+    /// assert_eq!(labels[..2], ["input", "output"]);
+    /// assert!(labels.contains(&"input_audio"));
+    /// ```
+    pub fn type_label(&self) -> Option<&'static str> {
+        self.token_type.map(TokenType::as_str).or(self.part_type)
+    }
+}
+
+/// One known token figure of a record that has series of its own: a token type, or a part
+/// of one (audio, image, a cache-write lifetime).
+#[derive(Debug, Clone, Copy)]
+pub struct Figure {
+    /// Its row of [`TOKEN_FIELDS`].
+    pub field: &'static TokenField,
+    /// Its token type (`None`: a part; [`Figure::type_label`] names it).
+    pub token_type: Option<TokenType>,
+    /// The token-type label value of its series ([`TokenField::type_label`]).
+    pub type_label: &'static str,
+    /// The figure.
+    pub value: u64,
+}
+
+/// The known figures of `record` with series of their own, in table order: every token
+/// type and every part the traffic carried (unknown figures are left out, never 0; the
+/// total has no series by type). The one walk every sink's token series start from: a
+/// sink puts types and parts on its counters by type (parts: a subset of their parent,
+/// a sum over types double-counts), and only types where a series must stay a sum of
+/// types (the OpenTelemetry histogram and `gen_ai.client.inference.usage.*` counters).
+///
+/// ```
+/// use llm_usage_report::{tokens::figures, UsageRecord};
+///
+/// let mut r = UsageRecord::default();
+/// r.input_tokens = Some(120);
+/// r.input_audio_tokens = Some(100);
+/// r.total_tokens = Some(130);
+/// let f: Vec<_> = figures(&r).map(|f| (f.type_label, f.value)).collect();
+/// assert_eq!(f, [("input", 120), ("input_audio", 100)]);
+/// ```
+pub fn figures(record: &UsageRecord) -> impl Iterator<Item = Figure> + '_ {
+    TOKEN_FIELDS.iter().filter_map(move |field| {
+        Some(Figure {
+            field,
+            token_type: field.token_type,
+            type_label: field.type_label()?,
+            value: field.value(record)?,
+        })
+    })
 }
 
 /// Every token figure a record carries, in the order frontends report them.

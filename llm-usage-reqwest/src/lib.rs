@@ -49,6 +49,7 @@ use http::Extensions;
 use llm_usage_core::{Exchange, Options};
 use llm_usage_report::labels::Limiter;
 use llm_usage_report::names::Profile;
+pub use llm_usage_report::names::TimeUnit;
 use llm_usage_report::Tracker;
 use reqwest::{Request, Response, ResponseBuilderExt};
 use reqwest_middleware::{Middleware, Next};
@@ -59,6 +60,10 @@ pub use llm_usage_core::{Provider, UsageRecord};
 // core (`Options`, the record), the `metrics` facade its recorder must match, and
 // `reqwest-middleware`, whose client builder takes the middleware.
 pub use llm_usage_report::names::Profile as MetricsProfile;
+/// The Prometheus exporter's builder and error, and the bucket helper behind
+/// [`LlmUsageMiddleware::install_buckets`] (`prometheus` feature).
+#[cfg(feature = "prometheus")]
+pub use llm_usage_report::prometheus;
 #[doc(no_inline)]
 pub use {llm_usage_core, metrics, reqwest_middleware};
 
@@ -87,13 +92,15 @@ impl std::fmt::Debug for LlmUsageMiddleware {
 
 impl LlmUsageMiddleware {
     /// Reports through the [`metrics`] facade with the OpenTelemetry GenAI names
-    /// (`gen_ai_client_token_usage`, `llm_usage_tokens_total`, …, durations in seconds;
+    /// (`gen_ai_client_token_usage`, `llm_usage_tokens_total`, …, durations in seconds
+    /// under `…_seconds` names such as `gen_ai_server_request_duration_seconds`;
     /// labels `gen_ai_provider_name`, `gen_ai_request_model`, `gen_ai_response_model`,
     /// `http_status_class`), at most 100 distinct model values; no callback.
     pub fn new() -> Self {
         LlmUsageMiddleware {
             reporter: Arc::new(Reporter {
                 profile: Some(Profile::Otel),
+                time_unit: None,
                 source: (String::new(), String::new()),
                 models: Mutex::new(Limiter::new(Vec::new(), Some(100))),
                 on_record: None,
@@ -110,6 +117,7 @@ impl LlmUsageMiddleware {
                 let r = &*self.reporter;
                 let mut copy = Reporter {
                     profile: r.profile,
+                    time_unit: r.time_unit,
                     source: r.source.clone(),
                     models: Mutex::new(r.models.lock().unwrap_or_else(|e| e.into_inner()).clone()),
                     on_record: r.on_record.clone(),
@@ -141,6 +149,64 @@ impl LlmUsageMiddleware {
             r.profile = Some(Profile::Asm);
             r.source = source;
         })
+    }
+
+    /// The unit durations are recorded in (default: the profile's, seconds for the
+    /// OpenTelemetry names, milliseconds for ASM's). One name, one unit: the names follow
+    /// the unit (`llm_usage_report::names::Metric::name_in`), so in milliseconds the
+    /// `otel` durations are `gen_ai_server_request_duration_milliseconds`, …, the names
+    /// of the `llm-usage-wasm` filter.
+    ///
+    /// ```
+    /// use llm_usage_reqwest::{LlmUsageMiddleware, TimeUnit};
+    ///
+    /// let m = LlmUsageMiddleware::new().time_unit(TimeUnit::Milliseconds);
+    /// assert!(m
+    ///     .histogram_buckets()
+    ///     .iter()
+    ///     .any(|(n, b)| *n == "gen_ai_server_request_duration_milliseconds" && b[0] == 10.0));
+    /// ```
+    pub fn time_unit(self, unit: TimeUnit) -> Self {
+        self.edit(|r| r.time_unit = Some(unit))
+    }
+
+    /// The histograms this middleware records, each with its OpenTelemetry bucket
+    /// boundaries in its unit, for an exporter that takes buckets per name (none without
+    /// metrics).
+    pub fn histogram_buckets(&self) -> Vec<(&'static str, Vec<f64>)> {
+        let r = &self.reporter;
+        match r.profile {
+            Some(p) => {
+                llm_usage_report::names::histogram_buckets(p, r.time_unit.unwrap_or(p.time_unit()))
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Sets the buckets of [`histogram_buckets`](Self::histogram_buckets) on a Prometheus
+    /// exporter's builder (`prometheus` feature); without them that exporter renders
+    /// histograms as summaries.
+    ///
+    /// ```
+    /// use llm_usage_reqwest::prometheus::PrometheusBuilder;
+    /// use llm_usage_reqwest::LlmUsageMiddleware;
+    ///
+    /// let middleware = LlmUsageMiddleware::new();
+    /// let recorder = middleware.install_buckets(PrometheusBuilder::new())?.build_recorder();
+    /// # let _ = recorder;
+    /// # Ok::<(), llm_usage_reqwest::prometheus::BuildError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The builder's error for a histogram without boundaries (none of the tables has
+    /// one).
+    #[cfg(feature = "prometheus")]
+    pub fn install_buckets(
+        &self,
+        builder: prometheus::PrometheusBuilder,
+    ) -> Result<prometheus::PrometheusBuilder, prometheus::BuildError> {
+        llm_usage_report::prometheus::install_buckets(builder, self.histogram_buckets())
     }
 
     /// No metrics (the callback only).

@@ -9,7 +9,7 @@ use http::{HeaderMap, Method, StatusCode};
 use llm_usage_core::Options;
 use llm_usage_cost::PriceTable;
 use llm_usage_report::labels::Limiter;
-use llm_usage_report::names::{Metric, Profile};
+use llm_usage_report::names::{Metric, Profile, TimeUnit};
 use llm_usage_report::series::{labels, points, Context, Value};
 use llm_usage_report::{span, Timings, Tracker};
 use reqwest::Url;
@@ -22,6 +22,8 @@ type Callback = Arc<dyn Fn(&UsageEvent) + Send + Sync>;
 pub(crate) struct Reporter {
     /// `None`: no metrics.
     pub(crate) profile: Option<Profile>,
+    /// The unit durations are recorded in (`None`: the profile's).
+    pub(crate) time_unit: Option<TimeUnit>,
     /// The source workload and namespace (the `asm` labels).
     pub(crate) source: (String, String),
     pub(crate) models: Mutex<Limiter>,
@@ -45,14 +47,15 @@ impl Reporter {
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect();
             drop(models);
-            for point in points(p, &ev.record, timings) {
+            let unit = self.time_unit.unwrap_or(p.time_unit());
+            for point in points(p, unit, &ev.record, timings) {
                 let mut labels: Vec<metrics::Label> = ev
                     .labels
                     .iter()
                     .map(|(k, v)| metrics::Label::new(k.clone(), v.clone()))
                     .collect();
-                if let Some(t) = point.token_type {
-                    labels.push(metrics::Label::new(p.token_type_label(), t.as_str()));
+                if let Some(t) = point.type_label() {
+                    labels.push(metrics::Label::new(p.token_type_label(), t));
                 }
                 if let Some(m) = point.modality {
                     labels.push(metrics::Label::new(p.token_modality_label(), m));
@@ -133,6 +136,8 @@ impl Call {
         method: Method,
         url: Url,
     ) -> Call {
+        let operation = tracker.exchange().and_then(|ex| ex.operation());
+        let span = span::start(operation.map(|o| o.as_str()));
         Call {
             reporter,
             start,
@@ -142,7 +147,7 @@ impl Call {
                 tracker,
                 status: None,
                 response_bytes: 0,
-                span: span::start(),
+                span,
             }),
         }
     }
@@ -180,9 +185,7 @@ impl Call {
             };
             st.tracker.end(since(start));
             let timings = *st.tracker.timings();
-            let call_span = span::take(&mut st.span);
-            span::finish(&call_span, &record, None);
-            drop(call_span);
+            span::finish(span::take(&mut st.span), &record, None);
             let nanos = |t: Option<u64>| t.map(Duration::from_nanos);
             let event = UsageEvent {
                 outcome,

@@ -101,7 +101,7 @@ async fn two_hundred_concurrent_calls_each_report_their_own_record() {
             ("gen_ai_client_inference_usage_output_tokens_total", DebugValue::Counter(n)) => {
                 usage_output += n;
             }
-            ("gen_ai_server_request_duration", DebugValue::Histogram(v)) => {
+            ("gen_ai_server_request_duration_seconds", DebugValue::Histogram(v)) => {
                 durations += v.len();
                 assert!(v.iter().all(|s| s.into_inner() >= 0.0));
             }

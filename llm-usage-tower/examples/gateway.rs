@@ -9,7 +9,9 @@
 //!
 //! Options: `--listen ADDR` (default `127.0.0.1:8080`), `--upstream URL` (an `http://` base URL,
 //! or `https://` when built with `--features tls`; without it a built-in mock provider answers OpenAI `/v1/chat/completions` and Anthropic
-//! `/v1/messages`, JSON or SSE), `--profile otel|asm` (metric names), `--provider NAME`
+//! `/v1/messages`, JSON or SSE), `--profile otel|asm` (metric names), `--time-unit s|ms`
+//! (durations in seconds or milliseconds, under names that say which: `ms` gives the
+//! `llm-usage-wasm` filter's `…_milliseconds` series), `--provider NAME`
 //! (force a dialect), `--prices FILE` (a price table: the cost of each exchange in its record
 //! line and in the cost counter), `--limits FILE` (token budgets: a JSON list of limits in the
 //! filter's shape, `[{"name": "per-key", "key": "header:x-api-key", "tokens": 100000,
@@ -46,20 +48,15 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use llm_usage_cost::{Budgets, PriceTable};
 use llm_usage_tower::budget::{MemoryStore, RedisStore};
 use llm_usage_tower::realtime::Session;
-use llm_usage_tower::{Label, LlmUsageLayer, MetricsConfig, Provider, UsageEvent};
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use llm_usage_tower::{Label, LlmUsageLayer, MetricsConfig, Provider, TimeUnit, UsageEvent};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 /// A Prometheus recorder with the OpenTelemetry bucket boundaries for `metrics`' histograms.
 pub fn prometheus_recorder(metrics: &MetricsConfig) -> PrometheusRecorder {
-    let mut builder = PrometheusBuilder::new();
-    for (name, buckets) in metrics.histogram_buckets() {
-        builder = builder
-            .set_buckets_for_metric(Matcher::Full(name), &buckets)
-            .expect("non-empty buckets");
-    }
-    builder.build_recorder()
+    metrics
+        .install_buckets(PrometheusBuilder::new())
+        .expect("the tables' buckets are not empty")
+        .build_recorder()
 }
 
 /// The gateway's router: `/metrics`, and every other path through `layer` to the upstream (or
@@ -481,6 +478,7 @@ struct Args {
     listen: SocketAddr,
     upstream: Option<Uri>,
     profile: String,
+    time_unit: Option<TimeUnit>,
     provider: Option<Provider>,
     inject_include_usage: bool,
     prices: Option<String>,
@@ -489,7 +487,7 @@ struct Args {
 }
 
 const USAGE: &str =
-    "usage: gateway [--listen ADDR] [--upstream http(s)://HOST[:PORT]] [--profile otel|asm] [--provider NAME] [--inject-include-usage] [--prices FILE] [--limits FILE [--redis URL]]";
+    "usage: gateway [--listen ADDR] [--upstream http(s)://HOST[:PORT]] [--profile otel|asm] [--time-unit s|ms] [--provider NAME] [--inject-include-usage] [--prices FILE] [--limits FILE [--redis URL]]";
 
 fn usage_exit(msg: &str) -> ! {
     eprintln!("gateway: {msg}");
@@ -502,6 +500,7 @@ fn parse_args() -> Args {
         listen: "127.0.0.1:8080".parse().expect("valid default"),
         upstream: None,
         profile: "otel".to_owned(),
+        time_unit: None,
         provider: None,
         inject_include_usage: false,
         prices: None,
@@ -535,6 +534,13 @@ fn parse_args() -> Args {
                 args.upstream = Some(u);
             }
             "--profile" => args.profile = value(),
+            "--time-unit" => {
+                args.time_unit = Some(match value().as_str() {
+                    "s" => TimeUnit::Seconds,
+                    "ms" => TimeUnit::Milliseconds,
+                    v => usage_exit(&format!("bad --time-unit {v:?}: s or ms")),
+                })
+            }
             "--provider" => {
                 let v = value();
                 args.provider = Some(
@@ -570,6 +576,10 @@ async fn main() {
                 .map_or("mock", |a| a.as_str()),
         )),
         p => usage_exit(&format!("unknown profile {p:?}")),
+    };
+    let metrics = match args.time_unit {
+        Some(unit) => metrics.time_unit(unit),
+        None => metrics,
     };
     let prices = args
         .prices

@@ -59,6 +59,10 @@ pub use llm_usage_core::{Provider, UsageRecord};
 // Public dependencies, re-exported so that users name the versions this crate uses: the
 // `metrics` facade (its `SharedString` names and its recorder), the core (`Options`,
 // the record) and the cost crate (`Budgets`).
+/// The Prometheus exporter's builder and error, and the bucket helper behind
+/// [`MetricsConfig::install_buckets`] (`prometheus` feature).
+#[cfg(feature = "prometheus")]
+pub use llm_usage_report::prometheus;
 #[doc(no_inline)]
 pub use {llm_usage_core, llm_usage_cost, metrics};
 

@@ -22,8 +22,8 @@ use llm_usage_report::series::UNKNOWN_MODALITY;
 
 /// The label of the token modality on the `gen_ai.client.inference.usage.*` counters.
 const MODALITY_LABEL: &str = Profile::Otel.token_modality_label();
+use llm_usage_report::tokens::figures;
 pub use llm_usage_report::tokens::TokenType;
-use llm_usage_report::tokens::TOKEN_FIELDS;
 
 use crate::callback::{Injection, Outcome, UsageEvent};
 
@@ -327,15 +327,18 @@ impl ValueCap {
 ///
 /// | metric (otel profile) | kind | labels besides the common ones |
 /// | --- | --- | --- |
-/// | `gen_ai_client_token_usage` | histogram of tokens per exchange | `gen_ai_token_type` |
-/// | `llm_usage_tokens_total` | counter of tokens | `gen_ai_token_type` |
+/// | `gen_ai_client_token_usage` | histogram of tokens per exchange | `gen_ai_token_type` (`input`, `output` only: the subsets have the counters below) |
+/// | `llm_usage_tokens_total` | counter of tokens | `gen_ai_token_type` (every type and part: subsets, sum `input` and `output` only) |
 /// | `gen_ai_client_inference_usage_input_tokens_total`, `…_output_tokens_total`, `…_cache_read_input_tokens_total`, `…_cache_write_input_tokens_total`, `…_reasoning_output_tokens_total` | counters of tokens (OpenTelemetry `gen_ai.client.inference.usage.*`; cache and reasoning are subsets of input and output) | `gen_ai_token_modality` (`unknown`: the figures count every modality) |
 /// | `llm_usage_requests_total` | counter of exchanges | |
 /// | `llm_usage_estimated_requests_total` | counter of exchanges whose record holds an estimate | |
-/// | `gen_ai_server_request_duration` | histogram, seconds | |
-/// | `llm_usage_time_to_first_byte` | histogram, seconds | |
-/// | `gen_ai_server_time_to_first_token` | histogram, seconds (first event with generated text) | |
-/// | `gen_ai_server_time_per_output_token` | histogram, seconds (streams) | |
+/// | `gen_ai_server_request_duration_seconds` | histogram, seconds | |
+/// | `llm_usage_time_to_first_byte_seconds` | histogram, seconds | |
+/// | `gen_ai_server_time_to_first_token_seconds` | histogram, seconds (first event with generated text) | |
+/// | `gen_ai_server_time_per_output_token_seconds` | histogram, seconds (streams) | |
+///
+/// A name carries its unit: with [`time_unit`](Self::time_unit)`(TimeUnit::Milliseconds)`
+/// the four duration histograms are `…_milliseconds` (the `llm-usage-wasm` filter's names).
 /// | `llm_usage_inject_skipped_total` | counter of skipped `stream_options.include_usage` injections | `inject_skip_reason` |
 /// | `llm_usage_cost_micros_total` | counter of cost in micro-units of the price table's currency (each exchange rounded down; with [`prices`](crate::LlmUsageLayer::prices)) | |
 /// | `llm_usage_price_lookup_misses_total` | counter of exchanges whose model has no price | |
@@ -352,7 +355,7 @@ impl ValueCap {
 ///     .model_allow_list(["gpt-4o", "claude-sonnet-4"])
 ///     .max_models(50)
 ///     .time_per_output_token_histogram(None::<&'static str>);
-/// assert!(metrics.histogram_buckets().iter().any(|(n, _)| n == "gen_ai_server_time_to_first_token"));
+/// assert!(metrics.histogram_buckets().iter().any(|(n, _)| n == "gen_ai_server_time_to_first_token_seconds"));
 /// ```
 #[derive(Clone)]
 pub struct MetricsConfig {
@@ -372,6 +375,7 @@ pub struct MetricsConfig {
     budget_denied: Option<SharedString>,
     budget_limit_label: SharedString,
     time_unit: TimeUnit,
+    profile: Profile,
     labels: Vec<Label>,
     model_allow: Option<HashSet<String>>,
     max_models: Option<usize>,
@@ -517,6 +521,7 @@ impl MetricsConfig {
             budget_denied: name(Metric::BudgetRejected),
             budget_limit_label: p.budget_limit_label().into(),
             time_unit: p.time_unit(),
+            profile: p,
             labels,
             model_allow: None,
             max_models: Some(DEFAULT_MAX_MODELS),
@@ -622,8 +627,37 @@ impl MetricsConfig {
         self.budget_limit_label = label.into();
         self
     }
-    /// The unit durations are recorded in.
+    /// The unit durations are recorded in. One name, one unit: the duration histograms
+    /// that still have their profile's name are renamed to that unit's name
+    /// ([`Metric::name_in`](llm_usage_report::names::Metric::name_in)): in the `otel`
+    /// profile `gen_ai_server_request_duration_seconds` becomes
+    /// `gen_ai_server_request_duration_milliseconds`, the name under which the
+    /// `llm-usage-wasm` filter records, so a gateway and the filter share series. Names
+    /// set with the `…_histogram` setters are yours and stay as they are.
+    ///
+    /// ```
+    /// use llm_usage_tower::{MetricsConfig, TimeUnit};
+    ///
+    /// let m = MetricsConfig::otel().time_unit(TimeUnit::Milliseconds);
+    /// let names = m.metric_names();
+    /// assert!(names.contains(&"gen_ai_server_time_to_first_token_milliseconds".to_string()));
+    /// assert!(!names.iter().any(|n| n.ends_with("_seconds")));
+    /// ```
     pub fn time_unit(mut self, unit: TimeUnit) -> Self {
+        let (p, old) = (self.profile, self.time_unit);
+        for (slot, m) in [
+            (&mut self.request_duration, Metric::RequestDuration),
+            (&mut self.time_to_first_byte, Metric::TimeToFirstByte),
+            (&mut self.time_to_first_token, Metric::TimeToFirstToken),
+            (&mut self.time_per_output_token, Metric::TimePerOutputToken),
+        ] {
+            let is_default = slot
+                .as_deref()
+                .is_some_and(|n| Some(n) == m.name_in(p, old));
+            if let (true, Some(new)) = (is_default, m.name_in(p, unit)) {
+                *slot = Some(SharedString::from(new));
+            }
+        }
         self.time_unit = unit;
         self
     }
@@ -692,30 +726,57 @@ impl MetricsConfig {
     }
 
     /// The histogram names with the OpenTelemetry bucket boundaries for them (scaled to
-    /// milliseconds when the time unit is milliseconds), for an exporter, e.g.
-    /// `PrometheusBuilder::set_buckets_for_metric(Matcher::Full(name), buckets)`.
+    /// milliseconds when the time unit is milliseconds), for an exporter that takes
+    /// buckets per name. With a Prometheus exporter, [`install_buckets`](Self::install_buckets)
+    /// (`prometheus` feature) sets them.
     pub fn histogram_buckets(&self) -> Vec<(String, Vec<f64>)> {
-        let scale = self.time_unit.per_second();
-        let time = |b: &[f64]| b.iter().map(|x| x * scale).collect::<Vec<_>>();
+        let unit = self.time_unit;
         let mut v: Vec<(String, Vec<f64>)> = self
             .token_histogram
             .names()
             .into_iter()
             .map(|n| (n, TOKEN_USAGE_BUCKETS.to_vec()))
             .collect();
-        if let Some(n) = &self.request_duration {
-            v.push((n.to_string(), time(REQUEST_DURATION_BUCKETS)));
-        }
-        if let Some(n) = &self.time_to_first_byte {
-            v.push((n.to_string(), time(TIME_TO_FIRST_TOKEN_BUCKETS)));
-        }
-        if let Some(n) = &self.time_to_first_token {
-            v.push((n.to_string(), time(TIME_TO_FIRST_TOKEN_BUCKETS)));
-        }
-        if let Some(n) = &self.time_per_output_token {
-            v.push((n.to_string(), time(TIME_PER_OUTPUT_TOKEN_BUCKETS)));
+        for (n, m) in [
+            (&self.request_duration, Metric::RequestDuration),
+            (&self.time_to_first_byte, Metric::TimeToFirstByte),
+            (&self.time_to_first_token, Metric::TimeToFirstToken),
+            (&self.time_per_output_token, Metric::TimePerOutputToken),
+        ] {
+            if let (Some(n), Some(b)) = (n, m.buckets_in(unit)) {
+                v.push((n.to_string(), b));
+            }
         }
         v
+    }
+
+    /// Sets the buckets of every histogram this configuration emits
+    /// ([`histogram_buckets`](Self::histogram_buckets)) on a Prometheus exporter's
+    /// builder (`prometheus` feature), instead of a loop over
+    /// `set_buckets_for_metric`. Without buckets that exporter renders histograms as
+    /// summaries, which cannot be aggregated across replicas.
+    ///
+    /// ```
+    /// use llm_usage_tower::prometheus::PrometheusBuilder;
+    /// use llm_usage_tower::MetricsConfig;
+    ///
+    /// let metrics = MetricsConfig::otel();
+    /// let builder = metrics.install_buckets(PrometheusBuilder::new())?;
+    /// let recorder = builder.build_recorder();
+    /// # let _ = recorder;
+    /// # Ok::<(), llm_usage_tower::prometheus::BuildError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The builder's error for a histogram without boundaries (none of the tables has
+    /// one).
+    #[cfg(feature = "prometheus")]
+    pub fn install_buckets(
+        &self,
+        builder: crate::prometheus::PrometheusBuilder,
+    ) -> Result<crate::prometheus::PrometheusBuilder, crate::prometheus::BuildError> {
+        llm_usage_report::prometheus::install_buckets(builder, self.histogram_buckets())
     }
 
     /// Registers descriptions and units of every metric with the installed recorder.
@@ -880,8 +941,26 @@ impl MetricsConfig {
         if let (Some(n), true) = (&self.estimated_requests, ev.record.estimated) {
             metrics::counter!(n.clone(), base.iter()).increment(1);
         }
-        for t in TokenType::ALL {
-            let Some(value) = t.value(&ev.record) else {
+        // The shared walk over the record's token figures: the types, and the parts of
+        // input and output (audio, image, the cache writes' lifetimes). A part is a type of
+        // its own where the type is a label, its own counter in the per-type (ASM)
+        // layout, and on neither the histogram nor the usage counters (sums of types).
+        for fig in figures(&ev.record) {
+            let value = fig.value;
+            let Some(t) = fig.token_type else {
+                match &self.token_counter {
+                    TokenMetric::Labelled { name, label } => {
+                        let mut labels = base.clone();
+                        labels.push(metrics::Label::new(label.clone(), fig.type_label));
+                        metrics::counter!(name.clone(), labels.iter()).increment(value);
+                    }
+                    TokenMetric::PerType { .. } => {
+                        if let Some(n) = fig.field.asm_counter {
+                            metrics::counter!(n, base.iter()).increment(value);
+                        }
+                    }
+                    TokenMetric::Off => {}
+                }
                 continue;
             };
             if let Some((name, label)) = self.token_counter.target(t) {
@@ -894,34 +973,13 @@ impl MetricsConfig {
                 labels.push(metrics::Label::new(MODALITY_LABEL, modality));
                 metrics::counter!(name.clone(), labels.iter()).increment(value);
             }
-            if let Some((name, label)) = self.token_histogram.target(t) {
+            // One name with the type as a label carries `input` and `output` only: a
+            // subset there would be counted twice by a sum over types.
+            let shared = matches!(self.token_histogram, TokenMetric::Labelled { .. });
+            if let (Some((name, label)), false) =
+                (self.token_histogram.target(t), shared && t.is_subset())
+            {
                 let labels = with_type(&base, label, t);
-                metrics::histogram!(name.clone(), labels.iter()).record(value as f64);
-            }
-        }
-        // The parts of input and output (audio, image, the cache writes' lifetimes): a
-        // type of their own where the type is a label, their own counter in the per-type
-        // (ASM) layout. Subsets of their parent: a sum over types double-counts.
-        for f in TOKEN_FIELDS.iter() {
-            let (Some(part), Some(value)) = (f.part_type, f.value(&ev.record)) else {
-                continue;
-            };
-            match &self.token_counter {
-                TokenMetric::Labelled { name, label } => {
-                    let mut labels = base.clone();
-                    labels.push(metrics::Label::new(label.clone(), part));
-                    metrics::counter!(name.clone(), labels.iter()).increment(value);
-                }
-                TokenMetric::PerType { .. } => {
-                    if let Some(n) = f.asm_counter {
-                        metrics::counter!(n, base.iter()).increment(value);
-                    }
-                }
-                TokenMetric::Off => {}
-            }
-            if let TokenMetric::Labelled { name, label } = &self.token_histogram {
-                let mut labels = base.clone();
-                labels.push(metrics::Label::new(label.clone(), part));
                 metrics::histogram!(name.clone(), labels.iter()).record(value as f64);
             }
         }
@@ -1022,5 +1080,76 @@ mod tests {
             .find(|(n, _)| n == "asm_llm_proxy_time_to_first_token_ms")
             .unwrap();
         assert_eq!(ttft.1[0], 1.0);
+    }
+
+    /// The durations' names follow the unit, by the shared table; a name the user chose
+    /// stays.
+    #[test]
+    fn time_unit_renames_the_profile_durations() {
+        let s = MetricsConfig::otel();
+        let ms = MetricsConfig::otel()
+            .time_to_first_byte_histogram(Some("my_ttfb"))
+            .time_unit(TimeUnit::Milliseconds);
+        let durations = |m: &MetricsConfig| {
+            let mut v: Vec<(String, f64)> = m
+                .histogram_buckets()
+                .into_iter()
+                .filter(|(n, _)| n != "gen_ai_client_token_usage")
+                .map(|(n, b)| (n, b[0]))
+                .collect();
+            v.sort_by(|a, b| a.0.cmp(&b.0));
+            v
+        };
+        assert_eq!(
+            durations(&s),
+            [
+                ("gen_ai_server_request_duration_seconds".to_string(), 0.01),
+                (
+                    "gen_ai_server_time_per_output_token_seconds".to_string(),
+                    0.01
+                ),
+                (
+                    "gen_ai_server_time_to_first_token_seconds".to_string(),
+                    0.001
+                ),
+                ("llm_usage_time_to_first_byte_seconds".to_string(), 0.001),
+            ]
+        );
+        assert_eq!(
+            durations(&ms),
+            [
+                (
+                    "gen_ai_server_request_duration_milliseconds".to_string(),
+                    10.0
+                ),
+                (
+                    "gen_ai_server_time_per_output_token_milliseconds".to_string(),
+                    10.0
+                ),
+                (
+                    "gen_ai_server_time_to_first_token_milliseconds".to_string(),
+                    1.0
+                ),
+                ("my_ttfb".to_string(), 1.0),
+            ]
+        );
+        // Back to seconds: the table's names again.
+        let back = ms.time_unit(TimeUnit::Seconds);
+        assert!(back
+            .metric_names()
+            .contains(&"gen_ai_server_request_duration_seconds".to_string()));
+        // The filter's otel names are the table's, in milliseconds.
+        for m in [
+            Metric::RequestDuration,
+            Metric::TimeToFirstToken,
+            Metric::TimePerOutputToken,
+        ] {
+            let want = m.name_in(Profile::Otel, TimeUnit::Milliseconds).unwrap();
+            assert!(
+                durations(&MetricsConfig::otel().time_unit(TimeUnit::Milliseconds))
+                    .iter()
+                    .any(|(n, _)| n == want)
+            );
+        }
     }
 }

@@ -150,6 +150,8 @@ impl Shared {
             Some(ex) => Tracker::new(ex, Some(0)),
             None => Tracker::without_exchange(Some(0)),
         };
+        let operation = tracker.exchange().and_then(|ex| ex.operation());
+        let span = span::start(operation.map(|o| o.as_str()));
         let request_values = match &config.metrics {
             Some(m) => m.request_values(uri, headers, extensions),
             None => Vec::new(),
@@ -166,7 +168,7 @@ impl Shared {
                 request_bytes: 0,
                 response_bytes: 0,
                 injection: None,
-                span: span::start(),
+                span,
                 buckets: Vec::new(),
                 runtime: None,
                 discarded: false,
@@ -465,9 +467,7 @@ impl Shared {
             }
             .unwrap_or_default();
             st.tracker.end(since(start));
-            let exchange_span = span::take(&mut st.span);
-            span::finish(&exchange_span, &record, None);
-            drop(exchange_span);
+            span::finish(span::take(&mut st.span), &record, None);
             self.event(&mut st, record, outcome, None)
         };
         self.config.emit(event, &self.request_values);

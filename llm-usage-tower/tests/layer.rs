@@ -128,15 +128,23 @@ async fn openai_stream_passes_unchanged_and_records_once() {
         Some(1.0)
     );
     assert_eq!(
-        prom_sum(&text, "gen_ai_server_request_duration_count", &lbl),
+        prom_sum(&text, "gen_ai_server_request_duration_seconds_count", &lbl),
         Some(1.0)
     );
     assert_eq!(
-        prom_sum(&text, "gen_ai_server_time_to_first_token_count", &lbl),
+        prom_sum(
+            &text,
+            "gen_ai_server_time_to_first_token_seconds_count",
+            &lbl
+        ),
         Some(1.0)
     );
     assert_eq!(
-        prom_sum(&text, "gen_ai_server_time_per_output_token_count", &lbl),
+        prom_sum(
+            &text,
+            "gen_ai_server_time_per_output_token_seconds_count",
+            &lbl
+        ),
         Some(1.0)
     );
 }
@@ -841,8 +849,12 @@ async fn inference_usage_counters_carry_each_known_figure_with_its_modality() {
 }
 
 /// The parts of input and output (audio, image, the cache writes' lifetimes) reach the
-/// metrics of both profiles: a token type of their own on the OpenTelemetry histogram and
-/// counter, their own counter in the ASM profile; each equals the fixture's figure.
+/// metrics of both profiles: a token type of their own on the OpenTelemetry counter by
+/// type, their own counter in the ASM profile; each equals the fixture's figure. They are
+/// on neither the histogram nor the usage counters, whose series are sums of types: the
+/// `gen_ai_client_token_usage` histogram carries `input` and `output` only, and the
+/// subsets (cache reads and writes, reasoning) have their own
+/// `gen_ai.client.inference.usage` counters.
 #[tokio::test]
 async fn parts_of_input_and_output_are_counted_in_both_profiles() {
     for (profile, config) in [
@@ -903,7 +915,7 @@ async fn parts_of_input_and_output_are_counted_in_both_profiles() {
             let got = if profile == "otel" {
                 prom_sum(
                     &text,
-                    "gen_ai_client_token_usage_sum",
+                    "llm_usage_tokens_total",
                     &[("gen_ai_token_type", part)],
                 )
             } else {
@@ -912,5 +924,33 @@ async fn parts_of_input_and_output_are_counted_in_both_profiles() {
             assert_eq!(got, Some(want(field)), "{profile}: {field}\n{text}");
         }
         assert!(want("input_image_tokens") > 0.0 && want("cache_creation_1h_input_tokens") > 0.0);
+        if profile != "otel" {
+            continue;
+        }
+        assert!(!text
+            .lines()
+            .any(|l| l.starts_with("gen_ai_client")
+                && l.contains("gen_ai_token_type=\"input_audio\"")));
+        // Only `input` and `output` on the histogram: its sum over types counts each
+        // token once.
+        let types: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("gen_ai_client_token_usage_sum{"))
+            .filter_map(|l| l.split("gen_ai_token_type=\"").nth(1)?.split('"').next())
+            .collect();
+        assert_eq!(types, ["input", "output"].into(), "{text}");
+        for (field, counter) in [
+            ("input_tokens", "input_tokens"),
+            ("output_tokens", "output_tokens"),
+            ("cached_input_tokens", "cache_read_input_tokens"),
+            ("cache_creation_input_tokens", "cache_write_input_tokens"),
+        ] {
+            let got = prom_sum(
+                &text,
+                &format!("gen_ai_client_inference_usage_{counter}_total"),
+                &[("gen_ai_token_modality", "unknown")],
+            );
+            assert_eq!(got, Some(want(field)), "{field}\n{text}");
+        }
     }
 }

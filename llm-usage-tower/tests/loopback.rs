@@ -258,18 +258,46 @@ async fn stream_fixture_through_gateway(name: &str, provider: &str, request_mode
             want,
             "{name}: {ty}\n{text}"
         );
+        // The histogram carries `input` and `output` only; every type has its
+        // `gen_ai.client.inference.usage` counter.
+        let on_histogram = if matches!(ty, "input" | "output") {
+            want
+        } else {
+            None
+        };
         assert_eq!(
             prom_sum(&text, "gen_ai_client_token_usage_sum", &l),
-            want,
+            on_histogram,
             "{name}: {ty} histogram"
+        );
+        let counter = match ty {
+            "input_cache_read" => "cache_read_input",
+            "input_cache_write" => "cache_write_input",
+            "reasoning" => "reasoning_output",
+            t => t,
+        };
+        let mut m = lbl.to_vec();
+        m.push(("gen_ai_token_modality", "unknown"));
+        assert_eq!(
+            prom_sum(
+                &text,
+                &format!("gen_ai_client_inference_usage_{counter}_tokens_total"),
+                &m
+            ),
+            want,
+            "{name}: {ty} counter"
         );
     }
     assert_eq!(
-        prom_sum(&text, "gen_ai_server_time_to_first_token_count", &lbl),
+        prom_sum(
+            &text,
+            "gen_ai_server_time_to_first_token_seconds_count",
+            &lbl
+        ),
         Some(1.0)
     );
     assert!(
-        text.contains("gen_ai_server_request_duration_bucket{"),
+        text.contains("gen_ai_server_request_duration_seconds_bucket{"),
         "{text}"
     );
     let evs = events.wait_for(1).await;

@@ -299,7 +299,11 @@ async fn every_response_of_a_proxied_session_is_one_record() {
             p.metrics
         );
         assert_eq!(
-            prom_sum(&p.metrics, "gen_ai_server_request_duration_count", &[]),
+            prom_sum(
+                &p.metrics,
+                "gen_ai_server_request_duration_seconds_count",
+                &[]
+            ),
             Some(1.0),
             "{ctx}\n{}",
             p.metrics

@@ -116,6 +116,9 @@ async fn each_exchange_closes_one_span_with_the_gen_ai_attributes() {
     let e = &fx.case["expect"];
     assert_eq!(f["gen_ai.provider.name"], "anthropic");
     assert_eq!(f["gen_ai.operation.name"], "chat");
+    // tracing-opentelemetry's span name and kind.
+    assert_eq!(f["otel.name"], "chat");
+    assert_eq!(f["otel.kind"], "client");
     assert_eq!(f["gen_ai.response.model"], e["model"].as_str().unwrap());
     assert_eq!(f["gen_ai.request.stream"], "true");
     for (attr, field) in [

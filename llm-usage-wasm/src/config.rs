@@ -8,7 +8,7 @@ use std::fmt;
 use std::ops::Index;
 
 use llm_usage_core::Provider;
-use llm_usage_report::names::{Dimension as Shared, Metric};
+use llm_usage_report::names::{Dimension as Shared, Metric, TimeUnit};
 use llm_usage_report::select::RecordLabel;
 use llm_usage_report::tokens::{TokenField, TOKEN_FIELDS};
 
@@ -161,11 +161,13 @@ pub enum MetricKind {
     BudgetStoreErrors,
     /// Counter of server-side web search requests.
     WebSearchRequests,
+    /// Counter of server-side web fetch requests.
+    WebFetchRequests,
 }
 
 impl MetricKind {
     /// Every kind, in config order.
-    pub const ALL: [MetricKind; 25] = [
+    pub const ALL: [MetricKind; 26] = [
         MetricKind::PromptTokens,
         MetricKind::CompletionTokens,
         MetricKind::TotalTokens,
@@ -191,6 +193,7 @@ impl MetricKind {
         MetricKind::BudgetRejected,
         MetricKind::BudgetStoreErrors,
         MetricKind::WebSearchRequests,
+        MetricKind::WebFetchRequests,
     ];
 
     /// The key of this kind in the `metrics` config object.
@@ -221,6 +224,7 @@ impl MetricKind {
             MetricKind::BudgetRejected => "budget_rejected",
             MetricKind::BudgetStoreErrors => "budget_store_errors",
             MetricKind::WebSearchRequests => "web_search_requests",
+            MetricKind::WebFetchRequests => "web_fetch_requests",
         }
     }
 
@@ -269,23 +273,34 @@ impl MetricKind {
             MetricKind::BudgetRejected => Metric::BudgetRejected,
             MetricKind::BudgetStoreErrors => Metric::BudgetStoreErrors,
             MetricKind::WebSearchRequests => Metric::WebSearchRequests,
+            MetricKind::WebFetchRequests => Metric::WebFetchRequests,
             _ => return None,
         })
     }
 
     /// The default name of this kind in a profile (`None`: not emitted by default), from
-    /// the shared tables. The `otel` profile's defaults in the filter are the
-    /// OpenTelemetry histograms, the estimate and injection counters: no token or request
-    /// counters (the histograms' counts carry them).
+    /// the shared tables, durations under their names in [`UNIT`] (Envoy histograms
+    /// record integers). The `otel` profile's defaults in the filter are the
+    /// OpenTelemetry histograms, the `gen_ai.client.inference.usage.*` counters (one per
+    /// token type, subsets included), the estimate and injection counters: no request
+    /// counter (the duration histogram's count carries it).
     pub fn default_name(self, profile: Profile) -> Option<&'static str> {
         match (profile, self.metric()) {
             (Profile::Asm, None) => self.token_field()?.asm_counter,
-            (Profile::Otel, None) => None,
+            (Profile::Otel, None) => self.token_field()?.otel_counter,
             (Profile::Otel, Some(Metric::Requests | Metric::TimeToFirstByte)) => None,
-            (p, Some(m)) => m.name(p),
+            (p, Some(m)) => m.name_in(p, UNIT),
         }
     }
 }
+
+/// The unit the filter records durations in: milliseconds, in every profile. Envoy's
+/// `proxy_record_metric` takes an unsigned integer (`Context::recordMetric(uint32_t,
+/// uint64_t)` in `source/extensions/common/wasm/context.cc`, on a histogram defined with
+/// `Stats::Histogram::Unit::Unspecified`), and the Prometheus output prints the recorded
+/// values as they are: seconds would all be 0. The names say so (`…_milliseconds`,
+/// `…_ms`), by the shared table ([`Metric::name_in`]).
+pub const UNIT: TimeUnit = TimeUnit::Milliseconds;
 
 /// Metric names by kind (absent kind: not emitted), iterated in kind order.
 ///
@@ -391,6 +406,10 @@ pub struct Config {
     pub dimensions: Vec<Dimension>,
     /// The tag for the token type on the `token_usage` histogram.
     pub token_type_tag: String,
+    /// The tag for the token modality on the per-type token counters (`otel`:
+    /// `gen_ai_token_modality`, `unknown` for a figure over every modality; `None` in
+    /// `asm`, whose counters have no such tag).
+    pub token_modality_tag: Option<String>,
     /// Provider forced for all traffic (routes can override).
     pub provider: Option<Provider>,
     /// Per-route overrides, first match wins.
@@ -463,6 +482,10 @@ impl Config {
                 })
                 .collect(),
             token_type_tag: profile.token_type_label().to_string(),
+            token_modality_tag: match profile {
+                Profile::Asm => None,
+                Profile::Otel => Some(profile.token_modality_label().to_string()),
+            },
             provider: None,
             routes: Vec::new(),
             default_model: None,
@@ -597,6 +620,7 @@ impl RawConfig<'_> {
         for (i, d) in c.dimensions.iter().enumerate() {
             if c.dimensions[..i].iter().any(|e| e.tag == d.tag)
                 || d.tag == c.token_type_tag
+                || c.token_modality_tag.as_ref() == Some(&d.tag)
                 || d.tag == c.skip_reason_tag
                 || d.tag == c.budget_limit_tag
             {
@@ -713,8 +737,38 @@ mod tests {
             c.metrics[&MetricKind::TokenUsage],
             "gen_ai_client_token_usage"
         );
-        assert!(!c.metrics.contains_key(&MetricKind::PromptTokens));
+        assert_eq!(
+            c.metrics[&MetricKind::PromptTokens],
+            "gen_ai_client_inference_usage_input_tokens"
+        );
+        assert_eq!(
+            c.metrics[&MetricKind::ReasoningTokens],
+            "gen_ai_client_inference_usage_reasoning_output_tokens"
+        );
+        assert!(!c.metrics.contains_key(&MetricKind::InputAudioTokens));
+        assert_eq!(
+            c.token_modality_tag.as_deref(),
+            Some("gen_ai_token_modality")
+        );
+        // One name, one unit: the filter records milliseconds, under the names that say so.
+        assert_eq!(
+            c.metrics[&MetricKind::RequestDuration],
+            "gen_ai_server_request_duration_milliseconds"
+        );
+        assert_eq!(
+            c.metrics[&MetricKind::TimePerOutputToken],
+            Metric::TimePerOutputToken
+                .name_in(Profile::Otel, TimeUnit::Milliseconds)
+                .unwrap()
+        );
         assert_eq!(c.dimensions[0].source, Source::Provider);
+        assert_eq!(Config::default().token_modality_tag, None);
+        // The modality tag is not a dimension too.
+        let e = Config::parse(
+            br#"{"profile":"otel","extra_dimensions":[{"tag":"gen_ai_token_modality","from":"model"}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.contains("used twice"), "{e}");
     }
 
     #[test]
@@ -945,9 +999,11 @@ mod tests {
         for f in &TOKEN_FIELDS {
             let kind = MetricKind::from_key(f.metric_key).expect(f.metric_key);
             assert!(std::ptr::eq(kind.token_field().unwrap(), f));
-            // `asm` counts each figure under ASM's name; `otel` has no per-figure counter.
+            // `asm` counts each figure under ASM's name; `otel` each token type under its
+            // `gen_ai.client.inference.usage.*` counter (the parts and the total: none).
             assert_eq!(kind.default_name(Profile::Asm), f.asm_counter);
-            assert_eq!(kind.default_name(Profile::Otel), None);
+            assert_eq!(kind.default_name(Profile::Otel), f.otel_counter);
+            assert_eq!(f.otel_counter.is_some(), f.token_type.is_some());
         }
         let c = Config::parse(br#"{"metrics": {"input_audio_tokens": "audio_in"}}"#).unwrap();
         assert_eq!(c.metrics[&MetricKind::InputAudioTokens], "audio_in");

@@ -19,6 +19,7 @@ use llm_usage_core::{Exchange, Options, UsageRecord};
 use llm_usage_cost::{Bucket, Decision, KeyFacts, Pricing};
 use llm_usage_report::labels::{sanitize_tag, Limiter};
 use llm_usage_report::select;
+use llm_usage_report::series::UNKNOWN_MODALITY;
 use llm_usage_report::tokens::TOKEN_FIELDS;
 use llm_usage_report::{Timings, Tracker};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -958,7 +959,19 @@ impl Stream {
                 | MetricKind::OutputImageTokens
                 | MetricKind::CacheCreation5mTokens
                 | MetricKind::CacheCreation1hTokens => {
-                    kind.token_field().and_then(|f| f.value(rec))
+                    let Some(f) = kind.token_field() else {
+                        continue;
+                    };
+                    let Some(v) = f.value(rec) else { continue };
+                    // `otel`: `gen_ai.client.inference.usage.*` with the figure's modality.
+                    if let Some(tag) = &s.config.token_modality_tag {
+                        let mut t = tag_refs.clone();
+                        t.insert(0, (tag.as_str(), f.modality.unwrap_or(UNKNOWN_MODALITY)));
+                        let full = stat_name(format, &name, &t);
+                        s.add(full, v);
+                        continue;
+                    }
+                    Some(v)
                 }
                 MetricKind::Requests => (!closed).then_some(1),
                 MetricKind::EstimatedRequests => rec.estimated.then_some(1),
@@ -977,6 +990,7 @@ impl Stream {
                     .is_some_and(Pricing::is_miss)
                     .then_some(1),
                 MetricKind::WebSearchRequests => rec.web_search_requests,
+                MetricKind::WebFetchRequests => rec.web_fetch_requests,
                 // Counted per skip, in `emit_skip`; per rejection and store failure, as
                 // they happen.
                 MetricKind::InjectSkipped
@@ -985,12 +999,14 @@ impl Stream {
                 MetricKind::TokenUsage => {
                     let type_tag = s.config.token_type_tag.clone();
                     for f in &TOKEN_FIELDS {
-                        // The types, and the parts labelled as types of their own
-                        // (`input_audio`, `input_cache_write_1h`, ...): subsets, see README.
-                        let ty = f.token_type.map(|t| t.as_str()).or(f.part_type);
+                        // `input` and `output` only: a subset (cache, reasoning, the
+                        // parts) there would count twice in a sum over types; subsets
+                        // have their own counters.
+                        let ty = f.token_type.filter(|t| !t.is_subset());
                         let (Some(ty), Some(v)) = (ty, f.value(rec)) else {
                             continue;
                         };
+                        let ty = ty.as_str();
                         let mut t = tag_refs.clone();
                         t.insert(0, (type_tag.as_str(), ty));
                         s.record(stat_name(format, &name, &t), v);

@@ -1,5 +1,6 @@
-//! A real Prometheus (Debian's `prometheus` server) scraping two instances of the tower
-//! gateway example (profiles `otel` and `asm`) in front of a mock LLM provider run by this
+//! A real Prometheus (Debian's `prometheus` server) scraping three instances of the tower
+//! gateway example (profile `otel` in seconds, `otel` in milliseconds as the wasm filter
+//! records, and `asm`) in front of a mock LLM provider run by this
 //! test, all on loopback. After a bounded burst of traffic, Prometheus' HTTP API must show
 //! the tokens per model the provider reported, every recording rule of
 //! deploy/prometheus must return data and every rule be healthy, and every query of every
@@ -420,9 +421,15 @@ fn allowed_lint(line: &str, envoy: bool) -> bool {
         || line.ends_with(r#"counter metrics should have "_total" suffix"#)
             && (line.starts_with("asm_llm_proxy_")
                 // Envoy renders every counter without `_total`, the filter's included.
-                || envoy && line.starts_with("llm_usage_"))
+                || envoy
+                    && (line.starts_with("llm_usage_")
+                        || line.starts_with("gen_ai_client_inference_usage_")))
         || line.ends_with("metric names should not contain abbreviated units")
             && line.starts_with("asm_llm_proxy_")
+        // A name carries its unit: the filter records integer milliseconds (Envoy
+        // histograms take a u64), a gateway may share its series (`--time-unit ms`).
+        || line.ends_with(r#"use base unit "seconds" instead of "milliseconds""#)
+            && line.split(' ').next().is_some_and(|n| n.ends_with("_milliseconds"))
 }
 
 /// `promtool check metrics` on `text`: no parse error (exit 1), and no lint finding other
@@ -482,7 +489,8 @@ fn host_prometheus_output_passes_promtool() {
             {"tag_name": "gen_ai_provider_name", "regex": "(\\|gen_ai_provider_name=([^|]*))"},
             {"tag_name": "gen_ai_request_model", "regex": "(\\|gen_ai_request_model=([^|]*))"},
             {"tag_name": "gen_ai_response_model", "regex": "(\\|gen_ai_response_model=([^|]*))"},
-            {"tag_name": "gen_ai_token_type", "regex": "(\\|gen_ai_token_type=([^|]*))"}]}"#,
+            {"tag_name": "gen_ai_token_type", "regex": "(\\|gen_ai_token_type=([^|]*))"},
+            {"tag_name": "gen_ai_token_modality", "regex": "(\\|gen_ai_token_modality=([^|]*))"}]}"#,
     )
     .unwrap();
     for (profile, stats, metric) in [
@@ -552,13 +560,18 @@ fn prometheus_scrapes_the_gateway_and_every_query_has_data() {
     let mock_port = start_mock(reported.clone());
     let gateway = gateway_binary();
     let mut gateways = Vec::new();
-    for profile in ["otel", "asm"] {
+    // (name, profile, durations' unit)
+    for (profile, names, unit) in [
+        ("otel", "otel", "s"),
+        ("otel-ms", "otel", "ms"),
+        ("asm", "asm", "ms"),
+    ] {
         let port = free_port();
         let proc = Proc::spawn(
-            if profile == "otel" {
-                "gateway otel"
-            } else {
-                "gateway asm"
+            match profile {
+                "otel" => "gateway otel",
+                "otel-ms" => "gateway otel-ms",
+                _ => "gateway asm",
             },
             Command::new(&gateway).args([
                 "--listen",
@@ -566,7 +579,9 @@ fn prometheus_scrapes_the_gateway_and_every_query_has_data() {
                 "--upstream",
                 &format!("http://127.0.0.1:{mock_port}"),
                 "--profile",
-                profile,
+                names,
+                "--time-unit",
+                unit,
                 // Every model the mock serves is priced: the cost rule has data.
                 "--prices",
                 concat!(
@@ -648,11 +663,11 @@ fn prometheus_scrapes_the_gateway_and_every_query_has_data() {
     for (profile, port, _) in &gateways {
         sent += send_round(profile, *port, 5, 3, 2);
     }
-    assert_eq!(sent, 50);
+    assert_eq!(sent, 75);
     let reported = reported.lock().unwrap().clone();
-    // Both profiles, two measured models, input and output; gpt-4o-mini's streams carried
+    // Three gateways, two measured models, input and output; gpt-4o-mini's streams carried
     // no usage, so the provider reported nothing for them.
-    assert_eq!(reported.len(), 8, "{reported:?}");
+    assert_eq!(reported.len(), 12, "{reported:?}");
 
     // Tokens per model in Prometheus, per gateway, = what the provider reported to it.
     let tokens = |q: &str, label: &str| -> Option<Vec<(String, u64)>> {
@@ -668,12 +683,15 @@ fn prometheus_scrapes_the_gateway_and_every_query_has_data() {
     let seen = poll(60, Duration::from_millis(500), || {
         in_prometheus.clear();
         for kind in ["input", "output"] {
-            let otel = tokens(
-                &format!(
-                    r#"sum by (gen_ai_request_model) (llm_usage_tokens_total{{job="gateway-otel", gen_ai_token_type="{kind}"}})"#
-                ),
-                "gen_ai_request_model",
-            )?;
+            let otel = |job: &str| {
+                tokens(
+                    &format!(
+                        r#"sum by (gen_ai_request_model) (llm_usage_tokens_total{{job="gateway-{job}", gen_ai_token_type="{kind}"}})"#
+                    ),
+                    "gen_ai_request_model",
+                )
+            };
+            let (otel_s, otel_ms) = (otel("otel")?, otel("otel-ms")?);
             let asm_metric = if kind == "input" {
                 "asm_llm_proxy_prompt_tokens"
             } else {
@@ -683,9 +701,10 @@ fn prometheus_scrapes_the_gateway_and_every_query_has_data() {
                 &format!(r#"sum by (llmproxy_model) ({asm_metric}{{job="gateway-asm"}})"#),
                 "llmproxy_model",
             )?;
-            let all = otel
+            let all = otel_s
                 .into_iter()
                 .map(|e| ("otel", e))
+                .chain(otel_ms.into_iter().map(|e| ("otel-ms", e)))
                 .chain(asm.into_iter().map(|e| ("asm", e)));
             for (profile, (model, v)) in all {
                 // The estimated model's figures are the layer's estimates, checked below.
@@ -704,6 +723,7 @@ fn prometheus_scrapes_the_gateway_and_every_query_has_data() {
     // The estimated model: counted, flagged as estimated in both profiles.
     for q in [
         r#"sum(llm_usage_estimated_requests_total{job="gateway-otel", gen_ai_request_model="gpt-4o-mini"})"#,
+        r#"sum(llm_usage_estimated_requests_total{job="gateway-otel-ms", gen_ai_request_model="gpt-4o-mini"})"#,
         r#"sum(asm_llm_proxy_estimated_requests{job="gateway-asm", llmproxy_model="gpt-4o-mini"})"#,
     ] {
         let r = query(prom_port, q).unwrap();
@@ -784,8 +804,10 @@ fn prometheus_scrapes_the_gateway_and_every_query_has_data() {
         let (_, body) = http(*port, "GET", "/metrics", &[], b"").unwrap();
         let text = String::from_utf8(body).unwrap();
         let findings = check_metrics(&promtool, &format!("gateway {profile}"), &text, false);
-        if *profile == "otel" {
-            assert!(findings.is_empty(), "{findings:?}");
+        match *profile {
+            "otel" => assert!(findings.is_empty(), "{findings:?}"),
+            "otel-ms" => assert!(!findings.is_empty(), "the milliseconds lint"),
+            _ => {}
         }
     }
     drop(prom);

@@ -127,6 +127,19 @@ pub fn asm_stats() -> StatsConfig {
     StatsConfig::asm()
 }
 
+/// `stats_tags` for the `otel` profile's tags (pipe format).
+pub fn otel_stats() -> StatsConfig {
+    StatsConfig::parse(
+        r#"{"stats_tags": [
+            {"tag_name": "gen_ai_token_type", "regex": "(\\|gen_ai_token_type=([^|]*))"},
+            {"tag_name": "gen_ai_token_modality", "regex": "(\\|gen_ai_token_modality=([^|]*))"},
+            {"tag_name": "gen_ai_provider_name", "regex": "(\\|gen_ai_provider_name=([^|]*))"},
+            {"tag_name": "gen_ai_request_model", "regex": "(\\|gen_ai_request_model=([^|]*))"},
+            {"tag_name": "gen_ai_response_model", "regex": "(\\|gen_ai_response_model=([^|]*))"}]}"#,
+    )
+    .expect("valid stats_tags")
+}
+
 /// Whether the filter under test decodes `coding`: gzip and deflate in the default build;
 /// zstd and br only in a filter built with `--features zstd` / `br`, which the tests are
 /// told by `LLM_USAGE_WASM_FEATURES=zstd,br` (not in the default build: see the crate's

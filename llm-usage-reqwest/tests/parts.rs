@@ -1,0 +1,127 @@
+//! The parts of input and output (audio, image, the cache writes' 5-minute / 1-hour
+//! lifetimes) reach the adapter's metrics in both profiles, from the shared series: a
+//! token type of their own on `llm_usage_tokens_total` (`otel`), their own counters
+//! (`asm`); each sums to the fixtures' figures, and none is on the histogram or the usage
+//! counters. (Its own test binary: it installs the process's global metrics recorder.)
+
+mod common;
+
+use common::{client, request, Events, Fixture, Provider};
+use llm_usage_reqwest::LlmUsageMiddleware;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+const FIXTURES: [&str; 3] = [
+    "58-openai-chat-audio-json",
+    "60-anthropic-web-fetch-cache-split-json",
+    "61-gemini-multimodal-input-json",
+];
+
+/// The record field, its token-type label value (`otel`), its counter (`asm`).
+const PARTS: [(&str, &str, &str); 5] = [
+    (
+        "input_audio_tokens",
+        "input_audio",
+        "asm_llm_proxy_input_audio_tokens",
+    ),
+    (
+        "input_image_tokens",
+        "input_image",
+        "asm_llm_proxy_input_image_tokens",
+    ),
+    (
+        "output_audio_tokens",
+        "output_audio",
+        "asm_llm_proxy_output_audio_tokens",
+    ),
+    (
+        "cache_creation_5m_input_tokens",
+        "input_cache_write_5m",
+        "asm_llm_proxy_cache_creation_5m_tokens",
+    ),
+    (
+        "cache_creation_1h_input_tokens",
+        "input_cache_write_1h",
+        "asm_llm_proxy_cache_creation_1h_tokens",
+    ),
+];
+
+/// The sum of `field` over the fixtures' expected records.
+fn want(field: &str) -> u64 {
+    FIXTURES
+        .iter()
+        .filter_map(|n| common::expected(&Fixture::load(n))[field].as_u64())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_of_input_and_output_are_counted_in_both_profiles() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("the only recorder of this test binary");
+    let provider = Provider::start().await;
+    // The two profiles' names differ, so one recorder tells them apart.
+    for m in [
+        LlmUsageMiddleware::new(),
+        LlmUsageMiddleware::new().asm_metrics("sleep", "default"),
+    ] {
+        let events = Events::default();
+        let c = client(events.middleware(m));
+        for name in FIXTURES {
+            let fx = Fixture::load(name);
+            let res = request(&c, &provider, &fx).send().await.expect("send");
+            let body = res.bytes().await.expect("body");
+            assert_eq!(&body[..], &fx.response[..], "{name}: body changed");
+        }
+        assert_eq!(events.all().len(), FIXTURES.len());
+    }
+
+    let snapshot = snapshotter.snapshot().into_vec();
+    let counted = |name: &str, type_label: Option<&str>| -> u64 {
+        snapshot
+            .iter()
+            .filter(|(k, ..)| k.key().name() == name)
+            .filter(|(k, ..)| {
+                type_label.map_or(true, |t| {
+                    k.key()
+                        .labels()
+                        .any(|l| l.key() == "gen_ai_token_type" && l.value() == t)
+                })
+            })
+            .map(|(.., v)| match v {
+                DebugValue::Counter(n) => *n,
+                other => panic!("{name}: a counter, not {other:?}"),
+            })
+            .sum()
+    };
+    for (field, part, asm) in PARTS {
+        let want = want(field);
+        assert!(want > 0, "{field}: the fixtures carry it");
+        assert_eq!(
+            counted("llm_usage_tokens_total", Some(part)),
+            want,
+            "otel: {field}"
+        );
+        assert_eq!(counted(asm, None), want, "asm: {field}");
+    }
+    // The parents are still counted once, as types.
+    assert_eq!(
+        counted("llm_usage_tokens_total", Some("input")),
+        want("input_tokens")
+    );
+    assert_eq!(
+        counted("asm_llm_proxy_prompt_tokens", None),
+        want("input_tokens")
+    );
+    // No part on the histogram or the usage counters (their series are sums of types).
+    let parts: Vec<&str> = PARTS.iter().map(|p| p.1).collect();
+    for (k, ..) in &snapshot {
+        if k.key().name().starts_with("gen_ai_client") {
+            assert!(
+                !k.key().labels().any(|l| parts.contains(&l.value())),
+                "{k:?}"
+            );
+        }
+    }
+}
