@@ -75,7 +75,26 @@ fn expected_cost(table: &Value, rec: &Value) -> Option<(u128, u128)> {
     let p_in = price("input").unwrap();
     let mut total = (0u128, 1u128);
     let mut bill = |n: u128, p: (u128, u128)| total = add(total, frac(n * p.0, p.1));
-    bill(input - cached - created, p_in);
+    // The modality parts of input and output, set apart only when the entry prices them.
+    let mut apart = |parts: [(&str, &str); 2]| {
+        let mut n = 0;
+        for (field, key) in parts {
+            if let (Some(p), Some(c)) = (price(key), count(field)) {
+                bill(c, p);
+                n += c;
+            }
+        }
+        n
+    };
+    let input_parts = apart([
+        ("input_audio_tokens", "input_audio"),
+        ("input_image_tokens", "input_image"),
+    ]);
+    let output_parts = apart([
+        ("output_audio_tokens", "output_audio"),
+        ("output_image_tokens", "output_image"),
+    ]);
+    bill(input - cached - created - input_parts, p_in);
     bill(cached, price("cached_input").unwrap_or(p_in));
     // The 1-hour part of the cache writes, at its own price when the entry has one.
     let p_created = price("cache_creation_input").unwrap_or(p_in);
@@ -90,7 +109,7 @@ fn expected_cost(table: &Value, rec: &Value) -> Option<(u128, u128)> {
         _ => bill(created, p_created),
     }
     if let Some(p_out) = price("output") {
-        bill(count("output_tokens")?, p_out);
+        bill(count("output_tokens")? - output_parts, p_out);
     }
     let per = u128::from(table["per_tokens"].as_u64().unwrap());
     Some(frac(total.0, total.1 * per))
@@ -138,6 +157,14 @@ fn scan_known_costs_by_hand() {
     args.insert(2, example_prices().to_string_lossy().into_owned());
     let rec: Value = serde_json::from_slice(&bin().args(&args).output().unwrap().stdout).unwrap();
     assert_eq!(rec["cost"], "0.004815");
+    // Fixture 69: gpt-image-1, 14 text input tokens at 5 and 272 output (image) tokens
+    // at 40 per million: 70 + 10880 = 10950.
+    let dir = root().join("testdata/fixtures/69-openai-images-generations-json");
+    let mut args = scan_args(&dir);
+    args.insert(1, "--prices".into());
+    args.insert(2, example_prices().to_string_lossy().into_owned());
+    let rec: Value = serde_json::from_slice(&bin().args(&args).output().unwrap().stdout).unwrap();
+    assert_eq!(rec["cost"], "0.01095");
     // Without --prices: no cost fields at all.
     let rec: Value =
         serde_json::from_slice(&bin().args(scan_args(&dir)).output().unwrap().stdout).unwrap();
