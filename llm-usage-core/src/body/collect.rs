@@ -4,6 +4,7 @@
 use crate::base64::Base64;
 use crate::dialect::Target;
 use crate::scan::{Scalar, Scanner, Sink};
+use crate::text::Counting;
 use crate::tokens::TokenCounter;
 use crate::values::Values;
 
@@ -32,6 +33,8 @@ pub(super) struct Collect {
     pub(super) split: u8,
     /// Closed records not taken yet.
     pub(super) records: Records,
+    /// How text is counted on this CPU (asked once, here).
+    pub(super) counting: Counting,
 }
 
 /// Most closed records a body holds until they are taken: a frontend takes them after
@@ -52,6 +55,7 @@ struct InnerSink<'a> {
     pub(super) staged: &'a mut Values,
     pub(super) dirty: &'a mut bool,
     pub(super) counter: &'a mut Option<Box<dyn TokenCounter>>,
+    pub(super) counting: Counting,
 }
 
 impl Sink<Target> for InnerSink<'_> {
@@ -72,7 +76,7 @@ impl Sink<Target> for InnerSink<'_> {
     }
 
     fn string_chunk(&mut self, _target: &Target, bytes: &[u8]) {
-        self.staged.text.add(bytes);
+        self.staged.text.add_with(bytes, self.counting);
         *self.dirty |= !bytes.is_empty();
         if let Some(c) = self.counter {
             c.chunk(bytes);
@@ -135,6 +139,7 @@ impl Collect {
             dirty,
             inner,
             counter,
+            counting,
             ..
         } = self;
         if let Some(inner) = inner.as_deref_mut() {
@@ -146,6 +151,7 @@ impl Collect {
                     staged,
                     dirty,
                     counter,
+                    counting: *counting,
                 },
             );
         }
@@ -205,7 +211,7 @@ impl Sink<Target> for Collect {
 
     fn string_chunk(&mut self, target: &Target, bytes: &[u8]) {
         if *target == Target::Text {
-            self.staged.text.add(bytes);
+            self.staged.text.add_with(bytes, self.counting);
             self.dirty |= !bytes.is_empty();
             if let Some(c) = &mut self.counter {
                 c.chunk(bytes);
