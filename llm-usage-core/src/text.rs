@@ -116,6 +116,14 @@ impl TextStats {
     pub(crate) fn add_with(&mut self, text: &[u8], how: Counting) {
         let _ = how;
         self.bytes += text.len() as u64;
+        // A stream's deltas are a token or two: below one vector block, setting up the
+        // counters costs more than the bytes.
+        if text.len() < 16 {
+            for &b in text {
+                self.add_byte(b);
+            }
+            return;
+        }
         // x86-64: thirty-two bytes at a time with AVX2 where the CPU has it, sixteen with
         // SSE2 (part of the baseline, so no CPU check), then the eight-byte words, then
         // the tail.

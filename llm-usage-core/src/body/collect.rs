@@ -64,7 +64,7 @@ impl Sink<Target> for InnerSink<'_> {
     }
 
     fn streams(&self, target: &Target) -> bool {
-        *target == Target::Text
+        matches!(target, Target::Text)
     }
 
     fn string_start(&mut self, _target: &Target) {
@@ -197,7 +197,7 @@ impl Sink<Target> for Collect {
     }
 
     fn string_start(&mut self, target: &Target) {
-        if *target == Target::Text {
+        if matches!(target, Target::Text) {
             self.staged.text.start_string();
             self.dirty = true;
             if let Some(c) = &mut self.counter {
@@ -210,7 +210,7 @@ impl Sink<Target> for Collect {
     }
 
     fn string_chunk(&mut self, target: &Target, bytes: &[u8]) {
-        if *target == Target::Text {
+        if matches!(target, Target::Text) {
             self.staged.text.add_with(bytes, self.counting);
             self.dirty |= !bytes.is_empty();
             if let Some(c) = &mut self.counter {
@@ -222,7 +222,7 @@ impl Sink<Target> for Collect {
     }
 
     fn string_end(&mut self, target: &Target) {
-        if *target == Target::Inner {
+        if matches!(target, Target::Inner) {
             self.with_inner(|b64, scanner, sink| b64.finish(|d| scanner.feed(d, sink)));
         }
     }
