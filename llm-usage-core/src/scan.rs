@@ -463,8 +463,12 @@ impl<T: 'static> Scanner<T> {
         array_roots: bool,
         multi_document: bool,
     ) {
-        self.watches = watches;
-        self.derived = Derived::of(watches);
+        // The same table (an exchange's bodies start on the fallback dialect's, which is
+        // often the detected one): what was derived from it stands.
+        if !core::ptr::eq(self.watches, watches) {
+            self.watches = watches;
+            self.derived = Derived::of(watches);
+        }
         self.work = ScanWork::default();
         self.restart(array_roots, multi_document);
     }
