@@ -164,10 +164,19 @@ impl Sink<Target> for Collect {
         // event has staged none, staging it would change nothing at commit (a later,
         // different model in the same event is still staged and wins), so the copy and
         // the UTF-8 check are skipped (the tokenizer heard of it when it was first read).
-        if let (Target::ResponseModel, Scalar::String(s)) = (target, value) {
-            if !self.staged.response_model.is_set() && self.committed.response_model.is(s) {
+        // OpenAI chunks repeat the service tier too.
+        match (target, value) {
+            (Target::ResponseModel, Scalar::String(s))
+                if !self.staged.response_model.is_set() && self.committed.response_model.is(s) =>
+            {
                 return;
             }
+            (Target::ServiceTier, Scalar::String(s))
+                if !self.staged.service_tier.is_set() && self.committed.service_tier.is(s) =>
+            {
+                return;
+            }
+            _ => {}
         }
         // The tokenizer hears of a model as soon as it is read: a request names it after
         // the messages, whose text is counted as it passes.
