@@ -66,6 +66,14 @@ struct AnthropicEvent<'a> {
     usage: Option<AnthropicUsage>,
 }
 
+/// A non-stream Messages reply: the message itself, `model` and `usage` at the top.
+#[derive(Deserialize)]
+struct AnthropicReply<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    usage: Option<AnthropicUsage>,
+}
+
 #[derive(Deserialize)]
 struct AnthropicMessage<'a> {
     #[serde(borrow)]
@@ -131,6 +139,14 @@ impl Found {
                     }
                 }
             }
+            Shape::AnthropicReply => {
+                if let Ok(r) = serde_json::from_slice::<AnthropicReply>(doc) {
+                    self.model = r.model.map(Cow::into_owned);
+                    if let Some(u) = r.usage {
+                        self.anthropic_usage(&u);
+                    }
+                }
+            }
             Shape::Request => {
                 if let Ok(r) = serde_json::from_slice::<ChatRequest>(doc) {
                     self.model = r.model.map(Cow::into_owned);
@@ -172,6 +188,17 @@ impl Found {
                 if let Some(m) = v["message"]["model"].as_str() {
                     self.model = Some(m.to_owned());
                 }
+            }
+            Shape::AnthropicReply => {
+                if let Some(i) = v["usage"]["input_tokens"].as_u64() {
+                    let u = &v["usage"];
+                    self.input = Some(
+                        i + u["cache_read_input_tokens"].as_u64().unwrap_or(0)
+                            + u["cache_creation_input_tokens"].as_u64().unwrap_or(0),
+                    );
+                }
+                self.output = v["usage"]["output_tokens"].as_u64().or(self.output);
+                self.model = v["model"].as_str().map(str::to_owned);
             }
             Shape::Request => {
                 self.model = v["model"].as_str().map(str::to_owned);

@@ -23,6 +23,8 @@ pub enum Shape {
     OpenAi,
     /// Anthropic Messages stream events.
     Anthropic,
+    /// An Anthropic Messages reply (non-stream): `model` and `usage` at the top level.
+    AnthropicReply,
     /// A chat request: `model` and `stream`.
     Request,
 }
@@ -388,6 +390,28 @@ pub fn openai_small() -> Input {
     }
 }
 
+/// A small non-stream Anthropic Messages reply (about 500 bytes): the per-exchange fixed
+/// cost on the Anthropic dialect.
+pub fn anthropic_small() -> Input {
+    let bytes = br#"{"id":"msg_01EcyWo6m4hyW8KHs2y2pei5","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929","content":[{"type":"text","text":"The capital of France is Paris. It has been the country's capital since 987 and is its largest city."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":14,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},"output_tokens":26,"service_tier":"standard"}}"#.to_vec();
+    Input {
+        name: "anthropic_small",
+        path: "/v1/messages",
+        request_headers: vec![
+            ("content-type", "application/json"),
+            ("anthropic-version", "2023-06-01"),
+        ],
+        response_headers: vec![("content-type", "application/json")],
+        side: Side::Response,
+        wire: bytes.clone(),
+        decoded: bytes,
+        gzip: false,
+        sse: false,
+        shape: Shape::AnthropicReply,
+        events: 1,
+    }
+}
+
 /// Every input, in table order.
 pub fn all() -> Vec<Input> {
     vec![
@@ -397,6 +421,7 @@ pub fn all() -> Vec<Input> {
         request_1mib(),
         gzip_1mib(),
         openai_small(),
+        anthropic_small(),
     ]
 }
 

@@ -866,7 +866,7 @@ fn provider_from_host(host: &str) -> Option<Provider> {
         Provider::Mistral
     } else if host.ends_with("deepseek.com") {
         Provider::DeepSeek
-    } else if host.contains("dashscope") && host.ends_with("aliyuncs.com") {
+    } else if has(&host, "dashscope") && host.ends_with("aliyuncs.com") {
         Provider::DashScope
     } else if host.ends_with("anthropic.com") {
         Provider::Anthropic
@@ -874,7 +874,7 @@ fn provider_from_host(host: &str) -> Option<Provider> {
         Provider::Gemini
     } else if host.ends_with("aiplatform.googleapis.com") {
         Provider::VertexAi
-    } else if host.contains("bedrock") && host.ends_with("amazonaws.com") {
+    } else if has(&host, "bedrock") && host.ends_with("amazonaws.com") {
         Provider::Bedrock
     } else if host.ends_with("cohere.com") || host.ends_with("cohere.ai") {
         Provider::Cohere
@@ -924,13 +924,13 @@ pub(crate) fn operation(d: &Dialect, path: &str) -> Option<Operation> {
         // The conventions name no image operation: `generate_content` is their
         // multimodal content generation.
         "openai-images" => Operation::GenerateContent,
-        "gemini" | "vertex" if path.contains(":embedContent") || path.contains(":batchEmbed") => {
+        "gemini" | "vertex" if has(path, ":embedContent") || has(path, ":batchEmbed") => {
             Operation::Embeddings
         }
         "gemini" | "vertex" => Operation::GenerateContent,
-        "bedrock-invoke" if path.contains("embed") => Operation::Embeddings,
+        "bedrock-invoke" if has(path, "embed") => Operation::Embeddings,
         "bedrock-invoke" => Operation::Chat,
-        "dashscope-native" if path.contains("embedding") => Operation::Embeddings,
+        "dashscope-native" if has(path, "embedding") => Operation::Embeddings,
         "dashscope-native" => Operation::Chat,
         "ollama-native" if ends("/api/chat") => Operation::Chat,
         "ollama-native" if ends("/api/generate") => Operation::TextCompletion,
@@ -939,6 +939,20 @@ pub(crate) fn operation(d: &Dialect, path: &str) -> Option<Operation> {
         _ => return None,
     };
     Some(op)
+}
+
+/// Whether `pat` occurs in `hay`: a scan for its first byte, each hit compared. Detection
+/// asks this of the same short path about ten times per exchange, and `str::contains`
+/// set up its searcher each time (7% of a small exchange's instructions, callgrind).
+/// At most `hay.len()` comparisons of `pat.len()` bytes, and the patterns are short
+/// constants: linear in the path.
+pub(crate) fn has(hay: &str, pat: &str) -> bool {
+    let (h, p) = (hay.as_bytes(), pat.as_bytes());
+    let Some((&first, rest)) = p.split_first() else {
+        return true;
+    };
+    h.len() >= p.len()
+        && (0..=h.len() - p.len()).any(|at| h[at] == first && &h[at + 1..at + p.len()] == rest)
 }
 
 pub(crate) fn detect(
@@ -955,17 +969,17 @@ pub(crate) fn detect(
     let is_azure_realtime = is_realtime && path.starts_with("/openai/");
     // Gemini Live, the Gemini API's (`…GenerativeService.BidiGenerateContent`) and
     // Vertex's (`…LlmBidiService/BidiGenerateContent`).
-    let is_live = path.contains("BidiGenerateContent");
-    let is_azure = path.contains("/openai/deployments/");
-    let is_gemini = path.contains(":generateContent") || path.contains(":streamGenerateContent");
-    let is_vertex = is_gemini && path.contains("/projects/") && path.contains("/locations/");
-    let is_bedrock = path.contains("/model/")
+    let is_live = has(path, "BidiGenerateContent");
+    let is_azure = has(path, "/openai/deployments/");
+    let is_gemini = has(path, ":generateContent") || has(path, ":streamGenerateContent");
+    let is_vertex = is_gemini && has(path, "/projects/") && has(path, "/locations/");
+    let is_bedrock = has(path, "/model/")
         && (path.ends_with("/converse")
             || path.ends_with("/converse-stream")
             || path.ends_with("/invoke")
             || path.ends_with("/invoke-with-response-stream"));
     let is_converse = path.ends_with("/converse") || path.ends_with("/converse-stream");
-    let is_dashscope_native = path.contains("/services/aigc/");
+    let is_dashscope_native = has(path, "/services/aigc/");
     let is_ollama_native = path.ends_with("/api/chat") || path.ends_with("/api/generate");
     let is_cohere = path.ends_with("/v2/chat");
     let is_anthropic = path.ends_with("/v1/messages") || path.ends_with("/messages");
@@ -1026,7 +1040,7 @@ pub(crate) fn detect(
     }
     let from_host = host.and_then(provider_from_host);
     if is_live {
-        let vertex = path.contains("aiplatform") || from_host == Some(Provider::VertexAi);
+        let vertex = has(path, "aiplatform") || from_host == Some(Provider::VertexAi);
         return Detected {
             dialect: &GEMINI_LIVE,
             provider: if vertex {
@@ -1099,7 +1113,7 @@ pub(crate) fn detect(
             | Provider::Moonshot
             | Provider::XAi),
         ) => p,
-        _ if path.contains("/compatible-mode/") => Provider::DashScope,
+        _ if has(path, "/compatible-mode/") => Provider::DashScope,
         _ => Provider::OpenAi,
     };
     openai_family(provider)
@@ -1190,6 +1204,34 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `has` answers as `str::contains` does: every substring of some paths (at every
+    /// start and length, so first-byte hits that fail later too), patterns longer than
+    /// the path, and near misses.
+    #[test]
+    fn has_agrees_with_contains() {
+        let hays = [
+            "",
+            "/v1/chat/completions",
+            "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
+            "//mmodel//model/x/converse",
+            "aaaaab",
+        ];
+        let mut pats: Vec<String> = vec!["".into(), "/model/".into(), "aab".into(), "x/".into()];
+        for h in hays {
+            for a in 0..=h.len() {
+                for b in a..=h.len() {
+                    pats.push(h[a..b].to_owned());
+                    pats.push(format!("{}!", &h[a..b]));
+                }
+            }
+        }
+        for h in hays {
+            for p in &pats {
+                assert_eq!(has(h, p), h.contains(p.as_str()), "{p:?} in {h:?}");
+            }
+        }
+    }
 
     #[test]
     fn path_models() {

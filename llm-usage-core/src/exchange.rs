@@ -199,7 +199,7 @@ impl Exchange {
         self.operation = dialect::operation(d, path);
         self.rule_stream = match d.stream {
             StreamRule::Body { .. } => None,
-            StreamRule::Path(markers) => Some(markers.iter().any(|m| path.contains(m))),
+            StreamRule::Path(markers) => Some(markers.iter().any(|m| dialect::has(path, m))),
             StreamRule::Header(name, value) => Some(
                 find(&headers, name)
                     .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(value.as_bytes())),

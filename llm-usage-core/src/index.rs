@@ -866,7 +866,7 @@ impl Index {
 
     /// Whether bytes `from..to` hold a backslash (an escape in a string); true for a
     /// range the index does not cover.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn has_backslash(&self, from: usize, to: usize) -> bool {
         let Some(from) = from.checked_sub(self.base) else {
             return to > from;

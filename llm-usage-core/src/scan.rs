@@ -242,7 +242,7 @@ fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
 /// Deriving it costs O(watches² × depth) segment comparisons, about 17,000 instructions
 /// for the OpenAI response table, and a small exchange built it once per body: a third of
 /// what reading a 700-byte reply cost (`benches`, callgrind). The tables are `'static`,
-/// so it is computed once per table, kept for the life of the program (one 800-byte
+/// so it is computed once per table, kept for the life of the program (one 4.4 KB
 /// allocation per table: the tables are a fixed set), and found again by the table's
 /// address.
 struct Derived {
@@ -295,9 +295,9 @@ impl Derived {
 struct Classes {
     /// Per depth `d`: the watches that are the first (lowest index) of their class.
     reps: [u64; MAX_LIVE_DEPTH],
-    /// Per depth `d` and watch: the index of its class's representative (`u8::MAX` where
-    /// the path is not that deep).
-    class: [[u8; 64]; MAX_LIVE_DEPTH],
+    /// Per depth `d` and representative: the watches of its class (those that share its
+    /// `path[..=d]`); zero for a watch that represents no class there.
+    members: [[u64; 64]; MAX_LIVE_DEPTH],
     /// Per depth `d`: the watches whose path ends there (leaves).
     leaves: [u64; MAX_LIVE_DEPTH],
 }
@@ -309,7 +309,8 @@ impl Classes {
     /// Watches still candidates at depth `d` share `path[..d]` (they matched the same
     /// keys above), so comparing a key with one representative per class decides the
     /// whole class: OpenAI's eight `usage.*` paths cost one comparison, not eight, and a
-    /// hit expands to its class with a table look-up per candidate, no string compared.
+    /// hit expands to its class with one mask (its members among the candidates), no
+    /// string compared.
     /// Built once per table (see [`Derived`]), in O(watches² × depth) segment comparisons.
     fn new<T>(watches: &[Watch<T>]) -> Classes {
         let mut c = Classes::EMPTY;
@@ -329,7 +330,7 @@ impl Classes {
                 }
             }
             for (d, &f) in first.iter().enumerate().take(w.path.len()) {
-                c.class[d][i] = f as u8;
+                c.members[d][f] |= 1 << i;
                 if f == i {
                     c.reps[d] |= 1 << i;
                 }
@@ -343,7 +344,7 @@ impl Classes {
 
     const EMPTY: Classes = Classes {
         reps: [0; MAX_LIVE_DEPTH],
-        class: [[u8::MAX; 64]; MAX_LIVE_DEPTH],
+        members: [[0; 64]; MAX_LIVE_DEPTH],
         leaves: [0; MAX_LIVE_DEPTH],
     };
 }
@@ -462,8 +463,12 @@ impl<T: 'static> Scanner<T> {
         array_roots: bool,
         multi_document: bool,
     ) {
-        self.watches = watches;
-        self.derived = Derived::of(watches);
+        // The same table (an exchange's bodies start on the fallback dialect's, which is
+        // often the detected one): what was derived from it stands.
+        if !core::ptr::eq(self.watches, watches) {
+            self.watches = watches;
+            self.derived = Derived::of(watches);
+        }
         self.work = ScanWork::default();
         self.restart(array_roots, multi_document);
     }
@@ -986,13 +991,7 @@ impl<T: 'static> Scanner<T> {
                 continue;
             }
             // A hit: the candidates of its class match too.
-            let class = &classes.class[d];
-            let mut g = parent;
-            while g != 0 {
-                let j = g.trailing_zeros() as usize;
-                g &= g - 1;
-                mask |= u64::from(usize::from(class[j]) == idx) << j;
-            }
+            mask |= parent & classes.members[d][idx];
         }
         let leaf = mask & classes.leaves[d];
         (mask, leaf)

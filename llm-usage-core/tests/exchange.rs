@@ -274,3 +274,58 @@ fn the_last_reported_model_wins_when_events_repeat_it() {
         assert_eq!(ex.finish().response_model.as_deref(), Some("c"));
     }
 }
+
+/// As the model: a service tier equal to the committed one is not staged again (OpenAI
+/// chunks repeat it), and a later, different one, in the same event or the next, wins.
+#[test]
+fn the_last_reported_service_tier_wins_when_events_repeat_it() {
+    let events: &[(&str, &str)] = &[
+        (r#"{"service_tier":"default","choices":[]}"#, "default"),
+        (r#"{"service_tier":"default","choices":[]}"#, "default"),
+        (
+            r#"{"service_tier":"flex","choices":[],"service_tier":"default"}"#,
+            "default",
+        ),
+        (
+            r#"{"service_tier":"default","choices":[],"service_tier":"flex"}"#,
+            "flex",
+        ),
+        (r#"{"service_tier":"flex","choices":[]}"#, "flex"),
+        (r#"{"service_tier":"","choices":[]}"#, "flex"),
+        (
+            r#"{"service_tier":"flex","service_tier":"fle\u0078"}"#,
+            "flex",
+        ),
+        (
+            r#"{"service_tier":"flex","choices":[],"service_tier":"scale"}"#,
+            "scale",
+        ),
+    ];
+    let mut stream = Vec::new();
+    let mut ends = Vec::new();
+    for (data, tier) in events {
+        stream.extend_from_slice(format!("data: {data}\n\n").as_bytes());
+        ends.push((stream.len(), *tier));
+    }
+    for chunk in [usize::MAX, 1, 5, 29] {
+        let mut ex = Exchange::new();
+        ex.on_request_head("POST", "/v1/chat/completions", [("host", "api.openai.com")]);
+        ex.on_request_body(br#"{"model":"r","stream":true}"#);
+        ex.on_response_head(200, [("content-type", "text/event-stream")]);
+        let (mut fed, mut next) = (0, 0);
+        for c in stream.chunks(chunk.min(stream.len())) {
+            ex.on_response_body(c);
+            fed += c.len();
+            while next < ends.len() && ends[next].0 <= fed {
+                next += 1;
+            }
+            if next > 0 {
+                assert_eq!(
+                    ex.record().service_tier.as_deref(),
+                    Some(ends[next - 1].1),
+                    "after {next} events, chunks of {chunk}"
+                );
+            }
+        }
+    }
+}

@@ -1,5 +1,10 @@
 //! Runs the core alone over one input in a loop, for a profiler:
-//! `perf record -g target/release/profile openai_sse 5`.
+//! `perf record -g target/release/profile openai_sse 5` (five seconds).
+//!
+//! For instruction counts, `PROFILE_RUNS=N` runs exactly `N` exchanges instead (`0`: only
+//! the inputs are built): under `valgrind --tool=callgrind`, the difference between the
+//! totals of `N` and `0` runs, divided by `N`, is the exact instruction count of one
+//! exchange, whatever else the machine runs.
 
 use llm_usage_benches::{inputs, run_core, Feed};
 use std::hint::black_box;
@@ -14,10 +19,13 @@ fn main() {
         .find(|i| i.name == name)
         .unwrap_or_else(|| panic!("no input {name}"));
     let sizes = inputs::chunk_sizes(input.wire.len(), 7);
+    let fixed: Option<u64> = std::env::var("PROFILE_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok());
     let until = Instant::now() + Duration::from_secs_f64(secs);
     let mut runs = 0u64;
     let t = Instant::now();
-    while Instant::now() < until {
+    while fixed.map_or(Instant::now() < until, |n| runs < n) {
         black_box(run_core(black_box(&input), Feed::Chunks(&sizes)));
         runs += 1;
     }

@@ -4,6 +4,7 @@
 use crate::base64::Base64;
 use crate::dialect::Target;
 use crate::scan::{Scalar, Scanner, Sink};
+use crate::text::Counting;
 use crate::tokens::TokenCounter;
 use crate::values::Values;
 
@@ -32,6 +33,8 @@ pub(super) struct Collect {
     pub(super) split: u8,
     /// Closed records not taken yet.
     pub(super) records: Records,
+    /// How text is counted on this CPU (asked once, here).
+    pub(super) counting: Counting,
 }
 
 /// Most closed records a body holds until they are taken: a frontend takes them after
@@ -52,6 +55,7 @@ struct InnerSink<'a> {
     pub(super) staged: &'a mut Values,
     pub(super) dirty: &'a mut bool,
     pub(super) counter: &'a mut Option<Box<dyn TokenCounter>>,
+    pub(super) counting: Counting,
 }
 
 impl Sink<Target> for InnerSink<'_> {
@@ -60,7 +64,7 @@ impl Sink<Target> for InnerSink<'_> {
     }
 
     fn streams(&self, target: &Target) -> bool {
-        *target == Target::Text
+        matches!(target, Target::Text)
     }
 
     fn string_start(&mut self, _target: &Target) {
@@ -72,7 +76,7 @@ impl Sink<Target> for InnerSink<'_> {
     }
 
     fn string_chunk(&mut self, _target: &Target, bytes: &[u8]) {
-        self.staged.text.add(bytes);
+        self.staged.text.add_with(bytes, self.counting);
         *self.dirty |= !bytes.is_empty();
         if let Some(c) = self.counter {
             c.chunk(bytes);
@@ -135,6 +139,7 @@ impl Collect {
             dirty,
             inner,
             counter,
+            counting,
             ..
         } = self;
         if let Some(inner) = inner.as_deref_mut() {
@@ -146,6 +151,7 @@ impl Collect {
                     staged,
                     dirty,
                     counter,
+                    counting: *counting,
                 },
             );
         }
@@ -158,10 +164,19 @@ impl Sink<Target> for Collect {
         // event has staged none, staging it would change nothing at commit (a later,
         // different model in the same event is still staged and wins), so the copy and
         // the UTF-8 check are skipped (the tokenizer heard of it when it was first read).
-        if let (Target::ResponseModel, Scalar::String(s)) = (target, value) {
-            if !self.staged.response_model.is_set() && self.committed.response_model.is(s) {
+        // OpenAI chunks repeat the service tier too.
+        match (target, value) {
+            (Target::ResponseModel, Scalar::String(s))
+                if !self.staged.response_model.is_set() && self.committed.response_model.is(s) =>
+            {
                 return;
             }
+            (Target::ServiceTier, Scalar::String(s))
+                if !self.staged.service_tier.is_set() && self.committed.service_tier.is(s) =>
+            {
+                return;
+            }
+            _ => {}
         }
         // The tokenizer hears of a model as soon as it is read: a request names it after
         // the messages, whose text is counted as it passes.
@@ -191,7 +206,7 @@ impl Sink<Target> for Collect {
     }
 
     fn string_start(&mut self, target: &Target) {
-        if *target == Target::Text {
+        if matches!(target, Target::Text) {
             self.staged.text.start_string();
             self.dirty = true;
             if let Some(c) = &mut self.counter {
@@ -204,8 +219,8 @@ impl Sink<Target> for Collect {
     }
 
     fn string_chunk(&mut self, target: &Target, bytes: &[u8]) {
-        if *target == Target::Text {
-            self.staged.text.add(bytes);
+        if matches!(target, Target::Text) {
+            self.staged.text.add_with(bytes, self.counting);
             self.dirty |= !bytes.is_empty();
             if let Some(c) = &mut self.counter {
                 c.chunk(bytes);
@@ -216,7 +231,7 @@ impl Sink<Target> for Collect {
     }
 
     fn string_end(&mut self, target: &Target) {
-        if *target == Target::Inner {
+        if matches!(target, Target::Inner) {
             self.with_inner(|b64, scanner, sink| b64.finish(|d| scanner.feed(d, sink)));
         }
     }

@@ -81,6 +81,7 @@ impl Body {
                     counter,
                     split: 0,
                     records: Records::default(),
+                    counting: crate::text::Counting::detect(),
                 },
                 docs_at_event_start: 0,
                 held: EventBuf::default(),
