@@ -10,12 +10,17 @@
 //! (WAT below) does what any body-observing filter must: on each body callback it copies
 //! the chunk into its memory with `proxy_get_buffer_bytes`, and returns `Continue`. The
 //! ratio `filter/noop` is the price of parsing on top of merely seeing the bytes.
+//! Every exchange is a new stream context: `proxy_on_context_create` at its first
+//! callback, `proxy_on_done`, `proxy_on_log` and `proxy_on_delete` at its end, as Envoy
+//! calls them, so the small inputs' figures include what a context costs to create.
 //!
 //! With `--features wasm-jit` the same runs again on wasmtime (Cranelift), as Envoy can
 //! run it.
 //!
 //! The filter is found through `LLM_USAGE_WASM`, else
 //! `$CARGO_TARGET_DIR` (or `target`)`/wasm32-wasip1/release/llm_usage_wasm.wasm`.
+//! `WASM_COST_ENGINES` and `WASM_COST_INPUTS` (comma-separated names) run only those
+//! engines and inputs, as when profiling one of them.
 
 use llm_usage_benches::clock::Tick;
 use llm_usage_benches::inputs::{self, Input, Side};
@@ -64,6 +69,12 @@ fn filter_path() -> PathBuf {
         .map(|d| if d.is_absolute() { d } else { root.join(d) })
         .unwrap_or_else(|| root.join("target"));
     target.join("wasm32-wasip1/release/llm_usage_wasm.wasm")
+}
+
+/// Whether `name` is selected by the comma-separated list in the variable `var` (all
+/// names are when it is unset).
+fn selected(var: &str, name: &str) -> bool {
+    std::env::var(var).map_or(true, |list| list.split(',').any(|n| n.trim() == name))
 }
 
 fn authority(input: &Input) -> &'static str {
@@ -181,6 +192,9 @@ fn main() {
     ];
     let mut lines = Vec::new();
     for (kind, engine) in engines.into_iter().flatten() {
+        if !selected("WASM_COST_ENGINES", engine) {
+            continue;
+        }
         run(&wasm, &noop, kind, engine, &mut lines);
     }
     println!();
@@ -209,11 +223,10 @@ fn run(wasm: &[u8], noop: &[u8], kind: EngineKind, engine: &str, lines: &mut Vec
         "{:<14} {:>9} {:>12} {:>12} {:>12} {:>10}",
         engine, "bytes", "filter µs", "no-op µs", "added µs", "filter/noop"
     );
-    for input in [
-        inputs::openai_sse(),
-        inputs::anthropic_sse(),
-        inputs::openai_1mib(),
-    ] {
+    for input in inputs::all() {
+        if !selected("WASM_COST_INPUTS", input.name) {
+            continue;
+        }
         let sizes = inputs::chunk_sizes(input.wire.len(), 7);
         let (f, n) = per_exchange(&mut filter, &mut noop, &input, &sizes);
         assert!(

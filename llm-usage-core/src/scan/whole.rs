@@ -25,6 +25,19 @@
 //! common prefix, the walk replays the values reported before it and goes on from there,
 //! indexing and walking only the rest. At a mark the walk is outside strings, just past a
 //! root-level `,`, so the index starts afresh there.
+//!
+//! # Resuming at the text
+//!
+//! In a content chunk the bytes differ first inside the text (`choices[0].delta.content`,
+//! Anthropic's `delta.text`), a few keys below the last root-level mark: `choices`,
+//! `index`, `delta`, `content` were matched again in every event, about a fifth of an
+//! OpenAI chunk's walk. So the walk also keeps one *deep* mark, at the first value it
+//! streams (a watched string whose leaves stream: generated text), with what it needs to
+//! stand there again: the live containers (their masks and kinds) and the candidates of
+//! the value (`Deep`). Its position is the value's first byte, where the walk is outside
+//! strings and about to read a value, and where the walk of any event that shares the
+//! bytes before it stands in the same state. After a streamed value no mark is recorded
+//! (streamed bytes are not logged), so the deep mark is always the last one.
 
 use super::{
     is_ws, skip_ws, Dest, Esc, Scalar, Scanner, Sink, State, KEY_CAP, MAX_LIVE_DEPTH, VALUE_CAP,
@@ -44,6 +57,36 @@ struct Mark {
     pos: u16,
     /// Values reported before it.
     logged: u8,
+}
+
+/// Where the walk stood at the first byte of the first value it streamed (see "Resuming
+/// at the text").
+#[derive(Debug, Clone, Copy, Default)]
+struct Deep {
+    /// The value's first byte.
+    pos: u16,
+    /// Values reported before it.
+    logged: u8,
+    /// Root-level marks recorded before it.
+    marks: u8,
+    /// The candidates of the value and the watches ending there.
+    mask: u64,
+    leaf: u64,
+    /// The live containers (`Scanner`'s fields of the same names).
+    stack: [u64; MAX_LIVE_DEPTH],
+    arr_mask: [u64; MAX_LIVE_DEPTH],
+    depth: u8,
+    arr_depth: u8,
+    kinds: u16,
+}
+
+/// Where the walk of an event resumes (see [`resume_point`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Resume {
+    /// At the root-level mark of this number.
+    Root(usize),
+    /// At the deep mark.
+    Deep,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,6 +118,9 @@ pub(crate) struct Replay {
     logged_len: usize,
     /// A value could not be logged: no later mark is recorded.
     overflow: bool,
+    /// Whether `deep` holds the deep mark of the previous event.
+    deep_valid: bool,
+    deep: Deep,
 }
 
 impl Replay {
@@ -84,6 +130,7 @@ impl Replay {
         self.marks_len = 0;
         self.logged_len = 0;
         self.overflow = false;
+        self.deep_valid = false;
     }
 
     fn log(&mut self, leaf: u64, kind: Kind, start: usize, end: usize) {
@@ -121,14 +168,19 @@ impl Replay {
 }
 
 /// The last mark of the previous event that lies within the common prefix
-/// (`same_as_prev` bytes) of the new event with it.
-pub(crate) fn resume_point(same_as_prev: usize, replay: &Replay) -> Option<usize> {
+/// (`same_as_prev` bytes) of the new event with it: the deep mark, which comes after
+/// every root-level one, or a root-level mark.
+pub(crate) fn resume_point(same_as_prev: usize, replay: &Replay) -> Option<Resume> {
     if !replay.valid {
         return None;
+    }
+    if replay.deep_valid && usize::from(replay.deep.pos) <= same_as_prev {
+        return Some(Resume::Deep);
     }
     replay.marks[..replay.marks_len]
         .iter()
         .rposition(|m| usize::from(m.pos) <= same_as_prev)
+        .map(Resume::Root)
 }
 
 impl<T: 'static> Scanner<T> {
@@ -157,18 +209,40 @@ impl<T: 'static> Scanner<T> {
         }
         self.work.walked_bytes += event.len() as u64;
         let resume = resume_point(same_as_prev, replay);
-        let from = resume.map_or(0, |k| usize::from(replay.marks[k].pos));
+        let from = match resume {
+            Some(Resume::Root(k)) => usize::from(replay.marks[k].pos),
+            Some(Resume::Deep) => usize::from(replay.deep.pos),
+            None => 0,
+        };
         let done = index.build_from(event, from) && {
             match resume {
-                Some(k) => {
+                Some(Resume::Deep) => {
+                    let deep = replay.deep;
+                    replay.marks_len = usize::from(deep.marks);
+                    replay.logged_len = usize::from(deep.logged);
+                    replay.overflow = false;
+                    self.replay(event, replay, sink);
+                    // Where the walk stood: at the value, inside the live containers.
+                    self.begin_root();
+                    self.stack = deep.stack;
+                    self.arr_mask = deep.arr_mask;
+                    self.depth = usize::from(deep.depth);
+                    self.arr_depth = usize::from(deep.arr_depth);
+                    self.kinds = deep.kinds;
+                    let pending = Some((deep.mask, deep.leaf));
+                    self.walk_members(event, from, false, pending, index, replay, sink)
+                }
+                Some(Resume::Root(k)) => {
                     let mark = replay.marks[k];
                     replay.marks_len = k + 1;
                     replay.logged_len = usize::from(mark.logged);
                     replay.overflow = false;
+                    replay.deep_valid = false;
                     self.replay(event, replay, sink);
                     // Where the walk stood: inside the root object, past a `,`.
                     self.enter_root_object();
-                    self.walk_members(event, skip_ws(event, from), false, index, replay, sink)
+                    let i = skip_ws(event, from);
+                    self.walk_members(event, i, false, None, index, replay, sink)
                 }
                 None => {
                     replay.clear();
@@ -220,7 +294,7 @@ impl<T: 'static> Scanner<T> {
             return false;
         }
         self.enter_root_object();
-        self.walk_members(b, skip_ws(b, i + 1), true, index, replay, sink)
+        self.walk_members(b, skip_ws(b, i + 1), true, None, index, replay, sink)
     }
 
     /// Opens the root object as a live object (as `start_value` does for `{` at the root).
@@ -231,12 +305,15 @@ impl<T: 'static> Scanner<T> {
 
     /// Walks the members of the open live objects (and the elements of the open live
     /// arrays) from `i` (at a key or an element, or at the closing `}` / `]` when `first`)
-    /// to the end of the root object.
+    /// to the end of the root object. With `pending` (the candidates of a value and the
+    /// watches ending there), `i` is at that value, its key already read.
+    #[allow(clippy::too_many_arguments)]
     fn walk_members<S: Sink<T>>(
         &mut self,
         b: &[u8],
         mut i: usize,
         mut first: bool,
+        mut pending: Option<(u64, u64)>,
         index: &Index,
         replay: &mut Replay,
         sink: &mut S,
@@ -258,7 +335,9 @@ impl<T: 'static> Scanner<T> {
                 }
             }
             first = false;
-            let (mask, leaf) = if in_array {
+            let (mask, leaf) = if let Some(found) = pending.take() {
+                found
+            } else if in_array {
                 // An element stands where its array stands.
                 (self.arr_mask[self.arr_depth - 1], 0)
             } else {
@@ -313,6 +392,7 @@ impl<T: 'static> Scanner<T> {
                     if leaf != 0 {
                         self.cur_leaf = leaf;
                         if self.leaf_streams(sink) {
+                            self.deep_mark(i, mask, leaf, replay);
                             if !self.walk_streamed(
                                 &b[i + 1..=q],
                                 index.has_backslash(i + 1, q),
@@ -372,6 +452,31 @@ impl<T: 'static> Scanner<T> {
                 None => return false,
             }
         }
+    }
+
+    /// Records the deep mark at `i`, a streamed value's first byte with candidates `mask`
+    /// and leaves `leaf`, unless a value could not be logged before it, or it is already
+    /// there (the walk resumed from it).
+    fn deep_mark(&self, i: usize, mask: u64, leaf: u64, replay: &mut Replay) {
+        if replay.overflow || i > usize::from(u16::MAX) {
+            return;
+        }
+        if replay.deep_valid && usize::from(replay.deep.pos) == i {
+            return;
+        }
+        replay.deep = Deep {
+            pos: i as u16,
+            logged: replay.logged_len as u8,
+            marks: replay.marks_len as u8,
+            mask,
+            leaf,
+            stack: self.stack,
+            arr_mask: self.arr_mask,
+            depth: self.depth as u8,
+            arr_depth: self.arr_depth as u8,
+            kinds: self.kinds,
+        };
+        replay.deep_valid = true;
     }
 
     /// Streams a watched string whose leaves stream (`string`: its contents and the
@@ -476,6 +581,14 @@ mod tests {
             path: &["blob"],
             target: 5,
         },
+        Watch {
+            path: &["choices", "delta", "text"],
+            target: 6,
+        },
+        Watch {
+            path: &["choices", "delta", "kind"],
+            target: 7,
+        },
     ];
 
     #[derive(Default, Debug, PartialEq)]
@@ -486,7 +599,8 @@ mod tests {
         streaming: Vec<u8>,
     }
 
-    /// Records what it is told; `streams` the `blob` target, as Bedrock's inner events are.
+    /// Records what it is told; `streams` the `blob` target, as Bedrock's inner events are,
+    /// and `choices[].delta.text`, as generated text is.
     impl Sink<u8> for Found {
         fn value(&mut self, target: &u8, value: Scalar<'_>) {
             self.values.push((*target, format!("{value:?}")));
@@ -495,7 +609,7 @@ mod tests {
             self.docs += 1;
         }
         fn streams(&self, target: &u8) -> bool {
-            *target == 5
+            matches!(*target, 5 | 6)
         }
         fn string_start(&mut self, _target: &u8) {
             self.streaming.clear();
@@ -688,8 +802,14 @@ mod tests {
         let models = ["\"gpt-4o\"", "\"gpt-4o-mini\"", "null", "\"m\\\"x\""];
         let mut replay = Replay::default();
         let mut prev: Vec<u8> = Vec::new();
-        let (mut events, mut resumed) = (0, 0);
+        let (mut events, mut resumed, mut deep) = (0, 0, 0);
+        // The envelope changes now and then, as between streams.
+        let (mut id, mut created) = (ids[0], 1000);
         for round in 0..20_000 {
+            if r.below(4) == 0 {
+                id = r.pick(&ids);
+                created = 1000 + r.below(2);
+            }
             let usage = match r.below(4) {
                 0 => "null".to_owned(),
                 1 => format!(
@@ -700,13 +820,31 @@ mod tests {
                 2 => r#"{"details":{"cached":3},"prompt_tokens":1}"#.to_owned(),
                 _ => r#"[1,{"prompt_tokens":2}]"#.to_owned(),
             };
-            let ws = r.pick(&["", "", " "]);
+            let ws = r.pick(&["", "", "", "", " "]);
+            // The delta: unwatched text, streamed text (the deep mark) with a watched
+            // value before or after it, another kind of value where the text stood, two
+            // choices.
+            let text = r.pick(STRINGS);
+            let delta = match r.below(8) {
+                0 => format!(r#"{{"content":"{text}"}}"#),
+                1 | 2 => format!(r#"{{"text":"{text}"}}"#),
+                3 => format!(r#"{{"kind":"{}","text":"{text}"}}"#, r.pick(&["a", "b"])),
+                4 => format!(r#"{{"text":"{text}","kind":{}}}"#, r.below(3)),
+                5 => format!(
+                    r#"{{"text":{}}}"#,
+                    r.pick(&["7", "null", "{\"kind\":1}", "[\"x\"]"])
+                ),
+                6 => format!(
+                    r#"{{"text":"{text}"}}}},{{"delta":{{"text":"{}"}}"#,
+                    r.pick(STRINGS)
+                ),
+                _ => format!(r#"{{"text":"{text}"{ws}}}"#),
+            };
             let mut e = format!(
-                r#"{{"id":{},"object":"chunk",{ws}"model":{},"created":{},"choices":[{{"delta":{{"content":"{}"}}}}],"usage":{usage}}}"#,
-                r.pick(&ids),
+                r#"{{"id":{},"object":"chunk",{ws}"model":{},"created":{},"choices":[{{"delta":{delta}}}],"usage":{usage}}}"#,
+                id,
                 r.pick(&models[..if round % 5 == 0 { 4 } else { 2 }]),
-                1000 + r.below(2),
-                r.pick(STRINGS),
+                created,
             )
             .into_bytes();
             if round % 7 == 3 {
@@ -714,19 +852,15 @@ mod tests {
                 e[at] = b"{}[]\",: x"[r.below(9)];
             }
             let reference = streamed(&e);
-            let resume = resume_point(common_prefix(&e, &prev, usize::MAX), &replay).is_some();
+            let same = common_prefix(&e, &prev, usize::MAX);
+            let resume = resume_point(same, &replay);
             let mut s = Scanner::new(WATCHES, false, false);
             let mut f = Found::default();
-            let done = s.scan_whole(
-                &e,
-                common_prefix(&e, &prev, usize::MAX),
-                &mut ix,
-                &mut replay,
-                &mut f,
-            );
+            let done = s.scan_whole(&e, same, &mut ix, &mut replay, &mut f);
             if done {
                 events += 1;
-                resumed += usize::from(resume);
+                resumed += usize::from(resume.is_some());
+                deep += usize::from(resume == Some(Resume::Deep));
                 assert_eq!(
                     Some(&f.values),
                     reference.as_ref(),
@@ -739,6 +873,7 @@ mod tests {
         }
         assert!(events > 12_000, "walked {events}");
         assert!(resumed > events / 5, "resumed {resumed} of {events}");
+        assert!(deep > events / 20, "resumed at the text {deep} of {events}");
     }
 
     #[test]

@@ -26,7 +26,13 @@ fn ty(t: &ValType) -> Option<Ty> {
 
 impl Compiled {
     pub(crate) fn new(wasm: &[u8]) -> Result<Compiled, HostError> {
-        let engine = Engine::new(&Config::new()).map_err(|e| HostError::Load(e.to_string()))?;
+        let mut config = Config::new();
+        // For profiling the filter (`benches/README.md`): with this variable set, the JIT
+        // code's functions are named in `/tmp/perf-<pid>.map`, which `perf report` reads.
+        if std::env::var_os("LLM_USAGE_WASMTIME_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
+        let engine = Engine::new(&config).map_err(|e| HostError::Load(e.to_string()))?;
         let module = Module::new(&engine, wasm).map_err(|e| HostError::Load(e.to_string()))?;
         Ok(Compiled { engine, module })
     }
