@@ -30,8 +30,10 @@
 //!
 //! In a content chunk the bytes differ first inside the text (`choices[0].delta.content`,
 //! Anthropic's `delta.text`), a few keys below the last root-level mark: `choices`,
-//! `index`, `delta`, `content` were matched again in every event, about a fifth of an
-//! OpenAI chunk's walk. So the walk also keeps one *deep* mark, at the first value it
+//! `index`, `delta`, `content` were matched again in every event (Anthropic: `delta`,
+//! `type`, `text`), with the indexing and bracket handling that go with them: 29% of an
+//! OpenAI chunk's instructions, 37% of an Anthropic delta's (issue 20 step 9,
+//! `benches/README.md`). So the walk also keeps one *deep* mark, at the first value it
 //! streams (a watched string whose leaves stream: generated text), with what it needs to
 //! stand there again: the live containers (their masks and kinds) and the candidates of
 //! the value (`Deep`). Its position is the value's first byte, where the walk is outside
