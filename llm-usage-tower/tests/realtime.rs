@@ -16,8 +16,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{irregular_chunks, prom_sum, Events, HANG};
+use common::{irregular_chunks, Events, HANG};
 use http::Uri;
+use llm_usage_testkit::prom_sum;
 use llm_usage_tower::realtime::Session;
 use llm_usage_tower::{LlmUsageLayer, Outcome, UsageEvent, UsageRecord};
 use metrics_exporter_prometheus::PrometheusHandle;
