@@ -473,14 +473,16 @@ static ANTHROPIC_MOONSHOT: Dialect = Dialect {
     end: END_ON_ONE,
 };
 
-const GEMINI_RESPONSE: &[Watch<Target>] = &[
-    w(&["modelVersion"], ResponseModel),
+/// What the Gemini API's responses and Gemini Live's turns both carry in `usageMetadata`:
+/// the prompt (with the tool-use prompt), thoughts (part of the output), total, cache
+/// reads, and the prompt's per-modality breakdown (not the cache and tool-use-prompt
+/// breakdowns: parts of the prompt's, which would count twice).
+const GEMINI_USAGE: &[Watch<Target>] = &[
     w(&["usageMetadata", "promptTokenCount"], Slot(Input, 0)),
     w(
         &["usageMetadata", "toolUsePromptTokenCount"],
         Slot(Input, 1),
     ),
-    w(&["usageMetadata", "candidatesTokenCount"], Slot(Output, 0)),
     w(&["usageMetadata", "thoughtsTokenCount"], Slot(Output, 1)),
     w(&["usageMetadata", "thoughtsTokenCount"], Slot(Reasoning, 0)),
     w(&["usageMetadata", "totalTokenCount"], Slot(Total, 0)),
@@ -488,8 +490,6 @@ const GEMINI_RESPONSE: &[Watch<Target>] = &[
         &["usageMetadata", "cachedContentTokenCount"],
         Slot(Cached, 0),
     ),
-    // Per-modality breakdowns of the prompt and of the candidates (not the cache and
-    // tool-use-prompt breakdowns: parts of the prompt's, which would count twice).
     w(
         &["usageMetadata", "promptTokensDetails", "modality"],
         Modality(ModalityList::Input),
@@ -498,21 +498,30 @@ const GEMINI_RESPONSE: &[Watch<Target>] = &[
         &["usageMetadata", "promptTokensDetails", "tokenCount"],
         ModalityCount(ModalityList::Input),
     ),
-    w(
-        &["usageMetadata", "candidatesTokensDetails", "modality"],
-        Modality(ModalityList::Output),
-    ),
-    w(
-        &["usageMetadata", "candidatesTokensDetails", "tokenCount"],
-        ModalityCount(ModalityList::Output),
-    ),
-    // The Gemini API's tier; Vertex's `ON_DEMAND` / `PROVISIONED_THROUGHPUT`.
-    w(&["usageMetadata", "serviceTier"], ServiceTier),
-    w(&["usageMetadata", "trafficType"], ServiceTier),
-    // Generated text (thoughts included).
-    w(&["candidates", "content", "parts", "text"], Text),
-    // The last chunk gives each candidate its finish reason.
-    w(&["candidates", "finishReason"], End(EndIf::IsNot(""), 0)),
+];
+
+const GEMINI_RESPONSE: &[Watch<Target>] = joined![
+    &[w(&["modelVersion"], ResponseModel)],
+    GEMINI_USAGE,
+    &[
+        // The candidates' output and its per-modality breakdown.
+        w(&["usageMetadata", "candidatesTokenCount"], Slot(Output, 0)),
+        w(
+            &["usageMetadata", "candidatesTokensDetails", "modality"],
+            Modality(ModalityList::Output),
+        ),
+        w(
+            &["usageMetadata", "candidatesTokensDetails", "tokenCount"],
+            ModalityCount(ModalityList::Output),
+        ),
+        // The Gemini API's tier; Vertex's `ON_DEMAND` / `PROVISIONED_THROUGHPUT`.
+        w(&["usageMetadata", "serviceTier"], ServiceTier),
+        w(&["usageMetadata", "trafficType"], ServiceTier),
+        // Generated text (thoughts included).
+        w(&["candidates", "content", "parts", "text"], Text),
+        // The last chunk gives each candidate its finish reason.
+        w(&["candidates", "finishReason"], End(EndIf::IsNot(""), 0)),
+    ],
 ];
 
 const GEMINI_FIELDS: Dialect = Dialect {
@@ -824,37 +833,20 @@ static OPENAI_REALTIME: Dialect = Dialect {
 static GEMINI_LIVE: Dialect = Dialect {
     name: "gemini-live",
     request: &[w(&["setup", "model"], RequestModel)],
-    response: &[
-        w(&["usageMetadata", "promptTokenCount"], Slot(Input, 0)),
-        w(
-            &["usageMetadata", "toolUsePromptTokenCount"],
-            Slot(Input, 1),
-        ),
-        w(&["usageMetadata", "responseTokenCount"], Slot(Output, 0)),
-        w(&["usageMetadata", "thoughtsTokenCount"], Slot(Output, 1)),
-        w(&["usageMetadata", "thoughtsTokenCount"], Slot(Reasoning, 0)),
-        w(&["usageMetadata", "totalTokenCount"], Slot(Total, 0)),
-        w(
-            &["usageMetadata", "cachedContentTokenCount"],
-            Slot(Cached, 0),
-        ),
-        w(
-            &["usageMetadata", "promptTokensDetails", "modality"],
-            Modality(ModalityList::Input),
-        ),
-        w(
-            &["usageMetadata", "promptTokensDetails", "tokenCount"],
-            ModalityCount(ModalityList::Input),
-        ),
-        w(
-            &["usageMetadata", "responseTokensDetails", "modality"],
-            Modality(ModalityList::Output),
-        ),
-        w(
-            &["usageMetadata", "responseTokensDetails", "tokenCount"],
-            ModalityCount(ModalityList::Output),
-        ),
-        w(&["serverContent", "turnComplete"], End(EndIf::True, 0)),
+    response: joined![
+        GEMINI_USAGE,
+        &[
+            w(&["usageMetadata", "responseTokenCount"], Slot(Output, 0)),
+            w(
+                &["usageMetadata", "responseTokensDetails", "modality"],
+                Modality(ModalityList::Output),
+            ),
+            w(
+                &["usageMetadata", "responseTokensDetails", "tokenCount"],
+                ModalityCount(ModalityList::Output),
+            ),
+            w(&["serverContent", "turnComplete"], End(EndIf::True, 0)),
+        ],
     ],
     inner: &[],
     headers: &[],
