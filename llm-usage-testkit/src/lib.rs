@@ -1,6 +1,7 @@
 //! Test support shared by the adapters' integration tests (`llm-usage-tower`,
-//! `llm-usage-reqwest`): the recorded exchanges of `testdata/fixtures` and the records they
-//! expect, a `tracing` layer that captures spans, and sums over Prometheus text.
+//! `llm-usage-reqwest`) and the wasm filter's test host: the recorded exchanges of
+//! `testdata/fixtures` and the records they expect, the sessions of `testdata/realtime`, a
+//! `tracing` layer that captures spans, and sums over Prometheus text.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -167,7 +168,8 @@ impl Fixture {
 }
 
 /// The record an expected record (`Fixture::expected`) describes, from the fixture alone:
-/// the figures the price tables use.
+/// the figures the price tables use. (Field by field: `UsageRecord` is
+/// `#[non_exhaustive]`.)
 pub fn record_of(e: &serde_json::Value) -> UsageRecord {
     let n = |k: &str| e[k].as_u64();
     let mut r = UsageRecord::default();
@@ -177,6 +179,7 @@ pub fn record_of(e: &serde_json::Value) -> UsageRecord {
     r.total_tokens = n("total_tokens");
     r.cached_input_tokens = n("cached_input_tokens");
     r.cache_creation_input_tokens = n("cache_creation_input_tokens");
+    r.cache_creation_5m_input_tokens = n("cache_creation_5m_input_tokens");
     r.cache_creation_1h_input_tokens = n("cache_creation_1h_input_tokens");
     r.reasoning_tokens = n("reasoning_tokens");
     r.input_audio_tokens = n("input_audio_tokens");
@@ -184,7 +187,37 @@ pub fn record_of(e: &serde_json::Value) -> UsageRecord {
     r.output_audio_tokens = n("output_audio_tokens");
     r.output_image_tokens = n("output_image_tokens");
     r.web_search_requests = n("web_search_requests");
+    r.web_fetch_requests = n("web_fetch_requests");
     r
+}
+
+/// One recorded realtime session of `testdata/realtime`: its `case.json`, the client's
+/// WebSocket bytes and the server's.
+pub struct RealtimeSession {
+    pub name: String,
+    pub case: serde_json::Value,
+    pub client: Vec<u8>,
+    pub server: Vec<u8>,
+}
+
+/// Every recorded realtime session, sorted by name.
+pub fn realtime_sessions() -> Vec<RealtimeSession> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/realtime");
+    let mut dirs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("case.json").exists())
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 5);
+    dirs.iter()
+        .map(|d| RealtimeSession {
+            name: d.file_name().unwrap().to_string_lossy().into_owned(),
+            case: serde_json::from_slice(&std::fs::read(d.join("case.json")).unwrap()).unwrap(),
+            client: std::fs::read(d.join("client.bin")).unwrap(),
+            server: std::fs::read(d.join("server.bin")).unwrap(),
+        })
+        .collect()
 }
 
 /// Sums the samples of `name` whose labels include every pair of `labels`, in Prometheus
