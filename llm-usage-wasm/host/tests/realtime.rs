@@ -40,6 +40,28 @@ fn sum(text: &str, name: &str) -> u64 {
 
 /// Plays a session in chunks of `chunk` bytes, a client chunk then a server chunk;
 /// returns the Prometheus text.
+/// The counters of a session played through the filter (`text`, the asm profile's
+/// statistics): its responses' prompt, completion and cached tokens, and one request
+/// whatever its responses (when it is LLM traffic at all: the unreadable session never
+/// names a model).
+fn assert_counters(s: &RealtimeSession, text: &str, ctx: &str) {
+    let records = s.case["expect_records"].as_array().unwrap();
+    let want = |k: &str| -> u64 { records.iter().filter_map(|r| r[k].as_u64()).sum() };
+    for (counter, field) in [
+        ("asm_llm_proxy_prompt_tokens", "input_tokens"),
+        ("asm_llm_proxy_completion_tokens", "output_tokens"),
+        ("asm_llm_proxy_cached_tokens", "cached_input_tokens"),
+    ] {
+        assert_eq!(sum(text, counter), want(field), "{ctx}: {counter}\n{text}");
+    }
+    let sessions = u64::from(s.case["expect_rest"]["model"].is_string());
+    assert_eq!(
+        sum(text, "asm_llm_proxy_requests"),
+        sessions,
+        "{ctx}\n{text}"
+    );
+}
+
 fn play(s: &RealtimeSession, chunk: usize) -> String {
     let mut req = vec![
         (":method".to_owned(), "GET".to_owned()),
@@ -98,34 +120,9 @@ fn play_heads(
 #[test]
 fn each_response_of_a_session_is_counted_once() {
     for s in realtime_sessions() {
-        let records = s.case["expect_records"].as_array().unwrap();
-        let want = |k: &str| -> u64 { records.iter().filter_map(|r| r[k].as_u64()).sum() };
         for chunk in [usize::MAX, 1, 7, 100] {
             let text = play(&s, chunk);
-            let ctx = format!("{} in chunks of {chunk}", s.name);
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_prompt_tokens"),
-                want("input_tokens"),
-                "{ctx}\n{text}"
-            );
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_completion_tokens"),
-                want("output_tokens"),
-                "{ctx}\n{text}"
-            );
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_cached_tokens"),
-                want("cached_input_tokens"),
-                "{ctx}\n{text}"
-            );
-            // The session is one request, whatever its responses (when it is LLM
-            // traffic at all: the unreadable session never names a model).
-            let sessions = u64::from(s.case["expect_rest"]["model"].is_string());
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_requests"),
-                sessions,
-                "{ctx}\n{text}"
-            );
+            assert_counters(&s, &text, &format!("{} in chunks of {chunk}", s.name));
         }
     }
 }
@@ -175,27 +172,10 @@ fn an_http2_websocket_as_envoy_presents_it() {
             ("upgrade", "websocket"),
             ("connection", "Upgrade"),
         ]));
-        let records = s.case["expect_records"].as_array().unwrap();
-        let want = |k: &str| -> u64 { records.iter().filter_map(|r| r[k].as_u64()).sum() };
         for chunk in [usize::MAX, 1, 13] {
             let text = play_heads(&s, &req, &resp, chunk);
             let ctx = format!("{} over HTTP/2 in chunks of {chunk}", s.name);
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_prompt_tokens"),
-                want("input_tokens"),
-                "{ctx}\n{text}"
-            );
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_completion_tokens"),
-                want("output_tokens"),
-                "{ctx}\n{text}"
-            );
-            let sessions = u64::from(s.case["expect_rest"]["model"].is_string());
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_requests"),
-                sessions,
-                "{ctx}\n{text}"
-            );
+            assert_counters(&s, &text, &ctx);
         }
     }
 }
