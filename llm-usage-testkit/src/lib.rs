@@ -3,10 +3,11 @@
 //! `testdata/fixtures` and the records they expect, the sessions of `testdata/realtime`, a
 //! `tracing` layer that captures spans, and sums over Prometheus text.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use bytes::{Buf, Bytes};
 use llm_usage_core::UsageRecord;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -329,3 +330,50 @@ pub const PARTS: [(&str, &str, &str); 5] = [
         "asm_llm_proxy_cache_creation_1h_tokens",
     ),
 ];
+
+/// A `Buf` made of many segments, like a rope (a body's data type whose chunks are not
+/// the whole of it).
+pub struct Rope(pub VecDeque<Bytes>);
+
+impl Rope {
+    /// `data` cut into `n` segments of (nearly) equal length.
+    pub fn split(data: &[u8], n: usize) -> Rope {
+        let size = data.len().div_ceil(n).max(1);
+        Rope(data.chunks(size).map(Bytes::copy_from_slice).collect())
+    }
+}
+
+impl Buf for Rope {
+    fn remaining(&self) -> usize {
+        self.0.iter().map(|b| b.len()).sum()
+    }
+    fn chunk(&self) -> &[u8] {
+        self.0.front().map(|b| &b[..]).unwrap_or(&[])
+    }
+    fn advance(&mut self, mut cnt: usize) {
+        while cnt > 0 {
+            let front = self.0.front_mut().expect("advance past the end");
+            let n = cnt.min(front.len());
+            front.advance(n);
+            cnt -= n;
+            if front.is_empty() {
+                self.0.pop_front();
+            }
+        }
+    }
+    fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (d, b) in dst.iter_mut().zip(self.0.iter()) {
+            *d = std::io::IoSlice::new(b);
+            n += 1;
+        }
+        n
+    }
+}
+
+/// The tower layer hands on bytes it made (with injection) as the body's own data type.
+impl From<Bytes> for Rope {
+    fn from(b: Bytes) -> Rope {
+        Rope([b].into())
+    }
+}

@@ -13,7 +13,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame};
 use llm_usage_tower::UsageEvent;
 
-pub use llm_usage_testkit::Fixture;
+pub use llm_usage_testkit::{Fixture, Rope};
 
 /// What this crate's tests read of a fixture: its headers as a `HeaderMap`, and its
 /// expected figures as this build of the layer gives them (with the `bpe` feature the
@@ -165,52 +165,6 @@ impl Events {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.all()
-    }
-}
-
-/// A `Buf` made of many segments, like a rope.
-pub struct Rope(pub VecDeque<Bytes>);
-
-impl Rope {
-    /// `data` cut into `n` segments of (nearly) equal length.
-    pub fn split(data: &[u8], n: usize) -> Rope {
-        let size = data.len().div_ceil(n).max(1);
-        Rope(data.chunks(size).map(Bytes::copy_from_slice).collect())
-    }
-}
-
-impl bytes::Buf for Rope {
-    fn remaining(&self) -> usize {
-        self.0.iter().map(|b| b.len()).sum()
-    }
-    fn chunk(&self) -> &[u8] {
-        self.0.front().map(|b| &b[..]).unwrap_or(&[])
-    }
-    fn advance(&mut self, mut cnt: usize) {
-        while cnt > 0 {
-            let front = self.0.front_mut().expect("advance past the end");
-            let n = cnt.min(front.len());
-            front.advance(n);
-            cnt -= n;
-            if front.is_empty() {
-                self.0.pop_front();
-            }
-        }
-    }
-    fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
-        let mut n = 0;
-        for (d, b) in dst.iter_mut().zip(self.0.iter()) {
-            *d = std::io::IoSlice::new(b);
-            n += 1;
-        }
-        n
-    }
-}
-
-/// The layer hands on bytes it made (with injection) as the body's own data type.
-impl From<Bytes> for Rope {
-    fn from(b: Bytes) -> Rope {
-        Rope([b].into())
     }
 }
 
