@@ -363,6 +363,83 @@ static OPENAI_IMAGES: Dialect = Dialect {
     end: END_ON_ONE,
 };
 
+/// Watch lists joined at compile time into one table (`N`: their total length), for
+/// tables that share rows.
+const fn concat<const N: usize>(parts: &[&[Watch<Target>]]) -> [Watch<Target>; N] {
+    let mut out = [w(&[], Stream); N];
+    let mut n = 0;
+    let mut p = 0;
+    while p < parts.len() {
+        let mut i = 0;
+        while i < parts[p].len() {
+            out[n] = parts[p][i];
+            n += 1;
+            i += 1;
+        }
+        p += 1;
+    }
+    assert!(n == N, "N is the parts' total length");
+    out
+}
+
+/// `concat` with `N` counted: `joined![A, B]` is a `&'static` table of `A`'s rows, then `B`'s.
+macro_rules! joined {
+    ($($part:expr),+ $(,)?) => {
+        &concat::<{ 0 $(+ $part.len())+ }>(&[$($part),+])
+    };
+}
+
+/// What Anthropic's and Moonshot's Messages streams both read at the root: the message
+/// not streamed and the cumulative `message_delta` (its usage counts cache reads and
+/// writes apart from `input_tokens`, so they are input too), the end mark, the text.
+const ANTHROPIC_ROOT: &[Watch<Target>] = &[
+    w(&["model"], ResponseModel),
+    w(&["usage", "input_tokens"], Slot(Input, 0)),
+    w(&["usage", "cache_read_input_tokens"], Slot(Input, 1)),
+    w(&["usage", "cache_read_input_tokens"], Slot(Cached, 0)),
+    w(&["usage", "cache_creation_input_tokens"], Slot(Input, 2)),
+    w(
+        &["usage", "cache_creation_input_tokens"],
+        Slot(CacheCreation, 0),
+    ),
+    // The final figure: `message_delta` (stream) or the message (not streamed).
+    w(&["usage", "output_tokens"], Slot(Output, 0)),
+    w(&["type"], End(EndIf::Is("message_stop"), 0)),
+    // `content_block_delta`: text, thinking, tool input.
+    w(&["delta", "text"], Text),
+    w(&["delta", "thinking"], Text),
+    w(&["delta", "partial_json"], Text),
+];
+
+/// What both read of `message_start.message`: the model, the input, the cache reads and
+/// writes (as input or not: see each table).
+const ANTHROPIC_MESSAGE_START: &[Watch<Target>] = &[
+    w(&["message", "model"], ResponseModel),
+    w(&["message", "usage", "input_tokens"], Slot(Input, 0)),
+    w(
+        &["message", "usage", "cache_read_input_tokens"],
+        Slot(Cached, 0),
+    ),
+    w(
+        &["message", "usage", "cache_creation_input_tokens"],
+        Slot(CacheCreation, 0),
+    ),
+];
+
+/// What only Anthropic's table reads: the figures Moonshot's does not (thinking, the cache
+/// writes' lifetimes, server tools, service tier), at the root and in `message_start`;
+/// and `message_start`'s cache reads and writes as input, as at the root.
+const ANTHROPIC_ONLY: &[Watch<Target>] = root_and_under!["message";
+    ["usage", "output_tokens_details", "thinking_tokens"] => Slot(Reasoning, 0),
+    ["usage", "cache_creation", "ephemeral_5m_input_tokens"] => Slot(CacheCreation5m, 0),
+    ["usage", "cache_creation", "ephemeral_1h_input_tokens"] => Slot(CacheCreation1h, 0),
+    ["usage", "server_tool_use", "web_search_requests"] => Slot(WebSearch, 0),
+    ["usage", "server_tool_use", "web_fetch_requests"] => Slot(WebFetch, 0),
+    ["usage", "service_tier"] => ServiceTier;
+    w(&["message", "usage", "cache_read_input_tokens"], Slot(Input, 1)),
+    w(&["message", "usage", "cache_creation_input_tokens"], Slot(Input, 2)),
+];
+
 /// Anthropic Messages: the message (non-stream), `message_start.message`, and the
 /// cumulative `message_delta.usage`. The `output_tokens` of `message_start` is
 /// provisional (documented as such): it is not read, so a stream that never reaches its
@@ -370,27 +447,7 @@ static OPENAI_IMAGES: Dialect = Dialect {
 static ANTHROPIC: Dialect = Dialect {
     name: "anthropic-messages",
     request: MODEL_AND_STREAM,
-    response: root_and_under!["message";
-        ["model"] => ResponseModel,
-        ["usage", "input_tokens"] => Slot(Input, 0),
-        ["usage", "cache_read_input_tokens"] => Slot(Input, 1),
-        ["usage", "cache_read_input_tokens"] => Slot(Cached, 0),
-        ["usage", "cache_creation_input_tokens"] => Slot(Input, 2),
-        ["usage", "cache_creation_input_tokens"] => Slot(CacheCreation, 0),
-        ["usage", "output_tokens_details", "thinking_tokens"] => Slot(Reasoning, 0),
-        ["usage", "cache_creation", "ephemeral_5m_input_tokens"] => Slot(CacheCreation5m, 0),
-        ["usage", "cache_creation", "ephemeral_1h_input_tokens"] => Slot(CacheCreation1h, 0),
-        ["usage", "server_tool_use", "web_search_requests"] => Slot(WebSearch, 0),
-        ["usage", "server_tool_use", "web_fetch_requests"] => Slot(WebFetch, 0),
-        ["usage", "service_tier"] => ServiceTier;
-        // The final figure: `message_delta` (stream) or the message (not streamed).
-        w(&["usage", "output_tokens"], Slot(Output, 0)),
-        w(&["type"], End(EndIf::Is("message_stop"), 0)),
-        // `content_block_delta`: text, thinking, tool input.
-        w(&["delta", "text"], Text),
-        w(&["delta", "thinking"], Text),
-        w(&["delta", "partial_json"], Text),
-    ],
+    response: joined![ANTHROPIC_ROOT, ANTHROPIC_MESSAGE_START, ANTHROPIC_ONLY],
     inner: &[],
     headers: &[],
     combine: SUM_IN_OUT,
@@ -403,35 +460,10 @@ static ANTHROPIC: Dialect = Dialect {
 /// cached tokens inside `input_tokens` while its `message_delta` (and a message not
 /// streamed) counts them apart as Anthropic does: so `message_start`'s cache reads are
 /// only the cached part, not more input, and a stream cut before `message_delta` does
-/// not count them twice. The rest is Anthropic's table.
+/// not count them twice. The rest is Anthropic's table, without [`ANTHROPIC_ONLY`].
 static ANTHROPIC_MOONSHOT: Dialect = Dialect {
     name: "anthropic-messages",
-    response: &[
-        w(&["message", "model"], ResponseModel),
-        w(&["message", "usage", "input_tokens"], Slot(Input, 0)),
-        w(
-            &["message", "usage", "cache_read_input_tokens"],
-            Slot(Cached, 0),
-        ),
-        w(
-            &["message", "usage", "cache_creation_input_tokens"],
-            Slot(CacheCreation, 0),
-        ),
-        w(&["model"], ResponseModel),
-        w(&["usage", "input_tokens"], Slot(Input, 0)),
-        w(&["usage", "cache_read_input_tokens"], Slot(Input, 1)),
-        w(&["usage", "cache_read_input_tokens"], Slot(Cached, 0)),
-        w(&["usage", "cache_creation_input_tokens"], Slot(Input, 2)),
-        w(
-            &["usage", "cache_creation_input_tokens"],
-            Slot(CacheCreation, 0),
-        ),
-        w(&["usage", "output_tokens"], Slot(Output, 0)),
-        w(&["type"], End(EndIf::Is("message_stop"), 0)),
-        w(&["delta", "text"], Text),
-        w(&["delta", "thinking"], Text),
-        w(&["delta", "partial_json"], Text),
-    ],
+    response: joined![ANTHROPIC_MESSAGE_START, ANTHROPIC_ROOT],
     request: MODEL_AND_STREAM,
     inner: &[],
     headers: &[],
@@ -441,14 +473,16 @@ static ANTHROPIC_MOONSHOT: Dialect = Dialect {
     end: END_ON_ONE,
 };
 
-const GEMINI_RESPONSE: &[Watch<Target>] = &[
-    w(&["modelVersion"], ResponseModel),
+/// What the Gemini API's responses and Gemini Live's turns both carry in `usageMetadata`:
+/// the prompt (with the tool-use prompt), thoughts (part of the output), total, cache
+/// reads, and the prompt's per-modality breakdown (not the cache and tool-use-prompt
+/// breakdowns: parts of the prompt's, which would count twice).
+const GEMINI_USAGE: &[Watch<Target>] = &[
     w(&["usageMetadata", "promptTokenCount"], Slot(Input, 0)),
     w(
         &["usageMetadata", "toolUsePromptTokenCount"],
         Slot(Input, 1),
     ),
-    w(&["usageMetadata", "candidatesTokenCount"], Slot(Output, 0)),
     w(&["usageMetadata", "thoughtsTokenCount"], Slot(Output, 1)),
     w(&["usageMetadata", "thoughtsTokenCount"], Slot(Reasoning, 0)),
     w(&["usageMetadata", "totalTokenCount"], Slot(Total, 0)),
@@ -456,8 +490,6 @@ const GEMINI_RESPONSE: &[Watch<Target>] = &[
         &["usageMetadata", "cachedContentTokenCount"],
         Slot(Cached, 0),
     ),
-    // Per-modality breakdowns of the prompt and of the candidates (not the cache and
-    // tool-use-prompt breakdowns: parts of the prompt's, which would count twice).
     w(
         &["usageMetadata", "promptTokensDetails", "modality"],
         Modality(ModalityList::Input),
@@ -466,21 +498,30 @@ const GEMINI_RESPONSE: &[Watch<Target>] = &[
         &["usageMetadata", "promptTokensDetails", "tokenCount"],
         ModalityCount(ModalityList::Input),
     ),
-    w(
-        &["usageMetadata", "candidatesTokensDetails", "modality"],
-        Modality(ModalityList::Output),
-    ),
-    w(
-        &["usageMetadata", "candidatesTokensDetails", "tokenCount"],
-        ModalityCount(ModalityList::Output),
-    ),
-    // The Gemini API's tier; Vertex's `ON_DEMAND` / `PROVISIONED_THROUGHPUT`.
-    w(&["usageMetadata", "serviceTier"], ServiceTier),
-    w(&["usageMetadata", "trafficType"], ServiceTier),
-    // Generated text (thoughts included).
-    w(&["candidates", "content", "parts", "text"], Text),
-    // The last chunk gives each candidate its finish reason.
-    w(&["candidates", "finishReason"], End(EndIf::IsNot(""), 0)),
+];
+
+const GEMINI_RESPONSE: &[Watch<Target>] = joined![
+    &[w(&["modelVersion"], ResponseModel)],
+    GEMINI_USAGE,
+    &[
+        // The candidates' output and its per-modality breakdown.
+        w(&["usageMetadata", "candidatesTokenCount"], Slot(Output, 0)),
+        w(
+            &["usageMetadata", "candidatesTokensDetails", "modality"],
+            Modality(ModalityList::Output),
+        ),
+        w(
+            &["usageMetadata", "candidatesTokensDetails", "tokenCount"],
+            ModalityCount(ModalityList::Output),
+        ),
+        // The Gemini API's tier; Vertex's `ON_DEMAND` / `PROVISIONED_THROUGHPUT`.
+        w(&["usageMetadata", "serviceTier"], ServiceTier),
+        w(&["usageMetadata", "trafficType"], ServiceTier),
+        // Generated text (thoughts included).
+        w(&["candidates", "content", "parts", "text"], Text),
+        // The last chunk gives each candidate its finish reason.
+        w(&["candidates", "finishReason"], End(EndIf::IsNot(""), 0)),
+    ],
 ];
 
 const GEMINI_FIELDS: Dialect = Dialect {
@@ -792,37 +833,20 @@ static OPENAI_REALTIME: Dialect = Dialect {
 static GEMINI_LIVE: Dialect = Dialect {
     name: "gemini-live",
     request: &[w(&["setup", "model"], RequestModel)],
-    response: &[
-        w(&["usageMetadata", "promptTokenCount"], Slot(Input, 0)),
-        w(
-            &["usageMetadata", "toolUsePromptTokenCount"],
-            Slot(Input, 1),
-        ),
-        w(&["usageMetadata", "responseTokenCount"], Slot(Output, 0)),
-        w(&["usageMetadata", "thoughtsTokenCount"], Slot(Output, 1)),
-        w(&["usageMetadata", "thoughtsTokenCount"], Slot(Reasoning, 0)),
-        w(&["usageMetadata", "totalTokenCount"], Slot(Total, 0)),
-        w(
-            &["usageMetadata", "cachedContentTokenCount"],
-            Slot(Cached, 0),
-        ),
-        w(
-            &["usageMetadata", "promptTokensDetails", "modality"],
-            Modality(ModalityList::Input),
-        ),
-        w(
-            &["usageMetadata", "promptTokensDetails", "tokenCount"],
-            ModalityCount(ModalityList::Input),
-        ),
-        w(
-            &["usageMetadata", "responseTokensDetails", "modality"],
-            Modality(ModalityList::Output),
-        ),
-        w(
-            &["usageMetadata", "responseTokensDetails", "tokenCount"],
-            ModalityCount(ModalityList::Output),
-        ),
-        w(&["serverContent", "turnComplete"], End(EndIf::True, 0)),
+    response: joined![
+        GEMINI_USAGE,
+        &[
+            w(&["usageMetadata", "responseTokenCount"], Slot(Output, 0)),
+            w(
+                &["usageMetadata", "responseTokensDetails", "modality"],
+                Modality(ModalityList::Output),
+            ),
+            w(
+                &["usageMetadata", "responseTokensDetails", "tokenCount"],
+                ModalityCount(ModalityList::Output),
+            ),
+            w(&["serverContent", "turnComplete"], End(EndIf::True, 0)),
+        ],
     ],
     inner: &[],
     headers: &[],

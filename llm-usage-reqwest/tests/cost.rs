@@ -5,35 +5,19 @@
 
 mod common;
 
-use common::{client, fixture_names, request, Events, Fixture, Provider};
+use common::{client, request, Events, Fixture, Provider};
 use llm_usage_cost::{Amount, PriceTable};
 use llm_usage_reqwest::{LlmUsageMiddleware, UsageRecord};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 
 fn example_table() -> PriceTable {
-    let path = common::fixtures_dir().join("../../prices/example-2026-12.json");
+    let path = llm_usage_testkit::example_prices();
     PriceTable::from_json(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// The record a fixture expects, from its `case.json` alone.
 fn expected_record(fx: &Fixture) -> UsageRecord {
-    let e = common::expected(fx);
-    let n = |k: &str| e[k].as_u64();
-    let mut r = UsageRecord::default();
-    r.model = e["model"].as_str().map(str::to_owned);
-    r.input_tokens = n("input_tokens");
-    r.output_tokens = n("output_tokens");
-    r.total_tokens = n("total_tokens");
-    r.cached_input_tokens = n("cached_input_tokens");
-    r.cache_creation_input_tokens = n("cache_creation_input_tokens");
-    r.cache_creation_1h_input_tokens = n("cache_creation_1h_input_tokens");
-    r.reasoning_tokens = n("reasoning_tokens");
-    r.input_audio_tokens = n("input_audio_tokens");
-    r.input_image_tokens = n("input_image_tokens");
-    r.output_audio_tokens = n("output_audio_tokens");
-    r.output_image_tokens = n("output_image_tokens");
-    r.web_search_requests = n("web_search_requests");
-    r
+    llm_usage_testkit::record_of(&common::expected(fx))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +32,7 @@ async fn every_fixture_is_priced_and_counted() {
     let events = Events::default();
     let c = client(events.middleware(LlmUsageMiddleware::new().prices(example_table())));
     let (mut priced, mut misses, mut micros) = (0u64, 0u64, 0u64);
-    let names = fixture_names();
+    let names = llm_usage_testkit::fixture_names();
     for name in &names {
         let fx = Fixture::load(name);
         let res = request(&c, &provider, &fx).send().await.expect("send");

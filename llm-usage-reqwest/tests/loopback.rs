@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{as_expected, client, fixture_names, request, Events, Fixture, Provider};
+use common::{client, request, Events, Fixture, Provider};
 use futures_util::StreamExt;
 use llm_usage_reqwest::{LlmUsageMiddleware, Outcome};
 
@@ -12,7 +12,7 @@ use llm_usage_reqwest::{LlmUsageMiddleware, Outcome};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_streams_unchanged_and_gives_its_expected_record() {
     let provider = Provider::start().await;
-    let names = fixture_names();
+    let names = llm_usage_testkit::fixture_names();
     assert!(names.len() >= 50, "fixtures missing: {names:?}");
     let mut failures = Vec::new();
     for name in &names {
@@ -39,7 +39,7 @@ async fn every_fixture_streams_unchanged_and_gives_its_expected_record() {
         if ev.record.complete != want_complete {
             failures.push(format!("{name}: complete {}", ev.record.complete));
         }
-        let got = as_expected(&fx, &ev.record);
+        let got = fx.as_expected(&ev.record);
         if got != common::expected(&fx) {
             failures.push(format!("{name}: got {got}, want {}", common::expected(&fx)));
         }

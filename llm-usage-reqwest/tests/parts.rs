@@ -8,46 +8,12 @@ mod common;
 
 use common::{client, request, Events, Fixture, Provider};
 use llm_usage_reqwest::LlmUsageMiddleware;
+use llm_usage_testkit::{PARTS, PART_FIXTURES};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-
-const FIXTURES: [&str; 3] = [
-    "58-openai-chat-audio-json",
-    "60-anthropic-web-fetch-cache-split-json",
-    "61-gemini-multimodal-input-json",
-];
-
-/// The record field, its token-type label value (`otel`), its counter (`asm`).
-const PARTS: [(&str, &str, &str); 5] = [
-    (
-        "input_audio_tokens",
-        "input_audio",
-        "asm_llm_proxy_input_audio_tokens",
-    ),
-    (
-        "input_image_tokens",
-        "input_image",
-        "asm_llm_proxy_input_image_tokens",
-    ),
-    (
-        "output_audio_tokens",
-        "output_audio",
-        "asm_llm_proxy_output_audio_tokens",
-    ),
-    (
-        "cache_creation_5m_input_tokens",
-        "input_cache_write_5m",
-        "asm_llm_proxy_cache_creation_5m_tokens",
-    ),
-    (
-        "cache_creation_1h_input_tokens",
-        "input_cache_write_1h",
-        "asm_llm_proxy_cache_creation_1h_tokens",
-    ),
-];
 
 /// The sum of `field` over the fixtures' expected records.
 fn want(field: &str) -> u64 {
-    FIXTURES
+    PART_FIXTURES
         .iter()
         .filter_map(|n| common::expected(&Fixture::load(n))[field].as_u64())
         .sum()
@@ -68,13 +34,13 @@ async fn parts_of_input_and_output_are_counted_in_both_profiles() {
     ] {
         let events = Events::default();
         let c = client(events.middleware(m));
-        for name in FIXTURES {
+        for name in PART_FIXTURES {
             let fx = Fixture::load(name);
             let res = request(&c, &provider, &fx).send().await.expect("send");
             let body = res.bytes().await.expect("body");
             assert_eq!(&body[..], &fx.response[..], "{name}: body changed");
         }
-        assert_eq!(events.all().len(), FIXTURES.len());
+        assert_eq!(events.all().len(), PART_FIXTURES.len());
     }
 
     let snapshot = snapshotter.snapshot().into_vec();

@@ -9,26 +9,7 @@ mod common;
 use common::{client, request, Fixture, Provider};
 use llm_usage_reqwest::prometheus::PrometheusBuilder;
 use llm_usage_reqwest::{LlmUsageMiddleware, TimeUnit};
-
-/// Sums the samples of `name` whose labels include every pair of `labels`.
-fn prom_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let mut total = None;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let (metric, label_text) = series.split_once('{').unwrap_or((series, ""));
-        let label_text = label_text.trim_end_matches('}');
-        if metric == name
-            && labels
-                .iter()
-                .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")))
-        {
-            *total.get_or_insert(0.0) += value.parse::<f64>().expect("numeric sample");
-        }
-    }
-    total
-}
+use llm_usage_testkit::prom_sum;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn milliseconds_names_buckets_and_subset_counters() {

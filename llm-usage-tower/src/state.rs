@@ -522,41 +522,10 @@ mod tests {
         assert_eq!(buf.remaining(), 11);
     }
 
-    /// A `Buf` of many segments, like a rope.
-    pub(crate) struct Segments(pub std::collections::VecDeque<bytes::Bytes>);
-
-    impl Buf for Segments {
-        fn remaining(&self) -> usize {
-            self.0.iter().map(|b| b.len()).sum()
-        }
-        fn chunk(&self) -> &[u8] {
-            self.0.front().map(|b| &b[..]).unwrap_or(&[])
-        }
-        fn advance(&mut self, mut cnt: usize) {
-            while cnt > 0 {
-                let front = self.0.front_mut().expect("advance past the end");
-                let n = cnt.min(front.len());
-                front.advance(n);
-                cnt -= n;
-                if front.is_empty() {
-                    self.0.pop_front();
-                }
-            }
-        }
-        fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-            let mut n = 0;
-            for (d, b) in dst.iter_mut().zip(self.0.iter()) {
-                *d = IoSlice::new(b);
-                n += 1;
-            }
-            n
-        }
-    }
-
     #[test]
     fn each_chunk_shows_all_of_a_short_rope_and_nothing_of_a_long_one() {
         let seg = |n: usize| {
-            Segments(
+            llm_usage_testkit::Rope(
                 (0..n)
                     .map(|i| bytes::Bytes::from(vec![i as u8; 2]))
                     .collect(),

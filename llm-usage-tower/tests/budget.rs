@@ -11,12 +11,13 @@
 mod common;
 
 use bytes::Bytes;
-use common::{irregular_chunks, prom_sum, Events, Fixture, FramesBody};
+use common::{irregular_chunks, Events, Fixture, FixtureExt, FramesBody};
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use llm_usage_core::{Provider, UsageRecord};
 use llm_usage_cost::{Budgets, Decision, KeyFacts};
+use llm_usage_testkit::prom_sum;
 use llm_usage_tower::budget::{self, AsyncBudgetStore, MemoryStore, RedisStore};
 use llm_usage_tower::{LlmUsageLayer, RequestBody};
 use std::convert::Infallible;
@@ -673,9 +674,7 @@ async fn layer_fails_open_while_redis_is_down_then_recovers() {
 #[tokio::test]
 async fn layer_charges_cost_micros_limits_with_the_price_table() {
     let fx = Fixture::load("13-anthropic-messages-cache");
-    let table =
-        std::fs::read_to_string(common::fixtures_dir().join("../../prices/example-2026-12.json"))
-            .unwrap();
+    let table = std::fs::read_to_string(llm_usage_testkit::example_prices()).unwrap();
     let limits = r#"[{"name": "spend", "key": "header:x-api-key", "tokens": 9630, "window_s": 86400, "count": "cost_micros"}]"#;
     let budgets = Budgets::from_json(limits).unwrap();
     let store = Arc::new(MemoryStore::new());

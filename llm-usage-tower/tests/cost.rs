@@ -7,40 +7,25 @@ mod common;
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use common::{irregular_chunks, prom_sum, Events, Fixture, FramesBody};
+use common::{irregular_chunks, Events, Fixture, FixtureExt, FramesBody};
 use http::{Request, Response, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Full};
 use llm_usage_core::UsageRecord;
 use llm_usage_cost::{Amount, PriceTable, Pricing};
+use llm_usage_testkit::prom_sum;
 use llm_usage_tower::{LlmUsageLayer, MetricsConfig, RequestBody};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tower::{Layer, ServiceExt};
 
 fn example_table() -> PriceTable {
-    let path = common::fixtures_dir().join("../../prices/example-2026-12.json");
+    let path = llm_usage_testkit::example_prices();
     PriceTable::from_json(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// The record a fixture expects, from its `case.json` alone (not from the layer).
 fn expected_record(fx: &Fixture) -> UsageRecord {
-    let e = fx.expect();
-    let n = |k: &str| e[k].as_u64();
-    let mut r = UsageRecord::default();
-    r.model = e["model"].as_str().map(str::to_owned);
-    r.input_tokens = n("input_tokens");
-    r.output_tokens = n("output_tokens");
-    r.total_tokens = n("total_tokens");
-    r.cached_input_tokens = n("cached_input_tokens");
-    r.cache_creation_input_tokens = n("cache_creation_input_tokens");
-    r.cache_creation_1h_input_tokens = n("cache_creation_1h_input_tokens");
-    r.reasoning_tokens = n("reasoning_tokens");
-    r.input_audio_tokens = n("input_audio_tokens");
-    r.input_image_tokens = n("input_image_tokens");
-    r.output_audio_tokens = n("output_audio_tokens");
-    r.output_image_tokens = n("output_image_tokens");
-    r.web_search_requests = n("web_search_requests");
-    r
+    llm_usage_testkit::record_of(&fx.expect())
 }
 
 async fn through_layer(fx: &Fixture, layer: &LlmUsageLayer) {
@@ -75,13 +60,7 @@ async fn through_layer(fx: &Fixture, layer: &LlmUsageLayer) {
 #[tokio::test]
 async fn every_fixture_is_priced_as_llm_usage_cost_prices_its_figures() {
     let table = example_table();
-    let mut names: Vec<String> = std::fs::read_dir(common::fixtures_dir())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("case.json").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
+    let names = llm_usage_testkit::fixture_names();
     assert!(names.len() >= 40, "fixtures missing: {names:?}");
     for profile in ["otel", "asm"] {
         let metrics = match profile {

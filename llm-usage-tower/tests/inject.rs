@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use common::{Events, Fixture, FramesBody};
+use common::{Events, Fixture, FixtureExt, FramesBody};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
@@ -35,7 +35,7 @@ struct Case {
 
 fn case(name: &str) -> Case {
     let fx = Fixture::load(name);
-    let dir = common::fixtures_dir().join(name);
+    let dir = llm_usage_testkit::fixtures_dir().join(name);
     let up = std::fs::read(dir.join("upstream-request.json")).ok();
     Case {
         injected: up.is_some(),

@@ -12,13 +12,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{irregular_chunks, prom_sum, Events, Fixture, Rng, HANG};
+use common::{irregular_chunks, Events, Fixture, FixtureExt, Rng, HANG};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use llm_usage_testkit::prom_sum;
 use llm_usage_tower::{LlmUsageLayer, MetricsConfig, Outcome, Provider};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -633,7 +634,7 @@ async fn gateway_prices_and_limits_files() {
         r#"[{"name": "per-key", "key": "header:x-api-key", "tokens": 7716, "window_s": 3600, "count": "total"}]"#,
     )
     .unwrap();
-    let prices = common::fixtures_dir().join("../../prices/example-2026-12.json");
+    let prices = llm_usage_testkit::example_prices();
     let bad = dir.join("bad.json");
     std::fs::write(
         &bad,

@@ -11,13 +11,13 @@ mod common;
 mod gateway;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 #[cfg(feature = "http2")]
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{irregular_chunks, prom_sum, Events, HANG};
+use common::{irregular_chunks, Events, HANG};
 use http::Uri;
+use llm_usage_testkit::{prom_sum, realtime_sessions, RealtimeSession};
 use llm_usage_tower::realtime::Session;
 use llm_usage_tower::{LlmUsageLayer, Outcome, UsageEvent, UsageRecord};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -26,34 +26,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tower::{Service, ServiceExt};
 
-struct Recorded {
-    name: String,
-    case: Value,
-    client: Vec<u8>,
-    server: Vec<u8>,
-}
-
-fn recorded() -> Vec<Recorded> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/realtime");
-    let mut dirs: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("case.json").exists())
-        .collect();
-    dirs.sort();
-    assert!(dirs.len() >= 5);
-    dirs.iter()
-        .map(|d| Recorded {
-            name: d.file_name().unwrap().to_string_lossy().into_owned(),
-            case: serde_json::from_slice(&std::fs::read(d.join("case.json")).unwrap()).unwrap(),
-            client: std::fs::read(d.join("client.bin")).unwrap(),
-            server: std::fs::read(d.join("server.bin")).unwrap(),
-        })
-        .collect()
-}
-
-fn load(prefix: &str) -> Recorded {
-    recorded()
+fn load(prefix: &str) -> RealtimeSession {
+    realtime_sessions()
         .into_iter()
         .find(|r| r.name.starts_with(prefix))
         .unwrap()
@@ -99,7 +73,7 @@ struct Seen {
 /// client's frames to their end, then replays the server's frames (all of them, or the
 /// first `cut` bytes and then closes the connection).
 async fn spawn_upstream(
-    r: &Recorded,
+    r: &RealtimeSession,
     cut: Option<usize>,
 ) -> (SocketAddr, tokio::sync::oneshot::Receiver<Seen>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -155,7 +129,7 @@ struct Played {
 
 /// Plays `r` through the gateway: the client upgrades, sends its frames and reads the
 /// server's to their end. Waits for the session's last record (`realtime_response` none).
-async fn play(r: &Recorded, cut: Option<usize>) -> Played {
+async fn play(r: &RealtimeSession, cut: Option<usize>) -> Played {
     let events = Events::default();
     play_with(r, cut, LlmUsageLayer::new(), &events, true).await
 }
@@ -163,7 +137,7 @@ async fn play(r: &Recorded, cut: Option<usize>) -> Played {
 /// [`play`] with `layer` (its callback set to `events`); `records`: whether to wait for the
 /// session's last record.
 async fn play_with(
-    r: &Recorded,
+    r: &RealtimeSession,
     cut: Option<usize>,
     layer: LlmUsageLayer,
     events: &Events,
@@ -225,7 +199,7 @@ fn check(rec: &UsageRecord, want: &Value, ctx: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_of_a_proxied_session_is_one_record() {
-    for r in recorded() {
+    for r in realtime_sessions() {
         let p = play(&r, None).await;
         let ctx = r.name.as_str();
         assert!(p.head.starts_with("HTTP/1.1 101 "), "{ctx}: {}", p.head);
@@ -370,7 +344,7 @@ async fn a_cut_session_reports_what_closed_and_a_partial_rest() {
 
 /// A service answering a WebSocket upgrade request with the recorded `101` head, behind
 /// the layer; returns the session the layer put in the response.
-async fn upgraded_session(r: &Recorded, events: &Events) -> Session {
+async fn upgraded_session(r: &RealtimeSession, events: &Events) -> Session {
     let layer = LlmUsageLayer::new()
         .without_metrics()
         .on_record(events.callback());
@@ -379,7 +353,7 @@ async fn upgraded_session(r: &Recorded, events: &Events) -> Session {
 
 /// [`upgraded_session`] behind `layer`: `None` when the layer answered itself (a spent
 /// budget's `429`).
-async fn upgraded_session_with(r: &Recorded, layer: LlmUsageLayer) -> Option<Session> {
+async fn upgraded_session_with(r: &RealtimeSession, layer: LlmUsageLayer) -> Option<Session> {
     let case = r.case.clone();
     let svc = tower::service_fn(
         move |_req: http::Request<llm_usage_tower::RequestBody<String>>| {
@@ -409,7 +383,7 @@ async fn upgraded_session_with(r: &Recorded, layer: LlmUsageLayer) -> Option<Ses
 }
 
 /// Plays `r` through an IO of `session` (a client's), whole, to the server's end of file.
-async fn play_io(r: &Recorded, session: Session) {
+async fn play_io(r: &RealtimeSession, session: Session) {
     let (near, mut far) = tokio::io::duplex(1 << 16);
     let mut io = session.client_io(near);
     far.write_all(&r.server).await.unwrap();
@@ -458,7 +432,7 @@ async fn each_closed_response_is_priced_and_charged() {
 
 #[tokio::test]
 async fn observed_io_split_at_every_byte() {
-    for r in recorded() {
+    for r in realtime_sessions() {
         let ctx = r.name.as_str();
         // A client's IO this time: it writes the client's frames, reads the server's.
         let events = Events::default();
@@ -582,7 +556,7 @@ mod http2 {
     /// the WebSocket, reads the client's frames to their end, then writes the server's
     /// through `Session::server_io`. Answers the client bytes it read.
     async fn spawn_server(
-        r: &Recorded,
+        r: &RealtimeSession,
         events: &Events,
     ) -> (SocketAddr, tokio::sync::oneshot::Receiver<Vec<u8>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -640,7 +614,7 @@ mod http2 {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_http2_websocket_is_a_session_like_an_upgrade() {
-        for r in recorded() {
+        for r in realtime_sessions() {
             let ctx = r.name.as_str();
             let events = Events::default();
             let (addr, seen) = spawn_server(&r, &events).await;

@@ -3,61 +3,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
 use bytes::Bytes;
-use common::Fixture;
+use common::{Fixture, FixtureExt};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use llm_usage_testkit::Capture;
 use llm_usage_tower::{LlmUsageLayer, RequestBody};
 use tower::{Layer, ServiceExt};
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing_subscriber::layer::{Context, SubscriberExt};
-
-/// A span's name and the fields recorded on it, as text.
-type SpanFields = (String, BTreeMap<String, String>);
-
-/// Spans by id while open, then in the order they closed.
-#[derive(Clone, Default)]
-struct Capture {
-    open: Arc<Mutex<BTreeMap<u64, SpanFields>>>,
-    closed: Arc<Mutex<Vec<SpanFields>>>,
-}
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Capture {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, _: Context<'_, S>) {
-        let mut fields = BTreeMap::new();
-        attrs.record(&mut Fields(&mut fields));
-        let name = attrs.metadata().name().to_owned();
-        self.open
-            .lock()
-            .unwrap()
-            .insert(id.into_u64(), (name, fields));
-    }
-    fn on_record(&self, id: &Id, values: &Record<'_>, _: Context<'_, S>) {
-        if let Some((_, fields)) = self.open.lock().unwrap().get_mut(&id.into_u64()) {
-            values.record(&mut Fields(fields));
-        }
-    }
-    fn on_close(&self, id: Id, _: Context<'_, S>) {
-        if let Some(span) = self.open.lock().unwrap().remove(&id.into_u64()) {
-            self.closed.lock().unwrap().push(span);
-        }
-    }
-}
+use tracing_subscriber::layer::SubscriberExt;
 
 async fn run(fx: &Fixture) {
     let status = fx.status();
@@ -104,7 +57,7 @@ async fn each_exchange_closes_one_span_with_the_gen_ai_attributes() {
     ] {
         run(&Fixture::load(name)).await;
     }
-    let closed = capture.closed.lock().unwrap().clone();
+    let closed = capture.closed();
     let spans: Vec<_> = closed
         .iter()
         .filter(|(n, _)| n == "gen_ai.exchange")

@@ -2,72 +2,18 @@
 //! `testdata/fixtures`, and the helpers the tests share.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use llm_usage_reqwest::{LlmUsageMiddleware, UsageEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// One exchange of `testdata/fixtures`.
-pub struct Fixture {
-    pub name: String,
-    pub case: serde_json::Value,
-    pub request: Vec<u8>,
-    pub response: Vec<u8>,
-}
+pub use llm_usage_testkit::Fixture;
 
-pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures")
-}
-
-/// Every fixture's name, sorted.
-pub fn fixture_names() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(fixtures_dir())
-        .expect("testdata/fixtures")
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("case.json").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
-impl Fixture {
-    pub fn load(name: &str) -> Fixture {
-        let dir = fixtures_dir().join(name);
-        let case = std::fs::read(dir.join("case.json")).expect("case.json");
-        Fixture {
-            name: name.to_owned(),
-            case: serde_json::from_slice(&case).expect("case.json is JSON"),
-            request: std::fs::read(dir.join("request.json")).unwrap_or_default(),
-            response: std::fs::read(dir.join("response.bin")).expect("response.bin"),
-        }
-    }
-
-    pub fn path(&self) -> &str {
-        self.case["path"].as_str().expect("path")
-    }
-
-    pub fn method(&self) -> reqwest::Method {
-        let m = self.case["method"].as_str().unwrap_or("POST");
-        reqwest::Method::from_bytes(m.as_bytes()).expect("method")
-    }
-
-    pub fn headers(&self, key: &str) -> Vec<(String, String)> {
-        self.case[key]
-            .as_object()
-            .map(|o| {
-                o.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().expect("string header").to_owned()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    pub fn status(&self) -> u16 {
-        self.case["response_status"].as_u64().unwrap_or(200) as u16
-    }
+/// The fixture's request method (`POST` unless `case.json` says otherwise).
+pub fn method(fx: &Fixture) -> reqwest::Method {
+    let m = fx.case["method"].as_str().unwrap_or("POST");
+    reqwest::Method::from_bytes(m.as_bytes()).expect("method")
 }
 
 /// The mock provider: answers `x-fixture: NAME` with that fixture's status, headers and
@@ -195,7 +141,7 @@ pub fn request(
     fx: &Fixture,
 ) -> reqwest_middleware::RequestBuilder {
     let mut rb = client
-        .request(fx.method(), provider.url(fx.path()))
+        .request(method(fx), provider.url(fx.path()))
         .header("x-fixture", &fx.name);
     for (k, v) in fx.headers("request_headers") {
         rb = rb.header(k, v);
@@ -206,83 +152,8 @@ pub fn request(
     rb
 }
 
-/// The record's figures as the fixtures' `expect` objects write them.
 /// The fixture's expected record: `expect`, with `expect_bpe` over it under the `bpe`
 /// feature (the adapter then estimates with OpenAI's encodings).
 pub fn expected(fx: &Fixture) -> serde_json::Value {
-    let mut e = fx.case["expect"].clone();
-    if let (true, Some(bpe)) = (cfg!(feature = "bpe"), fx.case["expect_bpe"].as_object()) {
-        for (k, v) in bpe {
-            e[k] = v.clone();
-        }
-    }
-    e
-}
-
-pub fn as_expected(fx: &Fixture, r: &llm_usage_reqwest::UsageRecord) -> serde_json::Value {
-    let mut got = serde_json::json!({
-        "model": r.model,
-        "input_tokens": r.input_tokens,
-        "output_tokens": r.output_tokens,
-        "total_tokens": r.total_tokens,
-        "cached_input_tokens": r.cached_input_tokens,
-        "cache_creation_input_tokens": r.cache_creation_input_tokens,
-        "reasoning_tokens": r.reasoning_tokens,
-        "stream": r.stream,
-    });
-    // The figures of issue 16, where the fixture states them (or the record has them).
-    for (k, v) in [
-        (
-            "input_audio_tokens",
-            serde_json::json!(r.input_audio_tokens),
-        ),
-        (
-            "input_image_tokens",
-            serde_json::json!(r.input_image_tokens),
-        ),
-        (
-            "output_audio_tokens",
-            serde_json::json!(r.output_audio_tokens),
-        ),
-        (
-            "output_image_tokens",
-            serde_json::json!(r.output_image_tokens),
-        ),
-        (
-            "cache_creation_5m_input_tokens",
-            serde_json::json!(r.cache_creation_5m_input_tokens),
-        ),
-        (
-            "cache_creation_1h_input_tokens",
-            serde_json::json!(r.cache_creation_1h_input_tokens),
-        ),
-        (
-            "web_search_requests",
-            serde_json::json!(r.web_search_requests),
-        ),
-        (
-            "web_fetch_requests",
-            serde_json::json!(r.web_fetch_requests),
-        ),
-        ("service_tier", serde_json::json!(r.service_tier)),
-        (
-            "operation",
-            serde_json::json!(r.operation.map(|o| o.as_str())),
-        ),
-        (
-            "provider",
-            serde_json::json!(r.provider.map(|p| p.as_str())),
-        ),
-    ] {
-        if fx.case["expect"].get(k).is_some() || (k != "provider" && !v.is_null()) {
-            got[k] = v;
-        }
-    }
-    if fx.case["expect"].get("complete").is_some() {
-        got["complete"] = r.complete.into();
-    }
-    if fx.case["expect"].get("estimated").is_some() || r.estimated {
-        got["estimated"] = r.estimated.into();
-    }
-    got
+    fx.expected(cfg!(feature = "bpe"))
 }

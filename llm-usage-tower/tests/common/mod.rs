@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -14,82 +13,51 @@ use http::HeaderMap;
 use http_body::{Body, Frame};
 use llm_usage_tower::UsageEvent;
 
-/// One exchange of `testdata/fixtures`.
-pub struct Fixture {
-    pub name: String,
-    pub case: serde_json::Value,
-    pub request: Vec<u8>,
-    pub response: Vec<u8>,
+pub use llm_usage_testkit::{Fixture, Rope};
+
+/// What this crate's tests read of a fixture: its headers as a `HeaderMap`, and its
+/// expected figures as this build of the layer gives them (with the `bpe` feature the
+/// layer estimates with OpenAI's encodings, whose figures `expect_bpe` gives where they
+/// differ).
+pub trait FixtureExt {
+    fn request_headers(&self) -> HeaderMap;
+    fn response_headers(&self) -> HeaderMap;
+    /// An expected figure.
+    fn expect_u64(&self, field: &str) -> Option<u64>;
+    /// The whole expected record.
+    fn expect(&self) -> serde_json::Value;
+    fn expect_model(&self) -> Option<String>;
 }
 
-pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/fixtures")
+fn header_map(pairs: Vec<(String, String)>) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(
+            http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+            http::HeaderValue::from_str(&v).expect("value"),
+        );
+    }
+    h
 }
 
-impl Fixture {
-    pub fn load(name: &str) -> Fixture {
-        let dir = fixtures_dir().join(name);
-        let case = std::fs::read(dir.join("case.json")).expect("case.json");
-        Fixture {
-            name: name.to_owned(),
-            case: serde_json::from_slice(&case).expect("case.json is JSON"),
-            request: std::fs::read(dir.join("request.json")).unwrap_or_default(),
-            response: std::fs::read(dir.join("response.bin")).expect("response.bin"),
-        }
+impl FixtureExt for Fixture {
+    fn request_headers(&self) -> HeaderMap {
+        header_map(self.headers("request_headers"))
     }
 
-    pub fn path(&self) -> &str {
-        self.case["path"].as_str().expect("path")
+    fn response_headers(&self) -> HeaderMap {
+        header_map(self.headers("response_headers"))
     }
 
-    pub fn status(&self) -> u16 {
-        self.case["response_status"].as_u64().unwrap_or(200) as u16
+    fn expect_u64(&self, field: &str) -> Option<u64> {
+        self.expected_u64(field, cfg!(feature = "bpe"))
     }
 
-    fn headers(&self, key: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Some(obj) = self.case[key].as_object() {
-            for (k, v) in obj {
-                h.insert(
-                    http::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
-                    http::HeaderValue::from_str(v.as_str().expect("string header")).expect("value"),
-                );
-            }
-        }
-        h
+    fn expect(&self) -> serde_json::Value {
+        self.expected(cfg!(feature = "bpe"))
     }
 
-    pub fn request_headers(&self) -> HeaderMap {
-        self.headers("request_headers")
-    }
-
-    pub fn response_headers(&self) -> HeaderMap {
-        self.headers("response_headers")
-    }
-
-    /// An expected figure: with the `bpe` feature the layer estimates with OpenAI's
-    /// encodings, whose figures `expect_bpe` gives where they differ.
-    pub fn expect_u64(&self, field: &str) -> Option<u64> {
-        let bpe = &self.case["expect_bpe"][field];
-        if cfg!(feature = "bpe") && !bpe.is_null() {
-            return bpe.as_u64();
-        }
-        self.case["expect"][field].as_u64()
-    }
-
-    /// The whole expected record (`expect`, with `expect_bpe` over it under the `bpe`
-    /// feature).
-    pub fn expect(&self) -> serde_json::Value {
-        let mut e = self.case["expect"].clone();
-        if let (true, Some(bpe)) = (cfg!(feature = "bpe"), self.case["expect_bpe"].as_object()) {
-            for (k, v) in bpe {
-                e[k] = v.clone();
-            }
-        }
-        e
-    }
-
-    pub fn expect_model(&self) -> Option<String> {
+    fn expect_model(&self) -> Option<String> {
         self.case["expect"]["model"].as_str().map(str::to_owned)
     }
 }
@@ -197,82 +165,6 @@ impl Events {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         self.all()
-    }
-}
-
-/// Sums the samples of `name` whose labels include every pair of `labels`, in Prometheus
-/// text format. `None` when no sample matches.
-pub fn prom_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let mut total = None;
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let (series, value) = match line.rsplit_once(' ') {
-            Some(x) => x,
-            None => continue,
-        };
-        let (metric, label_text) = match series.split_once('{') {
-            Some((m, rest)) => (m, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        if metric != name {
-            continue;
-        }
-        let ok = labels
-            .iter()
-            .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
-        if ok {
-            let v: f64 = value.parse().expect("numeric sample");
-            *total.get_or_insert(0.0) += v;
-        }
-    }
-    total
-}
-
-/// A `Buf` made of many segments, like a rope.
-pub struct Rope(pub VecDeque<Bytes>);
-
-impl Rope {
-    /// `data` cut into `n` segments of (nearly) equal length.
-    pub fn split(data: &[u8], n: usize) -> Rope {
-        let size = data.len().div_ceil(n).max(1);
-        Rope(data.chunks(size).map(Bytes::copy_from_slice).collect())
-    }
-}
-
-impl bytes::Buf for Rope {
-    fn remaining(&self) -> usize {
-        self.0.iter().map(|b| b.len()).sum()
-    }
-    fn chunk(&self) -> &[u8] {
-        self.0.front().map(|b| &b[..]).unwrap_or(&[])
-    }
-    fn advance(&mut self, mut cnt: usize) {
-        while cnt > 0 {
-            let front = self.0.front_mut().expect("advance past the end");
-            let n = cnt.min(front.len());
-            front.advance(n);
-            cnt -= n;
-            if front.is_empty() {
-                self.0.pop_front();
-            }
-        }
-    }
-    fn chunks_vectored<'a>(&'a self, dst: &mut [std::io::IoSlice<'a>]) -> usize {
-        let mut n = 0;
-        for (d, b) in dst.iter_mut().zip(self.0.iter()) {
-            *d = std::io::IoSlice::new(b);
-            n += 1;
-        }
-        n
-    }
-}
-
-/// The layer hands on bytes it made (with injection) as the body's own data type.
-impl From<Bytes> for Rope {
-    fn from(b: Bytes) -> Rope {
-        Rope([b].into())
     }
 }
 

@@ -7,36 +7,11 @@
 mod common;
 
 use common::{asm_stats, fixtures, sleep_vm};
-use llm_usage_core::UsageRecord;
 use llm_usage_cost::{Amount, PriceTable};
 use llm_usage_wasm_host::replay::{self, Delivery};
 
 fn example_table() -> String {
     std::fs::read_to_string(common::workspace().join("prices/example-2026-12.json")).unwrap()
-}
-
-/// The record the fixture's `expect` describes (the figures the cost depends on).
-/// (Field by field: `UsageRecord` is `#[non_exhaustive]`.)
-#[allow(clippy::field_reassign_with_default)]
-fn expected_record(expect: &serde_json::Value) -> UsageRecord {
-    let n = |k: &str| expect[k].as_u64();
-    let mut r = UsageRecord::default();
-    r.model = expect["model"].as_str().map(str::to_owned);
-    r.input_tokens = n("input_tokens");
-    r.output_tokens = n("output_tokens");
-    r.total_tokens = n("total_tokens");
-    r.cached_input_tokens = n("cached_input_tokens");
-    r.cache_creation_input_tokens = n("cache_creation_input_tokens");
-    r.cache_creation_1h_input_tokens = n("cache_creation_1h_input_tokens");
-    r.cache_creation_5m_input_tokens = n("cache_creation_5m_input_tokens");
-    r.input_audio_tokens = n("input_audio_tokens");
-    r.output_audio_tokens = n("output_audio_tokens");
-    r.input_image_tokens = n("input_image_tokens");
-    r.output_image_tokens = n("output_image_tokens");
-    r.web_search_requests = n("web_search_requests");
-    r.web_fetch_requests = n("web_fetch_requests");
-    r.reasoning_tokens = n("reasoning_tokens");
-    r
 }
 
 #[test]
@@ -66,7 +41,7 @@ fn priced_fixtures_cost_what_llm_usage_cost_computes() {
                     .get(&format!("wasm.asm.llmproxy.{k}"))
                     .cloned()
             };
-            let record = expected_record(&expect);
+            let record = llm_usage_testkit::record_of(&expect);
             let pricing = table.price(&record);
             let want: Option<Amount> = pricing.amount();
             assert_eq!(

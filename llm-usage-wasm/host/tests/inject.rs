@@ -579,38 +579,30 @@ fn an_upstream_that_rejects_stream_options() {
 #[test]
 fn host_failures_leave_traffic_flowing() {
     let c = case("54-openai-chat-stream-inject-usage");
+    // With `refused` failing, the exchange's two sides are as they came.
+    let unchanged_with = |refused: &str| -> Vm {
+        let mut opts = HostOptions::with_config(ON);
+        opts.fail_calls = vec![refused.into()];
+        let mut vm = host().start(opts).unwrap();
+        let id = drive(
+            &mut vm,
+            &c.ex,
+            Cuts {
+                request: &[20],
+                ..Cuts::default()
+            },
+        );
+        assert_eq!(
+            sides(&vm, id),
+            (c.ex.request_body.clone(), c.ex.response_body.clone()),
+            "{refused} refused"
+        );
+        vm
+    };
     // Header removal refused: nothing is held or changed.
-    let mut opts = HostOptions::with_config(ON);
-    opts.fail_calls = vec!["proxy_remove_header_map_value".into()];
-    let mut vm = host().start(opts).unwrap();
-    let id = drive(
-        &mut vm,
-        &c.ex,
-        Cuts {
-            request: &[20],
-            ..Cuts::default()
-        },
-    );
-    assert_eq!(
-        sides(&vm, id),
-        (c.ex.request_body.clone(), c.ex.response_body.clone())
-    );
+    unchanged_with("proxy_remove_header_map_value");
     // Buffer writes refused: the original request goes (chunked), the stream as it came.
-    let mut opts = HostOptions::with_config(ON);
-    opts.fail_calls = vec!["proxy_set_buffer_bytes".into()];
-    let mut vm = host().start(opts).unwrap();
-    let id = drive(
-        &mut vm,
-        &c.ex,
-        Cuts {
-            request: &[20],
-            ..Cuts::default()
-        },
-    );
-    assert_eq!(
-        sides(&vm, id),
-        (c.ex.request_body.clone(), c.ex.response_body.clone())
-    );
+    let vm = unchanged_with("proxy_set_buffer_bytes");
     assert!(vm.failure().is_none());
     assert!(vm
         .logs()

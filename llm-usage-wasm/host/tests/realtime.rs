@@ -11,35 +11,9 @@
 mod common;
 
 use common::{asm_stats, sleep_vm};
+use llm_usage_testkit::{realtime_sessions, RealtimeSession};
 use llm_usage_wasm_host::Action;
 use serde_json::Value;
-use std::path::PathBuf;
-
-struct Session {
-    name: String,
-    case: Value,
-    client: Vec<u8>,
-    server: Vec<u8>,
-}
-
-fn sessions() -> Vec<Session> {
-    let dir: PathBuf = common::workspace().join("testdata/realtime");
-    let mut dirs: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("case.json").exists())
-        .collect();
-    dirs.sort();
-    assert!(dirs.len() >= 5);
-    dirs.iter()
-        .map(|d| Session {
-            name: d.file_name().unwrap().to_string_lossy().into_owned(),
-            case: serde_json::from_slice(&std::fs::read(d.join("case.json")).unwrap()).unwrap(),
-            client: std::fs::read(d.join("client.bin")).unwrap(),
-            server: std::fs::read(d.join("server.bin")).unwrap(),
-        })
-        .collect()
-}
 
 fn pairs(v: &Value) -> Vec<(String, String)> {
     v.as_object()
@@ -66,7 +40,29 @@ fn sum(text: &str, name: &str) -> u64 {
 
 /// Plays a session in chunks of `chunk` bytes, a client chunk then a server chunk;
 /// returns the Prometheus text.
-fn play(s: &Session, chunk: usize) -> String {
+/// The counters of a session played through the filter (`text`, the asm profile's
+/// statistics): its responses' prompt, completion and cached tokens, and one request
+/// whatever its responses (when it is LLM traffic at all: the unreadable session never
+/// names a model).
+fn assert_counters(s: &RealtimeSession, text: &str, ctx: &str) {
+    let records = s.case["expect_records"].as_array().unwrap();
+    let want = |k: &str| -> u64 { records.iter().filter_map(|r| r[k].as_u64()).sum() };
+    for (counter, field) in [
+        ("asm_llm_proxy_prompt_tokens", "input_tokens"),
+        ("asm_llm_proxy_completion_tokens", "output_tokens"),
+        ("asm_llm_proxy_cached_tokens", "cached_input_tokens"),
+    ] {
+        assert_eq!(sum(text, counter), want(field), "{ctx}: {counter}\n{text}");
+    }
+    let sessions = u64::from(s.case["expect_rest"]["model"].is_string());
+    assert_eq!(
+        sum(text, "asm_llm_proxy_requests"),
+        sessions,
+        "{ctx}\n{text}"
+    );
+}
+
+fn play(s: &RealtimeSession, chunk: usize) -> String {
     let mut req = vec![
         (":method".to_owned(), "GET".to_owned()),
         (
@@ -82,7 +78,7 @@ fn play(s: &Session, chunk: usize) -> String {
 
 /// Plays a session's frames after these request and response heads.
 fn play_heads(
-    s: &Session,
+    s: &RealtimeSession,
     req: &[(String, String)],
     resp: &[(String, String)],
     chunk: usize,
@@ -123,35 +119,10 @@ fn play_heads(
 
 #[test]
 fn each_response_of_a_session_is_counted_once() {
-    for s in sessions() {
-        let records = s.case["expect_records"].as_array().unwrap();
-        let want = |k: &str| -> u64 { records.iter().filter_map(|r| r[k].as_u64()).sum() };
+    for s in realtime_sessions() {
         for chunk in [usize::MAX, 1, 7, 100] {
             let text = play(&s, chunk);
-            let ctx = format!("{} in chunks of {chunk}", s.name);
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_prompt_tokens"),
-                want("input_tokens"),
-                "{ctx}\n{text}"
-            );
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_completion_tokens"),
-                want("output_tokens"),
-                "{ctx}\n{text}"
-            );
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_cached_tokens"),
-                want("cached_input_tokens"),
-                "{ctx}\n{text}"
-            );
-            // The session is one request, whatever its responses (when it is LLM
-            // traffic at all: the unreadable session never names a model).
-            let sessions = u64::from(s.case["expect_rest"]["model"].is_string());
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_requests"),
-                sessions,
-                "{ctx}\n{text}"
-            );
+            assert_counters(&s, &text, &format!("{} in chunks of {chunk}", s.name));
         }
     }
 }
@@ -171,7 +142,7 @@ fn each_response_of_a_session_is_counted_once() {
 /// frames then travel in the stream's DATA frames, which the filter sees as body data.
 #[test]
 fn an_http2_websocket_as_envoy_presents_it() {
-    for s in sessions() {
+    for s in realtime_sessions() {
         let owned = |v: &[(&str, &str)]| -> Vec<(String, String)> {
             v.iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -201,27 +172,10 @@ fn an_http2_websocket_as_envoy_presents_it() {
             ("upgrade", "websocket"),
             ("connection", "Upgrade"),
         ]));
-        let records = s.case["expect_records"].as_array().unwrap();
-        let want = |k: &str| -> u64 { records.iter().filter_map(|r| r[k].as_u64()).sum() };
         for chunk in [usize::MAX, 1, 13] {
             let text = play_heads(&s, &req, &resp, chunk);
             let ctx = format!("{} over HTTP/2 in chunks of {chunk}", s.name);
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_prompt_tokens"),
-                want("input_tokens"),
-                "{ctx}\n{text}"
-            );
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_completion_tokens"),
-                want("output_tokens"),
-                "{ctx}\n{text}"
-            );
-            let sessions = u64::from(s.case["expect_rest"]["model"].is_string());
-            assert_eq!(
-                sum(&text, "asm_llm_proxy_requests"),
-                sessions,
-                "{ctx}\n{text}"
-            );
+            assert_counters(&s, &text, &ctx);
         }
     }
 }
