@@ -380,16 +380,9 @@ fn provider(
 }
 
 fn request(fx: &Fixture, api_key: &str) -> Request<Full<Bytes>> {
-    let mut req = Request::builder()
-        .method("POST")
-        .uri(fx.path())
-        .header("host", "api.example.test")
-        .header("x-api-key", api_key)
-        .body(Full::new(Bytes::from(fx.request.clone())))
-        .unwrap();
-    for (k, v) in fx.request_headers().iter() {
-        req.headers_mut().insert(k, v.clone());
-    }
+    let mut req = common::fixture_request(fx);
+    req.headers_mut()
+        .insert("x-api-key", api_key.parse().unwrap());
     req
 }
 

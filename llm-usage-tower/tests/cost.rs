@@ -43,15 +43,7 @@ async fn through_layer(fx: &Fixture, layer: &LlmUsageLayer) {
             Ok::<_, Infallible>(res)
         }
     });
-    let mut req = Request::builder()
-        .method(fx.case["method"].as_str().unwrap_or("POST"))
-        .uri(fx.path())
-        .header("host", "api.example.test")
-        .body(Full::new(Bytes::from(fx.request.clone())))
-        .unwrap();
-    for (k, v) in fx.request_headers().iter() {
-        req.headers_mut().insert(k, v.clone());
-    }
+    let req = common::fixture_request(fx);
     let res = layer.clone().layer(svc).oneshot(req).await.unwrap();
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], &fx.response[..], "{}: body changed", fx.name);

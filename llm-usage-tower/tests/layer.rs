@@ -6,7 +6,7 @@ mod common;
 use std::convert::Infallible;
 
 use bytes::Bytes;
-use common::{irregular_chunks, Events, Fixture, FixtureExt, FramesBody};
+use common::{fixture_request, irregular_chunks, Events, Fixture, FixtureExt, FramesBody};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
@@ -52,20 +52,6 @@ fn fixture_service(
             Ok::<_, Infallible>(res)
         }
     })
-}
-
-fn fixture_request(fx: &Fixture) -> Request<Full<Bytes>> {
-    let method = fx.case["method"].as_str().unwrap_or("POST");
-    let mut req = Request::builder()
-        .method(method)
-        .uri(fx.path())
-        .header("host", "api.example.test")
-        .body(Full::new(Bytes::from(fx.request.clone())))
-        .unwrap();
-    for (k, v) in fx.request_headers().iter() {
-        req.headers_mut().insert(k, v.clone());
-    }
-    req
 }
 
 #[tokio::test]

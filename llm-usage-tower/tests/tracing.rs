@@ -27,15 +27,7 @@ async fn run(fx: &Fixture) {
             Ok::<_, std::convert::Infallible>(res)
         }
     });
-    let mut req = Request::builder()
-        .method("POST")
-        .uri(fx.path())
-        .header("host", "api.example.test")
-        .body(Full::new(Bytes::from(fx.request.clone())))
-        .unwrap();
-    for (k, v) in fx.request_headers().iter() {
-        req.headers_mut().insert(k, v.clone());
-    }
+    let req = common::fixture_request(fx);
     let res = LlmUsageLayer::new()
         .without_metrics()
         .layer(svc)

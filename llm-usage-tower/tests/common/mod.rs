@@ -182,3 +182,18 @@ impl Body for RopeBody {
         Poll::Ready(self.0.pop_front().map(|r| Ok(Frame::data(r))))
     }
 }
+
+/// The fixture's request (its method, path, headers and body) to `api.example.test`.
+pub fn fixture_request(fx: &Fixture) -> http::Request<http_body_util::Full<Bytes>> {
+    let method = fx.case["method"].as_str().unwrap_or("POST");
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(fx.path())
+        .header("host", "api.example.test")
+        .body(http_body_util::Full::new(Bytes::from(fx.request.clone())))
+        .unwrap();
+    for (k, v) in fx.request_headers().iter() {
+        req.headers_mut().insert(k, v.clone());
+    }
+    req
+}
