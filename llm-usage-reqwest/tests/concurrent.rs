@@ -6,15 +6,11 @@ mod common;
 
 use common::{client, request, Events, Fixture, Provider};
 use llm_usage_reqwest::{LlmUsageMiddleware, Outcome};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebugValue;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_calls_each_report_their_own_record() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder
-        .install()
-        .expect("the only recorder of this test binary");
+    let snapshotter = common::install_debugging_recorder();
 
     let provider = Provider::start().await;
     let fixtures = [

@@ -8,7 +8,7 @@ mod common;
 use common::{client, request, Events, Fixture, Provider};
 use llm_usage_cost::{Amount, PriceTable};
 use llm_usage_reqwest::{LlmUsageMiddleware, UsageRecord};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebugValue;
 
 fn example_table() -> PriceTable {
     let path = llm_usage_testkit::example_prices();
@@ -22,11 +22,7 @@ fn expected_record(fx: &Fixture) -> UsageRecord {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_fixture_is_priced_and_counted() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder
-        .install()
-        .expect("the only recorder of this test binary");
+    let snapshotter = common::install_debugging_recorder();
     let table = example_table();
     let provider = Provider::start().await;
     let events = Events::default();

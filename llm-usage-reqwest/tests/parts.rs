@@ -9,7 +9,7 @@ mod common;
 use common::{client, request, Events, Fixture, Provider};
 use llm_usage_reqwest::LlmUsageMiddleware;
 use llm_usage_testkit::{PARTS, PART_FIXTURES};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebugValue;
 
 /// The sum of `field` over the fixtures' expected records.
 fn want(field: &str) -> u64 {
@@ -21,11 +21,7 @@ fn want(field: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_of_input_and_output_are_counted_in_both_profiles() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder
-        .install()
-        .expect("the only recorder of this test binary");
+    let snapshotter = common::install_debugging_recorder();
     let provider = Provider::start().await;
     // The two profiles' names differ, so one recorder tells them apart.
     for m in [

@@ -157,3 +157,14 @@ pub fn request(
 pub fn expected(fx: &Fixture) -> serde_json::Value {
     fx.expected(cfg!(feature = "bpe"))
 }
+
+/// Installs a debugging recorder as the process's global metrics recorder (one per test
+/// binary) and returns its snapshotter.
+pub fn install_debugging_recorder() -> metrics_util::debugging::Snapshotter {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("the only recorder of this test binary");
+    snapshotter
+}
