@@ -771,6 +771,29 @@ mod tests {
         }
     }
 
+    /// Every compression setting a connection can have.
+    const COMPRESSIONS: [Compression; 4] = [
+        Compression::None,
+        Compression::Unknown,
+        Compression::Deflate { takeover: true },
+        Compression::Deflate { takeover: false },
+    ];
+
+    /// What `bytes` give fed in two pieces cut at `cut`: the messages, the discarded ones,
+    /// the skipped count (`cap`: the message size limit) and whether the framing ended clean.
+    fn split_run(
+        bytes: &[u8],
+        compression: Compression,
+        cap: u64,
+        cut: usize,
+    ) -> (Vec<Vec<u8>>, usize, u64, bool) {
+        let mut e = Raw::default();
+        let mut f = WebSocket::new(compression, cap);
+        f.feed(&bytes[..cut], &mut e);
+        f.feed(&bytes[cut..], &mut e);
+        (e.done, e.discarded, f.skipped(), f.clean())
+    }
+
     proptest::proptest! {
         /// Any bytes, split anywhere, under every compression setting: no panic, and the
         /// same events, discards and skips as in one piece (the framer keeps no state that
@@ -781,21 +804,10 @@ mod tests {
             at in 0usize..400,
             c in 0usize..4,
         ) {
-            let compression = [
-                Compression::None,
-                Compression::Unknown,
-                Compression::Deflate { takeover: true },
-                Compression::Deflate { takeover: false },
-            ][c];
-            let at = at.min(bytes.len());
-            let run = |cut: usize| {
-                let mut e = Raw::default();
-                let mut f = WebSocket::new(compression, 64);
-                f.feed(&bytes[..cut], &mut e);
-                f.feed(&bytes[cut..], &mut e);
-                (e.done, e.discarded, f.skipped(), f.clean())
-            };
-            proptest::prop_assert_eq!(run(at), run(bytes.len()));
+            proptest::prop_assert_eq!(
+                split_run(&bytes, COMPRESSIONS[c], 64, at.min(bytes.len())),
+                split_run(&bytes, COMPRESSIONS[c], 64, bytes.len())
+            );
         }
 
         /// Well-formed frames of random kinds (fragments, control frames, compressed bits,
@@ -813,25 +825,14 @@ mod tests {
             at in 0usize..2000,
             c in 0usize..4,
         ) {
-            let compression = [
-                Compression::None,
-                Compression::Unknown,
-                Compression::Deflate { takeover: true },
-                Compression::Deflate { takeover: false },
-            ][c];
             let mut bytes = Vec::new();
             for (opcode, (fin, rsv1, masked), payload) in &frames {
                 bytes.extend(frame(*opcode, *fin, *rsv1, masked.then_some(KEY), payload));
             }
-            let at = at.min(bytes.len());
-            let run = |cut: usize| {
-                let mut e = Raw::default();
-                let mut f = WebSocket::new(compression, 100);
-                f.feed(&bytes[..cut], &mut e);
-                f.feed(&bytes[cut..], &mut e);
-                (e.done, e.discarded, f.skipped(), f.clean())
-            };
-            proptest::prop_assert_eq!(run(at), run(bytes.len()));
+            proptest::prop_assert_eq!(
+                split_run(&bytes, COMPRESSIONS[c], 100, at.min(bytes.len())),
+                split_run(&bytes, COMPRESSIONS[c], 100, bytes.len())
+            );
         }
     }
 
