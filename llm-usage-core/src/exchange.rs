@@ -122,6 +122,7 @@ impl Exchange {
     }
 
     /// A new exchange with options.
+    #[inline]
     pub fn with_options(options: Options) -> Self {
         let detected = dialect::fallback();
         let limit = options.max_body_bytes;
@@ -348,9 +349,7 @@ impl Exchange {
 
     fn found_anything(&self) -> bool {
         let seen = |v: &crate::values::Values| {
-            v.request_model.get().is_some()
-                || v.response_model.get().is_some()
-                || v.slots.iter().flatten().any(Option::is_some)
+            v.request_model.get().is_some() || v.response_model.get().is_some() || v.any_slot()
         };
         seen(self.request.committed()) || seen(self.response.committed())
     }
