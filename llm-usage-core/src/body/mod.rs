@@ -229,10 +229,10 @@ impl Body {
         )));
     }
 
-    /// Sets the `Content-Encoding`.
-    pub(crate) fn set_content_encoding(&mut self, value: &[u8]) {
+    /// Sets the content coding a `Content-Encoding` header named ([`Coding::from_header`]).
+    pub(crate) fn set_coding(&mut self, coding: Result<Option<Coding>, ()>) {
         self.touched = true;
-        match Coding::from_header(value) {
+        match coding {
             Ok(None) => {}
             Ok(Some(coding)) => self.decoder = Some(Box::new(Decoder::new(coding))),
             // A coding this build does not read, or a chain of codings: we do not try.
