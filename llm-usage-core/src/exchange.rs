@@ -124,20 +124,21 @@ impl Exchange {
         let detected = dialect::fallback();
         let limit = options.max_body_bytes;
         let counter = || options.token_counter.map(|new| new());
+        let (request_counter, response_counter) = (counter(), counter());
         Exchange {
             request: Body::new(
                 detected.dialect.request,
                 &[],
                 FramingKind::Json,
                 limit,
-                counter(),
+                request_counter,
             ),
             response: Body::new(
                 detected.dialect.response,
                 detected.dialect.inner,
                 FramingKind::Auto,
                 limit,
-                counter(),
+                response_counter,
             ),
             options,
             detected,

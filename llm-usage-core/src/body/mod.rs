@@ -74,12 +74,17 @@ impl Body {
         counter: Option<Box<dyn TokenCounter>>,
     ) -> Body {
         let json = framing == FramingKind::Json;
+        // The calls first, then one literal of plain values: a call in the middle of the
+        // literal made the compiler build the fields before it on the stack and copy them.
+        let scanner = Scanner::new(watches, true, true);
+        let inner = inner_scanner(watches, inner);
+        let counting = crate::text::Counting::detect();
         let mut body = Body {
             decoder: None,
             undecodable: false,
             framing: if json { Framing::Json } else { Framing::Auto },
             core: Core {
-                scanner: Scanner::new(watches, true, true),
+                scanner,
                 collect: Collect {
                     staged: Values::default(),
                     dirty: false,
@@ -87,11 +92,11 @@ impl Body {
                     events: 0,
                     content_events: 0,
                     commit_on_document_end: json,
-                    inner: inner_scanner(watches, inner),
+                    inner,
                     counter,
                     split: 0,
                     records: Records::default(),
-                    counting: crate::text::Counting::detect(),
+                    counting,
                 },
                 docs_at_event_start: 0,
                 held: EventBuf::default(),
