@@ -312,7 +312,6 @@ const NO_KEY: u8 = u8::MAX;
 const _: () = assert!(KEY_CAP < NO_KEY as usize);
 
 /// The first eight bytes of `key` as a little-endian word, zero-padded.
-#[inline(always)]
 fn head(key: &[u8]) -> u64 {
     match key.first_chunk::<8>() {
         Some(w) => u64::from_le_bytes(*w),
@@ -356,14 +355,7 @@ impl Classes {
             for (d, &f) in first.iter().enumerate().take(w.path.len()) {
                 c.members[d][f] |= 1 << i;
                 if f == i {
-                    c.reps[d] |= 1 << i;
-                    let seg = w.path[d].as_bytes();
-                    c.lens[d][i] = if seg.len() <= KEY_CAP {
-                        seg.len() as u8
-                    } else {
-                        NO_KEY
-                    };
-                    c.heads[d][i] = head(seg);
+                    c.represent(d, i, w.path[d]);
                 }
             }
             if let Some(l) = c.leaves.get_mut(w.path.len().wrapping_sub(1)) {
@@ -373,11 +365,27 @@ impl Classes {
         c
     }
 
+    /// Makes watch `i` its class's representative at depth `d`, whose segment is `seg`.
+    /// Not generic, and never inlined: the `.wasm` holds it once.
+    #[inline(never)]
+    fn represent(&mut self, d: usize, i: usize, seg: &str) {
+        let seg = seg.as_bytes();
+        self.reps[d] |= 1 << i;
+        self.lens[d][i] = if seg.len() <= KEY_CAP {
+            seg.len() as u8
+        } else {
+            NO_KEY
+        };
+        self.heads[d][i] = head(seg);
+    }
+
     const EMPTY: Classes = Classes {
         reps: [0; MAX_LIVE_DEPTH],
         members: [[0; 64]; MAX_LIVE_DEPTH],
         leaves: [0; MAX_LIVE_DEPTH],
-        lens: [[NO_KEY; 64]; MAX_LIVE_DEPTH],
+        // Read for representatives only, which `new` sets: all zeros, so that the
+        // constant needs no data in the binary (0xFF filler made the `.wasm` 20 KB larger).
+        lens: [[0; 64]; MAX_LIVE_DEPTH],
         heads: [[0; 64]; MAX_LIVE_DEPTH],
     };
 }
