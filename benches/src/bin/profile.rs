@@ -5,7 +5,12 @@
 //! the inputs are built): under `valgrind --tool=callgrind`, the difference between the
 //! totals of `N` and `0` runs, divided by `N`, is the exact instruction count of one
 //! exchange, whatever else the machine runs.
+//!
+//! `PROFILE_CONTENDER=limit` runs the ceiling of `compare` (for a gzip input: inflating into
+//! one buffer as large as the body, then counting newlines) instead of the core, so that
+//! both sides of a ratio can be profiled the same way.
 
+use llm_usage_benches::baselines::Limit;
 use llm_usage_benches::{inputs, run_core, Feed};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -22,11 +27,17 @@ fn main() {
     let fixed: Option<u64> = std::env::var("PROFILE_RUNS")
         .ok()
         .and_then(|n| n.parse().ok());
+    let limit = std::env::var("PROFILE_CONTENDER").is_ok_and(|c| c == "limit");
+    let mut ceiling = Limit::default();
     let until = Instant::now() + Duration::from_secs_f64(secs);
     let mut runs = 0u64;
     let t = Instant::now();
     while fixed.map_or(Instant::now() < until, |n| runs < n) {
-        black_box(run_core(black_box(&input), Feed::Chunks(&sizes)));
+        if limit {
+            black_box(ceiling.run(black_box(&input)));
+        } else {
+            black_box(run_core(black_box(&input), Feed::Chunks(&sizes)));
+        }
         runs += 1;
     }
     let mb_s = (input.decoded.len() as u64 * runs) as f64 / t.elapsed().as_secs_f64() / 1e6;
