@@ -20,7 +20,7 @@ use llm_usage_cost::{Bucket, Decision, KeyFacts, Pricing};
 use llm_usage_report::labels::{sanitize_tag, Limiter};
 use llm_usage_report::select;
 use llm_usage_report::series::UNKNOWN_MODALITY;
-use llm_usage_report::tokens::TOKEN_FIELDS;
+use llm_usage_report::tokens::{TokenField, TOKEN_FIELDS};
 use llm_usage_report::{Timings, Tracker};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -37,6 +37,13 @@ struct Shared {
     /// `define_metric`. (A sorted Vec searched by halves: the same lookups as a
     /// `BTreeMap`, without its node code in the module.)
     metric_ids: Vec<(String, u32)>,
+    /// Metric ids per label set (an exchange's dimension values, sanitised and limited),
+    /// sorted by the values: a repeat exchange with the same values finds each metric's id
+    /// by index, without building or searching its name. Bounded by the limiters below
+    /// (the values are theirs) and by [`MAX_LABEL_SETS`].
+    label_sets: Vec<LabelSet>,
+    /// The token field of each metric kind (by kind), looked up once.
+    token_fields: [Option<&'static TokenField>; MetricKind::ALL.len()],
     model_limiter: Limiter,
     /// One limiter per dimension whose values a client chooses (by dimension index).
     /// (A few dimensions at most: a Vec, searched linearly, costs less code than a map.)
@@ -45,6 +52,33 @@ struct Shared {
     /// Failure kinds already logged: each is logged once per VM. (A handful at most: a Vec,
     /// searched linearly, costs less code than a set.)
     logged: Vec<&'static str>,
+}
+
+/// The most label sets whose metric ids [`Shared`] keeps. The limiters already bound the
+/// label values; this bounds the cache itself. An exchange with a label set past it is
+/// reported as without the cache: each metric's name built and searched.
+const MAX_LABEL_SETS: usize = 1024;
+
+/// Metric id slots of one label set: one per metric kind (by kind), then one per token
+/// field for the token-type histogram (`token_usage`, by field).
+const SLOTS: usize = MetricKind::ALL.len() + TOKEN_FIELDS.len();
+
+/// The metric ids of one label set, each filled when its metric is first emitted.
+struct LabelSet {
+    values: Box<[String]>,
+    ids: [Option<u32>; SLOTS],
+}
+
+/// The tag a metric carries ahead of its dimensions, if any.
+#[derive(Clone, Copy)]
+enum Lead {
+    /// None: the dimensions only.
+    None,
+    /// The token modality tag (`otel` per-type token counters) with this value.
+    Modality(&'static str),
+    /// The token type tag (`token_usage`) with this value, for the token field of this
+    /// index in `TOKEN_FIELDS`.
+    TokenType(&'static str, usize),
 }
 
 #[derive(Default)]
@@ -71,9 +105,12 @@ impl Shared {
                 value_limiters.push((i, Limiter::new(Vec::new(), Some(config.max_label_values))));
             }
         }
+        let token_fields = MetricKind::ALL.map(MetricKind::token_field);
         Shared {
             config,
             metric_ids: Vec::new(),
+            label_sets: Vec::new(),
+            token_fields,
             model_limiter,
             value_limiters,
             node: NodeInfo::default(),
@@ -132,7 +169,13 @@ impl Shared {
     }
 
     fn add(&mut self, name: String, value: u64) {
-        if let Some(id) = self.metric_id(false, name) {
+        let id = self.metric_id(false, name);
+        self.add_to(id, value);
+    }
+
+    /// Adds `value` (if not 0) to the counter `id`.
+    fn add_to(&mut self, id: Option<u32>, value: u64) {
+        if let Some(id) = id {
             if value > 0 {
                 if let Err(e) = abi::increment_metric(id, value.min(i64::MAX as u64) as i64) {
                     self.warn_once("increment_metric", e, "");
@@ -141,12 +184,78 @@ impl Shared {
         }
     }
 
-    fn record(&mut self, name: String, value: u64) {
-        if let Some(id) = self.metric_id(true, name) {
+    /// Records `value` in the histogram `id`.
+    fn record_to(&mut self, id: Option<u32>, value: u64) {
+        if let Some(id) = id {
             if let Err(e) = abi::record_metric(id, value) {
                 self.warn_once("record_metric", e, "");
             }
         }
+    }
+
+    /// The index in `label_sets` of the label set `values`, added on first sight (`None`
+    /// once [`MAX_LABEL_SETS`] are kept).
+    fn label_set(&mut self, values: &[String]) -> Option<usize> {
+        match self
+            .label_sets
+            .binary_search_by(|l| l.values[..].cmp(values))
+        {
+            Ok(i) => Some(i),
+            Err(i) if self.label_sets.len() < MAX_LABEL_SETS => {
+                let set = LabelSet {
+                    values: values.into(),
+                    ids: [None; SLOTS],
+                };
+                self.label_sets.insert(i, set);
+                Some(i)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The id of the metric of `kind` with `lead` and the dimension `values` (the label
+    /// set at `set` in `label_sets`, if it is kept there): the kept id, else found by its
+    /// full stat name (defined on first use) and kept.
+    fn series_id(
+        &mut self,
+        set: Option<usize>,
+        values: &[String],
+        kind: MetricKind,
+        lead: Lead,
+    ) -> Option<u32> {
+        let slot = match lead {
+            Lead::TokenType(_, field) => MetricKind::ALL.len() + field,
+            _ => kind as usize,
+        };
+        if let Some(id) = set.and_then(|i| self.label_sets[i].ids[slot]) {
+            return Some(id);
+        }
+        let config = &self.config;
+        let name = config.metrics.get(&kind)?;
+        let mut tags: Vec<(&str, &str)> = Vec::with_capacity(values.len() + 1);
+        match lead {
+            Lead::None => {}
+            Lead::Modality(m) => tags.push((config.token_modality_tag.as_deref()?, m)),
+            Lead::TokenType(t, _) => tags.push((config.token_type_tag.as_str(), t)),
+        }
+        tags.extend(
+            config
+                .dimensions
+                .iter()
+                .zip(values)
+                .map(|(d, v)| (d.tag.as_str(), v.as_str())),
+        );
+        let full = stat_name(config.tag_format, name, &tags);
+        let histogram = match lead {
+            Lead::None => kind.is_histogram(),
+            Lead::Modality(_) => false,
+            Lead::TokenType(..) => true,
+        };
+        let id = self.metric_id(histogram, full)?;
+        if let Some(i) = set {
+            self.label_sets[i].ids[slot] = Some(id);
+        }
+        Some(id)
     }
 }
 
@@ -828,53 +937,67 @@ impl Stream {
     }
 
     fn dimension_value(&self, shared: &mut Shared, index: usize, rec: &UsageRecord) -> String {
-        let source = shared.config.dimensions[index].source.clone();
-        let max_len = shared.config.max_label_len;
-        let raw: Option<String> = match &source {
-            Source::SourceWorkload => shared.node.workload.clone(),
-            Source::SourceWorkloadNamespace => shared.node.namespace.clone(),
+        let source = &shared.config.dimensions[index].source;
+        let cluster: Option<String>;
+        let raw: Option<&str> = match source {
+            Source::SourceWorkload => shared.node.workload.as_deref(),
+            Source::SourceWorkloadNamespace => shared.node.namespace.as_deref(),
             Source::DestinationService => {
                 let host = strip_port(&self.authority);
                 if host.is_empty() {
-                    abi::get_property(b"xds\0cluster_name")
+                    cluster = abi::get_property(b"xds\0cluster_name")
                         .or_else(|_| abi::get_property(b"cluster_name"))
                         .ok()
                         .filter(|v| !v.is_empty())
-                        .map(|v| String::from_utf8_lossy(&v).into_owned())
+                        .map(|v| String::from_utf8_lossy(&v).into_owned());
+                    cluster.as_deref()
                 } else {
-                    Some(host.to_string())
+                    Some(host)
                 }
             }
             Source::Model | Source::RequestModel | Source::ResponseModel | Source::Provider => {
-                source.record_label().and_then(|l| {
-                    l.value(rec, self.configured_model.as_deref())
-                        .map(str::to_owned)
-                })
+                source
+                    .record_label()
+                    .and_then(|l| l.value(rec, self.configured_model.as_deref()))
             }
             Source::Header(_) => self
                 .header_values
                 .iter()
                 .find(|(i, _)| *i == index)
-                .map(|(_, v)| v.clone()),
+                .map(|(_, v)| v.as_str()),
         };
         let value = match raw {
-            Some(r) => sanitize_tag(r.as_bytes(), max_len),
+            Some(r) => sanitize_tag(r.as_bytes(), shared.config.max_label_len),
             None => UNKNOWN.to_string(),
         };
-        if source.is_model() {
-            shared.model_limiter.label(&value)
-        } else if let Some((_, l)) = shared.value_limiters.iter_mut().find(|(i, _)| *i == index) {
-            l.label(&value)
+        let limiter = if source.is_model() {
+            Some(&mut shared.model_limiter)
         } else {
-            value
+            shared
+                .value_limiters
+                .iter_mut()
+                .find(|(i, _)| *i == index)
+                .map(|(_, l)| l)
+        };
+        if let Some(l) = limiter {
+            // Admitted: the value itself, without the copy `Limiter::label` makes.
+            if !l.admit(&value) {
+                return l.label(&value);
+            }
         }
+        value
+    }
+
+    /// The dimension values of the metrics of this exchange, in dimension order.
+    fn label_values(&self, s: &mut Shared, rec: &UsageRecord) -> Vec<String> {
+        (0..s.config.dimensions.len())
+            .map(|i| self.dimension_value(s, i, rec))
+            .collect()
     }
 
     /// The dimension tags of the metrics of this exchange.
     fn tags(&self, s: &mut Shared, rec: &UsageRecord) -> Vec<(String, String)> {
-        let values: Vec<String> = (0..s.config.dimensions.len())
-            .map(|i| self.dimension_value(s, i, rec))
-            .collect();
+        let values = self.label_values(s, rec);
         s.config
             .dimensions
             .iter()
@@ -934,17 +1057,13 @@ impl Stream {
             return;
         };
         let mut s = shared.borrow_mut();
-        let tags = self.tags(&mut s, rec);
-        let tag_refs: Vec<(&str, &str)> =
-            tags.iter().map(|(t, v)| (t.as_str(), v.as_str())).collect();
-        let format = s.config.tag_format;
-        let metrics: Vec<(MetricKind, String)> = s
-            .config
-            .metrics
-            .iter()
-            .map(|(k, n)| (k, n.clone()))
-            .collect();
-        for (kind, name) in metrics {
+        let values = self.label_values(&mut s, rec);
+        let set = s.label_set(&values);
+        let modality = s.config.token_modality_tag.is_some();
+        for kind in MetricKind::ALL {
+            if !s.config.metrics.contains_key(&kind) {
+                continue;
+            }
             let value = match kind {
                 // Per-figure token counters (`asm`): one row of the shared token table.
                 MetricKind::PromptTokens
@@ -959,16 +1078,15 @@ impl Stream {
                 | MetricKind::OutputImageTokens
                 | MetricKind::CacheCreation5mTokens
                 | MetricKind::CacheCreation1hTokens => {
-                    let Some(f) = kind.token_field() else {
+                    let Some(f) = s.token_fields[kind as usize] else {
                         continue;
                     };
                     let Some(v) = f.value(rec) else { continue };
                     // `otel`: `gen_ai.client.inference.usage.*` with the figure's modality.
-                    if let Some(tag) = &s.config.token_modality_tag {
-                        let mut t = tag_refs.clone();
-                        t.insert(0, (tag.as_str(), f.modality.unwrap_or(UNKNOWN_MODALITY)));
-                        let full = stat_name(format, &name, &t);
-                        s.add(full, v);
+                    if modality {
+                        let lead = Lead::Modality(f.modality.unwrap_or(UNKNOWN_MODALITY));
+                        let id = s.series_id(set, &values, kind, lead);
+                        s.add_to(id, v);
                         continue;
                     }
                     Some(v)
@@ -997,8 +1115,7 @@ impl Stream {
                 | MetricKind::BudgetRejected
                 | MetricKind::BudgetStoreErrors => continue,
                 MetricKind::TokenUsage => {
-                    let type_tag = s.config.token_type_tag.clone();
-                    for f in &TOKEN_FIELDS {
+                    for (i, f) in TOKEN_FIELDS.iter().enumerate() {
                         // `input` and `output` only: a subset (cache, reasoning, the
                         // parts) there would count twice in a sum over types; subsets
                         // have their own counters.
@@ -1006,20 +1123,18 @@ impl Stream {
                         let (Some(ty), Some(v)) = (ty, f.value(rec)) else {
                             continue;
                         };
-                        let ty = ty.as_str();
-                        let mut t = tag_refs.clone();
-                        t.insert(0, (type_tag.as_str(), ty));
-                        s.record(stat_name(format, &name, &t), v);
+                        let id = s.series_id(set, &values, kind, Lead::TokenType(ty.as_str(), i));
+                        s.record_to(id, v);
                     }
                     continue;
                 }
             };
             let Some(value) = value else { continue };
-            let full = stat_name(format, &name, &tag_refs);
+            let id = s.series_id(set, &values, kind, Lead::None);
             if kind.is_histogram() {
-                s.record(full, value);
+                s.record_to(id, value);
             } else {
-                s.add(full, value);
+                s.add_to(id, value);
             }
         }
     }
