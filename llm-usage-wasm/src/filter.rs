@@ -49,6 +49,9 @@ struct Shared {
     /// (A few dimensions at most: a Vec, searched linearly, costs less code than a map.)
     value_limiters: Vec<(usize, Limiter)>,
     node: NodeInfo,
+    /// `<prefix>.` of the filter-state paths, then the last key written: each write
+    /// replaces only the key (no path built per write).
+    state_path: Vec<u8>,
     /// Failure kinds already logged: each is logged once per VM. (A handful at most: a Vec,
     /// searched linearly, costs less code than a set.)
     logged: Vec<&'static str>,
@@ -114,6 +117,7 @@ impl Shared {
             model_limiter,
             value_limiters,
             node: NodeInfo::default(),
+            state_path: Vec::new(),
             logged: Vec::new(),
         }
     }
@@ -425,21 +429,26 @@ impl Stream {
     fn put(&self, key: &str, value: &[u8]) {
         let Some(shared) = &self.shared else { return };
         let mut s = shared.borrow_mut();
+        let s = &mut *s;
         let Some(prefix) = s.config.property_prefix.as_deref() else {
             return;
         };
-        let mut path = Vec::with_capacity(prefix.len() + 1 + key.len());
-        path.extend_from_slice(prefix.as_bytes());
-        path.push(b'.');
-        path.extend_from_slice(key.as_bytes());
-        if let Err(e) = abi::set_property(&path, value) {
+        let base = prefix.len() + 1;
+        if s.state_path.len() < base {
+            s.state_path.clear();
+            s.state_path.extend_from_slice(prefix.as_bytes());
+            s.state_path.push(b'.');
+        }
+        s.state_path.truncate(base);
+        s.state_path.extend_from_slice(key.as_bytes());
+        if let Err(e) = abi::set_property(&s.state_path, value) {
             s.warn_once("set_property", e, key);
         }
     }
 
     fn put_num(&self, key: &str, value: Option<u64>) {
         if let Some(v) = value {
-            self.put(key, v.to_string().as_bytes());
+            self.put(key, Decimal::new().digits(v).as_bytes());
         }
     }
 
@@ -1158,8 +1167,66 @@ fn ns_to_ms(ns: u64) -> u64 {
 }
 
 /// `12.345` (milliseconds with microsecond precision) for filter state.
-fn ms_text(ns: u64) -> String {
-    format!("{}.{:03}", ns / 1_000_000, (ns / 1_000) % 1_000)
+fn ms_text(ns: u64) -> Decimal {
+    let mut d = Decimal::new();
+    let micros = (ns / 1_000) % 1_000;
+    d.push_front(b'0' + (micros % 10) as u8);
+    d.push_front(b'0' + (micros / 10 % 10) as u8);
+    d.push_front(b'0' + (micros / 100) as u8);
+    d.push_front(b'.');
+    d.digits(ns / 1_000_000)
+}
+
+/// Decimal text for filter state, written on the stack from its last byte (no formatting
+/// machinery, no allocation). Room for any `u64` and for [`ms_text`]'s figures.
+struct Decimal {
+    buf: [u8; 24],
+    start: usize,
+}
+
+impl Decimal {
+    fn new() -> Decimal {
+        Decimal {
+            buf: [0; 24],
+            start: 24,
+        }
+    }
+
+    /// Puts `b` in front of the text. (Callers write at most 24 bytes: 20 digits of a
+    /// `u64`, or [`ms_text`]'s 4 + at most 15.)
+    fn push_front(&mut self, b: u8) {
+        self.start -= 1;
+        self.buf[self.start] = b;
+    }
+
+    /// Puts the decimal digits of `v` in front of the text.
+    fn digits(mut self, mut v: u64) -> Decimal {
+        loop {
+            self.push_front(b'0' + (v % 10) as u8);
+            v /= 10;
+            if v == 0 {
+                return self;
+            }
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+#[cfg(test)]
+impl PartialEq<&str> for Decimal {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+#[cfg(test)]
+impl std::fmt::Debug for Decimal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
 }
 
 impl Context for Stream {
@@ -1407,5 +1474,28 @@ mod tests {
         assert_eq!(ns_to_ms(10_500_000), 11);
         assert_eq!(ms_text(12_345_678), "12.345");
         assert_eq!(ms_text(0), "0.000");
+    }
+
+    /// The stack-written decimal text equals what `format!` writes, on edges and spread.
+    #[test]
+    fn decimal_text_matches_format() {
+        let mut values: Vec<u64> = (0..2_000).chain([u64::MAX, u64::MAX - 1]).collect();
+        let mut p = 1u64;
+        while let Some(next) = p.checked_mul(10) {
+            values.extend([p - 1, p, p + 1, next - 1]);
+            p = next;
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.extend([x, x >> 20, x >> 40]);
+        }
+        for v in values {
+            assert_eq!(Decimal::new().digits(v), v.to_string().as_str(), "{v}");
+            let ms = format!("{}.{:03}", v / 1_000_000, (v / 1_000) % 1_000);
+            assert_eq!(ms_text(v), ms.as_str(), "{v}");
+        }
     }
 }
