@@ -17,7 +17,7 @@ use std::rc::Rc;
 use llm_usage_core::inject::{self, rewrite_request, Filtered, Rewrite, Skip, UsageChunkFilter};
 use llm_usage_core::{Exchange, Options, UsageRecord};
 use llm_usage_cost::{Bucket, Decision, KeyFacts, Pricing};
-use llm_usage_report::labels::{sanitize_tag, Limiter};
+use llm_usage_report::labels::{sanitize_tag_into, Limiter};
 use llm_usage_report::select;
 use llm_usage_report::series::UNKNOWN_MODALITY;
 use llm_usage_report::tokens::{TokenField, TOKEN_FIELDS};
@@ -42,6 +42,9 @@ struct Shared {
     /// by index, without building or searching its name. Bounded by the limiters below
     /// (the values are theirs) and by [`MAX_LABEL_SETS`].
     label_sets: Vec<LabelSet>,
+    /// The label values of the exchange being reported, kept between exchanges for their
+    /// buffers.
+    labels: Vec<String>,
     /// The token field of each metric kind (by kind), looked up once.
     token_fields: [Option<&'static TokenField>; MetricKind::ALL.len()],
     model_limiter: Limiter,
@@ -113,6 +116,7 @@ impl Shared {
             config,
             metric_ids: Vec::new(),
             label_sets: Vec::new(),
+            labels: Vec::new(),
             token_fields,
             model_limiter,
             value_limiters,
@@ -494,8 +498,8 @@ impl Stream {
         select::is_llm(rec, self.configured_model.as_deref())
     }
 
-    fn request_model(&self, rec: &UsageRecord) -> Option<String> {
-        select::request_model(rec, self.configured_model.as_deref()).map(str::to_owned)
+    fn request_model<'a>(&'a self, rec: &'a UsageRecord) -> Option<&'a str> {
+        select::request_model(rec, self.configured_model.as_deref())
     }
 
     /// Publishes what is known once the request is in: model and provider.
@@ -945,7 +949,14 @@ impl Stream {
         }
     }
 
-    fn dimension_value(&self, shared: &mut Shared, index: usize, rec: &UsageRecord) -> String {
+    /// The value of dimension `index` for this exchange, sanitised and limited, into `out`.
+    fn dimension_value(
+        &self,
+        shared: &mut Shared,
+        index: usize,
+        rec: &UsageRecord,
+        out: &mut String,
+    ) {
         let source = &shared.config.dimensions[index].source;
         let cluster: Option<String>;
         let raw: Option<&str> = match source {
@@ -975,10 +986,13 @@ impl Stream {
                 .find(|(i, _)| *i == index)
                 .map(|(_, v)| v.as_str()),
         };
-        let value = match raw {
-            Some(r) => sanitize_tag(r.as_bytes(), shared.config.max_label_len),
-            None => UNKNOWN.to_string(),
-        };
+        match raw {
+            Some(r) => sanitize_tag_into(r.as_bytes(), shared.config.max_label_len, out),
+            None => {
+                out.clear();
+                out.push_str(UNKNOWN);
+            }
+        }
         let limiter = if source.is_model() {
             Some(&mut shared.model_limiter)
         } else {
@@ -990,23 +1004,26 @@ impl Stream {
         };
         if let Some(l) = limiter {
             // Admitted: the value itself, without the copy `Limiter::label` makes.
-            if !l.admit(&value) {
-                return l.label(&value);
+            if !l.admit(out) {
+                let other = l.label(out);
+                *out = other;
             }
         }
-        value
     }
 
-    /// The dimension values of the metrics of this exchange, in dimension order.
-    fn label_values(&self, s: &mut Shared, rec: &UsageRecord) -> Vec<String> {
-        (0..s.config.dimensions.len())
-            .map(|i| self.dimension_value(s, i, rec))
-            .collect()
+    /// The dimension values of the metrics of this exchange, in dimension order, into
+    /// `values` (its strings reused).
+    fn label_values(&self, s: &mut Shared, rec: &UsageRecord, values: &mut Vec<String>) {
+        values.resize_with(s.config.dimensions.len(), String::new);
+        for (i, out) in values.iter_mut().enumerate() {
+            self.dimension_value(s, i, rec, out);
+        }
     }
 
     /// The dimension tags of the metrics of this exchange.
     fn tags(&self, s: &mut Shared, rec: &UsageRecord) -> Vec<(String, String)> {
-        let values = self.label_values(s, rec);
+        let mut values = Vec::new();
+        self.label_values(s, rec, &mut values);
         s.config
             .dimensions
             .iter()
@@ -1066,7 +1083,8 @@ impl Stream {
             return;
         };
         let mut s = shared.borrow_mut();
-        let values = self.label_values(&mut s, rec);
+        let mut values = std::mem::take(&mut s.labels);
+        self.label_values(&mut s, rec, &mut values);
         let set = s.label_set(&values);
         let modality = s.config.token_modality_tag.is_some();
         for kind in MetricKind::ALL {
@@ -1146,6 +1164,7 @@ impl Stream {
                 s.add_to(id, value);
             }
         }
+        s.labels = values;
     }
 }
 
