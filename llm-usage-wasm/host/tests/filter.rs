@@ -483,6 +483,51 @@ fn repeat_exchanges_with_interleaved_label_sets_count_on_their_own_series() {
 }
 
 #[test]
+fn label_sets_past_the_kept_ones_still_count_on_their_own_series() {
+    // 1,100 label sets (44 models × 25 user types, under both caps of 100): more than the
+    // 1,024 whose metric ids the filter keeps. Each set, kept or not, counts on its own
+    // series, in two passes.
+    let mut vm = sleep_vm(
+        r#"{"extra_dimensions": [{"tag": "llmproxy_user_type", "from": "header:user-type"}]}"#,
+    );
+    let (models, users) = (44, 25);
+    for _ in 0..2 {
+        for m in 0..models {
+            for u in 0..users {
+                let ex = chat_of(&format!("m{m}"), &format!("u{u}"), 1 + u, 1);
+                replay::run(&mut vm, &ex, &Delivery::default()).unwrap();
+            }
+        }
+    }
+    let stats = vm.stats();
+    for m in 0..models {
+        for u in 0..users {
+            let series = |metric: &str| {
+                format!(
+                    "{metric}|llmproxy_source_workload=sleep|llmproxy_source_workload_namespace=default\
+                     |llmproxy_destination_service=api.openai.com|llmproxy_model=m{m}|llmproxy_user_type=u{u}"
+                )
+            };
+            assert_eq!(stats.counter(&series("asm_llm_proxy_requests")), Some(2));
+            assert_eq!(
+                stats.counter(&series("asm_llm_proxy_prompt_tokens")),
+                Some(2 * (1 + u))
+            );
+        }
+    }
+    let requests = stats
+        .metrics
+        .keys()
+        .filter(|k| k.starts_with("wasmcustom.asm_llm_proxy_requests|"))
+        .count();
+    assert_eq!(requests as u64, models * users);
+    assert_eq!(
+        vm.calls("proxy_define_metric") as usize,
+        stats.metrics.len()
+    );
+}
+
+#[test]
 fn interleaved_models_report_as_if_each_ran_alone_in_otel() {
     // `otel`: per-type counters with a modality tag and the token-type histogram, both
     // with a leading tag ahead of the dimensions. Models interleaved in one VM give the
