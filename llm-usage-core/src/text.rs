@@ -25,7 +25,7 @@ use crate::index::Avx2;
 
 /// How [`TextStats::add`] counts on this CPU: asked once, when a body's sink is made
 /// (`index::Avx2`, the CPU's answer, is the only way to the AVX2 path).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Counting {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     avx2: Option<Avx2>,
@@ -96,6 +96,64 @@ static CLASS: [u8; 256] = {
     }
     t
 };
+
+/// The classes of a 32-byte AVX2 vector `x`, as byte masks in the order of
+/// [`TextStats::add_counts`] without the word starts: letters and digits, punctuation,
+/// whitespace, 2-, 3- and 4-byte UTF-8 leads. For functions with AVX2 enabled (a macro, not
+/// a function: a call would not be inlined into them, nor a closure inherit their AVX2).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+macro_rules! avx2_classes {
+    ($x:expr) => {{
+        use core::arch::x86_64::*;
+        let x = $x;
+        let zero = _mm256_setzero_si256();
+        let ascii = _mm256_cmpgt_epi8(x, _mm256_set1_epi8(-1)); // x > -1
+        let digit = _mm256_and_si256(
+            _mm256_cmpgt_epi8(x, _mm256_set1_epi8(0x2f)),
+            _mm256_cmpgt_epi8(_mm256_set1_epi8(0x3a), x),
+        );
+        let folded = _mm256_or_si256(x, _mm256_set1_epi8(0x20));
+        let letter = _mm256_and_si256(
+            _mm256_cmpgt_epi8(folded, _mm256_set1_epi8(0x60)),
+            _mm256_cmpgt_epi8(_mm256_set1_epi8(0x7b), folded),
+        );
+        let alnum = _mm256_or_si256(digit, letter);
+        let space = _mm256_or_si256(
+            _mm256_and_si256(ascii, _mm256_cmpgt_epi8(_mm256_set1_epi8(0x21), x)),
+            _mm256_cmpeq_epi8(x, _mm256_set1_epi8(0x7f)),
+        );
+        let punct = _mm256_andnot_si256(_mm256_or_si256(alnum, space), ascii);
+        // Lead bytes: 0xc0.. (-64..), 0xe0.. (-32..), 0xf0.. (-16..), all negative.
+        let neg = _mm256_cmpgt_epi8(zero, x);
+        let lead = _mm256_and_si256(neg, _mm256_cmpgt_epi8(x, _mm256_set1_epi8(-65)));
+        let lead3 = _mm256_and_si256(neg, _mm256_cmpgt_epi8(x, _mm256_set1_epi8(-33)));
+        let lead4 = _mm256_and_si256(neg, _mm256_cmpgt_epi8(x, _mm256_set1_epi8(-17)));
+        [
+            alnum,
+            punct,
+            space,
+            _mm256_andnot_si256(lead3, lead),
+            _mm256_andnot_si256(lead4, lead3),
+            lead4,
+        ]
+    }};
+}
+
+/// Adds six per-byte-lane AVX2 counters (each lane at most 255, in the order of
+/// [`avx2_classes`]) to the totals of `$stats`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+macro_rules! avx2_flush {
+    ($stats:expr, $acc:expr, $zero:expr) => {{
+        use core::arch::x86_64::*;
+        let mut c = [0u64; 6];
+        for (c, v) in c.iter_mut().zip($acc) {
+            let s = _mm256_sad_epu8(v, $zero);
+            let s = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+            *c = (_mm_cvtsi128_si64(s) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s))) as u64;
+        }
+        $stats.add_counts([c[0], 0, c[1], c[2], c[3], c[4], c[5]]);
+    }};
+}
 
 impl TextStats {
     /// A new string of generated text starts (a word does not run across strings).
@@ -267,65 +325,23 @@ impl TextStats {
     #[target_feature(enable = "avx2")]
     unsafe fn add_avx2_blocks(&mut self, text: &[u8]) {
         use core::arch::x86_64::*;
-        // Macros, not closures: a closure would not inherit this function's AVX2.
-        macro_rules! set {
-            ($b:expr) => {
-                _mm256_set1_epi8($b as u8 as i8)
-            };
-        }
         let zero = _mm256_setzero_si256();
         let mut acc = [zero; 6];
         let mut n = 0;
         let mut carry = u32::from(self.in_word);
         let mut words = 0u64;
         macro_rules! flush {
-            () => {{
-                let mut c = [0u64; 6];
-                for (c, v) in c.iter_mut().zip(acc) {
-                    let s = _mm256_sad_epu8(v, zero);
-                    let s =
-                        _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
-                    *c =
-                        (_mm_cvtsi128_si64(s) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s))) as u64;
-                }
-                self.add_counts([c[0], 0, c[1], c[2], c[3], c[4], c[5]]);
-            }};
+            () => {
+                avx2_flush!(self, acc, zero)
+            };
         }
         for block in text.chunks_exact(32) {
             // SAFETY: an unaligned load of a 32-byte chunk from `chunks_exact(32)`.
             let x = unsafe { _mm256_loadu_si256(block.as_ptr().cast()) };
-            let ascii = _mm256_cmpgt_epi8(x, set!(0xff)); // x > -1
-            let digit = _mm256_and_si256(
-                _mm256_cmpgt_epi8(x, set!(0x2f)),
-                _mm256_cmpgt_epi8(set!(0x3a), x),
-            );
-            let folded = _mm256_or_si256(x, set!(0x20));
-            let letter = _mm256_and_si256(
-                _mm256_cmpgt_epi8(folded, set!(0x60)),
-                _mm256_cmpgt_epi8(set!(0x7b), folded),
-            );
-            let alnum = _mm256_or_si256(digit, letter);
-            let space = _mm256_or_si256(
-                _mm256_and_si256(ascii, _mm256_cmpgt_epi8(set!(0x21), x)),
-                _mm256_cmpeq_epi8(x, set!(0x7f)),
-            );
-            let punct = _mm256_andnot_si256(_mm256_or_si256(alnum, space), ascii);
-            // Lead bytes: 0xc0.. (-64..), 0xe0.. (-32..), 0xf0.. (-16..), all negative.
-            let neg = _mm256_cmpgt_epi8(zero, x);
-            let lead = _mm256_and_si256(neg, _mm256_cmpgt_epi8(x, set!(0xbf)));
-            let lead3 = _mm256_and_si256(neg, _mm256_cmpgt_epi8(x, set!(0xdf)));
-            let lead4 = _mm256_and_si256(neg, _mm256_cmpgt_epi8(x, set!(0xef)));
-            let bits = _mm256_movemask_epi8(alnum) as u32;
+            let masks = avx2_classes!(x);
+            let bits = _mm256_movemask_epi8(masks[0]) as u32;
             words += u64::from((bits & !((bits << 1) | carry)).count_ones());
             carry = bits >> 31;
-            let masks = [
-                alnum,
-                punct,
-                space,
-                _mm256_andnot_si256(lead3, lead),
-                _mm256_andnot_si256(lead4, lead3),
-                lead4,
-            ];
             for (a, m) in acc.iter_mut().zip(masks) {
                 *a = _mm256_sub_epi8(*a, m);
             }
@@ -341,6 +357,135 @@ impl TextStats {
         }
         self.words += words;
         self.in_word = carry != 0;
+    }
+
+    /// Counts the text of a JSON string's raw contents as [`add`](Self::add) counts it
+    /// decoded, without decoding it first, and returns how many bytes of `raw` it read.
+    ///
+    /// `raw` starts inside a string, not inside an escape. The reading stops at the
+    /// string's closing quote (not read), at the end of `raw`, or before an escape it
+    /// leaves to the scanner's decoder: one cut off by the end of `raw`, an invalid one, a
+    /// surrogate that is not the first half of a complete pair. Plain bytes are counted
+    /// where they lie; each escape it reads counts as the character it stands for. So
+    /// the scanner hands a streamed string's text over in one pass, with no copy, and the
+    /// counts are those of the decoded text whatever it stopped at (`tests` compare both
+    /// at every split).
+    ///
+    /// Only with AVX2 (thirty-two bytes at a time, `how`); elsewhere it reads nothing and
+    /// the scanner decodes and hands the text over as before.
+    #[allow(unsafe_code)]
+    pub(crate) fn add_json(&mut self, raw: &[u8], how: Counting) -> usize {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        if let Some(avx2) = how.avx2 {
+            let _ = avx2;
+            // SAFETY: an `Avx2` exists only where the CPU has AVX2 (`Avx2::detect`), which
+            // is all `add_json_avx2` requires.
+            return unsafe { self.add_json_avx2(raw) };
+        }
+        let _ = (raw, how);
+        0
+    }
+
+    /// [`add_json`](Self::add_json) with AVX2: each 32-byte block is searched for quotes
+    /// and backslashes and classified as [`add_avx2_blocks`](Self::add_avx2_blocks) does;
+    /// a block with neither is counted whole, one with either up to the first of them
+    /// (the lanes past it masked off), then an escape is counted as its character and
+    /// the next block loaded right after it. The last bytes (fewer than 32) are copied
+    /// into a block padded with quotes, which stop the reading at the end of `raw`.
+    ///
+    /// The CPU must have AVX2.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2")]
+    unsafe fn add_json_avx2(&mut self, raw: &[u8]) -> usize {
+        use core::arch::x86_64::*;
+        let n = raw.len();
+        let zero = _mm256_setzero_si256();
+        let lane = _mm256_setr_epi8(
+            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
+            24, 25, 26, 27, 28, 29, 30, 31,
+        );
+        let mut acc = [zero; 6];
+        let mut blocks = 0;
+        let mut carry = u32::from(self.in_word);
+        let mut words = 0u64;
+        // Bytes counted where they lie, and decoded from escapes.
+        let mut bytes = 0usize;
+        let mut tail = [b'"'; 32];
+        let mut i = 0;
+        // Adds the masks of one block (lanes past the text cleared) to the counters.
+        macro_rules! count {
+            ($masks:expr, $bits:expr, $last:expr) => {{
+                let bits: u32 = $bits;
+                words += u64::from((bits & !((bits << 1) | carry)).count_ones());
+                carry = (bits >> $last) & 1;
+                for (a, m) in acc.iter_mut().zip($masks) {
+                    *a = _mm256_sub_epi8(*a, m);
+                }
+                blocks += 1;
+                if blocks == 255 {
+                    avx2_flush!(self, acc, zero);
+                    acc = [zero; 6];
+                    blocks = 0;
+                }
+            }};
+        }
+        loop {
+            let (x, stop) = loop {
+                let x = if i + 32 <= n {
+                    // SAFETY: `raw[i..i + 32]` is in bounds; an unaligned load.
+                    unsafe { _mm256_loadu_si256(raw.as_ptr().add(i).cast()) }
+                } else {
+                    let r = n - i;
+                    tail[..r].copy_from_slice(&raw[i..]);
+                    tail[r..].fill(b'"');
+                    // SAFETY: an unaligned load of the 32-byte array `tail`.
+                    unsafe { _mm256_loadu_si256(tail.as_ptr().cast()) }
+                };
+                let stop = _mm256_movemask_epi8(_mm256_or_si256(
+                    _mm256_cmpeq_epi8(x, _mm256_set1_epi8(b'"' as i8)),
+                    _mm256_cmpeq_epi8(x, _mm256_set1_epi8(b'\\' as i8)),
+                )) as u32;
+                if stop != 0 {
+                    break (x, stop);
+                }
+                let masks = avx2_classes!(x);
+                count!(masks, _mm256_movemask_epi8(masks[0]) as u32, 31);
+                i += 32;
+                bytes += 32;
+            };
+            // The text ends at lane `take`, a quote or a backslash (or the padding).
+            let take = stop.trailing_zeros();
+            if take > 0 {
+                let keep = _mm256_cmpgt_epi8(_mm256_set1_epi8(take as i8), lane);
+                let masks = avx2_classes!(x).map(|m| _mm256_and_si256(m, keep));
+                count!(masks, _mm256_movemask_epi8(masks[0]) as u32, take - 1);
+                i += take as usize;
+                bytes += take as usize;
+            }
+            if i >= n || raw[i] == b'"' {
+                break;
+            }
+            let Some((c, len)) = json_escape(&raw[i..]) else {
+                break;
+            };
+            let mut utf8 = [0u8; 4];
+            let c = c.encode_utf8(&mut utf8).as_bytes();
+            self.in_word = carry != 0;
+            for &b in c {
+                self.add_byte(b);
+            }
+            carry = u32::from(self.in_word);
+            bytes += c.len();
+            i += len;
+        }
+        if blocks > 0 {
+            avx2_flush!(self, acc, zero);
+        }
+        self.words += words;
+        self.in_word = carry != 0;
+        self.bytes += bytes as u64;
+        i
     }
 
     /// Adds counts, in the order of [`TextStats::classify`]'s masks.
@@ -461,6 +606,52 @@ impl TextStats {
             + EST_FOUR * self.four_byte;
         Some(milli.div_ceil(1000).max(1))
     }
+}
+
+/// The JSON escape at the start of `raw` (a backslash) when it is complete and stands for
+/// one character by itself: the character and the escape's length. `None` for what the
+/// scanner's decoder must see: an escape cut off by the end of `raw`, an invalid one, and
+/// surrogates other than a complete pair (a lone one decodes to U+FFFD, and a high one
+/// waits for what follows it).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+fn json_escape(raw: &[u8]) -> Option<(char, usize)> {
+    let unit = |at: usize| -> Option<u32> {
+        let hex = raw.get(at..at + 4)?;
+        let mut v = 0;
+        for &h in hex {
+            v = v << 4 | char::from(h).to_digit(16)?;
+        }
+        Some(v)
+    };
+    let c = match *raw.get(1)? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'b' => '\u{8}',
+        b'f' => '\u{c}',
+        b'n' => '\n',
+        b'r' => '\r',
+        b't' => '\t',
+        b'u' => {
+            let u = unit(2)?;
+            return match u {
+                0xd800..=0xdbff => {
+                    if raw.get(6..8)? != b"\\u" {
+                        return None;
+                    }
+                    let lo = unit(8)?;
+                    if !(0xdc00..=0xdfff).contains(&lo) {
+                        return None;
+                    }
+                    char::from_u32(0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00)).map(|c| (c, 12))
+                }
+                0xdc00..=0xdfff => None,
+                _ => char::from_u32(u).map(|c| (c, 6)),
+            };
+        }
+        _ => return None,
+    };
+    Some((c, 2))
 }
 
 /// Estimate coefficients, thousandths of a token per unit (see [`TextStats::estimate_tokens`]).
