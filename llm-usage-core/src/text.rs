@@ -27,6 +27,8 @@ use crate::index::Avx2;
 /// (`index::Avx2`, the CPU's answer, is the only way to the AVX2 path).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Counting {
+    /// Set only by [`Counting::detect`], and only where the CPU also has `popcnt` (every
+    /// CPU with AVX2 has; the AVX2 paths count word starts with it).
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     avx2: Option<Avx2>,
 }
@@ -36,7 +38,7 @@ impl Counting {
     pub(crate) fn detect() -> Counting {
         Counting {
             #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-            avx2: Avx2::detect(),
+            avx2: Avx2::detect().filter(|_| std::is_x86_feature_detected!("popcnt")),
         }
     }
 }
@@ -310,8 +312,9 @@ impl TextStats {
     fn add_avx2(&mut self, text: &[u8], avx2: Avx2) {
         let _ = avx2;
         debug_assert!(text.len() % 32 == 0);
-        // SAFETY: an `Avx2` exists only where the CPU has AVX2 (`Avx2::detect`), which is
-        // all `add_avx2_blocks` requires.
+        // SAFETY: `avx2` comes from a `Counting`, which holds one only where the CPU has
+        // AVX2 (`Avx2::detect`) and `popcnt` (`Counting::detect`): all `add_avx2_blocks`
+        // requires.
         unsafe { self.add_avx2_blocks(text) }
     }
 
@@ -319,10 +322,10 @@ impl TextStats {
     /// digit masks' bits (a start: a set bit whose previous bit, across blocks too, is
     /// clear), the classes per byte lane as in [`add_sse2`](Self::add_sse2).
     ///
-    /// The CPU must have AVX2.
+    /// The CPU must have AVX2 and `popcnt`.
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[allow(unsafe_code)]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,popcnt")]
     unsafe fn add_avx2_blocks(&mut self, text: &[u8]) {
         use core::arch::x86_64::*;
         let zero = _mm256_setzero_si256();
@@ -378,8 +381,9 @@ impl TextStats {
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
         if let Some(avx2) = how.avx2 {
             let _ = avx2;
-            // SAFETY: an `Avx2` exists only where the CPU has AVX2 (`Avx2::detect`), which
-            // is all `add_json_avx2` requires.
+            // SAFETY: a `Counting` holds an `Avx2` only where the CPU has AVX2
+            // (`Avx2::detect`) and `popcnt` (`Counting::detect`): all `add_json_avx2`
+            // requires.
             return unsafe { self.add_json_avx2(raw) };
         }
         let _ = (raw, how);
@@ -390,78 +394,109 @@ impl TextStats {
     /// and backslashes and classified as [`add_avx2_blocks`](Self::add_avx2_blocks) does;
     /// a block with neither is counted whole, one with either up to the first of them
     /// (the lanes past it masked off), then an escape is counted as its character and
-    /// the next block loaded right after it. The last bytes (fewer than 32) are copied
-    /// into a block padded with quotes, which stop the reading at the end of `raw`.
+    /// the next block loaded right after it. The last block is the last 32 bytes of `raw`,
+    /// the lanes already counted masked off too. Nothing in the loop is a call, so the
+    /// counters stay in registers. Inputs shorter than a block are read byte by byte.
     ///
-    /// The CPU must have AVX2.
+    /// The CPU must have AVX2 and `popcnt`.
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[allow(unsafe_code)]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,popcnt")]
     unsafe fn add_json_avx2(&mut self, raw: &[u8]) -> usize {
         use core::arch::x86_64::*;
         let n = raw.len();
+        if n < 32 {
+            return self.add_json_bytewise(raw);
+        }
         let zero = _mm256_setzero_si256();
         let lane = _mm256_setr_epi8(
             0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
             24, 25, 26, 27, 28, 29, 30, 31,
         );
-        let mut acc = [zero; 6];
+        let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5) = (zero, zero, zero, zero, zero, zero);
         let mut blocks = 0;
         let mut carry = u32::from(self.in_word);
         let mut words = 0u64;
         // Bytes counted where they lie, and decoded from escapes.
         let mut bytes = 0usize;
-        let mut tail = [b'"'; 32];
         let mut i = 0;
-        // Adds the masks of one block (lanes past the text cleared) to the counters.
+        // Adds one block's masks (lanes outside the text cleared) to the counters; `$bits`
+        // are the letters and digits, `$from` the first lane of the text, `$last` its last.
         macro_rules! count {
-            ($masks:expr, $bits:expr, $last:expr) => {{
+            ($m:expr, $bits:expr, $from:expr, $last:expr) => {{
+                let m = $m;
                 let bits: u32 = $bits;
-                words += u64::from((bits & !((bits << 1) | carry)).count_ones());
+                words += u64::from((bits & !((bits << 1) | (carry << $from))).count_ones());
                 carry = (bits >> $last) & 1;
-                for (a, m) in acc.iter_mut().zip($masks) {
-                    *a = _mm256_sub_epi8(*a, m);
-                }
+                c0 = _mm256_sub_epi8(c0, m[0]);
+                c1 = _mm256_sub_epi8(c1, m[1]);
+                c2 = _mm256_sub_epi8(c2, m[2]);
+                c3 = _mm256_sub_epi8(c3, m[3]);
+                c4 = _mm256_sub_epi8(c4, m[4]);
+                c5 = _mm256_sub_epi8(c5, m[5]);
                 blocks += 1;
                 if blocks == 255 {
-                    avx2_flush!(self, acc, zero);
-                    acc = [zero; 6];
+                    avx2_flush!(self, [c0, c1, c2, c3, c4, c5], zero);
+                    (c0, c1, c2, c3, c4, c5) = (zero, zero, zero, zero, zero, zero);
                     blocks = 0;
                 }
             }};
         }
-        loop {
-            let (x, stop) = loop {
-                let x = if i + 32 <= n {
-                    // SAFETY: `raw[i..i + 32]` is in bounds; an unaligned load.
-                    unsafe { _mm256_loadu_si256(raw.as_ptr().add(i).cast()) }
-                } else {
-                    let r = n - i;
-                    tail[..r].copy_from_slice(&raw[i..]);
-                    tail[r..].fill(b'"');
-                    // SAFETY: an unaligned load of the 32-byte array `tail`.
-                    unsafe { _mm256_loadu_si256(tail.as_ptr().cast()) }
-                };
-                let stop = _mm256_movemask_epi8(_mm256_or_si256(
-                    _mm256_cmpeq_epi8(x, _mm256_set1_epi8(b'"' as i8)),
-                    _mm256_cmpeq_epi8(x, _mm256_set1_epi8(b'\\' as i8)),
-                )) as u32;
-                if stop != 0 {
-                    break (x, stop);
-                }
-                let masks = avx2_classes!(x);
-                count!(masks, _mm256_movemask_epi8(masks[0]) as u32, 31);
-                i += 32;
-                bytes += 32;
+        // Quotes and backslashes (macros, not closures: see `avx2_classes`).
+        macro_rules! stops {
+            ($x:expr) => {
+                _mm256_movemask_epi8(_mm256_or_si256(
+                    _mm256_cmpeq_epi8($x, _mm256_set1_epi8(b'"' as i8)),
+                    _mm256_cmpeq_epi8($x, _mm256_set1_epi8(b'\\' as i8)),
+                )) as u32
             };
-            // The text ends at lane `take`, a quote or a backslash (or the padding).
-            let take = stop.trailing_zeros();
-            if take > 0 {
-                let keep = _mm256_cmpgt_epi8(_mm256_set1_epi8(take as i8), lane);
-                let masks = avx2_classes!(x).map(|m| _mm256_and_si256(m, keep));
-                count!(masks, _mm256_movemask_epi8(masks[0]) as u32, take - 1);
-                i += take as usize;
-                bytes += take as usize;
+        }
+        'text: while i < n {
+            // Whole blocks of plain text; then the block where the text stops (a quote or
+            // a backslash in it), or the last 32 bytes, from lane `from` (the bytes before
+            // it counted already).
+            let (x, stop, from) = loop {
+                if i + 32 <= n {
+                    // SAFETY: `raw[i..i + 32]` is in bounds; an unaligned load.
+                    let x = unsafe { _mm256_loadu_si256(raw.as_ptr().add(i).cast()) };
+                    let stop = stops!(x);
+                    if stop != 0 {
+                        break (x, stop, 0);
+                    }
+                    let m = avx2_classes!(x);
+                    count!(m, _mm256_movemask_epi8(m[0]) as u32, 0, 31);
+                    i += 32;
+                    bytes += 32;
+                } else {
+                    if i == n {
+                        break 'text;
+                    }
+                    // SAFETY: `n >= 32`, so `raw[n - 32..n]` is in bounds; an unaligned load.
+                    let x = unsafe { _mm256_loadu_si256(raw.as_ptr().add(n - 32).cast()) };
+                    let from = (i + 32 - n) as u32;
+                    break (x, stops!(x) >> from << from, from);
+                }
+            };
+            // The text runs from lane `from` to `end` (a quote, a backslash, or the end
+            // of `raw`).
+            let end = if stop == 0 { 32 } else { stop.trailing_zeros() };
+            if end > from {
+                let keep = _mm256_andnot_si256(
+                    _mm256_cmpgt_epi8(_mm256_set1_epi8(from as i8), lane),
+                    _mm256_cmpgt_epi8(_mm256_set1_epi8(end as i8), lane),
+                );
+                let m = avx2_classes!(x);
+                let m = [
+                    _mm256_and_si256(m[0], keep),
+                    _mm256_and_si256(m[1], keep),
+                    _mm256_and_si256(m[2], keep),
+                    _mm256_and_si256(m[3], keep),
+                    _mm256_and_si256(m[4], keep),
+                    _mm256_and_si256(m[5], keep),
+                ];
+                count!(m, _mm256_movemask_epi8(m[0]) as u32, from, end - 1);
+                i += (end - from) as usize;
+                bytes += (end - from) as usize;
             }
             if i >= n || raw[i] == b'"' {
                 break;
@@ -469,23 +504,59 @@ impl TextStats {
             let Some((c, len)) = json_escape(&raw[i..]) else {
                 break;
             };
-            let mut utf8 = [0u8; 4];
-            let c = c.encode_utf8(&mut utf8).as_bytes();
-            self.in_word = carry != 0;
-            for &b in c {
-                self.add_byte(b);
-            }
-            carry = u32::from(self.in_word);
-            bytes += c.len();
+            bytes += self.add_escaped(c, &mut carry);
             i += len;
         }
         if blocks > 0 {
-            avx2_flush!(self, acc, zero);
+            avx2_flush!(self, [c0, c1, c2, c3, c4, c5], zero);
         }
         self.words += words;
         self.in_word = carry != 0;
         self.bytes += bytes as u64;
         i
+    }
+
+    /// [`add_json`](Self::add_json) byte by byte, for inputs shorter than a vector block.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn add_json_bytewise(&mut self, raw: &[u8]) -> usize {
+        let mut i = 0;
+        let mut carry = u32::from(self.in_word);
+        while let Some(&b) = raw.get(i) {
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    let Some((c, len)) = json_escape(&raw[i..]) else {
+                        break;
+                    };
+                    self.bytes += self.add_escaped(c, &mut carry) as u64;
+                    i += len;
+                }
+                _ => {
+                    self.in_word = carry != 0;
+                    self.add_byte(b);
+                    carry = u32::from(self.in_word);
+                    self.bytes += 1;
+                    i += 1;
+                }
+            }
+        }
+        self.in_word = carry != 0;
+        i
+    }
+
+    /// Counts the character an escape stands for (`carry`: whether a word goes on, as
+    /// `in_word`); returns its length in UTF-8.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
+    fn add_escaped(&mut self, c: char, carry: &mut u32) -> usize {
+        let mut utf8 = [0u8; 4];
+        let c = c.encode_utf8(&mut utf8).as_bytes();
+        self.in_word = *carry != 0;
+        for &b in c {
+            self.add_byte(b);
+        }
+        *carry = u32::from(self.in_word);
+        c.len()
     }
 
     /// Adds counts, in the order of [`TextStats::classify`]'s masks.
@@ -614,6 +685,7 @@ impl TextStats {
 /// surrogates other than a complete pair (a lone one decodes to U+FFFD, and a high one
 /// waits for what follows it).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
 fn json_escape(raw: &[u8]) -> Option<(char, usize)> {
     let unit = |at: usize| -> Option<u32> {
         let hex = raw.get(at..at + 4)?;
