@@ -409,10 +409,6 @@ impl TextStats {
             return self.add_json_bytewise(raw);
         }
         let zero = _mm256_setzero_si256();
-        let lane = _mm256_setr_epi8(
-            0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23,
-            24, 25, 26, 27, 28, 29, 30, 31,
-        );
         let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5) = (zero, zero, zero, zero, zero, zero);
         let mut blocks = 0;
         let mut carry = u32::from(self.in_word);
@@ -477,14 +473,69 @@ impl TextStats {
                     break (x, stops!(x) >> from << from, from);
                 }
             };
-            // The text runs from lane `from` to `end` (a quote, a backslash, or the end
-            // of `raw`).
-            let end = if stop == 0 { 32 } else { stop.trailing_zeros() };
+            // The block is classified once whatever it holds. Its text runs from lane
+            // `from` to the first quote; an escape on the way is counted as its character
+            // and its lanes masked off (it ends a word, as the character does), unless it
+            // stands for a letter or digit (which would join a word) or is one left to the
+            // scanner: the reading stops there. An escape running past the block moves
+            // the next block's start past it.
+            let base = i - from as usize;
+            let mut quotes =
+                _mm256_movemask_epi8(_mm256_cmpeq_epi8(x, _mm256_set1_epi8(b'"' as i8))) as u32
+                    & stop;
+            let mut slashes = stop & !quotes;
+            let mut plain = u32::MAX << from;
+            let mut end = 32;
+            let mut next = base + 32;
+            let mut stopped = false;
+            loop {
+                let at = slashes.trailing_zeros();
+                let quote = quotes.trailing_zeros();
+                if quote < at {
+                    end = quote;
+                    stopped = true;
+                    break;
+                }
+                if at == 32 {
+                    break;
+                }
+                match json_escape(&raw[base + at as usize..]) {
+                    Some(e) if e.class != ALNUM => {
+                        bytes += self.add_escaped_apart(e);
+                        let len = u32::from(e.len);
+                        let after = at + len;
+                        if after >= 32 {
+                            plain &= !(u32::MAX << at);
+                            next = base + after as usize;
+                            break;
+                        }
+                        let lanes = !(u32::MAX << len) << at;
+                        plain &= !lanes;
+                        slashes &= !lanes;
+                        quotes &= !lanes;
+                    }
+                    _ => {
+                        end = at;
+                        stopped = true;
+                        break;
+                    }
+                }
+            }
+            if end < 32 {
+                plain &= !(u32::MAX << end);
+            }
             if end > from {
-                let keep = _mm256_andnot_si256(
-                    _mm256_cmpgt_epi8(_mm256_set1_epi8(from as i8), lane),
-                    _mm256_cmpgt_epi8(_mm256_set1_epi8(end as i8), lane),
+                // The lanes of `plain` as a byte mask: each byte of the block picks the byte
+                // of `plain` that holds its bit, then tests that bit.
+                let keep = _mm256_shuffle_epi8(
+                    _mm256_set1_epi32(plain as i32),
+                    _mm256_setr_epi8(
+                        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
+                        3, 3, 3, 3, 3, 3, 3,
+                    ),
                 );
+                let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+                let keep = _mm256_cmpeq_epi8(_mm256_and_si256(keep, bit), bit);
                 let m = avx2_classes!(x);
                 let m = [
                     _mm256_and_si256(m[0], keep),
@@ -495,17 +546,22 @@ impl TextStats {
                     _mm256_and_si256(m[5], keep),
                 ];
                 count!(m, _mm256_movemask_epi8(m[0]) as u32, from, end - 1);
-                i += (end - from) as usize;
-                bytes += (end - from) as usize;
+                bytes += plain.count_ones() as usize;
             }
-            if i >= n || raw[i] == b'"' {
+            if !stopped {
+                i = next;
+                continue;
+            }
+            i = base + end as usize;
+            if raw[i] == b'"' {
                 break;
             }
-            let Some((c, len)) = json_escape(&raw[i..]) else {
+            // An escape standing for a letter or digit, or one left to the scanner.
+            let Some(e) = json_escape(&raw[i..]) else {
                 break;
             };
-            bytes += self.add_escaped(c, &mut carry);
-            i += len;
+            bytes += self.add_escaped(e, &mut carry);
+            i += usize::from(e.len);
         }
         if blocks > 0 {
             avx2_flush!(self, [c0, c1, c2, c3, c4, c5], zero);
@@ -525,11 +581,11 @@ impl TextStats {
             match b {
                 b'"' => break,
                 b'\\' => {
-                    let Some((c, len)) = json_escape(&raw[i..]) else {
+                    let Some(e) = json_escape(&raw[i..]) else {
                         break;
                     };
-                    self.bytes += self.add_escaped(c, &mut carry) as u64;
-                    i += len;
+                    self.bytes += self.add_escaped(e, &mut carry) as u64;
+                    i += usize::from(e.len);
                 }
                 _ => {
                     self.in_word = carry != 0;
@@ -544,19 +600,35 @@ impl TextStats {
         i
     }
 
+    /// Counts the character an escape stands for, one that is not a letter or digit (so
+    /// it ends a word, which the caller settles); returns its length in UTF-8.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
+    fn add_escaped_apart(&mut self, e: Escaped) -> usize {
+        match e.class {
+            PUNCT => self.punct += 1,
+            SPACE => self.space += 1,
+            LEAD2 => self.two_byte += 1,
+            LEAD3 => self.three_byte += 1,
+            LEAD4 => self.four_byte += 1,
+            _ => {}
+        }
+        usize::from(e.utf8)
+    }
+
     /// Counts the character an escape stands for (`carry`: whether a word goes on, as
     /// `in_word`); returns its length in UTF-8.
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[inline(always)]
-    fn add_escaped(&mut self, c: char, carry: &mut u32) -> usize {
-        let mut utf8 = [0u8; 4];
-        let c = c.encode_utf8(&mut utf8).as_bytes();
-        self.in_word = *carry != 0;
-        for &b in c {
-            self.add_byte(b);
+    fn add_escaped(&mut self, e: Escaped, carry: &mut u32) -> usize {
+        if e.class == ALNUM {
+            self.alnum += 1;
+            self.words += u64::from(*carry == 0);
+            *carry = 1;
+        } else {
+            *carry = 0;
         }
-        *carry = u32::from(self.in_word);
-        c.len()
+        self.add_escaped_apart(e)
     }
 
     /// Adds counts, in the order of [`TextStats::classify`]'s masks.
@@ -679,51 +751,107 @@ impl TextStats {
     }
 }
 
-/// The JSON escape at the start of `raw` (a backslash) when it is complete and stands for
-/// one character by itself: the character and the escape's length. `None` for what the
-/// scanner's decoder must see: an escape cut off by the end of `raw`, an invalid one, and
-/// surrogates other than a complete pair (a lone one decodes to U+FFFD, and a high one
-/// waits for what follows it).
+/// What a JSON escape stands for, when it is complete and stands for one character by
+/// itself: the class of the character (its UTF-8 lead byte's, as `CLASS` gives it), its
+/// length in UTF-8 and the escape's length.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[derive(Debug, Clone, Copy)]
+struct Escaped {
+    class: u8,
+    utf8: u8,
+    len: u8,
+}
+
+/// The class of the character a two-byte escape stands for, by the byte after the
+/// backslash; [`UNICODE`] for `u`, [`INVALID`] for the rest.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+static SIMPLE: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    t[b'"' as usize] = PUNCT;
+    t[b'\\' as usize] = PUNCT;
+    t[b'/' as usize] = PUNCT;
+    t[b'b' as usize] = SPACE;
+    t[b'f' as usize] = SPACE;
+    t[b'n' as usize] = SPACE;
+    t[b'r' as usize] = SPACE;
+    t[b't' as usize] = SPACE;
+    t[b'u' as usize] = UNICODE;
+    t
+};
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+const UNICODE: u8 = 7;
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+const INVALID: u8 = 8;
+
+/// Hex digits' values; `0x10` for any other byte.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+static HEX: [u8; 256] = {
+    let mut t = [0x10u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The JSON escape at the start of `raw` (a backslash), when it is complete and stands
+/// for one character by itself (the scanner's decoder gives the same character). `None`
+/// for what the decoder must see: an escape cut off by the end of `raw`, an invalid one,
+/// and surrogates other than a complete pair (a lone one decodes to U+FFFD, and a high
+/// one waits for what follows it).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
-fn json_escape(raw: &[u8]) -> Option<(char, usize)> {
+fn json_escape(raw: &[u8]) -> Option<Escaped> {
     let unit = |at: usize| -> Option<u32> {
-        let hex = raw.get(at..at + 4)?;
-        let mut v = 0;
-        for &h in hex {
-            v = v << 4 | char::from(h).to_digit(16)?;
+        let h = raw.get(at..at + 4)?;
+        let d = [
+            HEX[usize::from(h[0])],
+            HEX[usize::from(h[1])],
+            HEX[usize::from(h[2])],
+            HEX[usize::from(h[3])],
+        ];
+        if (d[0] | d[1] | d[2] | d[3]) & 0x10 != 0 {
+            return None;
         }
-        Some(v)
+        Some(u32::from(d[0]) << 12 | u32::from(d[1]) << 8 | u32::from(d[2]) << 4 | u32::from(d[3]))
     };
-    let c = match *raw.get(1)? {
-        b'"' => '"',
-        b'\\' => '\\',
-        b'/' => '/',
-        b'b' => '\u{8}',
-        b'f' => '\u{c}',
-        b'n' => '\n',
-        b'r' => '\r',
-        b't' => '\t',
-        b'u' => {
-            let u = unit(2)?;
-            return match u {
-                0xd800..=0xdbff => {
-                    if raw.get(6..8)? != b"\\u" {
-                        return None;
-                    }
-                    let lo = unit(8)?;
-                    if !(0xdc00..=0xdfff).contains(&lo) {
-                        return None;
-                    }
-                    char::from_u32(0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00)).map(|c| (c, 12))
-                }
-                0xdc00..=0xdfff => None,
-                _ => char::from_u32(u).map(|c| (c, 6)),
-            };
+    let class = SIMPLE[usize::from(*raw.get(1)?)];
+    if class != UNICODE {
+        return (class != INVALID).then_some(Escaped {
+            class,
+            utf8: 1,
+            len: 2,
+        });
+    }
+    let u = unit(2)?;
+    let (class, utf8) = match u {
+        0..=0x7f => (CLASS[u as usize], 1),
+        0x80..=0x7ff => (LEAD2, 2),
+        0xd800..=0xdbff => {
+            if raw.get(6..8)? != b"\\u" || !(0xdc00..=0xdfff).contains(&unit(8)?) {
+                return None;
+            }
+            return Some(Escaped {
+                class: LEAD4,
+                utf8: 4,
+                len: 12,
+            });
         }
-        _ => return None,
+        0xdc00..=0xdfff => return None,
+        _ => (LEAD3, 3),
     };
-    Some((c, 2))
+    Some(Escaped {
+        class,
+        utf8,
+        len: 6,
+    })
 }
 
 /// Estimate coefficients, thousandths of a token per unit (see [`TextStats::estimate_tokens`]).
