@@ -99,43 +99,47 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// The classes of a 32-byte AVX2 vector `x`, as byte masks in the order of
-/// [`TextStats::add_counts`] without the word starts: letters and digits, punctuation,
-/// whitespace, 2-, 3- and 4-byte UTF-8 leads. For functions with AVX2 enabled (a macro, not
-/// a function: a call would not be inlined into them, nor a closure inherit their AVX2).
+/// The classes of a 32-byte AVX2 vector `x`, as byte masks: letters and digits, ASCII,
+/// ASCII whitespace and controls, and bytes from 0xc0, 0xe0 and 0xf0 (UTF-8 leads of two
+/// bytes or more, three or more, four). Counted per lane, [`avx2_flush`] turns them into
+/// the counts: punctuation is the ASCII that is neither of the others, a 2-byte lead one
+/// from 0xc0 that is not from 0xe0, and so on. Each range is one comparison: digits and
+/// letters (case folded by `| 0x20`) are shifted to the bottom of the signed range, the
+/// others compared unsigned with `min`/`max`. For functions with AVX2 enabled (a macro,
+/// not a function: a call would not be inlined into them, nor a closure inherit their
+/// AVX2).
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 macro_rules! avx2_classes {
     ($x:expr) => {{
         use core::arch::x86_64::*;
         let x = $x;
-        let zero = _mm256_setzero_si256();
-        let ascii = _mm256_cmpgt_epi8(x, _mm256_set1_epi8(-1)); // x > -1
-        let digit = _mm256_and_si256(
-            _mm256_cmpgt_epi8(x, _mm256_set1_epi8(0x2f)),
-            _mm256_cmpgt_epi8(_mm256_set1_epi8(0x3a), x),
+        // `x + (0x80 - lo)` puts `lo..lo + n` at -128..-128 + n (signed).
+        let digit = _mm256_cmpgt_epi8(
+            _mm256_set1_epi8(-128 + 10),
+            _mm256_add_epi8(x, _mm256_set1_epi8(0x80u8.wrapping_sub(0x30) as i8)),
         );
-        let folded = _mm256_or_si256(x, _mm256_set1_epi8(0x20));
-        let letter = _mm256_and_si256(
-            _mm256_cmpgt_epi8(folded, _mm256_set1_epi8(0x60)),
-            _mm256_cmpgt_epi8(_mm256_set1_epi8(0x7b), folded),
+        let letter = _mm256_cmpgt_epi8(
+            _mm256_set1_epi8(-128 + 26),
+            _mm256_add_epi8(
+                _mm256_or_si256(x, _mm256_set1_epi8(0x20)),
+                _mm256_set1_epi8(0x80u8.wrapping_sub(0x61) as i8),
+            ),
         );
-        let alnum = _mm256_or_si256(digit, letter);
+        let ascii = _mm256_cmpgt_epi8(x, _mm256_set1_epi8(-1));
         let space = _mm256_or_si256(
-            _mm256_and_si256(ascii, _mm256_cmpgt_epi8(_mm256_set1_epi8(0x21), x)),
+            _mm256_cmpeq_epi8(_mm256_min_epu8(x, _mm256_set1_epi8(0x20)), x),
             _mm256_cmpeq_epi8(x, _mm256_set1_epi8(0x7f)),
         );
-        let punct = _mm256_andnot_si256(_mm256_or_si256(alnum, space), ascii);
-        // Lead bytes: 0xc0.. (-64..), 0xe0.. (-32..), 0xf0.. (-16..), all negative.
-        let neg = _mm256_cmpgt_epi8(zero, x);
-        let lead = _mm256_and_si256(neg, _mm256_cmpgt_epi8(x, _mm256_set1_epi8(-65)));
-        let lead3 = _mm256_and_si256(neg, _mm256_cmpgt_epi8(x, _mm256_set1_epi8(-33)));
-        let lead4 = _mm256_and_si256(neg, _mm256_cmpgt_epi8(x, _mm256_set1_epi8(-17)));
+        // From 0xc0, 0xe0, 0xf0: `max(x, lo) == x`.
+        let lead = _mm256_cmpeq_epi8(_mm256_max_epu8(x, _mm256_set1_epi8(-64)), x);
+        let lead3 = _mm256_cmpeq_epi8(_mm256_max_epu8(x, _mm256_set1_epi8(-32)), x);
+        let lead4 = _mm256_cmpeq_epi8(_mm256_max_epu8(x, _mm256_set1_epi8(-16)), x);
         [
-            alnum,
-            punct,
+            _mm256_or_si256(digit, letter),
+            ascii,
             space,
-            _mm256_andnot_si256(lead3, lead),
-            _mm256_andnot_si256(lead4, lead3),
+            lead,
+            lead3,
             lead4,
         ]
     }};
@@ -153,7 +157,16 @@ macro_rules! avx2_flush {
             let s = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
             *c = (_mm_cvtsi128_si64(s) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s))) as u64;
         }
-        $stats.add_counts([c[0], 0, c[1], c[2], c[3], c[4], c[5]]);
+        let [alnum, ascii, space, lead, lead3, lead4] = c;
+        $stats.add_counts([
+            alnum,
+            0,
+            ascii - alnum - space,
+            space,
+            lead - lead3,
+            lead3 - lead4,
+            lead4,
+        ]);
     }};
 }
 
