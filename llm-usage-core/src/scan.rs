@@ -1153,6 +1153,15 @@ impl<T: 'static> Scanner<T> {
         if !sink.counts_raw(target) {
             return 0;
         }
+        if self.high_surrogate != 0 {
+            // A high surrogate followed by text: U+FFFD (as `string_bytes` emits it)
+            // before the text is offered. Followed by an escape or the end, the decoder
+            // goes on.
+            if raw.is_empty() || matches!(raw[0], b'\\' | b'"') {
+                return 0;
+            }
+            self.flush_surrogate(raw, Dest::Stream, sink);
+        }
         self.flush_stream(sink);
         sink.string_raw(target, raw)
     }
@@ -1172,14 +1181,7 @@ impl<T: 'static> Scanner<T> {
             match self.esc {
                 Esc::None => {
                     if dest == Dest::Stream {
-                        // A high surrogate followed by text: U+FFFD, as below, before the
-                        // text is offered raw.
-                        if !matches!(input[i], b'\\' | b'"') {
-                            self.flush_surrogate(&input[i..], dest, sink);
-                        }
-                        if self.high_surrogate == 0 {
-                            i += self.stream_raw(&input[i..], sink);
-                        }
+                        i += self.stream_raw(&input[i..], sink);
                     }
                     let rest = &input[i..];
                     match find_quote_or_backslash(rest) {

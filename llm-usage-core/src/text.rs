@@ -36,6 +36,16 @@ pub(crate) struct Counting {
 }
 
 impl Counting {
+    /// Whether [`TextStats::add_json`] reads anything on this CPU (it needs AVX2): a sink
+    /// offered raw strings it cannot take would only cut the scanner's gathered pieces
+    /// short.
+    pub(crate) fn counts_raw(self) -> bool {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        return self.avx2.is_some();
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+        false
+    }
+
     /// The widest way this CPU has.
     pub(crate) fn detect() -> Counting {
         Counting {

@@ -235,10 +235,10 @@ impl Sink<Target> for Collect {
         }
     }
 
-    /// Text is counted from the raw JSON contents (`TextStats::add_json`) unless a
-    /// tokenizer needs the decoded bytes.
+    /// Text is counted from the raw JSON contents (`TextStats::add_json`) where this CPU
+    /// can, unless a tokenizer needs the decoded bytes.
     fn counts_raw(&self, target: &Target) -> bool {
-        matches!(target, Target::Text) && self.counter.is_none()
+        matches!(target, Target::Text) && self.counter.is_none() && self.counting.counts_raw()
     }
 
     fn string_raw(&mut self, _target: &Target, raw: &[u8]) -> usize {
