@@ -1893,6 +1893,9 @@ mod raw_text {
         r"\ud83dx",
         "lorem ipsum dolor sit amet, consectetur ",
     ];
+    /// The bytes of `raw_counts_equal_decoded_counts_on_byte_soup`.
+    const SOUP: &[u8] =
+        b"\\\\\\\"uuu0d8DCe9aAfFbnrt/ zx\xc3\xa9\xe4\xbd\xa0\xf0\x9f\x98\x80\x7f\x01\n";
     /// Invalid escapes: the document fails.
     const INVALID: &[&str] = &[r"\x", r"\u00g0", r"\u12", r"\ud83d\u12"];
 
@@ -1951,6 +1954,25 @@ mod raw_text {
             long in prop::sample::select(vec![0usize, 1, 5]),
         ) {
             let doc = document(&strings, bad, long);
+            let whole = same(run(&doc, &[], true).0, run(&doc, &[], false).0)?;
+            for at in 0..=doc.len() {
+                let split = same(run(&doc, &[at], true).0, run(&doc, &[at], false).0)?;
+                prop_assert_eq!(&split, &whole, "split at {}", at);
+            }
+        }
+
+        /// Byte soup inside a streamed string: backslashes, quotes, `u`, hex digits of both
+        /// cases, the letters of the other escapes, UTF-8 bytes (also cut apart), controls;
+        /// with a run of plain text before it or not. Split at every byte.
+        #[test]
+        fn raw_counts_equal_decoded_counts_on_byte_soup(
+            soup in prop::collection::vec(prop::sample::select(SOUP.to_vec()), 0..90),
+            lead in prop::sample::select(vec![0usize, 3, 9]),
+        ) {
+            let mut doc = br#"{"t":""#.to_vec();
+            doc.extend_from_slice("ab, c ".repeat(lead).as_bytes());
+            doc.extend_from_slice(&soup);
+            doc.extend_from_slice(br#"","m":"x"}"#);
             let whole = same(run(&doc, &[], true).0, run(&doc, &[], false).0)?;
             for at in 0..=doc.len() {
                 let split = same(run(&doc, &[at], true).0, run(&doc, &[at], false).0)?;
