@@ -440,6 +440,8 @@ impl TextStats {
         let mut words = 0u64;
         // Bytes counted where they lie, and decoded from escapes.
         let mut bytes = 0usize;
+        // Escapes counted inside blocks, by class (never a letter or digit).
+        let mut escaped = [0u64; 8];
         let mut i = 0;
         // Adds one block's masks (lanes outside the text cleared) to the counters; `$bits`
         // are the letters and digits, `$from` the first lane of the text, `$last` its last.
@@ -526,7 +528,10 @@ impl TextStats {
                 }
                 match json_escape(&raw[base + at as usize..]) {
                     Some(e) if e.class != ALNUM => {
-                        bytes += self.add_escaped_apart(e);
+                        // By class, in a table: which class comes next is not
+                        // predictable, and a jump per escape cost more than the bytes.
+                        escaped[usize::from(e.class & 7)] += 1;
+                        bytes += usize::from(e.utf8);
                         let len = u32::from(e.len);
                         let after = at + len;
                         if after >= 32 {
@@ -591,6 +596,11 @@ impl TextStats {
         if blocks > 0 {
             avx2_flush!(self, [c0, c1, c2, c3, c4, c5], zero);
         }
+        self.punct += escaped[usize::from(PUNCT)];
+        self.space += escaped[usize::from(SPACE)];
+        self.two_byte += escaped[usize::from(LEAD2)];
+        self.three_byte += escaped[usize::from(LEAD3)];
+        self.four_byte += escaped[usize::from(LEAD4)];
         self.words += words;
         self.in_word = carry != 0;
         self.bytes += bytes as u64;
