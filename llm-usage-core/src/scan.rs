@@ -1163,7 +1163,8 @@ impl<T: 'static> Scanner<T> {
             self.flush_surrogate(raw, Dest::Stream, sink);
         }
         self.flush_stream(sink);
-        sink.string_raw(target, raw)
+        // A sink that claims more than it was given would only make the scanner panic.
+        sink.string_raw(target, raw).min(raw.len())
     }
 
     fn emit_char<S: Sink<T>>(&mut self, c: u32, dest: Dest, sink: &mut S) {
