@@ -119,7 +119,6 @@ impl Exchange {
     }
 
     /// A new exchange with options.
-    #[inline]
     pub fn with_options(options: Options) -> Self {
         let detected = dialect::fallback();
         let limit = options.max_body_bytes;

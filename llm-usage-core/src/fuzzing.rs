@@ -67,7 +67,14 @@ fn walk_with(watches: &'static [Watch<u8>], events: &[&[u8]], mut index: Index) 
         let would_resume = resume_point(same_as_prev, &replay).is_some();
         let mut seen = Seen::default();
         walker.reset();
-        if walker.scan_whole(event, same_as_prev, &mut index, &mut replay, &mut seen) {
+        if walker.scan_whole(
+            event,
+            &prev,
+            same_as_prev,
+            &mut index,
+            &mut replay,
+            &mut seen,
+        ) {
             assert!(
                 complete,
                 "walked through an event the scanner fails: {event:?}"

@@ -100,6 +100,22 @@ pub trait Sink<T: 'static> {
     fn string_chunk(&mut self, _target: &T, _bytes: &[u8]) {}
     /// A streamed string ended.
     fn string_end(&mut self, _target: &T) {}
+    /// Whether this sink takes a streamed string of this target as raw JSON contents,
+    /// through [`Sink::string_raw`], wherever it can. The default: no.
+    fn counts_raw(&self, _target: &T) -> bool {
+        false
+    }
+    /// Raw contents of a streamed string (a sink whose [`Sink::counts_raw`] says so): from
+    /// where the scanner stands inside the string, not inside an escape, to the end of the
+    /// input it holds. The sink takes what it can of them and returns how many bytes it
+    /// took: a prefix that holds no unescaped quote and ends neither inside an escape nor
+    /// after a high-surrogate escape (`\ud83d` without its pair). What it took stands for
+    /// that prefix decoded, as if handed over through [`Sink::string_chunk`]; the scanner
+    /// decodes and hands over the rest as usual, asking again after each escape. The
+    /// default takes nothing.
+    fn string_raw(&mut self, _target: &T, _raw: &[u8]) -> usize {
+        0
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1174,6 +1190,33 @@ impl<T: 'static> Scanner<T> {
         }
     }
 
+    /// Offers the raw contents of a streamed string to a sink that takes them (see
+    /// [`Sink::string_raw`]), after the bytes gathered before them; returns how many it
+    /// took. Only a string with a single leaf: each leaf would take its own length.
+    #[inline]
+    fn stream_raw<S: Sink<T>>(&mut self, raw: &[u8], sink: &mut S) -> usize {
+        if !self.cur_leaf.is_power_of_two() {
+            return 0;
+        }
+        let watches = self.watches;
+        let target = &watches[self.cur_leaf.trailing_zeros() as usize].target;
+        if !sink.counts_raw(target) {
+            return 0;
+        }
+        if self.high_surrogate != 0 {
+            // A high surrogate followed by text: U+FFFD (as `string_bytes` emits it)
+            // before the text is offered. Followed by an escape or the end, the decoder
+            // goes on.
+            if raw.is_empty() || matches!(raw[0], b'\\' | b'"') {
+                return 0;
+            }
+            self.flush_surrogate(raw, Dest::Stream, sink);
+        }
+        self.flush_stream(sink);
+        // A sink that claims more than it was given would only make the scanner panic.
+        sink.string_raw(target, raw).min(raw.len())
+    }
+
     fn emit_char<S: Sink<T>>(&mut self, c: u32, dest: Dest, sink: &mut S) {
         let ch = char::from_u32(c).unwrap_or('\u{FFFD}');
         let mut tmp = [0u8; 4];
@@ -1188,6 +1231,9 @@ impl<T: 'static> Scanner<T> {
         while i < input.len() {
             match self.esc {
                 Esc::None => {
+                    if dest == Dest::Stream {
+                        i += self.stream_raw(&input[i..], sink);
+                    }
                     let rest = &input[i..];
                     match find_quote_or_backslash(rest) {
                         None => {
@@ -1837,5 +1883,260 @@ mod tests {
         // Every split is checked by `scan`; this shape puts `\` and `"` at the edges.
         let v = values(r#"{"a":"x\\","b":"\"","c":["\\\"",{"d":"\\"}],"model":"ok"}"#);
         assert_eq!(v, [(T::Model, "s:ok".into())]);
+    }
+}
+
+/// Streamed text counted from its raw JSON contents (`Sink::string_raw`, which the
+/// exchange's sink does with `TextStats::add_json`) gives the counts of the decoded text
+/// that `Sink::string_chunk` hands over, at every split of the input.
+#[cfg(test)]
+mod raw_text {
+    use super::*;
+    use crate::text::{Counting, TextStats};
+    use proptest::prelude::*;
+
+    static TEXT: &[Watch<u8>] = &[
+        Watch {
+            path: &["t"],
+            target: 0,
+        },
+        Watch {
+            path: &["m"],
+            target: 1,
+        },
+    ];
+
+    /// What a sink was told: the text's counts, the values, the documents.
+    #[derive(Debug, Default, Clone, PartialEq, Eq)]
+    struct Counted {
+        text: TextStats,
+        values: Vec<Vec<u8>>,
+        docs: usize,
+    }
+
+    /// Counts streamed strings (target 0), from raw contents when `raw`.
+    struct CountSink {
+        raw: bool,
+        how: Counting,
+        counted: Counted,
+        /// Bytes taken raw.
+        took: usize,
+    }
+
+    impl Sink<u8> for CountSink {
+        fn value(&mut self, _t: &u8, v: Scalar<'_>) {
+            self.counted.values.push(format!("{v:?}").into_bytes());
+        }
+        fn document_end(&mut self) {
+            self.counted.docs += 1;
+        }
+        fn streams(&self, t: &u8) -> bool {
+            *t == 0
+        }
+        fn string_start(&mut self, _t: &u8) {
+            self.counted.text.start_string();
+        }
+        fn string_chunk(&mut self, _t: &u8, bytes: &[u8]) {
+            self.counted.text.add_with(bytes, self.how);
+        }
+        fn counts_raw(&self, _t: &u8) -> bool {
+            self.raw
+        }
+        fn string_raw(&mut self, _t: &u8, raw: &[u8]) -> usize {
+            let n = self.counted.text.add_json(raw, self.how);
+            self.took += n;
+            n
+        }
+    }
+
+    /// Feeds `input` in pieces ending at `cuts`; what was counted, whether the scanner
+    /// failed, and the bytes taken raw.
+    fn run(input: &[u8], cuts: &[usize], raw: bool) -> ((Counted, bool), usize) {
+        let mut s = Scanner::new(TEXT, false, true);
+        let mut sink = CountSink {
+            raw,
+            how: Counting::detect(),
+            counted: Counted::default(),
+            took: 0,
+        };
+        let mut last = 0;
+        for &c in cuts {
+            s.feed(&input[last..c], &mut sink);
+            last = c;
+        }
+        s.feed(&input[last..], &mut sink);
+        ((sink.counted, s.failed()), sink.took)
+    }
+
+    /// Pieces of string contents: plain text of each class, every escape, surrogate
+    /// pairs and lone or mismatched surrogates, escapes standing for letters (which join
+    /// words).
+    const PIECES: &[&str] = &[
+        "a",
+        "Z",
+        "9",
+        "word",
+        " ",
+        "  ",
+        ",",
+        ".",
+        "-",
+        "\t",
+        "é",
+        "你",
+        "🐱",
+        "\u{7f}",
+        r#"\""#,
+        r"\\",
+        r"\/",
+        r"\b",
+        r"\f",
+        r"\n",
+        r"\r",
+        r"\t",
+        r"\u0041",
+        r"\u0061",
+        r"\u0039",
+        r"\u00e9",
+        r"\u00E9",
+        r"\u4f60",
+        r"\uffff",
+        r"\u0000",
+        r"\u007f",
+        r"\u0020",
+        r"\ud83d\ude00",
+        r"\uD83D\uDE00",
+        r"\ud83d",
+        r"\ude00",
+        r"\ud83d\u0041",
+        r"\ud83d\ud83d\ude00",
+        r"\ud83dx",
+        "lorem ipsum dolor sit amet, consectetur ",
+    ];
+    /// The bytes of `raw_counts_equal_decoded_counts_on_byte_soup`.
+    const SOUP: &[u8] =
+        b"\\\\\\\"uuu0d8DCe9aAfFbnrt/ zx\xc3\xa9\xe4\xbd\xa0\xf0\x9f\x98\x80\x7f\x01\n";
+    /// Invalid escapes: the document fails.
+    const INVALID: &[&str] = &[r"\x", r"\u00g0", r"\u12", r"\ud83d\u12"];
+
+    /// A document with streamed strings built from `strings` (indices into `PIECES`; an
+    /// invalid escape after piece `bad`), a watched value after each, `long` repeats of
+    /// plain text after the fourth piece.
+    fn document(strings: &[Vec<usize>], bad: Option<usize>, long: usize) -> Vec<u8> {
+        let mut doc = String::from("{");
+        for (k, parts) in strings.iter().enumerate() {
+            doc.push_str(r#""t":""#);
+            for (j, &p) in parts.iter().enumerate() {
+                doc.push_str(PIECES[p % PIECES.len()]);
+                if j == 3 {
+                    // Past whole blocks and, when long, past 255 of them (the counters'
+                    // flush).
+                    doc.push_str(&"abc de, ".repeat(long));
+                }
+                if bad == Some(j) {
+                    doc.push_str(INVALID[p % INVALID.len()]);
+                }
+            }
+            doc.push_str(&format!(r#"","m":"{k}","#));
+        }
+        doc.push_str(r#""end":1}"#);
+        doc.into_bytes()
+    }
+
+    /// What the raw and the decoded counts of one reading share: everything, unless the
+    /// document failed (an invalid escape), whose staged text is never committed, and
+    /// which the two count up to different points (the raw count up to the escape).
+    fn same(
+        raw: (Counted, bool),
+        decoded: (Counted, bool),
+    ) -> Result<(Counted, bool), TestCaseError> {
+        prop_assert_eq!(raw.1, decoded.1);
+        prop_assert_eq!(&raw.0.values, &decoded.0.values);
+        let mut decoded = decoded;
+        if decoded.1 {
+            // Decoded text is counted up to where the last piece was handed over, which
+            // depends on the chunking too.
+            decoded.0.text = TextStats::default();
+        } else {
+            prop_assert_eq!(&raw.0, &decoded.0);
+        }
+        Ok(decoded)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Split at every byte (short documents).
+        #[test]
+        fn raw_counts_equal_decoded_counts_at_every_split(
+            strings in prop::collection::vec(prop::collection::vec(0..1000usize, 0..24), 1..4),
+            bad in prop::option::weighted(0.1, 0..24usize),
+            long in prop::sample::select(vec![0usize, 1, 5]),
+        ) {
+            let doc = document(&strings, bad, long);
+            let whole = same(run(&doc, &[], true).0, run(&doc, &[], false).0)?;
+            for at in 0..=doc.len() {
+                let split = same(run(&doc, &[at], true).0, run(&doc, &[at], false).0)?;
+                prop_assert_eq!(&split, &whole, "split at {}", at);
+            }
+        }
+
+        /// Byte soup inside a streamed string: backslashes, quotes, `u`, hex digits of both
+        /// cases, the letters of the other escapes, UTF-8 bytes (also cut apart), controls;
+        /// with a run of plain text before it or not. Split at every byte.
+        #[test]
+        fn raw_counts_equal_decoded_counts_on_byte_soup(
+            soup in prop::collection::vec(prop::sample::select(SOUP.to_vec()), 0..90),
+            lead in prop::sample::select(vec![0usize, 3, 9]),
+        ) {
+            let mut doc = br#"{"t":""#.to_vec();
+            doc.extend_from_slice("ab, c ".repeat(lead).as_bytes());
+            doc.extend_from_slice(&soup);
+            doc.extend_from_slice(br#"","m":"x"}"#);
+            let whole = same(run(&doc, &[], true).0, run(&doc, &[], false).0)?;
+            for at in 0..=doc.len() {
+                let split = same(run(&doc, &[at], true).0, run(&doc, &[at], false).0)?;
+                prop_assert_eq!(&split, &whole, "split at {}", at);
+            }
+        }
+
+        /// Random chunkings of long documents (past the counters' 255-block flush).
+        #[test]
+        fn raw_counts_equal_decoded_counts_in_random_chunks(
+            strings in prop::collection::vec(prop::collection::vec(0..1000usize, 0..60), 1..4),
+            bad in prop::option::weighted(0.05, 0..60usize),
+            long in prop::sample::select(vec![0usize, 40, 1100]),
+            cuts in prop::collection::vec(0..30_000usize, 0..40),
+        ) {
+            let doc = document(&strings, bad, long);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (doc.len() + 1)).collect();
+            cuts.sort_unstable();
+            let whole = same(run(&doc, &[], true).0, run(&doc, &[], false).0)?;
+            let split = same(run(&doc, &cuts, true).0, run(&doc, &cuts, false).0)?;
+            prop_assert_eq!(split, whole);
+        }
+    }
+
+    /// With AVX2 a streamed string's text is taken raw, escapes and all; an escape cut
+    /// off by the end of a piece, and a lone surrogate, are left to the decoder.
+    #[test]
+    fn the_raw_path_takes_whole_strings() {
+        if Counting::detect() == Counting::default() {
+            return;
+        }
+        let contents =
+            r#"Hello, world \\n\"q\" \u00e9\ud83d\ude00 and some more text past one block"#;
+        let doc = format!(r#"{{"t":"{contents}","m":"x"}}"#);
+        let (_, took) = run(doc.as_bytes(), &[], true);
+        assert_eq!(took, contents.len());
+        // Cut inside the pair: the raw reading stops before it, the decoder reads the
+        // pair, and the raw reading takes the rest.
+        let at = doc.find(r"\ude00").unwrap();
+        let (_, took) = run(doc.as_bytes(), &[at], true);
+        assert_eq!(took, contents.len() - r"\ud83d\ude00".len());
+        // A lone high surrogate: the decoder reads it (U+FFFD), the raw reading the rest.
+        let doc = format!(r#"{{"t":"a\ud83d b{contents}"}}"#);
+        let (_, took) = run(doc.as_bytes(), &[], true);
+        assert_eq!(took, contents.len() + 3);
     }
 }

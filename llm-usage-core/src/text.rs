@@ -10,6 +10,8 @@
 //!
 //! The text itself is never kept: the scanner hands its decoded bytes over in pieces, and
 //! [`TextStats`] counts a few classes of characters, in fixed memory whatever the length.
+//! With AVX2 the exchange's sink takes the strings' raw JSON instead and counts them
+//! without decoding (`TextStats::add_json`): the same counts, in one pass.
 //!
 //! Classes, by UTF-8 lead byte (a piece may end inside a character: continuation bytes
 //! are never counted, so the split does not matter):
@@ -25,18 +27,30 @@ use crate::index::Avx2;
 
 /// How [`TextStats::add`] counts on this CPU: asked once, when a body's sink is made
 /// (`index::Avx2`, the CPU's answer, is the only way to the AVX2 path).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Counting {
+    /// Set only by [`Counting::detect`], and only where the CPU also has `popcnt` (every
+    /// CPU with AVX2 has; the AVX2 paths count word starts with it).
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     avx2: Option<Avx2>,
 }
 
 impl Counting {
+    /// Whether [`TextStats::add_json`] reads anything on this CPU (it needs AVX2): a sink
+    /// offered raw strings it cannot take would only cut the scanner's gathered pieces
+    /// short.
+    pub(crate) fn counts_raw(self) -> bool {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        return self.avx2.is_some();
+        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+        false
+    }
+
     /// The widest way this CPU has.
     pub(crate) fn detect() -> Counting {
         Counting {
             #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-            avx2: Avx2::detect(),
+            avx2: Avx2::detect().filter(|_| std::is_x86_feature_detected!("popcnt")),
         }
     }
 }
@@ -96,6 +110,77 @@ static CLASS: [u8; 256] = {
     }
     t
 };
+
+/// The classes of a 32-byte AVX2 vector `x`, as byte masks: letters and digits, ASCII,
+/// ASCII whitespace and controls, and bytes from 0xc0, 0xe0 and 0xf0 (UTF-8 leads of two
+/// bytes or more, three or more, four). Counted per lane, [`avx2_flush`] turns them into
+/// the counts: punctuation is the ASCII that is neither of the others, a 2-byte lead one
+/// from 0xc0 that is not from 0xe0, and so on. Each range is one comparison: digits and
+/// letters (case folded by `| 0x20`) are shifted to the bottom of the signed range, the
+/// others compared unsigned with `min`/`max`. For functions with AVX2 enabled (a macro,
+/// not a function: a call would not be inlined into them, nor a closure inherit their
+/// AVX2).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+macro_rules! avx2_classes {
+    ($x:expr) => {{
+        use core::arch::x86_64::*;
+        let x = $x;
+        // `x + (0x80 - lo)` puts `lo..lo + n` at -128..-128 + n (signed).
+        let digit = _mm256_cmpgt_epi8(
+            _mm256_set1_epi8(-128 + 10),
+            _mm256_add_epi8(x, _mm256_set1_epi8(0x80u8.wrapping_sub(0x30) as i8)),
+        );
+        let letter = _mm256_cmpgt_epi8(
+            _mm256_set1_epi8(-128 + 26),
+            _mm256_add_epi8(
+                _mm256_or_si256(x, _mm256_set1_epi8(0x20)),
+                _mm256_set1_epi8(0x80u8.wrapping_sub(0x61) as i8),
+            ),
+        );
+        let ascii = _mm256_cmpgt_epi8(x, _mm256_set1_epi8(-1));
+        let space = _mm256_or_si256(
+            _mm256_cmpeq_epi8(_mm256_min_epu8(x, _mm256_set1_epi8(0x20)), x),
+            _mm256_cmpeq_epi8(x, _mm256_set1_epi8(0x7f)),
+        );
+        // From 0xc0, 0xe0, 0xf0: `max(x, lo) == x`.
+        let lead = _mm256_cmpeq_epi8(_mm256_max_epu8(x, _mm256_set1_epi8(-64)), x);
+        let lead3 = _mm256_cmpeq_epi8(_mm256_max_epu8(x, _mm256_set1_epi8(-32)), x);
+        let lead4 = _mm256_cmpeq_epi8(_mm256_max_epu8(x, _mm256_set1_epi8(-16)), x);
+        [
+            _mm256_or_si256(digit, letter),
+            ascii,
+            space,
+            lead,
+            lead3,
+            lead4,
+        ]
+    }};
+}
+
+/// Adds six per-byte-lane AVX2 counters (each lane at most 255, in the order of
+/// [`avx2_classes`]) to the totals of `$stats`.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+macro_rules! avx2_flush {
+    ($stats:expr, $acc:expr, $zero:expr) => {{
+        use core::arch::x86_64::*;
+        let mut c = [0u64; 6];
+        for (c, v) in c.iter_mut().zip($acc) {
+            let s = _mm256_sad_epu8(v, $zero);
+            let s = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+            *c = (_mm_cvtsi128_si64(s) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s))) as u64;
+        }
+        let [alnum, ascii, space, lead, lead3, lead4] = c;
+        $stats.add_counts([
+            alnum,
+            0,
+            ascii - alnum - space,
+            space,
+            lead - lead3,
+            lead3 - lead4,
+            lead4,
+        ]);
+    }};
+}
 
 impl TextStats {
     /// A new string of generated text starts (a word does not run across strings).
@@ -252,8 +337,9 @@ impl TextStats {
     fn add_avx2(&mut self, text: &[u8], avx2: Avx2) {
         let _ = avx2;
         debug_assert!(text.len() % 32 == 0);
-        // SAFETY: an `Avx2` exists only where the CPU has AVX2 (`Avx2::detect`), which is
-        // all `add_avx2_blocks` requires.
+        // SAFETY: `avx2` comes from a `Counting`, which holds one only where the CPU has
+        // AVX2 (`Avx2::detect`) and `popcnt` (`Counting::detect`): all `add_avx2_blocks`
+        // requires.
         unsafe { self.add_avx2_blocks(text) }
     }
 
@@ -261,71 +347,29 @@ impl TextStats {
     /// digit masks' bits (a start: a set bit whose previous bit, across blocks too, is
     /// clear), the classes per byte lane as in [`add_sse2`](Self::add_sse2).
     ///
-    /// The CPU must have AVX2.
+    /// The CPU must have AVX2 and `popcnt`.
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[allow(unsafe_code)]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,popcnt")]
     unsafe fn add_avx2_blocks(&mut self, text: &[u8]) {
         use core::arch::x86_64::*;
-        // Macros, not closures: a closure would not inherit this function's AVX2.
-        macro_rules! set {
-            ($b:expr) => {
-                _mm256_set1_epi8($b as u8 as i8)
-            };
-        }
         let zero = _mm256_setzero_si256();
         let mut acc = [zero; 6];
         let mut n = 0;
         let mut carry = u32::from(self.in_word);
         let mut words = 0u64;
         macro_rules! flush {
-            () => {{
-                let mut c = [0u64; 6];
-                for (c, v) in c.iter_mut().zip(acc) {
-                    let s = _mm256_sad_epu8(v, zero);
-                    let s =
-                        _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
-                    *c =
-                        (_mm_cvtsi128_si64(s) + _mm_cvtsi128_si64(_mm_unpackhi_epi64(s, s))) as u64;
-                }
-                self.add_counts([c[0], 0, c[1], c[2], c[3], c[4], c[5]]);
-            }};
+            () => {
+                avx2_flush!(self, acc, zero)
+            };
         }
         for block in text.chunks_exact(32) {
             // SAFETY: an unaligned load of a 32-byte chunk from `chunks_exact(32)`.
             let x = unsafe { _mm256_loadu_si256(block.as_ptr().cast()) };
-            let ascii = _mm256_cmpgt_epi8(x, set!(0xff)); // x > -1
-            let digit = _mm256_and_si256(
-                _mm256_cmpgt_epi8(x, set!(0x2f)),
-                _mm256_cmpgt_epi8(set!(0x3a), x),
-            );
-            let folded = _mm256_or_si256(x, set!(0x20));
-            let letter = _mm256_and_si256(
-                _mm256_cmpgt_epi8(folded, set!(0x60)),
-                _mm256_cmpgt_epi8(set!(0x7b), folded),
-            );
-            let alnum = _mm256_or_si256(digit, letter);
-            let space = _mm256_or_si256(
-                _mm256_and_si256(ascii, _mm256_cmpgt_epi8(set!(0x21), x)),
-                _mm256_cmpeq_epi8(x, set!(0x7f)),
-            );
-            let punct = _mm256_andnot_si256(_mm256_or_si256(alnum, space), ascii);
-            // Lead bytes: 0xc0.. (-64..), 0xe0.. (-32..), 0xf0.. (-16..), all negative.
-            let neg = _mm256_cmpgt_epi8(zero, x);
-            let lead = _mm256_and_si256(neg, _mm256_cmpgt_epi8(x, set!(0xbf)));
-            let lead3 = _mm256_and_si256(neg, _mm256_cmpgt_epi8(x, set!(0xdf)));
-            let lead4 = _mm256_and_si256(neg, _mm256_cmpgt_epi8(x, set!(0xef)));
-            let bits = _mm256_movemask_epi8(alnum) as u32;
+            let masks = avx2_classes!(x);
+            let bits = _mm256_movemask_epi8(masks[0]) as u32;
             words += u64::from((bits & !((bits << 1) | carry)).count_ones());
             carry = bits >> 31;
-            let masks = [
-                alnum,
-                punct,
-                space,
-                _mm256_andnot_si256(lead3, lead),
-                _mm256_andnot_si256(lead4, lead3),
-                lead4,
-            ];
             for (a, m) in acc.iter_mut().zip(masks) {
                 *a = _mm256_sub_epi8(*a, m);
             }
@@ -341,6 +385,285 @@ impl TextStats {
         }
         self.words += words;
         self.in_word = carry != 0;
+    }
+
+    /// Counts the text of a JSON string's raw contents as [`add`](Self::add) counts it
+    /// decoded, without decoding it first, and returns how many bytes of `raw` it read.
+    ///
+    /// `raw` starts inside a string, not inside an escape. The reading stops at the
+    /// string's closing quote (not read), at the end of `raw`, or before an escape it
+    /// leaves to the scanner's decoder: one cut off by the end of `raw`, an invalid one, a
+    /// surrogate that is not the first half of a complete pair. Plain bytes are counted
+    /// where they lie; each escape it reads counts as the character it stands for. So
+    /// the scanner hands a streamed string's text over in one pass, with no copy, and the
+    /// counts are those of the decoded text whatever it stopped at (`tests` compare both
+    /// at every split).
+    ///
+    /// Only with AVX2 (thirty-two bytes at a time, `how`); elsewhere it reads nothing and
+    /// the scanner decodes and hands the text over as before.
+    #[allow(unsafe_code)]
+    pub(crate) fn add_json(&mut self, raw: &[u8], how: Counting) -> usize {
+        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+        if let Some(avx2) = how.avx2 {
+            let _ = avx2;
+            // SAFETY: a `Counting` holds an `Avx2` only where the CPU has AVX2
+            // (`Avx2::detect`) and `popcnt` (`Counting::detect`): all `add_json_avx2`
+            // requires.
+            return unsafe { self.add_json_avx2(raw) };
+        }
+        let _ = (raw, how);
+        0
+    }
+
+    /// [`add_json`](Self::add_json) with AVX2: each 32-byte block is searched for quotes
+    /// and backslashes and classified as [`add_avx2_blocks`](Self::add_avx2_blocks) does;
+    /// a block with neither is counted whole, one with either up to the first of them
+    /// (the lanes past it masked off), then an escape is counted as its character and
+    /// the next block loaded right after it. The last block is the last 32 bytes of `raw`,
+    /// the lanes already counted masked off too. Nothing in the loop is a call, so the
+    /// counters stay in registers. Inputs shorter than a block are read byte by byte.
+    ///
+    /// The CPU must have AVX2 and `popcnt`.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[allow(unsafe_code)]
+    #[target_feature(enable = "avx2,popcnt")]
+    unsafe fn add_json_avx2(&mut self, raw: &[u8]) -> usize {
+        use core::arch::x86_64::*;
+        let n = raw.len();
+        if n < 32 {
+            return self.add_json_bytewise(raw);
+        }
+        let zero = _mm256_setzero_si256();
+        let (mut c0, mut c1, mut c2, mut c3, mut c4, mut c5) = (zero, zero, zero, zero, zero, zero);
+        let mut blocks = 0;
+        let mut carry = u32::from(self.in_word);
+        let mut words = 0u64;
+        // Bytes counted where they lie, and decoded from escapes.
+        let mut bytes = 0usize;
+        // Escapes counted inside blocks, by class (never a letter or digit).
+        let mut escaped = [0u64; 8];
+        let mut i = 0;
+        // Adds one block's masks (lanes outside the text cleared) to the counters; `$bits`
+        // are the letters and digits, `$from` the first lane of the text, `$last` its last.
+        macro_rules! count {
+            ($m:expr, $bits:expr, $from:expr, $last:expr) => {{
+                let m = $m;
+                let bits: u32 = $bits;
+                words += u64::from((bits & !((bits << 1) | (carry << $from))).count_ones());
+                carry = (bits >> $last) & 1;
+                c0 = _mm256_sub_epi8(c0, m[0]);
+                c1 = _mm256_sub_epi8(c1, m[1]);
+                c2 = _mm256_sub_epi8(c2, m[2]);
+                c3 = _mm256_sub_epi8(c3, m[3]);
+                c4 = _mm256_sub_epi8(c4, m[4]);
+                c5 = _mm256_sub_epi8(c5, m[5]);
+                blocks += 1;
+                if blocks == 255 {
+                    avx2_flush!(self, [c0, c1, c2, c3, c4, c5], zero);
+                    (c0, c1, c2, c3, c4, c5) = (zero, zero, zero, zero, zero, zero);
+                    blocks = 0;
+                }
+            }};
+        }
+        // Quotes and backslashes (macros, not closures: see `avx2_classes`).
+        macro_rules! stops {
+            ($x:expr) => {
+                _mm256_movemask_epi8(_mm256_or_si256(
+                    _mm256_cmpeq_epi8($x, _mm256_set1_epi8(b'"' as i8)),
+                    _mm256_cmpeq_epi8($x, _mm256_set1_epi8(b'\\' as i8)),
+                )) as u32
+            };
+        }
+        'text: while i < n {
+            // Whole blocks of plain text; then the block where the text stops (a quote or
+            // a backslash in it), or the last 32 bytes, from lane `from` (the bytes before
+            // it counted already).
+            let (x, stop, from) = loop {
+                if i + 32 <= n {
+                    // SAFETY: `raw[i..i + 32]` is in bounds; an unaligned load.
+                    let x = unsafe { _mm256_loadu_si256(raw.as_ptr().add(i).cast()) };
+                    let stop = stops!(x);
+                    if stop != 0 {
+                        break (x, stop, 0);
+                    }
+                    let m = avx2_classes!(x);
+                    count!(m, _mm256_movemask_epi8(m[0]) as u32, 0, 31);
+                    i += 32;
+                    bytes += 32;
+                } else {
+                    if i == n {
+                        break 'text;
+                    }
+                    // SAFETY: `n >= 32`, so `raw[n - 32..n]` is in bounds; an unaligned load.
+                    let x = unsafe { _mm256_loadu_si256(raw.as_ptr().add(n - 32).cast()) };
+                    let from = (i + 32 - n) as u32;
+                    break (x, stops!(x) >> from << from, from);
+                }
+            };
+            // The block is classified once whatever it holds. Its text runs from lane
+            // `from` to the first quote; an escape on the way is counted as its character
+            // and its lanes masked off (it ends a word, as the character does), unless it
+            // stands for a letter or digit (which would join a word) or is one left to the
+            // scanner: the reading stops there. An escape running past the block moves
+            // the next block's start past it.
+            let base = i - from as usize;
+            let mut quotes =
+                _mm256_movemask_epi8(_mm256_cmpeq_epi8(x, _mm256_set1_epi8(b'"' as i8))) as u32
+                    & stop;
+            let mut slashes = stop & !quotes;
+            let mut plain = u32::MAX << from;
+            let mut end = 32;
+            let mut next = base + 32;
+            let mut stopped = false;
+            loop {
+                let at = slashes.trailing_zeros();
+                let quote = quotes.trailing_zeros();
+                if quote < at {
+                    end = quote;
+                    stopped = true;
+                    break;
+                }
+                if at == 32 {
+                    break;
+                }
+                match json_escape(&raw[base + at as usize..]) {
+                    Some(e) if e.class != ALNUM => {
+                        // By class, in a table: which class comes next is not
+                        // predictable, and a jump per escape cost more than the bytes.
+                        escaped[usize::from(e.class & 7)] += 1;
+                        bytes += usize::from(e.utf8);
+                        let len = u32::from(e.len);
+                        let after = at + len;
+                        if after >= 32 {
+                            plain &= !(u32::MAX << at);
+                            next = base + after as usize;
+                            break;
+                        }
+                        let lanes = !(u32::MAX << len) << at;
+                        plain &= !lanes;
+                        slashes &= !lanes;
+                        quotes &= !lanes;
+                    }
+                    _ => {
+                        end = at;
+                        stopped = true;
+                        break;
+                    }
+                }
+            }
+            if end < 32 {
+                plain &= !(u32::MAX << end);
+            }
+            if end > from {
+                // The lanes of `plain` as a byte mask: each byte of the block picks the byte
+                // of `plain` that holds its bit, then tests that bit.
+                let keep = _mm256_shuffle_epi8(
+                    _mm256_set1_epi32(plain as i32),
+                    _mm256_setr_epi8(
+                        0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
+                        3, 3, 3, 3, 3, 3, 3,
+                    ),
+                );
+                let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201_u64 as i64);
+                let keep = _mm256_cmpeq_epi8(_mm256_and_si256(keep, bit), bit);
+                let m = avx2_classes!(x);
+                let m = [
+                    _mm256_and_si256(m[0], keep),
+                    _mm256_and_si256(m[1], keep),
+                    _mm256_and_si256(m[2], keep),
+                    _mm256_and_si256(m[3], keep),
+                    _mm256_and_si256(m[4], keep),
+                    _mm256_and_si256(m[5], keep),
+                ];
+                count!(m, _mm256_movemask_epi8(m[0]) as u32, from, end - 1);
+                bytes += plain.count_ones() as usize;
+            }
+            if !stopped {
+                i = next;
+                continue;
+            }
+            i = base + end as usize;
+            if raw[i] == b'"' {
+                break;
+            }
+            // An escape standing for a letter or digit, or one left to the scanner.
+            let Some(e) = json_escape(&raw[i..]) else {
+                break;
+            };
+            bytes += self.add_escaped(e, &mut carry);
+            i += usize::from(e.len);
+        }
+        if blocks > 0 {
+            avx2_flush!(self, [c0, c1, c2, c3, c4, c5], zero);
+        }
+        self.punct += escaped[usize::from(PUNCT)];
+        self.space += escaped[usize::from(SPACE)];
+        self.two_byte += escaped[usize::from(LEAD2)];
+        self.three_byte += escaped[usize::from(LEAD3)];
+        self.four_byte += escaped[usize::from(LEAD4)];
+        self.words += words;
+        self.in_word = carry != 0;
+        self.bytes += bytes as u64;
+        i
+    }
+
+    /// [`add_json`](Self::add_json) byte by byte, for inputs shorter than a vector block.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    fn add_json_bytewise(&mut self, raw: &[u8]) -> usize {
+        let mut i = 0;
+        let mut carry = u32::from(self.in_word);
+        while let Some(&b) = raw.get(i) {
+            match b {
+                b'"' => break,
+                b'\\' => {
+                    let Some(e) = json_escape(&raw[i..]) else {
+                        break;
+                    };
+                    self.bytes += self.add_escaped(e, &mut carry) as u64;
+                    i += usize::from(e.len);
+                }
+                _ => {
+                    self.in_word = carry != 0;
+                    self.add_byte(b);
+                    carry = u32::from(self.in_word);
+                    self.bytes += 1;
+                    i += 1;
+                }
+            }
+        }
+        self.in_word = carry != 0;
+        i
+    }
+
+    /// Counts the character an escape stands for, one that is not a letter or digit (so
+    /// it ends a word, which the caller settles); returns its length in UTF-8.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
+    fn add_escaped_apart(&mut self, e: Escaped) -> usize {
+        match e.class {
+            PUNCT => self.punct += 1,
+            SPACE => self.space += 1,
+            LEAD2 => self.two_byte += 1,
+            LEAD3 => self.three_byte += 1,
+            LEAD4 => self.four_byte += 1,
+            _ => {}
+        }
+        usize::from(e.utf8)
+    }
+
+    /// Counts the character an escape stands for (`carry`: whether a word goes on, as
+    /// `in_word`); returns its length in UTF-8.
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    #[inline(always)]
+    fn add_escaped(&mut self, e: Escaped, carry: &mut u32) -> usize {
+        if e.class == ALNUM {
+            self.alnum += 1;
+            self.words += u64::from(*carry == 0);
+            *carry = 1;
+        } else {
+            *carry = 0;
+        }
+        self.add_escaped_apart(e)
     }
 
     /// Adds counts, in the order of [`TextStats::classify`]'s masks.
@@ -461,6 +784,109 @@ impl TextStats {
             + EST_FOUR * self.four_byte;
         Some(milli.div_ceil(1000).max(1))
     }
+}
+
+/// What a JSON escape stands for, when it is complete and stands for one character by
+/// itself: the class of the character (its UTF-8 lead byte's, as `CLASS` gives it), its
+/// length in UTF-8 and the escape's length.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[derive(Debug, Clone, Copy)]
+struct Escaped {
+    class: u8,
+    utf8: u8,
+    len: u8,
+}
+
+/// The class of the character a two-byte escape stands for, by the byte after the
+/// backslash; [`UNICODE`] for `u`, [`INVALID`] for the rest.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+static SIMPLE: [u8; 256] = {
+    let mut t = [INVALID; 256];
+    t[b'"' as usize] = PUNCT;
+    t[b'\\' as usize] = PUNCT;
+    t[b'/' as usize] = PUNCT;
+    t[b'b' as usize] = SPACE;
+    t[b'f' as usize] = SPACE;
+    t[b'n' as usize] = SPACE;
+    t[b'r' as usize] = SPACE;
+    t[b't' as usize] = SPACE;
+    t[b'u' as usize] = UNICODE;
+    t
+};
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+const UNICODE: u8 = 7;
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+const INVALID: u8 = 8;
+
+/// Hex digits' values; `0x10` for any other byte.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+static HEX: [u8; 256] = {
+    let mut t = [0x10u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// The JSON escape at the start of `raw` (a backslash), when it is complete and stands
+/// for one character by itself (the scanner's decoder gives the same character). `None`
+/// for what the decoder must see: an escape cut off by the end of `raw`, an invalid one,
+/// and surrogates other than a complete pair (a lone one decodes to U+FFFD, and a high
+/// one waits for what follows it).
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline(always)]
+fn json_escape(raw: &[u8]) -> Option<Escaped> {
+    let unit = |at: usize| -> Option<u32> {
+        let h = raw.get(at..at + 4)?;
+        let d = [
+            HEX[usize::from(h[0])],
+            HEX[usize::from(h[1])],
+            HEX[usize::from(h[2])],
+            HEX[usize::from(h[3])],
+        ];
+        if (d[0] | d[1] | d[2] | d[3]) & 0x10 != 0 {
+            return None;
+        }
+        Some(u32::from(d[0]) << 12 | u32::from(d[1]) << 8 | u32::from(d[2]) << 4 | u32::from(d[3]))
+    };
+    let class = SIMPLE[usize::from(*raw.get(1)?)];
+    if class != UNICODE {
+        return (class != INVALID).then_some(Escaped {
+            class,
+            utf8: 1,
+            len: 2,
+        });
+    }
+    let u = unit(2)?;
+    let (class, utf8) = match u {
+        0..=0x7f => (CLASS[u as usize], 1),
+        0x80..=0x7ff => (LEAD2, 2),
+        0xd800..=0xdbff => {
+            if raw.get(6..8)? != b"\\u" || !(0xdc00..=0xdfff).contains(&unit(8)?) {
+                return None;
+            }
+            return Some(Escaped {
+                class: LEAD4,
+                utf8: 4,
+                len: 12,
+            });
+        }
+        0xdc00..=0xdfff => return None,
+        _ => (LEAD3, 3),
+    };
+    Some(Escaped {
+        class,
+        utf8,
+        len: 6,
+    })
 }
 
 /// Estimate coefficients, thousandths of a token per unit (see [`TextStats::estimate_tokens`]).

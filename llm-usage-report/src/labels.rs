@@ -48,8 +48,23 @@ pub fn clean(v: &str, max_len: usize) -> String {
 /// assert_eq!(sanitize_tag(b"qwen-1.8b-chat", 128), "qwen-1.8b-chat");
 /// ```
 pub fn sanitize_tag(raw: &[u8], max_len: usize) -> String {
+    let mut out = String::with_capacity(raw.len().min(max_len));
+    sanitize_tag_into(raw, max_len, &mut out);
+    out
+}
+
+/// [`sanitize_tag`] into `out`, replacing what it held: the same value, written into a
+/// buffer the caller keeps (no allocation once it has the room).
+///
+/// ```
+/// use llm_usage_report::labels::sanitize_tag_into;
+/// let mut out = String::from("a longer old value");
+/// sanitize_tag_into(b"x|y", 128, &mut out);
+/// assert_eq!(out, "x_y");
+/// ```
+pub fn sanitize_tag_into(raw: &[u8], max_len: usize, out: &mut String) {
     let raw = &raw[..raw.len().min(max_len)];
-    let mut out = String::with_capacity(raw.len());
+    out.clear();
     for (i, &b) in raw.iter().enumerate() {
         let keep = b.is_ascii_alphanumeric()
             || matches!(b, b'-' | b'_' | b':' | b'/' | b'@' | b'+' | b'~' | b'%');
@@ -71,7 +86,6 @@ pub fn sanitize_tag(raw: &[u8], max_len: usize) -> String {
     if out.is_empty() {
         out.push_str(UNKNOWN);
     }
-    out
 }
 
 /// A bound on the distinct values of a label: an allow-list, whose values are always
@@ -190,6 +204,28 @@ mod tests {
         assert_eq!(sanitize_tag(b"", 128), UNKNOWN);
         assert_eq!(sanitize_tag(b"abcdef", 3), "abc");
         assert_eq!(sanitize_tag(b"ab.c", 3), "ab_");
+    }
+
+    #[test]
+    fn sanitize_into_a_used_buffer_equals_sanitize() {
+        let inputs: [&[u8]; 9] = [
+            b"qwen-1.8b-chat",
+            b"x|llmproxy_model=evil",
+            b".lead..dots.",
+            "modèle".as_bytes(),
+            b"",
+            b"abcdef",
+            b"ab.c",
+            b"a;.;b=.=c",
+            b"line\nbreak\r\t\"q\"\\",
+        ];
+        let mut out = String::from("left over from before");
+        for raw in inputs {
+            for max in [0, 1, 3, 128] {
+                sanitize_tag_into(raw, max, &mut out);
+                assert_eq!(out, sanitize_tag(raw, max), "{raw:?} {max}");
+            }
+        }
     }
 
     #[test]

@@ -144,6 +144,26 @@ struct Upstream {
     client: Client<Connector, Body>,
 }
 
+impl Upstream {
+    /// Points a request at the upstream: its path and query after the base URI, and
+    /// `host` the upstream's authority. An error when the path makes no URI.
+    fn retarget(&self, parts: &mut http::request::Parts) -> Result<(), http::uri::InvalidUri> {
+        let path = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        let base = self.base.to_string();
+        parts.uri = format!("{}{}", base.trim_end_matches('/'), path).parse()?;
+        if let Some(a) = self.base.authority() {
+            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                parts.headers.insert(header::HOST, v);
+            }
+        }
+        Ok(())
+    }
+}
+
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -162,24 +182,11 @@ async fn proxy(State(up): State<Upstream>, req: Request) -> Response {
         return proxy_upgrade(up, req).await;
     }
     let (mut parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let base = up.base.to_string();
-    let target = format!("{}{}", base.trim_end_matches('/'), path);
-    parts.uri = match target.parse() {
-        Ok(u) => u,
-        Err(_) => return (StatusCode::BAD_REQUEST, "bad path").into_response(),
-    };
+    if up.retarget(&mut parts).is_err() {
+        return (StatusCode::BAD_REQUEST, "bad path").into_response();
+    }
     for h in HOP_BY_HOP {
         parts.headers.remove(h);
-    }
-    if let Some(a) = up.base.authority() {
-        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-            parts.headers.insert(header::HOST, v);
-        }
     }
     match up.client.request(Request::from_parts(parts, body)).await {
         Ok(res) => {
@@ -203,25 +210,13 @@ async fn proxy_upgrade(up: Upstream, mut req: Request) -> Response {
     let session = req.extensions_mut().remove::<Session>();
     let downstream = hyper::upgrade::on(&mut req);
     let (mut parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let base = up.base.to_string();
-    parts.uri = match format!("{}{}", base.trim_end_matches('/'), path).parse() {
-        Ok(u) => u,
-        Err(_) => return (StatusCode::BAD_REQUEST, "bad path").into_response(),
-    };
+    if up.retarget(&mut parts).is_err() {
+        return (StatusCode::BAD_REQUEST, "bad path").into_response();
+    }
     // The upgrade's own hop-by-hop headers go on; the others do not.
     for h in HOP_BY_HOP {
         if h != "upgrade" && h != "connection" {
             parts.headers.remove(h);
-        }
-    }
-    if let Some(a) = up.base.authority() {
-        if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-            parts.headers.insert(header::HOST, v);
         }
     }
     let mut res = match up.client.request(Request::from_parts(parts, body)).await {

@@ -17,10 +17,10 @@ use std::rc::Rc;
 use llm_usage_core::inject::{self, rewrite_request, Filtered, Rewrite, Skip, UsageChunkFilter};
 use llm_usage_core::{Exchange, Options, UsageRecord};
 use llm_usage_cost::{Bucket, Decision, KeyFacts, Pricing};
-use llm_usage_report::labels::{sanitize_tag, Limiter};
+use llm_usage_report::labels::{sanitize_tag_into, Limiter};
 use llm_usage_report::select;
 use llm_usage_report::series::UNKNOWN_MODALITY;
-use llm_usage_report::tokens::TOKEN_FIELDS;
+use llm_usage_report::tokens::{TokenField, TOKEN_FIELDS};
 use llm_usage_report::{Timings, Tracker};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
@@ -37,14 +37,54 @@ struct Shared {
     /// `define_metric`. (A sorted Vec searched by halves: the same lookups as a
     /// `BTreeMap`, without its node code in the module.)
     metric_ids: Vec<(String, u32)>,
+    /// Metric ids per label set (an exchange's dimension values, sanitised and limited),
+    /// sorted by the values: a repeat exchange with the same values finds each metric's id
+    /// by index, without building or searching its name. Bounded by the limiters below
+    /// (the values are theirs) and by [`MAX_LABEL_SETS`].
+    label_sets: Vec<LabelSet>,
+    /// The label values of the exchange being reported, kept between exchanges for their
+    /// buffers.
+    labels: Vec<String>,
+    /// The token field of each metric kind (by kind), looked up once.
+    token_fields: [Option<&'static TokenField>; MetricKind::ALL.len()],
     model_limiter: Limiter,
     /// One limiter per dimension whose values a client chooses (by dimension index).
     /// (A few dimensions at most: a Vec, searched linearly, costs less code than a map.)
     value_limiters: Vec<(usize, Limiter)>,
     node: NodeInfo,
+    /// `<prefix>.` of the filter-state paths, then the last key written: each write
+    /// replaces only the key (no path built per write).
+    state_path: Vec<u8>,
     /// Failure kinds already logged: each is logged once per VM. (A handful at most: a Vec,
     /// searched linearly, costs less code than a set.)
     logged: Vec<&'static str>,
+}
+
+/// The most label sets whose metric ids [`Shared`] keeps. The limiters already bound the
+/// label values; this bounds the cache itself. An exchange with a label set past it is
+/// reported as without the cache: each metric's name built and searched.
+const MAX_LABEL_SETS: usize = 1024;
+
+/// Metric id slots of one label set: one per metric kind (by kind), then one per token
+/// field for the token-type histogram (`token_usage`, by field).
+const SLOTS: usize = MetricKind::ALL.len() + TOKEN_FIELDS.len();
+
+/// The metric ids of one label set, each filled when its metric is first emitted.
+struct LabelSet {
+    values: Box<[String]>,
+    ids: [Option<u32>; SLOTS],
+}
+
+/// The tag a metric carries ahead of its dimensions, if any.
+#[derive(Clone, Copy)]
+enum Lead {
+    /// None: the dimensions only.
+    None,
+    /// The token modality tag (`otel` per-type token counters) with this value.
+    Modality(&'static str),
+    /// The token type tag (`token_usage`) with this value, for the token field of this
+    /// index in `TOKEN_FIELDS`.
+    TokenType(&'static str, usize),
 }
 
 #[derive(Default)]
@@ -71,12 +111,17 @@ impl Shared {
                 value_limiters.push((i, Limiter::new(Vec::new(), Some(config.max_label_values))));
             }
         }
+        let token_fields = MetricKind::ALL.map(MetricKind::token_field);
         Shared {
             config,
             metric_ids: Vec::new(),
+            label_sets: Vec::new(),
+            labels: Vec::new(),
+            token_fields,
             model_limiter,
             value_limiters,
             node: NodeInfo::default(),
+            state_path: Vec::new(),
             logged: Vec::new(),
         }
     }
@@ -132,7 +177,13 @@ impl Shared {
     }
 
     fn add(&mut self, name: String, value: u64) {
-        if let Some(id) = self.metric_id(false, name) {
+        let id = self.metric_id(false, name);
+        self.add_to(id, value);
+    }
+
+    /// Adds `value` (if not 0) to the counter `id`.
+    fn add_to(&mut self, id: Option<u32>, value: u64) {
+        if let Some(id) = id {
             if value > 0 {
                 if let Err(e) = abi::increment_metric(id, value.min(i64::MAX as u64) as i64) {
                     self.warn_once("increment_metric", e, "");
@@ -141,12 +192,78 @@ impl Shared {
         }
     }
 
-    fn record(&mut self, name: String, value: u64) {
-        if let Some(id) = self.metric_id(true, name) {
+    /// Records `value` in the histogram `id`.
+    fn record_to(&mut self, id: Option<u32>, value: u64) {
+        if let Some(id) = id {
             if let Err(e) = abi::record_metric(id, value) {
                 self.warn_once("record_metric", e, "");
             }
         }
+    }
+
+    /// The index in `label_sets` of the label set `values`, added on first sight (`None`
+    /// once [`MAX_LABEL_SETS`] are kept).
+    fn label_set(&mut self, values: &[String]) -> Option<usize> {
+        match self
+            .label_sets
+            .binary_search_by(|l| l.values[..].cmp(values))
+        {
+            Ok(i) => Some(i),
+            Err(i) if self.label_sets.len() < MAX_LABEL_SETS => {
+                let set = LabelSet {
+                    values: values.into(),
+                    ids: [None; SLOTS],
+                };
+                self.label_sets.insert(i, set);
+                Some(i)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The id of the metric of `kind` with `lead` and the dimension `values` (the label
+    /// set at `set` in `label_sets`, if it is kept there): the kept id, else found by its
+    /// full stat name (defined on first use) and kept.
+    fn series_id(
+        &mut self,
+        set: Option<usize>,
+        values: &[String],
+        kind: MetricKind,
+        lead: Lead,
+    ) -> Option<u32> {
+        let slot = match lead {
+            Lead::TokenType(_, field) => MetricKind::ALL.len() + field,
+            _ => kind as usize,
+        };
+        if let Some(id) = set.and_then(|i| self.label_sets[i].ids[slot]) {
+            return Some(id);
+        }
+        let config = &self.config;
+        let name = config.metrics.get(&kind)?;
+        let mut tags: Vec<(&str, &str)> = Vec::with_capacity(values.len() + 1);
+        match lead {
+            Lead::None => {}
+            Lead::Modality(m) => tags.push((config.token_modality_tag.as_deref()?, m)),
+            Lead::TokenType(t, _) => tags.push((config.token_type_tag.as_str(), t)),
+        }
+        tags.extend(
+            config
+                .dimensions
+                .iter()
+                .zip(values)
+                .map(|(d, v)| (d.tag.as_str(), v.as_str())),
+        );
+        let full = stat_name(config.tag_format, name, &tags);
+        let histogram = match lead {
+            Lead::None => kind.is_histogram(),
+            Lead::Modality(_) => false,
+            Lead::TokenType(..) => true,
+        };
+        let id = self.metric_id(histogram, full)?;
+        if let Some(i) = set {
+            self.label_sets[i].ids[slot] = Some(id);
+        }
+        Some(id)
     }
 }
 
@@ -316,21 +433,26 @@ impl Stream {
     fn put(&self, key: &str, value: &[u8]) {
         let Some(shared) = &self.shared else { return };
         let mut s = shared.borrow_mut();
+        let s = &mut *s;
         let Some(prefix) = s.config.property_prefix.as_deref() else {
             return;
         };
-        let mut path = Vec::with_capacity(prefix.len() + 1 + key.len());
-        path.extend_from_slice(prefix.as_bytes());
-        path.push(b'.');
-        path.extend_from_slice(key.as_bytes());
-        if let Err(e) = abi::set_property(&path, value) {
+        let base = prefix.len() + 1;
+        if s.state_path.len() < base {
+            s.state_path.clear();
+            s.state_path.extend_from_slice(prefix.as_bytes());
+            s.state_path.push(b'.');
+        }
+        s.state_path.truncate(base);
+        s.state_path.extend_from_slice(key.as_bytes());
+        if let Err(e) = abi::set_property(&s.state_path, value) {
             s.warn_once("set_property", e, key);
         }
     }
 
     fn put_num(&self, key: &str, value: Option<u64>) {
         if let Some(v) = value {
-            self.put(key, v.to_string().as_bytes());
+            self.put(key, Decimal::new().digits(v).as_bytes());
         }
     }
 
@@ -376,8 +498,8 @@ impl Stream {
         select::is_llm(rec, self.configured_model.as_deref())
     }
 
-    fn request_model(&self, rec: &UsageRecord) -> Option<String> {
-        select::request_model(rec, self.configured_model.as_deref()).map(str::to_owned)
+    fn request_model<'a>(&'a self, rec: &'a UsageRecord) -> Option<&'a str> {
+        select::request_model(rec, self.configured_model.as_deref())
     }
 
     /// Publishes what is known once the request is in: model and provider.
@@ -827,54 +949,81 @@ impl Stream {
         }
     }
 
-    fn dimension_value(&self, shared: &mut Shared, index: usize, rec: &UsageRecord) -> String {
-        let source = shared.config.dimensions[index].source.clone();
-        let max_len = shared.config.max_label_len;
-        let raw: Option<String> = match &source {
-            Source::SourceWorkload => shared.node.workload.clone(),
-            Source::SourceWorkloadNamespace => shared.node.namespace.clone(),
+    /// The value of dimension `index` for this exchange, sanitised and limited, into `out`.
+    fn dimension_value(
+        &self,
+        shared: &mut Shared,
+        index: usize,
+        rec: &UsageRecord,
+        out: &mut String,
+    ) {
+        let source = &shared.config.dimensions[index].source;
+        let cluster: Option<String>;
+        let raw: Option<&str> = match source {
+            Source::SourceWorkload => shared.node.workload.as_deref(),
+            Source::SourceWorkloadNamespace => shared.node.namespace.as_deref(),
             Source::DestinationService => {
                 let host = strip_port(&self.authority);
                 if host.is_empty() {
-                    abi::get_property(b"xds\0cluster_name")
+                    cluster = abi::get_property(b"xds\0cluster_name")
                         .or_else(|_| abi::get_property(b"cluster_name"))
                         .ok()
                         .filter(|v| !v.is_empty())
-                        .map(|v| String::from_utf8_lossy(&v).into_owned())
+                        .map(|v| String::from_utf8_lossy(&v).into_owned());
+                    cluster.as_deref()
                 } else {
-                    Some(host.to_string())
+                    Some(host)
                 }
             }
             Source::Model | Source::RequestModel | Source::ResponseModel | Source::Provider => {
-                source.record_label().and_then(|l| {
-                    l.value(rec, self.configured_model.as_deref())
-                        .map(str::to_owned)
-                })
+                source
+                    .record_label()
+                    .and_then(|l| l.value(rec, self.configured_model.as_deref()))
             }
             Source::Header(_) => self
                 .header_values
                 .iter()
                 .find(|(i, _)| *i == index)
-                .map(|(_, v)| v.clone()),
+                .map(|(_, v)| v.as_str()),
         };
-        let value = match raw {
-            Some(r) => sanitize_tag(r.as_bytes(), max_len),
-            None => UNKNOWN.to_string(),
-        };
-        if source.is_model() {
-            shared.model_limiter.label(&value)
-        } else if let Some((_, l)) = shared.value_limiters.iter_mut().find(|(i, _)| *i == index) {
-            l.label(&value)
+        match raw {
+            Some(r) => sanitize_tag_into(r.as_bytes(), shared.config.max_label_len, out),
+            None => {
+                out.clear();
+                out.push_str(UNKNOWN);
+            }
+        }
+        let limiter = if source.is_model() {
+            Some(&mut shared.model_limiter)
         } else {
-            value
+            shared
+                .value_limiters
+                .iter_mut()
+                .find(|(i, _)| *i == index)
+                .map(|(_, l)| l)
+        };
+        if let Some(l) = limiter {
+            // Admitted: the value itself, without the copy `Limiter::label` makes.
+            if !l.admit(out) {
+                let other = l.label(out);
+                *out = other;
+            }
+        }
+    }
+
+    /// The dimension values of the metrics of this exchange, in dimension order, into
+    /// `values` (its strings reused).
+    fn label_values(&self, s: &mut Shared, rec: &UsageRecord, values: &mut Vec<String>) {
+        values.resize_with(s.config.dimensions.len(), String::new);
+        for (i, out) in values.iter_mut().enumerate() {
+            self.dimension_value(s, i, rec, out);
         }
     }
 
     /// The dimension tags of the metrics of this exchange.
     fn tags(&self, s: &mut Shared, rec: &UsageRecord) -> Vec<(String, String)> {
-        let values: Vec<String> = (0..s.config.dimensions.len())
-            .map(|i| self.dimension_value(s, i, rec))
-            .collect();
+        let mut values = Vec::new();
+        self.label_values(s, rec, &mut values);
         s.config
             .dimensions
             .iter()
@@ -934,17 +1083,14 @@ impl Stream {
             return;
         };
         let mut s = shared.borrow_mut();
-        let tags = self.tags(&mut s, rec);
-        let tag_refs: Vec<(&str, &str)> =
-            tags.iter().map(|(t, v)| (t.as_str(), v.as_str())).collect();
-        let format = s.config.tag_format;
-        let metrics: Vec<(MetricKind, String)> = s
-            .config
-            .metrics
-            .iter()
-            .map(|(k, n)| (k, n.clone()))
-            .collect();
-        for (kind, name) in metrics {
+        let mut values = std::mem::take(&mut s.labels);
+        self.label_values(&mut s, rec, &mut values);
+        let set = s.label_set(&values);
+        let modality = s.config.token_modality_tag.is_some();
+        for kind in MetricKind::ALL {
+            if !s.config.metrics.contains_key(&kind) {
+                continue;
+            }
             let value = match kind {
                 // Per-figure token counters (`asm`): one row of the shared token table.
                 MetricKind::PromptTokens
@@ -959,16 +1105,15 @@ impl Stream {
                 | MetricKind::OutputImageTokens
                 | MetricKind::CacheCreation5mTokens
                 | MetricKind::CacheCreation1hTokens => {
-                    let Some(f) = kind.token_field() else {
+                    let Some(f) = s.token_fields[kind as usize] else {
                         continue;
                     };
                     let Some(v) = f.value(rec) else { continue };
                     // `otel`: `gen_ai.client.inference.usage.*` with the figure's modality.
-                    if let Some(tag) = &s.config.token_modality_tag {
-                        let mut t = tag_refs.clone();
-                        t.insert(0, (tag.as_str(), f.modality.unwrap_or(UNKNOWN_MODALITY)));
-                        let full = stat_name(format, &name, &t);
-                        s.add(full, v);
+                    if modality {
+                        let lead = Lead::Modality(f.modality.unwrap_or(UNKNOWN_MODALITY));
+                        let id = s.series_id(set, &values, kind, lead);
+                        s.add_to(id, v);
                         continue;
                     }
                     Some(v)
@@ -997,8 +1142,7 @@ impl Stream {
                 | MetricKind::BudgetRejected
                 | MetricKind::BudgetStoreErrors => continue,
                 MetricKind::TokenUsage => {
-                    let type_tag = s.config.token_type_tag.clone();
-                    for f in &TOKEN_FIELDS {
+                    for (i, f) in TOKEN_FIELDS.iter().enumerate() {
                         // `input` and `output` only: a subset (cache, reasoning, the
                         // parts) there would count twice in a sum over types; subsets
                         // have their own counters.
@@ -1006,22 +1150,21 @@ impl Stream {
                         let (Some(ty), Some(v)) = (ty, f.value(rec)) else {
                             continue;
                         };
-                        let ty = ty.as_str();
-                        let mut t = tag_refs.clone();
-                        t.insert(0, (type_tag.as_str(), ty));
-                        s.record(stat_name(format, &name, &t), v);
+                        let id = s.series_id(set, &values, kind, Lead::TokenType(ty.as_str(), i));
+                        s.record_to(id, v);
                     }
                     continue;
                 }
             };
             let Some(value) = value else { continue };
-            let full = stat_name(format, &name, &tag_refs);
+            let id = s.series_id(set, &values, kind, Lead::None);
             if kind.is_histogram() {
-                s.record(full, value);
+                s.record_to(id, value);
             } else {
-                s.add(full, value);
+                s.add_to(id, value);
             }
         }
+        s.labels = values;
     }
 }
 
@@ -1043,8 +1186,66 @@ fn ns_to_ms(ns: u64) -> u64 {
 }
 
 /// `12.345` (milliseconds with microsecond precision) for filter state.
-fn ms_text(ns: u64) -> String {
-    format!("{}.{:03}", ns / 1_000_000, (ns / 1_000) % 1_000)
+fn ms_text(ns: u64) -> Decimal {
+    let mut d = Decimal::new();
+    let micros = (ns / 1_000) % 1_000;
+    d.push_front(b'0' + (micros % 10) as u8);
+    d.push_front(b'0' + (micros / 10 % 10) as u8);
+    d.push_front(b'0' + (micros / 100) as u8);
+    d.push_front(b'.');
+    d.digits(ns / 1_000_000)
+}
+
+/// Decimal text for filter state, written on the stack from its last byte (no formatting
+/// machinery, no allocation). Room for any `u64` and for [`ms_text`]'s figures.
+struct Decimal {
+    buf: [u8; 24],
+    start: usize,
+}
+
+impl Decimal {
+    fn new() -> Decimal {
+        Decimal {
+            buf: [0; 24],
+            start: 24,
+        }
+    }
+
+    /// Puts `b` in front of the text. (Callers write at most 24 bytes: 20 digits of a
+    /// `u64`, or [`ms_text`]'s 4 + at most 15.)
+    fn push_front(&mut self, b: u8) {
+        self.start -= 1;
+        self.buf[self.start] = b;
+    }
+
+    /// Puts the decimal digits of `v` in front of the text.
+    fn digits(mut self, mut v: u64) -> Decimal {
+        loop {
+            self.push_front(b'0' + (v % 10) as u8);
+            v /= 10;
+            if v == 0 {
+                return self;
+            }
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+#[cfg(test)]
+impl PartialEq<&str> for Decimal {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+#[cfg(test)]
+impl std::fmt::Debug for Decimal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
 }
 
 impl Context for Stream {
@@ -1292,5 +1493,28 @@ mod tests {
         assert_eq!(ns_to_ms(10_500_000), 11);
         assert_eq!(ms_text(12_345_678), "12.345");
         assert_eq!(ms_text(0), "0.000");
+    }
+
+    /// The stack-written decimal text equals what `format!` writes, on edges and spread.
+    #[test]
+    fn decimal_text_matches_format() {
+        let mut values: Vec<u64> = (0..2_000).chain([u64::MAX, u64::MAX - 1]).collect();
+        let mut p = 1u64;
+        while let Some(next) = p.checked_mul(10) {
+            values.extend([p - 1, p, p + 1, next - 1]);
+            p = next;
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.extend([x, x >> 20, x >> 40]);
+        }
+        for v in values {
+            assert_eq!(Decimal::new().digits(v), v.to_string().as_str(), "{v}");
+            let ms = format!("{}.{:03}", v / 1_000_000, (v / 1_000) % 1_000);
+            assert_eq!(ms_text(v), ms.as_str(), "{v}");
+        }
     }
 }

@@ -6,10 +6,15 @@
 //! totals of `N` and `0` runs, divided by `N`, is the exact instruction count of one
 //! exchange, whatever else the machine runs.
 //!
+//! `PROFILE_CONTENDER=limit` runs the ceiling of `compare` (for a gzip input: inflating into
+//! one buffer as large as the body, then counting newlines) instead of the core, so that
+//! both sides of a ratio can be profiled the same way.
+//!
 //! `PROFILE_STOP` stops each exchange after one phase, for a breakdown by differences:
 //! `new` (the exchange created and dropped), `request_head`, `response_head` (the request
 //! side ended too), `body` (every chunk fed, the end seen); unset: through `finish`.
 
+use llm_usage_benches::baselines::Limit;
 use llm_usage_benches::inputs::{Input, Side};
 use llm_usage_benches::{feed, inputs, run_core, Feed};
 use llm_usage_core::Exchange;
@@ -28,16 +33,22 @@ fn main() {
     let fixed: Option<u64> = std::env::var("PROFILE_RUNS")
         .ok()
         .and_then(|n| n.parse().ok());
+    let limit = std::env::var("PROFILE_CONTENDER").is_ok_and(|c| c == "limit");
+    let mut ceiling = Limit::default();
     let stop = std::env::var("PROFILE_STOP").ok();
     let until = Instant::now() + Duration::from_secs_f64(secs);
     let mut runs = 0u64;
     let t = Instant::now();
     while fixed.map_or(Instant::now() < until, |n| runs < n) {
-        match stop.as_deref() {
-            None | Some("") => {
-                black_box(run_core(black_box(&input), Feed::Chunks(&sizes)));
+        if limit {
+            black_box(ceiling.run(black_box(&input)));
+        } else {
+            match stop.as_deref() {
+                None | Some("") => {
+                    black_box(run_core(black_box(&input), Feed::Chunks(&sizes)));
+                }
+                Some(phase) => up_to(phase, black_box(&input), &sizes),
             }
-            Some(phase) => up_to(phase, black_box(&input), &sizes),
         }
         runs += 1;
     }

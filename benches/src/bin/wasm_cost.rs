@@ -20,7 +20,10 @@
 //! The filter is found through `LLM_USAGE_WASM`, else
 //! `$CARGO_TARGET_DIR` (or `target`)`/wasm32-wasip1/release/llm_usage_wasm.wasm`.
 //! `WASM_COST_ENGINES` and `WASM_COST_INPUTS` (comma-separated names) run only those
-//! engines and inputs, as when profiling one of them.
+//! engines and inputs, as when profiling one of them. `WASM_COST_SPLIT=1` also prints,
+//! per input, the CPU time of each callback of an exchange (filter and no-op, timed one
+//! callback at a time over many exchanges: the split, not the total, is what it is for)
+//! and the filter's host calls per exchange.
 
 use llm_usage_benches::clock::Tick;
 use llm_usage_benches::inputs::{self, Input, Side};
@@ -85,8 +88,40 @@ fn authority(input: &Input) -> &'static str {
     }
 }
 
+/// The callbacks of an exchange as [`split`] times them.
+const PHASES: [&str; 5] = [
+    "request headers (context created)",
+    "request body",
+    "response headers",
+    "response body",
+    "log, done, delete",
+];
+
+/// Runs `f`, adding its CPU time to `split[phase]` when timing.
+fn timed<R>(split: &mut Option<&mut [Duration; 5]>, phase: usize, f: impl FnOnce() -> R) -> R {
+    match split {
+        Some(times) => {
+            let t = Tick::now();
+            let r = f();
+            times[phase] += t.elapsed();
+            r
+        }
+        None => f(),
+    }
+}
+
 /// One exchange through a VM, Envoy-style; the body under test in `sizes` chunks.
 fn exchange(vm: &mut Vm, input: &Input, sizes: &[usize]) {
+    exchange_timed(vm, input, sizes, None);
+}
+
+/// [`exchange`], each callback's CPU time added to `split` (by [`PHASES`]) if given.
+fn exchange_timed(
+    vm: &mut Vm,
+    input: &Input,
+    sizes: &[usize],
+    mut split: Option<&mut [Duration; 5]>,
+) {
     let id = vm.new_stream();
     let mut req = vec![
         (":method", "POST"),
@@ -96,34 +131,83 @@ fn exchange(vm: &mut Vm, input: &Input, sizes: &[usize]) {
     req.extend(input.request_headers.iter().copied());
     let mut resp = vec![(":status", "200")];
     resp.extend(input.response_headers.iter().copied());
-    let body = |vm: &mut Vm, request: bool| {
+    let body = |vm: &mut Vm, request: bool, split: &mut Option<&mut [Duration; 5]>| {
         let mut at = 0;
         for (k, &n) in sizes.iter().enumerate() {
             let chunk = &input.wire[at..at + n];
             let eos = k + 1 == sizes.len();
             let r = if request {
-                vm.request_body(id, chunk, eos)
+                timed(split, 1, || vm.request_body(id, chunk, eos))
             } else {
-                vm.response_body(id, chunk, eos)
+                timed(split, 3, || vm.response_body(id, chunk, eos))
             };
             r.expect("body callback");
             at += n;
         }
     };
-    vm.request_headers(id, &req, false)
-        .expect("request headers");
+    timed(&mut split, 0, || vm.request_headers(id, &req, false)).expect("request headers");
     match input.side {
-        Side::Request => body(vm, true),
+        Side::Request => body(vm, true, &mut split),
         Side::Response => {
-            vm.request_body(id, REQUEST, true).expect("request body");
+            timed(&mut split, 1, || vm.request_body(id, REQUEST, true)).expect("request body");
         }
     }
-    vm.response_headers(id, &resp, input.side == Side::Request)
-        .expect("response headers");
+    timed(&mut split, 2, || {
+        vm.response_headers(id, &resp, input.side == Side::Request)
+    })
+    .expect("response headers");
     if input.side == Side::Response {
-        body(vm, false);
+        body(vm, false, &mut split);
     }
-    vm.complete(id).expect("complete");
+    timed(&mut split, 4, || vm.complete(id)).expect("complete");
+}
+
+/// The host functions whose calls [`split`] counts.
+const HOST_CALLS: [&str; 10] = [
+    "proxy_get_header_map_pairs",
+    "proxy_get_buffer_bytes",
+    "proxy_get_property",
+    "proxy_set_property",
+    "proxy_get_current_time_nanoseconds",
+    "proxy_define_metric",
+    "proxy_increment_metric",
+    "proxy_record_metric",
+    "proxy_get_shared_data",
+    "proxy_log",
+];
+
+/// Prints each callback's CPU time per exchange, filter and no-op (alternating blocks of
+/// exchanges), and the filter's host calls per exchange.
+fn split(filter: &mut Vm, noop: &mut Vm, input: &Input, sizes: &[usize], iters: u32) {
+    let (mut f, mut n) = ([Duration::ZERO; 5], [Duration::ZERO; 5]);
+    let before: Vec<u64> = HOST_CALLS.iter().map(|c| filter.calls(c)).collect();
+    let rounds = 10;
+    for _ in 0..rounds {
+        for _ in 0..iters {
+            exchange_timed(filter, input, sizes, Some(&mut f));
+        }
+        for _ in 0..iters {
+            exchange_timed(noop, input, sizes, Some(&mut n));
+        }
+    }
+    let total = f64::from(iters * rounds);
+    let us = |d: Duration| d.as_secs_f64() * 1e6 / total;
+    for (k, phase) in PHASES.iter().enumerate() {
+        println!(
+            "  {phase:<36} filter {:>8.2} µs   no-op {:>8.2} µs",
+            us(f[k]),
+            us(n[k])
+        );
+    }
+    let calls: Vec<String> = HOST_CALLS
+        .iter()
+        .zip(before)
+        .filter_map(|(c, b)| {
+            let per = (filter.calls(c) - b) as f64 / total;
+            (per > 0.0).then(|| format!("{} {per:.1}", c.trim_start_matches("proxy_")))
+        })
+        .collect();
+    println!("  filter host calls per exchange: {}", calls.join(", "));
 }
 
 /// Samples per measurement.
@@ -235,6 +319,7 @@ fn run(wasm: &[u8], noop: &[u8], kind: EngineKind, engine: &str, lines: &mut Vec
             filter.failure()
         );
         let ratio = f.as_secs_f64() / n.as_secs_f64();
+        let split_iters = (Duration::from_millis(40).as_nanos() / f.as_nanos().max(1)) as u32;
         println!(
             "{:<14} {:>9} {:>12.0} {:>12.0} {:>12.0} {:>10.2}x",
             input.name,
@@ -244,6 +329,9 @@ fn run(wasm: &[u8], noop: &[u8], kind: EngineKind, engine: &str, lines: &mut Vec
             (f.as_secs_f64() - n.as_secs_f64()) * 1e6,
             ratio
         );
+        if std::env::var_os("WASM_COST_SPLIT").is_some_and(|v| v == "1") {
+            split(&mut filter, &mut noop, &input, &sizes, split_iters.max(1));
+        }
         lines.push(format!(
             "{} engine={engine} wasm_filter_us={:.0} wasm_noop_us={:.0} filter/noop={:.2}",
             input.name,

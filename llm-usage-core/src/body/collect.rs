@@ -82,6 +82,11 @@ impl Sink<Target> for InnerSink<'_> {
             c.chunk(bytes);
         }
     }
+
+    // Not `counts_raw`: text counted from raw contents is counted up to an invalid escape,
+    // decoded text only up to the last piece handed over. A failed outer document is never
+    // committed, so that cannot show; the inner document of a base64 event can fail while
+    // the event completes, and its text is committed with it.
 }
 
 impl Collect {
@@ -228,6 +233,18 @@ impl Sink<Target> for Collect {
         } else {
             self.with_inner(|b64, scanner, sink| b64.feed(bytes, |d| scanner.feed(d, sink)));
         }
+    }
+
+    /// Text is counted from the raw JSON contents (`TextStats::add_json`) where this CPU
+    /// can, unless a tokenizer needs the decoded bytes.
+    fn counts_raw(&self, target: &Target) -> bool {
+        matches!(target, Target::Text) && self.counter.is_none() && self.counting.counts_raw()
+    }
+
+    fn string_raw(&mut self, _target: &Target, raw: &[u8]) -> usize {
+        let n = self.staged.text.add_json(raw, self.counting);
+        self.dirty |= n > 0;
+        n
     }
 
     fn string_end(&mut self, target: &Target) {

@@ -182,6 +182,7 @@ impl EventSink for Core {
                 );
                 if self.scanner.scan_whole(
                     self.held.get(),
+                    self.prev.get(),
                     self.same,
                     index,
                     replay,

@@ -40,6 +40,20 @@
 //! strings and about to read a value, and where the walk of any event that shares the
 //! bytes before it stands in the same state. After a streamed value no mark is recorded
 //! (streamed bytes are not logged), so the deep mark is always the last one.
+//!
+//! # The bytes after the text
+//!
+//! What follows the text repeats too: `"},"logprobs":null,"finish_reason":null}],
+//! "usage":null}` closes every OpenAI content chunk, and its walk (the containers closed,
+//! `logprobs` and `finish_reason` matched and reported, `usage` read) was most of a
+//! chunk's remaining instructions after the text (issue 20 step 14). The walk after the
+//! text's closing quote depends only on the state there, which a resumed walk shares with
+//! the previous event's, and on the bytes after it. So the walk also logs the values it
+//! reports after the deep value (the "tail"), with the tail's length, when it reads
+//! through to the document's end with nothing more streamed and everything logged. When
+//! the next event resumes at the deep mark, ends with the same tail bytes, and its text
+//! closes exactly where that tail begins, the tail's values are reported again from the
+//! new event's bytes (shifted by the difference in length) and the walk ends there.
 
 use super::{
     is_ws, skip_ws, Dest, Esc, Scalar, Scanner, Sink, State, KEY_CAP, MAX_LIVE_DEPTH, VALUE_CAP,
@@ -123,6 +137,20 @@ pub(crate) struct Replay {
     /// Whether `deep` holds the deep mark of the previous event.
     deep_valid: bool,
     deep: Deep,
+    /// The previous event's tail can be replayed: its values are `logged[deep.logged..]`
+    /// (`tail_logged` of them), its bytes the last `tail_len` of the event, which was
+    /// `tail_base` bytes long (see "The bytes after the text").
+    tail_valid: bool,
+    tail_len: u16,
+    tail_logged: u8,
+    tail_base: u16,
+    /// While walking: the tail being read can still be replayed.
+    tail_ok: bool,
+    /// While walking a resumed event: where its text must close for its tail to be the
+    /// previous one's (the tail's first byte), or 0.
+    tail_at: u16,
+    /// Events whose tail was replayed (counted for the tests).
+    tail_replays: u64,
 }
 
 impl Replay {
@@ -133,6 +161,9 @@ impl Replay {
         self.logged_len = 0;
         self.overflow = false;
         self.deep_valid = false;
+        self.tail_valid = false;
+        self.tail_ok = false;
+        self.tail_at = 0;
     }
 
     fn log(&mut self, leaf: u64, kind: Kind, start: usize, end: usize) {
@@ -146,7 +177,10 @@ impl Replay {
                 };
                 self.logged_len += 1;
             }
-            _ => self.overflow = true,
+            _ => {
+                self.overflow = true;
+                self.tail_ok = false;
+            }
         }
     }
 
@@ -193,13 +227,15 @@ impl<T: 'static> Scanner<T> {
     /// feeds the event to the scanner instead. The scanner must be between documents,
     /// fresh from [`Scanner::reset`]; it is left so.
     ///
-    /// `replay` is what the walk of the previous event left (or cleared), and
-    /// `same_as_prev` the length of the common prefix of `event` with that event's bytes
-    /// (the SSE body measures it while it copies the event in: `index::copy_line`);
+    /// `replay` is what the walk of the previous event left (or cleared), `prev` that
+    /// event's bytes, and `same_as_prev` the length of the common prefix of `event` with
+    /// them (the SSE body measures it while it copies the event in: `index::copy_line`);
     /// after a false, `replay` is cleared.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn scan_whole<S: Sink<T>>(
         &mut self,
         event: &[u8],
+        prev: &[u8],
         same_as_prev: usize,
         index: &mut Index,
         replay: &mut Replay,
@@ -223,6 +259,17 @@ impl<T: 'static> Scanner<T> {
                     replay.marks_len = usize::from(deep.marks);
                     replay.logged_len = usize::from(deep.logged);
                     replay.overflow = false;
+                    // The previous tail, if this event ends with the same bytes.
+                    let n = usize::from(replay.tail_len);
+                    replay.tail_at = if replay.tail_valid
+                        && n < event.len()
+                        && n < prev.len()
+                        && event[event.len() - n..] == prev[prev.len() - n..]
+                    {
+                        (event.len() - n) as u16
+                    } else {
+                        0
+                    };
                     self.replay(event, replay, sink);
                     // Where the walk stood: at the value, inside the live containers.
                     self.begin_root();
@@ -240,6 +287,8 @@ impl<T: 'static> Scanner<T> {
                     replay.logged_len = usize::from(mark.logged);
                     replay.overflow = false;
                     replay.deep_valid = false;
+                    replay.tail_valid = false;
+                    replay.tail_at = 0;
                     self.replay(event, replay, sink);
                     // Where the walk stood: inside the root object, past a `,`.
                     self.enter_root_object();
@@ -256,6 +305,13 @@ impl<T: 'static> Scanner<T> {
         self.arr_depth = 0;
         if done {
             replay.valid = true;
+            replay.tail_valid = replay.tail_ok && replay.deep_valid;
+            if replay.tail_valid {
+                let from = usize::from(replay.deep.logged);
+                replay.tail_logged = (replay.logged_len - from) as u8;
+            }
+            replay.tail_ok = false;
+            replay.tail_at = 0;
             self.documents += 1;
             sink.document_end();
         } else {
@@ -268,16 +324,21 @@ impl<T: 'static> Scanner<T> {
     /// (the same as the previous event's there).
     fn replay<S: Sink<T>>(&self, event: &[u8], replay: &Replay, sink: &mut S) {
         for l in &replay.logged[..replay.logged_len] {
-            let text = &event[usize::from(l.start)..usize::from(l.end)];
-            let value = match l.kind {
-                Kind::Number => Scalar::Number(text),
-                Kind::String => Scalar::String(text),
-                Kind::True => Scalar::Bool(true),
-                Kind::False => Scalar::Bool(false),
-                Kind::Null => Scalar::Null,
-            };
-            self.report(l.leaf, value, sink);
+            self.report_logged(event, l, sink);
         }
+    }
+
+    /// Reports one logged value from `event`'s bytes.
+    fn report_logged<S: Sink<T>>(&self, event: &[u8], l: &Logged, sink: &mut S) {
+        let text = &event[usize::from(l.start)..usize::from(l.end)];
+        let value = match l.kind {
+            Kind::Number => Scalar::Number(text),
+            Kind::String => Scalar::String(text),
+            Kind::True => Scalar::Bool(true),
+            Kind::False => Scalar::Bool(false),
+            Kind::Null => Scalar::Null,
+        };
+        self.report(l.leaf, value, sink);
     }
 
     fn walk<S: Sink<T>>(
@@ -405,6 +466,17 @@ impl<T: 'static> Scanner<T> {
                             // Streamed bytes are not logged: no later mark may be resumed
                             // from, since replaying would not stream them again.
                             replay.stop_marks();
+                            // The tail: the deep value's is the one kept; after a second
+                            // streamed value there is none.
+                            let deep = replay.deep_valid && usize::from(replay.deep.pos) == i;
+                            if deep && usize::from(replay.tail_at) == q + 1 {
+                                self.replay_tail(b, replay, sink);
+                                return true;
+                            }
+                            replay.tail_at = 0;
+                            replay.tail_ok = deep && b.len() <= usize::from(u16::MAX);
+                            replay.tail_len = (b.len() - (q + 1)) as u16;
+                            replay.tail_base = b.len() as u16;
                         } else {
                             if index.has_backslash(i + 1, q) {
                                 return false;
@@ -454,6 +526,32 @@ impl<T: 'static> Scanner<T> {
                 None => return false,
             }
         }
+    }
+
+    /// Reports again the values the previous event's walk reported after its deep value,
+    /// from `event`'s bytes, which end with the same tail (see "The bytes after the
+    /// text"); the walk of `event` is then through.
+    fn replay_tail<S: Sink<T>>(&self, event: &[u8], replay: &mut Replay, sink: &mut S) {
+        let from = replay.logged_len;
+        let to = from + usize::from(replay.tail_logged);
+        // Tail positions move with the event's end; the tail lies after the deep value,
+        // which both events share, so a shift never takes one before it.
+        let (grow, shrink) = (
+            event.len().saturating_sub(usize::from(replay.tail_base)),
+            usize::from(replay.tail_base).saturating_sub(event.len()),
+        );
+        for l in &mut replay.logged[from..to] {
+            l.start = (usize::from(l.start) + grow - shrink) as u16;
+            l.end = (usize::from(l.end) + grow - shrink) as u16;
+        }
+        for l in &replay.logged[from..to] {
+            self.report_logged(event, l, sink);
+        }
+        replay.logged_len = to;
+        replay.tail_base = event.len() as u16;
+        replay.tail_ok = true;
+        replay.tail_at = 0;
+        replay.tail_replays += 1;
     }
 
     /// Records the deep mark at `i`, a streamed value's first byte with candidates `mask`
@@ -645,7 +743,7 @@ mod tests {
     fn walked_with(event: &[u8], mut ix: Index) -> Option<Vec<(u8, String)>> {
         let mut s = Scanner::new(WATCHES, false, false);
         let mut f = Found::default();
-        let done = s.scan_whole(event, 0, &mut ix, &mut Replay::default(), &mut f);
+        let done = s.scan_whole(event, &[], 0, &mut ix, &mut Replay::default(), &mut f);
         assert_eq!(s.documents(), u64::from(done));
         assert_eq!(f.docs, usize::from(done));
         assert!(s.at_boundary());
@@ -807,21 +905,26 @@ mod tests {
         let (mut events, mut resumed, mut deep) = (0, 0, 0);
         // The envelope changes now and then, as between streams.
         let (mut id, mut created) = (ids[0], 1000);
+        let mut usage = "null".to_owned();
         for round in 0..20_000 {
             if r.below(4) == 0 {
                 id = r.pick(&ids);
                 created = 1000 + r.below(2);
             }
-            let usage = match r.below(4) {
-                0 => "null".to_owned(),
-                1 => format!(
-                    r#"{{"prompt_tokens":{},"total":{}}}"#,
-                    r.below(99),
-                    r.below(9)
-                ),
-                2 => r#"{"details":{"cached":3},"prompt_tokens":1}"#.to_owned(),
-                _ => r#"[1,{"prompt_tokens":2}]"#.to_owned(),
-            };
+            // The usage changes now and then too, so that tails repeat (and sometimes
+            // differ only in it).
+            if r.below(3) == 0 {
+                usage = match r.below(4) {
+                    0 => "null".to_owned(),
+                    1 => format!(
+                        r#"{{"prompt_tokens":{},"total":{}}}"#,
+                        r.below(99),
+                        r.below(9)
+                    ),
+                    2 => r#"{"details":{"cached":3},"prompt_tokens":1}"#.to_owned(),
+                    _ => r#"[1,{"prompt_tokens":2}]"#.to_owned(),
+                };
+            }
             let ws = r.pick(&["", "", "", "", " "]);
             // The delta: unwatched text, streamed text (the deep mark) with a watched
             // value before or after it, another kind of value where the text stood, two
@@ -858,7 +961,7 @@ mod tests {
             let resume = resume_point(same, &replay);
             let mut s = Scanner::new(WATCHES, false, false);
             let mut f = Found::default();
-            let done = s.scan_whole(&e, same, &mut ix, &mut replay, &mut f);
+            let done = s.scan_whole(&e, &prev, same, &mut ix, &mut replay, &mut f);
             if done {
                 events += 1;
                 resumed += usize::from(resume.is_some());
@@ -876,6 +979,13 @@ mod tests {
         assert!(events > 12_000, "walked {events}");
         assert!(resumed > events / 5, "resumed {resumed} of {events}");
         assert!(deep > events / 20, "resumed at the text {deep} of {events}");
+        // Tails replayed: events that resumed at the text and ended as the one before.
+        let tails = replay.tail_replays;
+        assert!(
+            tails > (deep / 10) as u64,
+            "tails replayed {tails} of {deep}"
+        );
+        eprintln!("walked {events}, resumed {resumed}, at the text {deep}, tails {tails}");
     }
 
     #[test]

@@ -390,6 +390,176 @@ fn metric_definitions_are_memoised() {
     );
 }
 
+/// A chat completion of `model` for a client of `user_type`, with its own token figures.
+fn chat_of(model: &str, user_type: &str, prompt: u64, completion: u64) -> Exchange {
+    let body = format!(
+        r#"{{"model":"{model}","choices":[],"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{}}}}}"#,
+        prompt + completion
+    );
+    let mut ex = chat(model);
+    ex.request_headers[1].1 = user_type.into();
+    ex.response_body = body.into_bytes();
+    ex
+}
+
+/// The label a limiter admitting the first `max` distinct values gives `value`.
+fn limited(seen: &mut Vec<String>, max: usize, value: &str) -> String {
+    if seen.iter().any(|s| s == value) {
+        return value.into();
+    }
+    if seen.len() < max {
+        seen.push(value.into());
+        return value.into();
+    }
+    "other".into()
+}
+
+#[test]
+fn repeat_exchanges_with_interleaved_label_sets_count_on_their_own_series() {
+    // Two models and two user types, interleaved, then values past both caps: each
+    // exchange's figures land on its own label set's series, every time, whether the
+    // set was seen before (metric ids kept per label set) or not.
+    let mut vm = sleep_vm(
+        r#"{"models": {"max_distinct": 2}, "max_label_values": 2,
+            "extra_dimensions": [{"tag": "llmproxy_user_type", "from": "header:user-type"}]}"#,
+    );
+    let sequence = [
+        ("gpt-4o", "a"),
+        ("claude-sonnet-4", "b"),
+        ("gpt-4o", "a"),
+        ("gpt-4o", "b"),
+        ("claude-sonnet-4", "a"),
+        ("third-model", "a"),
+        ("gpt-4o", "c"),
+        ("fourth-model", "d"),
+        ("claude-sonnet-4", "b"),
+        ("third-model", "c"),
+        ("gpt-4o", "a"),
+    ];
+    let (mut models, mut users) = (Vec::new(), Vec::new());
+    // (requests, prompt, completion) per series.
+    let mut expected: std::collections::BTreeMap<(String, String), [u64; 3]> =
+        std::collections::BTreeMap::new();
+    for (n, (model, user)) in sequence.iter().enumerate() {
+        let (prompt, completion) = (10 + n as u64, 100 * (n as u64 + 1));
+        replay::run(
+            &mut vm,
+            &chat_of(model, user, prompt, completion),
+            &Delivery::default(),
+        )
+        .unwrap();
+        let key = (limited(&mut models, 2, model), limited(&mut users, 2, user));
+        let e = expected.entry(key).or_default();
+        e[0] += 1;
+        e[1] += prompt;
+        e[2] += completion;
+    }
+    assert_eq!(expected.len(), 7, "{expected:?}");
+    let stats = vm.stats();
+    for (metric, i) in [
+        ("asm_llm_proxy_requests", 0),
+        ("asm_llm_proxy_prompt_tokens", 1),
+        ("asm_llm_proxy_completion_tokens", 2),
+    ] {
+        for ((model, user), e) in &expected {
+            let name = format!(
+                "{metric}|llmproxy_source_workload=sleep|llmproxy_source_workload_namespace=default\
+                 |llmproxy_destination_service=api.openai.com|llmproxy_model={model}|llmproxy_user_type={user}"
+            );
+            assert_eq!(stats.counter(&name), Some(e[i]), "{name}\n{stats:?}");
+        }
+        let series = stats
+            .metrics
+            .keys()
+            .filter(|k| k.starts_with(&format!("wasmcustom.{metric}|")))
+            .count();
+        assert_eq!(series, expected.len(), "{metric}\n{stats:?}");
+    }
+    // One definition per stat name, however often a label set repeats.
+    assert_eq!(
+        vm.calls("proxy_define_metric") as usize,
+        stats.metrics.len()
+    );
+}
+
+#[test]
+fn label_sets_past_the_kept_ones_still_count_on_their_own_series() {
+    // 1,100 label sets (44 models × 25 user types, under both caps of 100): more than the
+    // 1,024 whose metric ids the filter keeps. Each set, kept or not, counts on its own
+    // series, in two passes.
+    let mut vm = sleep_vm(
+        r#"{"extra_dimensions": [{"tag": "llmproxy_user_type", "from": "header:user-type"}]}"#,
+    );
+    let (models, users) = (44, 25);
+    for _ in 0..2 {
+        for m in 0..models {
+            for u in 0..users {
+                let ex = chat_of(&format!("m{m}"), &format!("u{u}"), 1 + u, 1);
+                replay::run(&mut vm, &ex, &Delivery::default()).unwrap();
+            }
+        }
+    }
+    let stats = vm.stats();
+    for m in 0..models {
+        for u in 0..users {
+            let series = |metric: &str| {
+                format!(
+                    "{metric}|llmproxy_source_workload=sleep|llmproxy_source_workload_namespace=default\
+                     |llmproxy_destination_service=api.openai.com|llmproxy_model=m{m}|llmproxy_user_type=u{u}"
+                )
+            };
+            assert_eq!(stats.counter(&series("asm_llm_proxy_requests")), Some(2));
+            assert_eq!(
+                stats.counter(&series("asm_llm_proxy_prompt_tokens")),
+                Some(2 * (1 + u))
+            );
+        }
+    }
+    let requests = stats
+        .metrics
+        .keys()
+        .filter(|k| k.starts_with("wasmcustom.asm_llm_proxy_requests|"))
+        .count();
+    assert_eq!(requests as u64, models * users);
+    assert_eq!(
+        vm.calls("proxy_define_metric") as usize,
+        stats.metrics.len()
+    );
+}
+
+#[test]
+fn interleaved_models_report_as_if_each_ran_alone_in_otel() {
+    // `otel`: per-type counters with a modality tag and the token-type histogram, both
+    // with a leading tag ahead of the dimensions. Models interleaved in one VM give the
+    // same stats as each model's exchanges in a VM of its own (no cap is reached).
+    let config = r#"{"profile": "otel"}"#;
+    let models = ["gpt-4o", "o4-mini", "gpt-4o-mini"];
+    let mut together = sleep_vm(config);
+    let mut alone: Vec<_> = models.iter().map(|_| sleep_vm(config)).collect();
+    for n in 0..12u64 {
+        let m = (n as usize * 5 + n as usize / 4) % models.len();
+        let ex = chat_of(models[m], "a", 3 + n, 40 + 7 * n);
+        replay::run(&mut together, &ex, &Delivery::default()).unwrap();
+        replay::run(&mut alone[m], &ex, &Delivery::default()).unwrap();
+    }
+    let mut merged = llm_usage_wasm_host::Stats::default();
+    for vm in &alone {
+        merged.merge(vm.stats());
+    }
+    assert_eq!(together.stats().metrics, merged.metrics);
+    assert!(
+        together.stats().metrics.keys().any(
+            |k| k.starts_with("wasmcustom.gen_ai_client_token_usage|gen_ai_token_type=output|")
+        ),
+        "{:?}",
+        together.stats()
+    );
+    assert_eq!(
+        together.calls("proxy_define_metric") as usize,
+        together.stats().metrics.len()
+    );
+}
+
 #[test]
 fn istio_tag_format_with_extra_stat_tags() {
     let mut vm = sleep_vm(
