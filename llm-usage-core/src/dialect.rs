@@ -874,14 +874,6 @@ pub(crate) struct Detected {
     pub provider: Provider,
 }
 
-/// Lowercased-comparison helper for header lookups.
-pub(crate) fn header<'a>(headers: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
-        .map(|(_, v)| v.as_slice())
-}
-
 fn provider_from_host(host: &str) -> Option<Provider> {
     let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
     let p = if host.ends_with("openai.azure.com") || host.ends_with("cognitiveservices.azure.com") {
@@ -965,18 +957,38 @@ pub(crate) fn operation(d: &Dialect, path: &str) -> Option<Operation> {
     Some(op)
 }
 
-/// Whether `pat` occurs in `hay`: a scan for its first byte, each hit compared. Detection
-/// asks this of the same short path about ten times per exchange, and `str::contains`
-/// set up its searcher each time (7% of a small exchange's instructions, callgrind).
-/// At most `hay.len()` comparisons of `pat.len()` bytes, and the patterns are short
-/// constants: linear in the path.
+/// Whether `pat` occurs in `hay`. Detection asks this of the same short path about ten
+/// times per exchange (`str::contains` set up its two-way searcher each time: 7% of a
+/// small exchange's instructions, callgrind), so it is a word-at-a-time scan for the
+/// places where both the pattern's first and last bytes are (eight starts per step, see
+/// `swar`), each compared whole; a byte-wise scan for the last few starts. At most
+/// `hay.len()` comparisons of `pat.len()` bytes, and the patterns are short constants:
+/// linear in the path.
 pub(crate) fn has(hay: &str, pat: &str) -> bool {
+    use crate::swar::{first, rep, word, zeros};
     let (h, p) = (hay.as_bytes(), pat.as_bytes());
-    let Some((&first, rest)) = p.split_first() else {
+    let (Some(&head), Some(&tail)) = (p.first(), p.last()) else {
         return true;
     };
-    h.len() >= p.len()
-        && (0..=h.len() - p.len()).any(|at| h[at] == first && &h[at + 1..at + p.len()] == rest)
+    if h.len() < p.len() {
+        return false;
+    }
+    let last = h.len() - p.len();
+    let at_hit = |at: usize| &h[at..at + p.len()] == p;
+    let mut at = 0;
+    // Eight starts `at..at + 8` per step: their first bytes and their last bytes.
+    while at + p.len() + 7 <= h.len() {
+        let mut both =
+            zeros(word(h, at) ^ rep(head)) & zeros(word(h, at + p.len() - 1) ^ rep(tail));
+        while both != 0 {
+            if at_hit(at + first(both)) {
+                return true;
+            }
+            both &= both - 1;
+        }
+        at += 8;
+    }
+    (at..=last).any(|at| h[at] == head && h[at + p.len() - 1] == tail && at_hit(at))
 }
 
 pub(crate) fn detect(
@@ -997,11 +1009,12 @@ pub(crate) fn detect(
     let is_azure = has(path, "/openai/deployments/");
     let is_gemini = has(path, ":generateContent") || has(path, ":streamGenerateContent");
     let is_vertex = is_gemini && has(path, "/projects/") && has(path, "/locations/");
-    let is_bedrock = has(path, "/model/")
-        && (path.ends_with("/converse")
-            || path.ends_with("/converse-stream")
-            || path.ends_with("/invoke")
-            || path.ends_with("/invoke-with-response-stream"));
+    // The suffixes first: cheaper than the search, and they fail on most paths.
+    let is_bedrock = (path.ends_with("/converse")
+        || path.ends_with("/converse-stream")
+        || path.ends_with("/invoke")
+        || path.ends_with("/invoke-with-response-stream"))
+        && has(path, "/model/");
     let is_converse = path.ends_with("/converse") || path.ends_with("/converse-stream");
     let is_dashscope_native = has(path, "/services/aigc/");
     let is_ollama_native = path.ends_with("/api/chat") || path.ends_with("/api/generate");
@@ -1240,6 +1253,10 @@ mod tests {
             "/v1beta/models/gemini-2.5-flash:streamGenerateContent",
             "//mmodel//model/x/converse",
             "aaaaab",
+            // Bytes one above a pattern byte (`` ` `` after `a`, `.` after `/`): the word
+            // scan's zero-byte test may flag them too, and they must not match.
+            "a`a`aa`ba`b`/model.`a/mode/./model",
+            "/openai/deployments/x/chat/completions?api-version=1",
         ];
         let mut pats: Vec<String> = vec!["".into(), "/model/".into(), "aab".into(), "x/".into()];
         for h in hays {

@@ -1,6 +1,7 @@
 //! [`Exchange`]: one HTTP exchange, fed as it passes, yielding a [`UsageRecord`].
 
 use crate::body::{Body, FramingKind};
+use crate::decode::Coding;
 use crate::dialect::{self, Combine, Detected, Field, StreamRule, Target};
 use crate::framing::websocket;
 use crate::record::{Operation, Provider, UsageRecord};
@@ -111,10 +112,6 @@ impl Default for Exchange {
     }
 }
 
-fn find<'a>(headers: &'a [(Vec<u8>, Vec<u8>)], name: &str) -> Option<&'a [u8]> {
-    dialect::header(headers, name)
-}
-
 impl Exchange {
     /// A new exchange that detects the provider from the request.
     pub fn new() -> Self {
@@ -126,20 +123,21 @@ impl Exchange {
         let detected = dialect::fallback();
         let limit = options.max_body_bytes;
         let counter = || options.token_counter.map(|new| new());
+        let (request_counter, response_counter) = (counter(), counter());
         Exchange {
             request: Body::new(
                 detected.dialect.request,
                 &[],
                 FramingKind::Json,
                 limit,
-                counter(),
+                request_counter,
             ),
             response: Body::new(
                 detected.dialect.response,
                 detected.dialect.inner,
                 FramingKind::Auto,
                 limit,
-                counter(),
+                response_counter,
             ),
             options,
             detected,
@@ -166,30 +164,57 @@ impl Exchange {
         V: AsRef<[u8]>,
     {
         let _ = method;
-        const READ: [&str; 6] = [
-            "host",
-            ":authority",
-            "anthropic-version",
-            "x-dashscope-sse",
-            "content-encoding",
-            "content-type",
-        ];
-        let headers = collect_headers(headers, |k| READ.iter().any(|w| is_name(k, w)));
+        // One pass over the head, nothing allocated: what detection and the bodies need
+        // from the first occurrence of each header read (see `head_value`).
+        let mut host = HeadValue::new();
+        let mut host_is_authority = false;
+        let mut form = None;
+        let mut dashscope = HeadValue::new();
+        let mut anthropic_version = false;
+        let mut coding = None;
+        for (k, v) in headers {
+            let (k, v) = (k.as_ref(), head_value(v.as_ref()));
+            if is_name(k, ":authority") {
+                if !host_is_authority {
+                    host.set(v);
+                    host_is_authority = true;
+                }
+            } else if is_name(k, "host") {
+                if !host_is_authority && !host.seen {
+                    host.set(v);
+                }
+            } else if is_name(k, "content-type") {
+                form.get_or_insert_with(|| {
+                    v.len() >= 19 && v[..19].eq_ignore_ascii_case(b"multipart/form-data")
+                });
+            } else if is_name(k, "x-dashscope-sse") {
+                if !dashscope.seen {
+                    dashscope.set(v);
+                }
+            } else if is_name(k, "anthropic-version") {
+                anthropic_version = true;
+            } else if is_name(k, "content-encoding") {
+                coding.get_or_insert_with(|| Coding::from_header(v));
+            }
+        }
         let path = path_and_query
             .split(['?', '#'])
             .next()
             .unwrap_or(path_and_query);
-        let host = find(&headers, ":authority")
-            .or_else(|| find(&headers, "host"))
-            .and_then(|h| core::str::from_utf8(h).ok());
-        self.request_form = find(&headers, "content-type")
-            .is_some_and(|v| v.len() >= 19 && v[..19].eq_ignore_ascii_case(b"multipart/form-data"));
-        let dashscope_sse = find(&headers, "x-dashscope-sse")
-            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"enable"));
+        let host = host.get().and_then(|h| core::str::from_utf8(h).ok());
+        self.request_form = form == Some(true);
+        let header_is = |name: &str, value: &str| {
+            // The only header a stream rule reads (the one header read above for it).
+            is_name(name.as_bytes(), "x-dashscope-sse")
+                && dashscope
+                    .get()
+                    .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(value.as_bytes()))
+        };
+        let dashscope_sse = header_is("x-dashscope-sse", "enable");
         self.detected = dialect::detect(
             path,
             host,
-            find(&headers, "anthropic-version").is_some(),
+            anthropic_version,
             dashscope_sse,
             self.options.provider,
         );
@@ -200,16 +225,13 @@ impl Exchange {
         self.rule_stream = match d.stream {
             StreamRule::Body { .. } => None,
             StreamRule::Path(markers) => Some(markers.iter().any(|m| dialect::has(path, m))),
-            StreamRule::Header(name, value) => Some(
-                find(&headers, name)
-                    .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(value.as_bytes())),
-            ),
+            StreamRule::Header(name, value) => Some(header_is(name, value)),
         };
         let limit = self.options.max_body_bytes;
         self.request
             .retarget(d.request, &[], FramingKind::Json, limit);
-        if let Some(ce) = find(&headers, "content-encoding") {
-            self.request.set_content_encoding(ce);
+        if let Some(coding) = coding {
+            self.request.set_coding(coding);
         }
         self.response
             .retarget(d.response, d.inner, FramingKind::Auto, limit);
@@ -233,25 +255,46 @@ impl Exchange {
         V: AsRef<[u8]>,
     {
         let d = self.detected.dialect;
-        // The framing headers and every header the dialect reads counts from.
-        let headers = collect_headers(headers, |k| {
-            is_name(k, "content-type")
-                || is_name(k, "content-encoding")
-                || is_name(k, "upgrade")
-                || is_name(k, "sec-websocket-extensions")
-                || d.headers.iter().any(|(name, _)| is_name(k, name))
-        });
+        // One pass over the head, nothing allocated: the framing headers and every header
+        // the dialect reads counts from, each from its first occurrence (see `head_value`).
+        let mut framing = None;
+        let mut coding = None;
+        let mut websocket_upgrade = None;
+        let mut extensions = None;
+        let mut from_headers = Values::default();
+        // The dialect's header rows already read (a name may feed several rows).
+        let mut rows_seen = 0u64;
+        debug_assert!(d.headers.len() <= 64);
+        for (k, v) in headers {
+            let (k, v) = (k.as_ref(), head_value(v.as_ref()));
+            if is_name(k, "content-type") {
+                framing.get_or_insert_with(|| FramingKind::from_content_type(v));
+            } else if is_name(k, "content-encoding") {
+                coding.get_or_insert_with(|| Coding::from_header(v));
+            } else if is_name(k, "upgrade") {
+                websocket_upgrade
+                    .get_or_insert_with(|| v.trim_ascii().eq_ignore_ascii_case(b"websocket"));
+            } else if is_name(k, "sec-websocket-extensions") {
+                extensions.get_or_insert_with(|| websocket::negotiated(Some(v)));
+            }
+            for (i, (name, target)) in d.headers.iter().enumerate().take(64) {
+                if rows_seen & (1 << i) == 0 && is_name(k, name) {
+                    rows_seen |= 1 << i;
+                    if let (Target::Slot(field, idx), Some(n)) =
+                        (target, parse_count(v.trim_ascii()))
+                    {
+                        from_headers.set_slot(*field, *idx, n);
+                    }
+                }
+            }
+        }
         self.response_head = true;
         // An HTTP/1.1 upgrade to a WebSocket (RFC 6455 §4.2.2): what follows the head in
         // each direction is frames, client to server as the request body, server to
         // client as the response body (as Envoy passes an upgraded connection's bytes
         // through its HTTP filters, and as hyper hands over the upgraded IO).
-        if status == 101
-            && find(&headers, "upgrade")
-                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"websocket"))
-        {
-            let (server, client) =
-                websocket::negotiated(find(&headers, "sec-websocket-extensions"));
+        if status == 101 && websocket_upgrade == Some(true) {
+            let (server, client) = extensions.unwrap_or_else(|| websocket::negotiated(None));
             self.upgraded = true;
             self.response.set_websocket(server);
             self.response.split_records(dialect::record_marks(d));
@@ -264,22 +307,13 @@ impl Exchange {
             self.response.ignore();
             return;
         }
-        if let Some(ct) = find(&headers, "content-type") {
-            let kind = FramingKind::from_content_type(ct);
+        if let Some(kind) = framing {
             if kind != FramingKind::Auto {
                 self.response.set_framing(kind);
             }
         }
-        if let Some(ce) = find(&headers, "content-encoding") {
-            self.response.set_content_encoding(ce);
-        }
-        let mut from_headers = Values::default();
-        for (name, target) in d.headers {
-            if let (Some(v), Target::Slot(field, idx)) = (find(&headers, name), target) {
-                if let Some(n) = parse_count(v.trim_ascii()) {
-                    from_headers.set_slot(*field, *idx, n);
-                }
-            }
+        if let Some(coding) = coding {
+            self.response.set_coding(coding);
         }
         self.response.committed_mut().merge(&from_headers);
     }
@@ -348,9 +382,7 @@ impl Exchange {
 
     fn found_anything(&self) -> bool {
         let seen = |v: &crate::values::Values| {
-            v.request_model.get().is_some()
-                || v.response_model.get().is_some()
-                || v.slots.iter().flatten().any(Option::is_some)
+            v.request_model.get().is_some() || v.response_model.get().is_some() || v.any_slot()
         };
         seen(self.request.committed()) || seen(self.response.committed())
     }
@@ -619,29 +651,38 @@ fn is_name(k: &[u8], name: &str) -> bool {
     k.eq_ignore_ascii_case(name.as_bytes())
 }
 
-/// Keeps only the headers the core looks at (lowercased names), so a frontend can pass
-/// its whole header map without the core copying it.
-fn collect_headers<I, K, V>(headers: I, wanted: impl Fn(&[u8]) -> bool) -> Vec<(Vec<u8>, Vec<u8>)>
-where
-    I: IntoIterator<Item = (K, V)>,
-    K: AsRef<[u8]>,
-    V: AsRef<[u8]>,
-{
-    // Bounded whatever the head holds: the first occurrence of each wanted name only
-    // (the one lookups use), and at most `VALUE_CAP + 1` bytes of its value (a longer
-    // value then matches nothing and parses as no count, as in a body).
-    let mut out = Vec::new();
-    for (k, v) in headers {
-        let k = k.as_ref();
-        if wanted(k)
-            && !out
-                .iter()
-                .any(|(seen, _): &(Vec<u8>, Vec<u8>)| k.eq_ignore_ascii_case(seen))
-        {
-            let v = v.as_ref();
-            let v = &v[..v.len().min(crate::scan::VALUE_CAP + 1)];
-            out.push((k.to_ascii_lowercase(), v.to_vec()));
+/// A header value as the core reads it: at most `VALUE_CAP + 1` bytes (a longer value
+/// then matches nothing and parses as no count, as in a body), so that a head is read in
+/// bounded memory whatever it holds.
+fn head_value(v: &[u8]) -> &[u8] {
+    &v[..v.len().min(crate::scan::VALUE_CAP + 1)]
+}
+
+/// One header value kept from a head while the rest is read (its first occurrence).
+struct HeadValue {
+    bytes: [u8; crate::scan::VALUE_CAP + 1],
+    len: usize,
+    seen: bool,
+}
+
+impl HeadValue {
+    fn new() -> Self {
+        HeadValue {
+            bytes: [0; crate::scan::VALUE_CAP + 1],
+            len: 0,
+            seen: false,
         }
     }
-    out
+
+    /// Keeps `v` (already cut by [`head_value`]).
+    fn set(&mut self, v: &[u8]) {
+        let n = v.len().min(self.bytes.len());
+        self.bytes[..n].copy_from_slice(&v[..n]);
+        self.len = n;
+        self.seen = true;
+    }
+
+    fn get(&self) -> Option<&[u8]> {
+        self.seen.then(|| &self.bytes[..self.len])
+    }
 }

@@ -316,6 +316,29 @@ struct Classes {
     members: [[u64; 64]; MAX_LIVE_DEPTH],
     /// Per depth `d`: the watches whose path ends there (leaves).
     leaves: [u64; MAX_LIVE_DEPTH],
+    /// Per depth `d` and representative: its segment `path[d]`'s length ([`NO_KEY`]
+    /// when no key can match it) and first eight bytes ([`head`]), kept here so that a
+    /// key is compared with a representative without reading the watch table.
+    lens: [[u8; 64]; MAX_LIVE_DEPTH],
+    heads: [[u64; 64]; MAX_LIVE_DEPTH],
+}
+
+/// A segment length no key that is compared has ([`KEY_CAP`] at most).
+const NO_KEY: u8 = u8::MAX;
+const _: () = assert!(KEY_CAP < NO_KEY as usize);
+
+/// The first eight bytes of `key` as a little-endian word, zero-padded.
+fn head(key: &[u8]) -> u64 {
+    match key.first_chunk::<8>() {
+        Some(w) => u64::from_le_bytes(*w),
+        None => {
+            let mut w = 0u64;
+            for (k, &c) in key.iter().enumerate() {
+                w |= u64::from(c) << (8 * k);
+            }
+            w
+        }
+    }
 }
 
 impl Classes {
@@ -348,7 +371,7 @@ impl Classes {
             for (d, &f) in first.iter().enumerate().take(w.path.len()) {
                 c.members[d][f] |= 1 << i;
                 if f == i {
-                    c.reps[d] |= 1 << i;
+                    c.represent(d, i, w.path[d]);
                 }
             }
             if let Some(l) = c.leaves.get_mut(w.path.len().wrapping_sub(1)) {
@@ -358,10 +381,28 @@ impl Classes {
         c
     }
 
+    /// Makes watch `i` its class's representative at depth `d`, whose segment is `seg`.
+    /// Not generic, and never inlined: the `.wasm` holds it once.
+    #[inline(never)]
+    fn represent(&mut self, d: usize, i: usize, seg: &str) {
+        let seg = seg.as_bytes();
+        self.reps[d] |= 1 << i;
+        self.lens[d][i] = if seg.len() <= KEY_CAP {
+            seg.len() as u8
+        } else {
+            NO_KEY
+        };
+        self.heads[d][i] = head(seg);
+    }
+
     const EMPTY: Classes = Classes {
         reps: [0; MAX_LIVE_DEPTH],
         members: [[0; 64]; MAX_LIVE_DEPTH],
         leaves: [0; MAX_LIVE_DEPTH],
+        // Read for representatives only, which `new` sets: all zeros, so that the
+        // constant needs no data in the binary (0xFF filler made the `.wasm` 20 KB larger).
+        lens: [[0; 64]; MAX_LIVE_DEPTH],
+        heads: [[0; 64]; MAX_LIVE_DEPTH],
     };
 }
 
@@ -997,17 +1038,26 @@ impl<T: 'static> Scanner<T> {
             return (0, 0);
         }
         // Compare the key with one representative per class (see `Classes::new`): two
-        // or three comparisons per key instead of one per watch.
+        // or three comparisons per key instead of one per watch. Length and first eight
+        // bytes are the class's own (no pointer chased into the watch table); only a
+        // longer key that agrees on them is compared further.
         let classes = &self.derived.classes;
+        let (len, first) = (key.len(), head(key));
         let mut m = parent & classes.reps[d];
         while m != 0 {
             let idx = m.trailing_zeros() as usize;
             m &= m - 1;
-            if !eq_bytes(self.watches[idx].path[d].as_bytes(), key) {
+            if usize::from(classes.lens[d][idx]) != len
+                || classes.heads[d][idx] != first
+                || (len > 8 && self.watches[idx].path[d].as_bytes()[8..] != key[8..])
+            {
                 continue;
             }
-            // A hit: the candidates of its class match too.
+            // A hit: the candidates of its class match too. The candidates here share
+            // `path[..d]` (they matched the keys above), so representatives of distinct
+            // classes differ at `d`: no other can match.
             mask |= parent & classes.members[d][idx];
+            break;
         }
         let leaf = mask & classes.leaves[d];
         (mask, leaf)
@@ -1512,6 +1562,75 @@ mod tests {
 
     fn values(input: &str) -> Vec<(T, String)> {
         scan(input.as_bytes()).0.values
+    }
+
+    /// Keys are matched on the length and first eight bytes kept in the key classes, and
+    /// past eight bytes on the rest: keys that agree with a watched segment on all but one
+    /// byte (the first, the eighth, the ninth, the last), or are a prefix of one, or one a
+    /// prefix of them, match nothing; exact ones match, whatever their length.
+    #[test]
+    fn keys_match_on_every_byte() {
+        static NEAR: &[Watch<T>] = &[
+            Watch {
+                path: &["prompt_tokens_details", "cached_tokens"],
+                target: T::Cached,
+            },
+            Watch {
+                path: &["prompt_tokens"],
+                target: T::Prompt,
+            },
+            Watch {
+                path: &["prompt_t"],
+                target: T::Model,
+            },
+            Watch {
+                path: &["p"],
+                target: T::Stream,
+            },
+            Watch {
+                path: &[""],
+                target: T::Blob,
+            },
+        ];
+        let doc = |key: &str| format!(r#"{{"{key}":1,"prompt_tokens_details":{{"{key}":2}}}}"#);
+        let found = |key: &str| {
+            let mut s = Scanner::new(NEAR, true, true);
+            let mut f = Found::default();
+            s.feed(doc(key).as_bytes(), &mut f);
+            f.values
+        };
+        // The oracle: the segments compared whole.
+        let expect = |key: &str| {
+            let mut v = Vec::new();
+            for (want, t) in [
+                ("prompt_tokens", T::Prompt),
+                ("prompt_t", T::Model),
+                ("p", T::Stream),
+                ("", T::Blob),
+            ] {
+                if key == want {
+                    v.push((t, "n:1".to_owned()));
+                }
+            }
+            if key == "cached_tokens" {
+                v.push((T::Cached, "n:2".to_owned()));
+            }
+            v
+        };
+        let mut keys: Vec<String> = Vec::new();
+        for seg in ["prompt_tokens", "prompt_t", "p", "", "cached_tokens"] {
+            keys.push(seg.to_owned());
+            for at in 0..seg.len() {
+                let mut k = seg.as_bytes().to_vec();
+                k[at] ^= 1;
+                keys.push(String::from_utf8(k).unwrap());
+                keys.push(seg[..at].to_owned());
+            }
+            keys.push(format!("{seg}s"));
+        }
+        for key in &keys {
+            assert_eq!(found(key), expect(key), "key {key:?}");
+        }
     }
 
     /// Skipped subtrees long enough to be read 64 bytes at a time: strings with escaped

@@ -21,13 +21,19 @@ pub(crate) struct Name<const N: usize = VALUE_CAP> {
 /// A service tier name: `default`, `priority`, `PROVISIONED_THROUGHPUT` ...
 pub(crate) type Tier = Name<32>;
 
+impl<const N: usize> Name<N> {
+    /// No name.
+    const EMPTY: Self = Name {
+        bytes: [0; N],
+        len: 0,
+        set: false,
+    };
+}
+
 impl<const N: usize> Default for Name<N> {
+    #[inline(always)]
     fn default() -> Self {
-        Name {
-            bytes: [0; N],
-            len: 0,
-            set: false,
-        }
+        Self::EMPTY
     }
 }
 
@@ -79,12 +85,14 @@ impl<const N: usize> Name<N> {
 }
 
 /// Values found in one body (or one event of it).
-#[derive(Clone, Copy, Default, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Values {
-    pub slots: [[Option<u64>; SLOTS]; FIELDS],
-    /// Whether any slot may be set: most events of a stream carry a model and no counts,
-    /// and then clearing and merging skip the 288 bytes of slots.
-    slots_set: bool,
+    /// The token slots' values, read only where their bit in `set` is on (a cleared slot
+    /// keeps a stale value, unread): half the size of `Option<u64>`s, and clearing is one
+    /// store.
+    counts: [[u64; SLOTS]; FIELDS],
+    /// Bit `field * SLOTS + slot`: that slot is known.
+    set: u64,
     pub response_model: Name,
     pub request_model: Name,
     pub service_tier: Tier,
@@ -98,6 +106,30 @@ pub(crate) struct Values {
     pub messages: u32,
     /// The entry being read of each modality list (see [`Pairing`]).
     lists: [Pairing; 2],
+}
+
+// Every slot has its bit in `Values::set`.
+const _: () = assert!(FIELDS * SLOTS <= 64);
+
+impl Default for Values {
+    /// Nothing known. Written out and always inlined so that a body's values are built
+    /// where they live (the derived version built each name on the stack and copied it,
+    /// twice per body: a tenth of a small exchange's instructions, callgrind).
+    #[inline(always)]
+    fn default() -> Self {
+        Values {
+            counts: [[0; SLOTS]; FIELDS],
+            set: 0,
+            response_model: Name::EMPTY,
+            request_model: Name::EMPTY,
+            service_tier: Name::EMPTY,
+            stream: None,
+            end: 0,
+            text: TextStats::default(),
+            messages: 0,
+            lists: [Pairing::default(); 2],
+        }
+    }
 }
 
 /// Pairs the `modality` and `tokenCount` of the entries of a Gemini modality list, which
@@ -240,10 +272,7 @@ impl Values {
     /// Forgets every value. Only the flags are reset (a name's bytes stay, unread), so
     /// clearing per event costs a few stores, not a rewrite of two 256-byte buffers.
     pub(crate) fn clear(&mut self) {
-        if self.slots_set {
-            self.slots = [[None; SLOTS]; FIELDS];
-            self.slots_set = false;
-        }
+        self.set = 0;
         self.response_model.set = false;
         self.request_model.set = false;
         self.service_tier.set = false;
@@ -258,16 +287,13 @@ impl Values {
 
     /// Copies every value set in `other` over this one (last wins, field by field).
     pub(crate) fn merge(&mut self, other: &Values) {
-        if other.slots_set {
-            for (mine, theirs) in self.slots.iter_mut().zip(other.slots.iter()) {
-                for (m, t) in mine.iter_mut().zip(theirs.iter()) {
-                    if t.is_some() {
-                        *m = *t;
-                    }
-                }
-            }
-            self.slots_set = true;
+        let mut bits = other.set;
+        while bits != 0 {
+            let i = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            self.counts[i / SLOTS][i % SLOTS] = other.counts[i / SLOTS][i % SLOTS];
         }
+        self.set |= other.set;
         if other.response_model.set {
             self.response_model.copy_from(&other.response_model);
         }
@@ -299,20 +325,43 @@ impl Values {
 
     /// Adds to slot 0 of a field (unknown counts as 0 once something is added).
     fn add_slot(&mut self, field: Field, v: u64) {
-        let slot = &mut self.slots[field as usize][0];
-        *slot = Some(slot.unwrap_or(0).saturating_add(v));
-        self.slots_set = true;
+        let bit = 1u64 << (field as usize * SLOTS);
+        let slot = &mut self.counts[field as usize][0];
+        *slot = if self.set & bit != 0 {
+            slot.saturating_add(v)
+        } else {
+            v
+        };
+        self.set |= bit;
     }
 
     /// Sets one slot.
     pub(crate) fn set_slot(&mut self, field: Field, idx: u8, v: u64) {
-        self.slots[field as usize][usize::from(idx)] = Some(v);
-        self.slots_set = true;
+        self.counts[field as usize][usize::from(idx)] = v;
+        self.set |= 1 << (field as usize * SLOTS + usize::from(idx));
     }
 
     /// A field's slots.
-    pub(crate) fn field(&self, f: Field) -> &[Option<u64>; SLOTS] {
-        &self.slots[f as usize]
+    pub(crate) fn field(&self, f: Field) -> [Option<u64>; SLOTS] {
+        let at = f as usize * SLOTS;
+        core::array::from_fn(|i| {
+            (self.set >> (at + i) & 1 != 0).then_some(self.counts[f as usize][i])
+        })
+    }
+
+    /// Whether any token slot is known.
+    pub(crate) fn any_slot(&self) -> bool {
+        self.set != 0
+    }
+
+    /// Every field's slots.
+    #[cfg(test)]
+    fn slots(&self) -> [[Option<u64>; SLOTS]; FIELDS] {
+        core::array::from_fn(|f| {
+            core::array::from_fn(|i| {
+                (self.set >> (f * SLOTS + i) & 1 != 0).then_some(self.counts[f][i])
+            })
+        })
     }
 }
 
@@ -355,7 +404,7 @@ mod tests {
         assert!(staged.stage(Target::ResponseModel, Scalar::String(b"m1")));
         committed.merge(&staged);
         staged.clear();
-        assert_eq!(staged.slots, [[None; SLOTS]; FIELDS]);
+        assert_eq!(staged.slots(), [[None; SLOTS]; FIELDS]);
         assert!(staged.stage(Target::ResponseModel, Scalar::String(b"m2")));
         committed.merge(&staged);
         staged.clear();

@@ -329,3 +329,66 @@ fn the_last_reported_service_tier_wins_when_events_repeat_it() {
         }
     }
 }
+
+/// Heads are read in one pass: of a repeated header the first occurrence counts (names in
+/// any case), `:authority` wins over `host` wherever it comes, and a value is read as its
+/// first 257 bytes (so a count after 300 spaces is no count, one before them is).
+#[test]
+fn heads_read_the_first_occurrence_of_each_header() {
+    let provider = |headers: &[(&str, &str)]| {
+        let mut ex = Exchange::new();
+        ex.on_request_head("POST", "/v1/chat/completions", headers.iter().copied());
+        ex.provider()
+    };
+    assert_eq!(
+        provider(&[("Host", "api.deepseek.com"), ("host", "api.mistral.ai")]),
+        Some(Provider::DeepSeek)
+    );
+    assert_eq!(
+        provider(&[
+            ("host", "api.deepseek.com"),
+            (":authority", "api.mistral.ai")
+        ]),
+        Some(Provider::Mistral)
+    );
+    assert_eq!(
+        provider(&[
+            (":authority", "api.mistral.ai"),
+            (":authority", "api.deepseek.com"),
+            ("host", "api.deepseek.com")
+        ]),
+        Some(Provider::Mistral)
+    );
+    let input = |count: &[(&str, &str)], encodings: &[(&str, &str)]| {
+        let mut ex = Exchange::with_options(Options::new().provider(Provider::Bedrock));
+        ex.on_request_head("POST", "/model/anthropic.claude-x/invoke", [("host", "h")]);
+        let mut head = vec![("content-type", "application/json")];
+        head.extend_from_slice(count);
+        head.extend_from_slice(encodings);
+        ex.on_response_head(200, head);
+        ex.on_response_body(br#"{"type":"message","content":[]}"#);
+        ex.on_response_end();
+        ex.finish()
+    };
+    let name = "X-Amzn-Bedrock-Input-Token-Count";
+    assert_eq!(
+        input(&[(name, "12"), (name, "99")], &[]).input_tokens,
+        Some(12)
+    );
+    assert_eq!(input(&[(name, "x"), (name, "99")], &[]).input_tokens, None);
+    let spaces = " ".repeat(300);
+    let late = format!("{spaces}5");
+    let early = format!("5{spaces}");
+    assert_eq!(input(&[(name, &late)], &[]).input_tokens, None);
+    assert_eq!(input(&[(name, &early)], &[]).input_tokens, Some(5));
+    // The first `content-encoding` says the body is plain: it is read.
+    let plain = input(
+        &[(name, "7")],
+        &[
+            ("content-encoding", "identity"),
+            ("Content-Encoding", "gzip"),
+        ],
+    );
+    assert_eq!(plain.input_tokens, Some(7));
+    assert!(plain.complete);
+}

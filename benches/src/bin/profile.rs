@@ -9,9 +9,15 @@
 //! `PROFILE_CONTENDER=limit` runs the ceiling of `compare` (for a gzip input: inflating into
 //! one buffer as large as the body, then counting newlines) instead of the core, so that
 //! both sides of a ratio can be profiled the same way.
+//!
+//! `PROFILE_STOP` stops each exchange after one phase, for a breakdown by differences:
+//! `new` (the exchange created and dropped), `request_head`, `response_head` (the request
+//! side ended too), `body` (every chunk fed, the end seen); unset: through `finish`.
 
 use llm_usage_benches::baselines::Limit;
-use llm_usage_benches::{inputs, run_core, Feed};
+use llm_usage_benches::inputs::{Input, Side};
+use llm_usage_benches::{feed, inputs, run_core, Feed};
+use llm_usage_core::Exchange;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -29,6 +35,7 @@ fn main() {
         .and_then(|n| n.parse().ok());
     let limit = std::env::var("PROFILE_CONTENDER").is_ok_and(|c| c == "limit");
     let mut ceiling = Limit::default();
+    let stop = std::env::var("PROFILE_STOP").ok();
     let until = Instant::now() + Duration::from_secs_f64(secs);
     let mut runs = 0u64;
     let t = Instant::now();
@@ -36,10 +43,35 @@ fn main() {
         if limit {
             black_box(ceiling.run(black_box(&input)));
         } else {
-            black_box(run_core(black_box(&input), Feed::Chunks(&sizes)));
+            match stop.as_deref() {
+                None | Some("") => {
+                    black_box(run_core(black_box(&input), Feed::Chunks(&sizes)));
+                }
+                Some(phase) => up_to(phase, black_box(&input), &sizes),
+            }
         }
         runs += 1;
     }
     let mb_s = (input.decoded.len() as u64 * runs) as f64 / t.elapsed().as_secs_f64() / 1e6;
     println!("{name}: {runs} runs, {mb_s:.0} MB/s");
+}
+
+/// One exchange through `phase` (see the module docs), then dropped.
+fn up_to(phase: &str, input: &Input, sizes: &[usize]) {
+    let mut ex = black_box(Exchange::new());
+    if phase != "new" {
+        ex.on_request_head("POST", input.path, input.request_headers.iter().copied());
+    }
+    if phase != "new" && phase != "request_head" && input.side == Side::Response {
+        ex.on_request_end();
+        ex.on_response_head(200, input.response_headers.iter().copied());
+    }
+    if phase == "body" {
+        feed(&mut ex, input, Feed::Chunks(sizes));
+        match input.side {
+            Side::Request => ex.on_request_end(),
+            Side::Response => ex.on_response_end(),
+        }
+    }
+    black_box(&mut ex);
 }
