@@ -2,13 +2,13 @@
 //! issue 15 raised it to 512 KiB for more content codings, the `stream_options.include_usage`
 //! injection, end marks, text counting and estimates.)
 //!
-//! The module is 519,775 bytes with its default features (gzip and deflate; the
+//! The module is 511,578 bytes with its default features, 513,008 with `simd128` (gzip and deflate; the
 //! injection, the configuration through serde + serde_json, cost and token budgets over
 //! shared data: issues 17 and 18, 379,866 before them; the figures, realtime framing and
 //! counters of issue 16). zstd (+17.1 KB) and br (brotli-decompressor with its 120 KB
 //! static dictionary, +205 KB) are opt-in features, over this budget (see
-//! `llm-usage-wasm/README.md`). The filter crate is built at `opt-level = "z"` (the core
-//! keeps 3). Of the proxy-wasm Rust SDK (the project's chosen crate) what remains is its
+//! `llm-usage-wasm/README.md`). The filter crate and `llm-usage-cost` are built at
+//! `opt-level = "z"` (the core keeps 3). Of the proxy-wasm Rust SDK (the project's chosen crate) what remains is its
 //! dispatcher and the vtables of `dyn RootContext` / `dyn HttpContext` it calls through —
 //! the `NoopRoot` vtable among them — whose default methods `src/sdk.rs` overrides with
 //! small bodies. In wasm32 the CRC-32 of gzip and event-stream uses a 4 KB table
