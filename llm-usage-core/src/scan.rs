@@ -2063,6 +2063,22 @@ mod raw_text {
         Ok(decoded)
     }
 
+    /// `doc` read raw and decoded, cut at `cuts`: what the two share (see [`same`]).
+    fn both(doc: &[u8], cuts: &[usize]) -> Result<(Counted, bool), TestCaseError> {
+        same(run(doc, cuts, true).0, run(doc, cuts, false).0)
+    }
+
+    /// `doc` read raw and decoded agree whole and split at every byte, and every split
+    /// reads as the whole.
+    fn agree_at_every_split(doc: &[u8]) -> Result<(), TestCaseError> {
+        let whole = both(doc, &[])?;
+        for at in 0..=doc.len() {
+            let split = both(doc, &[at])?;
+            prop_assert_eq!(&split, &whole, "split at {}", at);
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -2073,12 +2089,7 @@ mod raw_text {
             bad in prop::option::weighted(0.1, 0..24usize),
             long in prop::sample::select(vec![0usize, 1, 5]),
         ) {
-            let doc = document(&strings, bad, long);
-            let whole = same(run(&doc, &[], true).0, run(&doc, &[], false).0)?;
-            for at in 0..=doc.len() {
-                let split = same(run(&doc, &[at], true).0, run(&doc, &[at], false).0)?;
-                prop_assert_eq!(&split, &whole, "split at {}", at);
-            }
+            agree_at_every_split(&document(&strings, bad, long))?;
         }
 
         /// Byte soup inside a streamed string: backslashes, quotes, `u`, hex digits of both
@@ -2093,11 +2104,7 @@ mod raw_text {
             doc.extend_from_slice("ab, c ".repeat(lead).as_bytes());
             doc.extend_from_slice(&soup);
             doc.extend_from_slice(br#"","m":"x"}"#);
-            let whole = same(run(&doc, &[], true).0, run(&doc, &[], false).0)?;
-            for at in 0..=doc.len() {
-                let split = same(run(&doc, &[at], true).0, run(&doc, &[at], false).0)?;
-                prop_assert_eq!(&split, &whole, "split at {}", at);
-            }
+            agree_at_every_split(&doc)?;
         }
 
         /// Random chunkings of long documents (past the counters' 255-block flush).
@@ -2111,9 +2118,7 @@ mod raw_text {
             let doc = document(&strings, bad, long);
             let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (doc.len() + 1)).collect();
             cuts.sort_unstable();
-            let whole = same(run(&doc, &[], true).0, run(&doc, &[], false).0)?;
-            let split = same(run(&doc, &cuts, true).0, run(&doc, &cuts, false).0)?;
-            prop_assert_eq!(split, whole);
+            prop_assert_eq!(both(&doc, &cuts)?, both(&doc, &[])?);
         }
     }
 
