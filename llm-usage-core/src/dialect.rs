@@ -155,8 +155,29 @@ pub(crate) enum StreamRule {
     Body { default: bool },
     /// The path contains one of these markers.
     Path(&'static [&'static str]),
-    /// A request header equals a value (case-insensitive).
-    Header(&'static str, &'static str),
+    /// A request header equals a value (case-insensitive, spaces trimmed).
+    Header(StreamHeader, &'static str),
+}
+
+/// A request header that a stream rule reads. The request head reader keeps the first
+/// value of each of [`StreamHeader::ALL`] and of no other header, so a rule names its
+/// header by this type: a table row cannot name one that the reader throws away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamHeader {
+    /// DashScope's native API streams when `X-DashScope-SSE: enable`.
+    DashScopeSse,
+}
+
+impl StreamHeader {
+    /// Every variant, at the index of its discriminant (the reader's slot).
+    pub(crate) const ALL: [StreamHeader; 1] = [StreamHeader::DashScopeSse];
+
+    /// The header's name, lower-case.
+    pub(crate) const fn name(self) -> &'static str {
+        match self {
+            StreamHeader::DashScopeSse => "x-dashscope-sse",
+        }
+    }
 }
 
 /// Where a model name may sit in the URL path.
@@ -735,7 +756,7 @@ static DASHSCOPE_NATIVE: Dialect = Dialect {
     inner: &[],
     headers: &[],
     combine: FIRST,
-    stream: StreamRule::Header("x-dashscope-sse", "enable"),
+    stream: StreamRule::Header(StreamHeader::DashScopeSse, "enable"),
     path_model: PathModel::None,
     end: END_ON_ONE,
 };
@@ -1241,6 +1262,16 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `StreamHeader::ALL` holds each variant at its discriminant: the head reader's slot
+    /// for a header is `header as usize`.
+    #[test]
+    fn stream_headers_at_their_slots() {
+        for (i, h) in StreamHeader::ALL.into_iter().enumerate() {
+            assert_eq!(h as usize, i, "{h:?}");
+            assert_eq!(h.name(), h.name().to_ascii_lowercase(), "{h:?}");
+        }
+    }
 
     /// `has` answers as `str::contains` does: every substring of some paths (at every
     /// start and length, so first-byte hits that fail later too), patterns longer than

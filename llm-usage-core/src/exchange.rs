@@ -2,7 +2,7 @@
 
 use crate::body::{Body, FramingKind};
 use crate::decode::Coding;
-use crate::dialect::{self, Combine, Detected, Field, StreamRule, Target};
+use crate::dialect::{self, Combine, Detected, Field, StreamHeader, StreamRule, Target};
 use crate::framing::websocket;
 use crate::record::{Operation, Provider, UsageRecord};
 use crate::text::TextStats;
@@ -169,7 +169,9 @@ impl Exchange {
         let mut host = HeadValue::new();
         let mut host_is_authority = false;
         let mut form = None;
-        let mut dashscope = HeadValue::new();
+        // The headers stream rules read, each in its `StreamHeader` slot.
+        let mut kept: [HeadValue; StreamHeader::ALL.len()] =
+            core::array::from_fn(|_| HeadValue::new());
         let mut anthropic_version = false;
         let mut coding = None;
         for (k, v) in headers {
@@ -187,9 +189,10 @@ impl Exchange {
                 form.get_or_insert_with(|| {
                     v.len() >= 19 && v[..19].eq_ignore_ascii_case(b"multipart/form-data")
                 });
-            } else if is_name(k, "x-dashscope-sse") {
-                if !dashscope.seen {
-                    dashscope.set(v);
+            } else if let Some(&h) = StreamHeader::ALL.iter().find(|h| is_name(k, h.name())) {
+                let slot = &mut kept[h as usize];
+                if !slot.seen {
+                    slot.set(v);
                 }
             } else if is_name(k, "anthropic-version") {
                 anthropic_version = true;
@@ -203,14 +206,12 @@ impl Exchange {
             .unwrap_or(path_and_query);
         let host = host.get().and_then(|h| core::str::from_utf8(h).ok());
         self.request_form = form == Some(true);
-        let header_is = |name: &str, value: &str| {
-            // The only header a stream rule reads (the one header read above for it).
-            is_name(name.as_bytes(), "x-dashscope-sse")
-                && dashscope
-                    .get()
-                    .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(value.as_bytes()))
+        let header_is = |h: StreamHeader, value: &str| {
+            kept[h as usize]
+                .get()
+                .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(value.as_bytes()))
         };
-        let dashscope_sse = header_is("x-dashscope-sse", "enable");
+        let dashscope_sse = header_is(StreamHeader::DashScopeSse, "enable");
         self.detected = dialect::detect(
             path,
             host,

@@ -392,3 +392,53 @@ fn heads_read_the_first_occurrence_of_each_header() {
     assert_eq!(plain.input_tokens, Some(7));
     assert!(plain.complete);
 }
+
+/// A stream rule read from a request header (DashScope's `X-DashScope-SSE: enable`):
+/// the name in any case, the value compared without case and surrounding spaces, the
+/// first occurrence counting. The same header also picks the DashScope dialect on a path
+/// that does not.
+#[test]
+fn a_stream_header_decides_the_stream_flag_from_its_first_occurrence() {
+    let path = "/api/v1/services/aigc/text-generation/generation";
+    let run = |headers: &[(&str, &str)]| {
+        let mut ex = Exchange::new();
+        ex.on_request_head("POST", path, headers.iter().copied());
+        ex.on_response_head(200, [("content-type", "application/json")]);
+        ex.on_response_body(
+            br#"{"output":{"text":"hi","finish_reason":"stop"},"usage":{"input_tokens":3,"output_tokens":1}}"#,
+        );
+        ex.on_response_end();
+        (ex.provider(), ex.finish())
+    };
+    let (provider, r) = run(&[("X-DashScope-SSE", " Enable ")]);
+    assert_eq!(provider, Some(Provider::DashScope));
+    assert_eq!(r.stream, Some(true));
+    assert_eq!(r.input_tokens, Some(3));
+    assert_eq!(run(&[("x-dashscope-sse", "disable")]).1.stream, Some(false));
+    assert_eq!(
+        run(&[
+            ("x-dashscope-sse", "enable"),
+            ("X-DashScope-SSE", "disable")
+        ])
+        .1
+        .stream,
+        Some(true)
+    );
+    assert_eq!(
+        run(&[
+            ("x-dashscope-sse", "disable"),
+            ("X-DashScope-SSE", "enable")
+        ])
+        .1
+        .stream,
+        Some(false)
+    );
+    // On a path that names no provider, the header alone picks DashScope.
+    let mut ex = Exchange::new();
+    ex.on_request_head(
+        "POST",
+        "/v1/some/path",
+        [("host", "gateway.internal"), ("x-dashscope-sse", "enable")],
+    );
+    assert_eq!(ex.provider(), Some(Provider::DashScope));
+}
