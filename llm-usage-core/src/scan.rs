@@ -116,6 +116,20 @@ pub trait Sink<T: 'static> {
     fn string_raw(&mut self, _target: &T, _raw: &[u8]) -> usize {
         0
     }
+    /// Whether reporting `value` for `target` now would change nothing: the sink already
+    /// holds it as if it had been reported. When a whole event repeats the previous one's
+    /// envelope, the scanner reports the values it read there again; those this says are
+    /// settled it leaves out (see [`Sink::epoch`]). The default: never settled.
+    fn settled(&self, _target: &T, _value: Scalar<'_>) -> bool {
+        false
+    }
+    /// A number that moves whenever an answer of [`Sink::settled`] may change (a value
+    /// reported or committed, a record closed). While it stays, values found settled stay
+    /// settled, and the scanner does not ask again about values whose bytes are the same.
+    /// `None` (the default): answers are not kept.
+    fn epoch(&self) -> Option<u64> {
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

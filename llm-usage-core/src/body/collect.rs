@@ -35,6 +35,12 @@ pub(super) struct Collect {
     pub(super) records: Records,
     /// How text is counted on this CPU (asked once, here).
     pub(super) counting: Counting,
+    /// The [`Sink::epoch`]: moved by every value staged (here or by the inner scanner),
+    /// a record closed, a reset, values set from headers. A commit or a discard does not
+    /// move it: a settled answer needs its field unstaged, and a commit moves into
+    /// `committed` only staged fields (each of which moved the epoch when it was staged),
+    /// a discard only unstages. Text is not read by [`Collect::settled`].
+    pub(super) version: u64,
 }
 
 /// Most closed records a body holds until they are taken: a frontend takes them after
@@ -54,12 +60,14 @@ pub(crate) struct Records {
 struct InnerSink<'a> {
     pub(super) staged: &'a mut Values,
     pub(super) dirty: &'a mut bool,
+    pub(super) version: &'a mut u64,
     pub(super) counter: &'a mut Option<Box<dyn TokenCounter>>,
     pub(super) counting: Counting,
 }
 
 impl Sink<Target> for InnerSink<'_> {
     fn value(&mut self, target: &Target, value: Scalar<'_>) {
+        *self.version += 1;
         *self.dirty |= self.staged.stage(*target, value);
     }
 
@@ -90,6 +98,43 @@ impl Sink<Target> for InnerSink<'_> {
 }
 
 impl Collect {
+    /// Whether staging `value` for `target` now would change nothing at commit.
+    ///
+    /// Every OpenAI chunk repeats the model: when it is the committed one and this event
+    /// has staged none, staging it would change nothing at commit (a later, different
+    /// model in the same event is still staged and wins), so the copy and the UTF-8 check
+    /// are skipped (the tokenizer heard of it when it was first read). OpenAI chunks
+    /// repeat the service tier too, and an end mark that does not hit stages nothing.
+    #[inline(always)]
+    fn settled(&self, target: &Target, value: Scalar<'_>) -> bool {
+        match (target, value) {
+            (Target::ResponseModel, Scalar::String(s)) => {
+                !self.staged.response_model.is_set() && self.committed.response_model.is(s)
+            }
+            (Target::ServiceTier, Scalar::String(s)) => {
+                !self.staged.service_tier.is_set() && self.committed.service_tier.is(s)
+            }
+            (Target::End(when, _), value) => !crate::values::end_hit(*when, value),
+            _ => false,
+        }
+    }
+
+    /// Stages a value [`settled`](Self::settled) did not settle.
+    #[inline(never)]
+    fn stage_value(&mut self, target: &Target, value: Scalar<'_>) {
+        // The tokenizer hears of a model as soon as it is read: a request names it after
+        // the messages, whose text is counted as it passes.
+        if let (Some(c), Target::ResponseModel | Target::RequestModel, Scalar::String(s)) =
+            (&mut self.counter, target, value)
+        {
+            if let Ok(m) = core::str::from_utf8(s) {
+                c.model(m);
+            }
+        }
+        self.version += 1;
+        self.dirty |= self.staged.stage(*target, value);
+    }
+
     pub(super) fn commit(&mut self) {
         if self.dirty {
             self.content_events += u64::from(!self.staged.text.is_empty());
@@ -110,6 +155,7 @@ impl Collect {
     /// Moves the committed figures to a closed record; what describes the session (the
     /// model, the service tier) stays for the next one.
     fn close_record(&mut self) {
+        self.version += 1;
         let records = &mut self.records;
         if records.pending.len() < MAX_PENDING_RECORDS {
             records.pending.push(self.committed);
@@ -142,6 +188,7 @@ impl Collect {
         let Collect {
             staged,
             dirty,
+            version,
             inner,
             counter,
             counting,
@@ -155,6 +202,7 @@ impl Collect {
                 &mut InnerSink {
                     staged,
                     dirty,
+                    version,
                     counter,
                     counting: *counting,
                 },
@@ -164,35 +212,23 @@ impl Collect {
 }
 
 impl Sink<Target> for Collect {
+    /// Inlined into the scanner's report loop: the values every stream chunk repeats
+    /// (the model, the service tier, an `object` that is no end mark) are settled here
+    /// without a call (issue 20 step 15); the rest is staged out of line.
+    #[inline]
     fn value(&mut self, target: &Target, value: Scalar<'_>) {
-        // Every OpenAI chunk repeats the model: when it is the committed one and this
-        // event has staged none, staging it would change nothing at commit (a later,
-        // different model in the same event is still staged and wins), so the copy and
-        // the UTF-8 check are skipped (the tokenizer heard of it when it was first read).
-        // OpenAI chunks repeat the service tier too.
-        match (target, value) {
-            (Target::ResponseModel, Scalar::String(s))
-                if !self.staged.response_model.is_set() && self.committed.response_model.is(s) =>
-            {
-                return;
-            }
-            (Target::ServiceTier, Scalar::String(s))
-                if !self.staged.service_tier.is_set() && self.committed.service_tier.is(s) =>
-            {
-                return;
-            }
-            _ => {}
+        if !Collect::settled(self, target, value) {
+            self.stage_value(target, value);
         }
-        // The tokenizer hears of a model as soon as it is read: a request names it after
-        // the messages, whose text is counted as it passes.
-        if let (Some(c), Target::ResponseModel | Target::RequestModel, Scalar::String(s)) =
-            (&mut self.counter, target, value)
-        {
-            if let Ok(m) = core::str::from_utf8(s) {
-                c.model(m);
-            }
-        }
-        self.dirty |= self.staged.stage(*target, value);
+    }
+
+    #[inline]
+    fn settled(&self, target: &Target, value: Scalar<'_>) -> bool {
+        Collect::settled(self, target, value)
+    }
+
+    fn epoch(&self) -> Option<u64> {
+        Some(self.version)
     }
 
     fn document_end(&mut self) {

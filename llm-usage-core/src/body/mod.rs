@@ -89,6 +89,7 @@ impl Body {
                     staged: Values::default(),
                     dirty: false,
                     committed: Values::default(),
+                    version: 0,
                     events: 0,
                     content_events: 0,
                     commit_on_document_end: json,
@@ -159,6 +160,7 @@ impl Body {
         core.docs_at_event_start = 0;
         core.done_seen = false;
         let c = &mut core.collect;
+        c.version += 1;
         c.staged.clear();
         c.dirty = false;
         c.committed.clear();
@@ -348,6 +350,7 @@ impl Body {
     /// Values from outside the body (headers) that count as committed.
     pub(crate) fn committed_mut(&mut self) -> &mut Values {
         self.touched = true;
+        self.core.collect.version += 1;
         &mut self.core.collect.committed
     }
 

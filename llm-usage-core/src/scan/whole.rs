@@ -54,6 +54,18 @@
 //! the next event resumes at the deep mark, ends with the same tail bytes, and its text
 //! closes exactly where that tail begins, the tail's values are reported again from the
 //! new event's bytes (shifted by the difference in length) and the walk ends there.
+//!
+//! # Settled values
+//!
+//! The values replayed are mostly ones the sink already holds: the model and service
+//! tier every OpenAI chunk repeats, an `object` that is no end mark. Reporting them again
+//! changes nothing, but cost ~70 instructions each, ~12% of a content chunk (issue 20
+//! step 15). So the replay asks the sink first ([`Sink::settled`]), reports only what is
+//! not settled, and when all of a replayed run (the values before the resume mark, or the
+//! tail's) were settled, keeps the sink's [`Sink::epoch`] with it: while the epoch stays
+//! and the entries are not logged again, the next replay of the same run (the same
+//! bytes, as replayed values always are) leaves them out without asking. Debug builds
+//! ask anyway and assert that the answer is still yes.
 
 use super::{
     is_ws, skip_ws, Dest, Esc, Scalar, Scanner, Sink, State, KEY_CAP, MAX_LIVE_DEPTH, VALUE_CAP,
@@ -123,6 +135,21 @@ struct Logged {
     end: u16,
 }
 
+impl Logged {
+    /// The value, from `event`'s bytes.
+    #[inline]
+    fn value<'a>(&self, event: &'a [u8]) -> Scalar<'a> {
+        let text = &event[usize::from(self.start)..usize::from(self.end)];
+        match self.kind {
+            Kind::Number => Scalar::Number(text),
+            Kind::String => Scalar::String(text),
+            Kind::True => Scalar::Bool(true),
+            Kind::False => Scalar::Bool(false),
+            Kind::Null => Scalar::Null,
+        }
+    }
+}
+
 /// What the walk of the previous event leaves for the next (see the module docs).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Replay {
@@ -151,6 +178,13 @@ pub(crate) struct Replay {
     tail_at: u16,
     /// Events whose tail was replayed (counted for the tests).
     tail_replays: u64,
+    /// The sink's epoch when it last found all of `logged[..n]` settled, and `n`; kept
+    /// until one of those entries is logged again (see "Settled values").
+    prefix_settled: Option<(u64, usize)>,
+    /// The same for the tail's values.
+    tail_settled: Option<u64>,
+    /// Values left out of a replay as settled (counted for the tests).
+    settled_skips: u64,
 }
 
 impl Replay {
@@ -164,9 +198,20 @@ impl Replay {
         self.tail_valid = false;
         self.tail_ok = false;
         self.tail_at = 0;
+        self.prefix_settled = None;
+        self.tail_settled = None;
     }
 
     fn log(&mut self, leaf: u64, kind: Kind, start: usize, end: usize) {
+        // The entry changes: what was found settled of the entries from here on is not
+        // known any more.
+        self.tail_settled = None;
+        if self
+            .prefix_settled
+            .is_some_and(|(_, n)| self.logged_len < n)
+        {
+            self.prefix_settled = None;
+        }
         match self.logged.get_mut(self.logged_len) {
             Some(slot) if end <= usize::from(u16::MAX) => {
                 *slot = Logged {
@@ -321,24 +366,54 @@ impl<T: 'static> Scanner<T> {
     }
 
     /// Reports again the values logged before the resume mark, from `event`'s bytes
-    /// (the same as the previous event's there).
-    fn replay<S: Sink<T>>(&self, event: &[u8], replay: &Replay, sink: &mut S) {
-        for l in &replay.logged[..replay.logged_len] {
-            self.report_logged(event, l, sink);
+    /// (the same as the previous event's there), unless they are known to be settled.
+    fn replay<S: Sink<T>>(&self, event: &[u8], replay: &mut Replay, sink: &mut S) {
+        let n = replay.logged_len;
+        let epoch = sink.epoch();
+        if epoch.is_some() && replay.prefix_settled.map(|(e, k)| (Some(e), k)) == Some((epoch, n)) {
+            self.skip_settled(event, &replay.logged[..n], sink);
+            replay.settled_skips += n as u64;
+            return;
         }
+        let settled = self.report_unsettled(event, &replay.logged[..n], sink);
+        replay.prefix_settled = epoch.filter(|_| settled).map(|e| (e, n));
     }
 
-    /// Reports one logged value from `event`'s bytes.
-    fn report_logged<S: Sink<T>>(&self, event: &[u8], l: &Logged, sink: &mut S) {
-        let text = &event[usize::from(l.start)..usize::from(l.end)];
-        let value = match l.kind {
-            Kind::Number => Scalar::Number(text),
-            Kind::String => Scalar::String(text),
-            Kind::True => Scalar::Bool(true),
-            Kind::False => Scalar::Bool(false),
-            Kind::Null => Scalar::Null,
-        };
-        self.report(l.leaf, value, sink);
+    /// Reports each of `logged` that the sink does not hold settled; true when it held
+    /// all of them (nothing was reported, so its epoch has not moved).
+    fn report_unsettled<S: Sink<T>>(&self, event: &[u8], logged: &[Logged], sink: &mut S) -> bool {
+        let mut settled = true;
+        for l in logged {
+            let value = l.value(event);
+            let mut m = l.leaf;
+            while m != 0 {
+                let target = &self.watches[m.trailing_zeros() as usize].target;
+                m &= m - 1;
+                if !sink.settled(target, value) {
+                    settled = false;
+                    sink.value(target, value);
+                }
+            }
+        }
+        settled
+    }
+
+    /// Leaves out values known to be settled; debug builds check that they still are.
+    fn skip_settled<S: Sink<T>>(&self, event: &[u8], logged: &[Logged], sink: &S) {
+        if cfg!(debug_assertions) {
+            for l in logged {
+                let value = l.value(event);
+                let mut m = l.leaf;
+                while m != 0 {
+                    let target = &self.watches[m.trailing_zeros() as usize].target;
+                    m &= m - 1;
+                    assert!(
+                        sink.settled(target, value),
+                        "a skipped value is not settled"
+                    );
+                }
+            }
+        }
     }
 
     fn walk<S: Sink<T>>(
@@ -544,8 +619,13 @@ impl<T: 'static> Scanner<T> {
             l.start = (usize::from(l.start) + grow - shrink) as u16;
             l.end = (usize::from(l.end) + grow - shrink) as u16;
         }
-        for l in &replay.logged[from..to] {
-            self.report_logged(event, l, sink);
+        let epoch = sink.epoch();
+        if epoch.is_some() && replay.tail_settled == epoch {
+            self.skip_settled(event, &replay.logged[from..to], sink);
+            replay.settled_skips += (to - from) as u64;
+        } else {
+            let settled = self.report_unsettled(event, &replay.logged[from..to], sink);
+            replay.tail_settled = epoch.filter(|_| settled);
         }
         replay.logged_len = to;
         replay.tail_base = event.len() as u16;
@@ -986,6 +1066,117 @@ mod tests {
             "tails replayed {tails} of {deep}"
         );
         eprintln!("walked {events}, resumed {resumed}, at the text {deep}, tails {tails}");
+    }
+
+    /// Keeps the last value of each target, staged per event and committed after it, as
+    /// the body's `Collect` does; a value it already holds committed (and has not staged
+    /// since) is settled. With `epochs`, it lets the scanner keep its answers.
+    #[derive(Default)]
+    struct Kept {
+        committed: std::collections::BTreeMap<u8, String>,
+        staged: std::collections::BTreeMap<u8, String>,
+        version: u64,
+        epochs: bool,
+    }
+
+    impl Sink<u8> for Kept {
+        fn value(&mut self, target: &u8, value: Scalar<'_>) {
+            if !self.settled(target, value) {
+                self.version += 1;
+                self.staged.insert(*target, format!("{value:?}"));
+            }
+        }
+        fn streams(&self, target: &u8) -> bool {
+            matches!(*target, 5 | 6)
+        }
+        fn settled(&self, target: &u8, value: Scalar<'_>) -> bool {
+            !self.staged.contains_key(target)
+                && self.committed.get(target) == Some(&format!("{value:?}"))
+        }
+        fn epoch(&self) -> Option<u64> {
+            self.epochs.then_some(self.version)
+        }
+    }
+
+    impl Kept {
+        fn end_event(&mut self, complete: bool) {
+            let staged = core::mem::take(&mut self.staged);
+            if complete {
+                self.committed.extend(staged);
+            }
+        }
+    }
+
+    /// Replays leave out values the sink holds settled only while they are: a stream whose
+    /// envelope, text and usage change now and then, some events damaged, read by two
+    /// sinks side by side, one that lets the scanner keep its answers and one that does
+    /// not, holds the same values after every event, and values are left out.
+    /// (Debug builds also assert, at every value left out, that it is still settled.)
+    #[test]
+    fn settled_values_are_left_out_only_while_they_stay_settled() {
+        let mut r = Rng(0x0BAD_5EED_0F5E_7701);
+        let mut replays = [Replay::default(), Replay::default()];
+        let mut kept = [
+            Kept {
+                epochs: true,
+                ..Kept::default()
+            },
+            Kept::default(),
+        ];
+        let mut prev: [Vec<u8>; 2] = [Vec::new(), Vec::new()];
+        let mut ix = Index::new();
+        let (mut model, mut usage, mut done) = ("\"gpt-4o\"", "null".to_owned(), "false");
+        for round in 0..20_000 {
+            match r.below(12) {
+                0 => model = r.pick(&["\"gpt-4o\"", "\"gpt-4o-mini\"", "7", "null"]),
+                1 => usage = format!(r#"{{"prompt_tokens":{}}}"#, r.below(4)),
+                2 => usage = "null".to_owned(),
+                3 => done = r.pick(&["false", "true", "1"]),
+                _ => {}
+            }
+            // Watched values before the text (the model), after it (`done`, the usage),
+            // and sometimes a second model after the text, so that a tail can change what
+            // the envelope's model settles to.
+            let after = match r.below(6) {
+                0 => format!(r#","model":{}"#, r.pick(&["\"gpt-4o\"", "\"x\""])),
+                _ => String::new(),
+            };
+            let mut e = format!(
+                r#"{{"id":"c1","model":{model},"choices":[{{"delta":{{"text":"{}"}}}}]{after},"done":{done},"usage":{usage}}}"#,
+                r.pick(STRINGS),
+            )
+            .into_bytes();
+            if round % 11 == 5 {
+                let at = r.below(e.len());
+                e[at] = b"{}[]\",: x"[r.below(9)];
+            }
+            for k in 0..2 {
+                let same = common_prefix(&e, &prev[k], usize::MAX);
+                let mut s = Scanner::new(WATCHES, false, false);
+                if s.scan_whole(&e, &prev[k], same, &mut ix, &mut replays[k], &mut kept[k]) {
+                    kept[k].end_event(true);
+                    prev[k].clone_from(&e);
+                } else {
+                    // As the SSE body does: what the walk staged is dropped, and the
+                    // scanner reads the event.
+                    kept[k].end_event(false);
+                    let mut s = Scanner::new(WATCHES, false, false);
+                    s.feed(&e, &mut kept[k]);
+                    let complete = s.at_boundary() && s.documents() == 1;
+                    kept[k].end_event(complete);
+                }
+            }
+            assert_eq!(
+                kept[0].committed,
+                kept[1].committed,
+                "after {:?}",
+                String::from_utf8_lossy(&e)
+            );
+        }
+        let skipped = replays[0].settled_skips;
+        assert_eq!(replays[1].settled_skips, 0);
+        assert!(skipped > 5_000, "left out {skipped}");
+        eprintln!("left out {skipped} values");
     }
 
     #[test]
