@@ -214,7 +214,7 @@ impl Collect {
 impl Sink<Target> for Collect {
     /// Inlined into the scanner's report loop: the values every stream chunk repeats
     /// (the model, the service tier, an `object` that is no end mark) are settled here
-    /// without a call (issue 20 step 15); the rest is staged out of line.
+    /// without a call (issue 20 step 16); the rest is staged out of line.
     #[inline]
     fn value(&mut self, target: &Target, value: Scalar<'_>) {
         if !Collect::settled(self, target, value) {
