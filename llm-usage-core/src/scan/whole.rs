@@ -59,8 +59,8 @@
 //!
 //! The values replayed are mostly ones the sink already holds: the model and service
 //! tier every OpenAI chunk repeats, an `object` that is no end mark. Reporting them again
-//! changes nothing, but cost ~70 instructions each, ~12% of a content chunk (issue 20
-//! step 16). So the replay asks the sink first ([`Sink::settled`]), reports only what is
+//! changes nothing, but cost ~116 instructions each, ~19% of an OpenAI content chunk
+//! (issue 20 step 16). So the replay asks the sink first ([`Sink::settled`]), reports only what is
 //! not settled, and when all of a replayed run (the values before the resume mark, or the
 //! tail's) were settled, keeps the sink's [`Sink::epoch`] with it: while the epoch stays
 //! and the entries are not logged again, the next replay of the same run (the same
