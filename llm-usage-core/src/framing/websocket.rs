@@ -34,13 +34,15 @@
 //! The inflater is the one HTTP bodies use ([`Inflate`], `decode/inflate.rs`, in its
 //! [`Format::Message`] mode), allocated at a direction's first compressed message: the
 //! decompressor's tables and one 48 KiB buffer, the 32 KiB window followed by room for
-//! the output, so that a back-reference is one plain copy rather than a copy through a
-//! ring's index mask, and the output goes to the sink from where it was decoded. Until
-//! 2026-12-07 the framer had its own: `miniz_oxide`'s streaming state (a 32 KiB ring)
-//! copied out into an 8 KiB buffer, 8 KiB less memory per direction but slower on every
-//! back-reference, and a second inflater to test and fuzz (see `benches/README.md`,
-//! "WebSocket permessage-deflate on the linear inflater"). One inflater also means one
-//! rule at a stream's start: the ring read its own zeros before it, this one refuses.
+//! the output, in which a back-reference is one plain copy and from which the output goes
+//! to the sink. Until 2026-12-07 the framer had its own: `miniz_oxide`'s streaming state
+//! (the window as a 32 KiB ring) copied out into an 8 KiB buffer. One inflater is one
+//! piece of code to test and fuzz, with one rule at a stream's start (the ring read its
+//! own zeros before it; this one refuses). The cost is 8 KiB more per compressing
+//! direction; the speed on a Realtime session is the same within the noise (small
+//! messages, each a new deflate block whose code tables dominate; `benches/README.md`,
+//! "WebSocket permessage-deflate on the linear inflater"); large messages with long
+//! matches take the path measured faster on gzip bodies.
 //!
 //! A protocol error (a reserved opcode, a continuation without a message, a control frame
 //! that is fragmented or longer than 125 bytes, a 64-bit length with its top bit set)
