@@ -64,6 +64,25 @@ for dir in "$fixtures"/*/; do
     fi
 done
 
+# Realtime sessions (testdata/realtime): the exchange target with a `101` head and the
+# server's WebSocket frames as the response body (permessage-deflate or not), so that it
+# reaches the WebSocket framer and its inflater. (The target feeds its request body before
+# the response head, as an HTTP body: the client's frames are left out.)
+for dir in "$here/../testdata/realtime"/*/; do
+    case_json="$dir/case.json"
+    [ -f "$case_json" ] || continue
+    {
+        printf '\000\000'
+        jq -j '"\(.method) \(.path)\n",
+               ((.request_headers // {}) | to_entries[] | "\(.key): \(.value)\n"),
+               "@ \(.response_status)\n",
+               ((.response_headers // {}) | to_entries[] | "\(.key): \(.value)\n"),
+               "\n"' "$case_json"
+        printf '\000--response--\000'
+        cat "$dir/server.bin"
+    } > "$corpus/exchange/realtime-$(basename "$dir")"
+done
+
 # Event-stream recipes: payloads separated by 0xFE, each led by an op byte
 # (0 intact, 1 bad message CRC, 2 bad prelude, 3 cut, 4 wrong length, +0x10 base64-wrapped).
 printf '\000{"usage":{"inputTokens":12,"outputTokens":34,"totalTokens":46}}\376\001{"usage":{"inputTokens":99}}' \

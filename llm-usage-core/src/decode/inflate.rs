@@ -1,9 +1,11 @@
-//! Incremental `Content-Encoding: gzip` / `deflate` decoding with a bounded window.
+//! Incremental deflate decoding with a bounded window: `Content-Encoding: gzip` / `deflate`
+//! bodies, and the messages of a WebSocket connection's permessage-deflate.
 //!
 //! Official SDKs send `Accept-Encoding: gzip`, so a sidecar often sees compressed
-//! upstream bodies. Decompression is streamed through `miniz_oxide`'s decompressor into
-//! one fixed buffer that holds both the 32 KiB history window deflate's back-references
-//! need and the bytes just decoded, which go from there straight to the framer.
+//! upstream bodies; Realtime sessions may compress their WebSocket messages (RFC 7692).
+//! Decompression is streamed through `miniz_oxide`'s decompressor into one fixed buffer
+//! that holds both the 32 KiB history window deflate's back-references need and the bytes
+//! just decoded, which go from there straight to the framer.
 //!
 //! Why this buffer and not `miniz_oxide`'s streaming state: that state keeps its window
 //! as a 32 KiB ring, so every back-reference is copied through an index mask, and a
@@ -16,11 +18,24 @@
 //! 0.89–0.90 of inflating into one buffer as large as the body, this buffer at 0.99–1.00.
 //! It holds 8 KiB more than the ring and its separate output buffer did.
 //!
+//! The decompressor refuses a back-reference farther back than the buffer's start (as
+//! zlib does), so what lies before the stream's start is corrupt, never zeros: `buf[..pos]`
+//! is exactly the stream's history (all of it, or its last 32 KiB after a slide).
+//!
 //! gzip (RFC 1952): the member header (with optional extra, name, comment and header CRC)
 //! is parsed here, the raw deflate data goes to miniz, and the trailer's CRC32 and size
 //! are checked; a mismatch marks the body as corrupt. Concatenated members are decoded in
 //! turn. `deflate` means zlib-wrapped data (RFC 1950), but some servers send raw deflate;
 //! the first two bytes tell which.
+//!
+//! [`Format::Message`] is the raw deflate of permessage-deflate (RFC 7692): one stream
+//! across the messages of a direction, each message's payload followed by the
+//! `00 00 ff ff` its sender removed (the tail of a sync flush's empty stored block, which
+//! leaves the stream at a block boundary). With context takeover the decoder is simply
+//! fed on: the window, and so back-references into earlier messages, carry over. Without,
+//! [`Inflate::reset`] starts each message as a new stream, and a back-reference before
+//! its start is corrupt. A window smaller than 32 KiB (`*_max_window_bits`) is covered by
+//! this one.
 
 use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
 use miniz_oxide::inflate::TINFLStatus;
@@ -44,11 +59,16 @@ const ZLIB: u32 = inflate_flags::TINFL_FLAG_HAS_MORE_INPUT
     | inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER
     | inflate_flags::TINFL_FLAG_COMPUTE_ADLER32;
 
-/// The two wrappings of deflate data.
+/// What wraps the deflate data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
+    /// `Content-Encoding: gzip`: gzip members (RFC 1952).
     Gzip,
+    /// `Content-Encoding: deflate`: zlib-wrapped (RFC 1950) or raw deflate, sniffed.
     Deflate,
+    /// WebSocket permessage-deflate (RFC 7692): raw deflate, fed message after message
+    /// with each one's `00 00 ff ff` tail put back (see the module docs).
+    Message,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,10 +127,10 @@ impl Inflate {
     pub(crate) fn new(coding: Format) -> Self {
         Inflate {
             coding,
-            phase: if coding == Format::Gzip {
-                Phase::Fixed
-            } else {
-                Phase::Sniff
+            phase: match coding {
+                Format::Gzip => Phase::Fixed,
+                Format::Deflate => Phase::Sniff,
+                Format::Message => Phase::Body,
             },
             flags: 0,
             hdr: [0; 10],
@@ -125,6 +145,15 @@ impl Inflate {
             consumed: 0,
             produced: 0,
         }
+    }
+
+    /// Starts a new deflate stream with an empty window: nothing decoded so far can be
+    /// referred to. For [`Format::Message`] without context takeover, before each message.
+    pub(crate) fn reset(&mut self) {
+        debug_assert_eq!(self.coding, Format::Message);
+        self.state.init();
+        self.pos = 0;
+        self.phase = Phase::Body;
     }
 
     /// Deflate-stream bytes consumed so far (headers and trailers not counted).
@@ -142,7 +171,8 @@ impl Inflate {
         self.phase == Phase::Error
     }
 
-    /// True when the compressed stream ended properly.
+    /// True when the compressed stream ended properly (for [`Format::Message`]: a final
+    /// block ended it; what follows is ignored until [`Inflate::reset`]).
     pub(crate) fn finished(&self) -> bool {
         matches!(self.phase, Phase::Done | Phase::Trailing)
     }
@@ -524,6 +554,38 @@ mod tests {
         let (out, done, failed) = decode_in(Format::Gzip, &two, 4);
         assert_eq!(out, b"first member ");
         assert!(!done && failed);
+    }
+
+    #[test]
+    fn messages_keep_the_window_unless_reset() {
+        // Raw deflate of "abc", then of "abcabc" with the window kept (a literal `a`, then
+        // a back-reference 3 back, length 5), each sync-flushed and its `00 00 ff ff` tail removed (as
+        // zlib writes them).
+        let abc = [0x4a, 0x4c, 0x4a, 0x06, 0x00];
+        let refer = [0x4a, 0x04, 0x23, 0x00, 0x00];
+        let mut d = Inflate::new(Format::Message);
+        let mut out = Vec::new();
+        for m in [&abc[..], &refer[..]] {
+            d.feed(m, &mut |b| {
+                out.extend_from_slice(b);
+                true
+            });
+            d.feed(&[0, 0, 0xff, 0xff], &mut |b| {
+                out.extend_from_slice(b);
+                true
+            });
+        }
+        assert_eq!(out, b"abcabcabc");
+        assert!(!d.failed() && !d.finished());
+        d.reset();
+        out.clear();
+        d.feed(&refer, &mut |b| {
+            out.extend_from_slice(b);
+            true
+        });
+        // Its literal `a` comes out, then the back-reference has nothing 3 bytes back.
+        assert_eq!(out, b"a");
+        assert!(d.failed());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! the upstream chose: gzip from most SDK defaults, br or zstd from CDNs and gateways. Each
 //! coding is decoded by a module of its own, with one job each:
 //!
-//! * [`inflate`]: `gzip` and `deflate` (RFC 1952 / 1950 / 1951), over `miniz_oxide`;
+//! * [`inflate`]: `gzip` and `deflate` (RFC 1952 / 1950 / 1951), over `miniz_oxide`
+//!   (also the WebSocket framer's inflater for permessage-deflate);
 //! * `brotli`: `br` (RFC 7932), over `brotli-decompressor` (cargo feature `br`);
 //! * `zstd`: `zstd` (RFC 8878, HTTP use in RFC 9659), decoded here (cargo feature `zstd`),
 //!   with `xxh64` for its frame checksum.

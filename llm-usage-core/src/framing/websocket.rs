@@ -12,9 +12,9 @@
 //! just not a document.
 //!
 //! Nothing is buffered: a header is at most 14 bytes, unmasking goes through a small stack
-//! buffer, and inflated bytes through a fixed output buffer. A message whose payload (after
-//! inflating) passes the cap is dropped as unknown from that point (the event discarded),
-//! and counted as skipped.
+//! buffer, and inflated bytes go to the sink from the inflater's own fixed buffer. A
+//! message whose payload (after inflating) passes the cap is dropped as unknown from that
+//! point (the event discarded), and counted as skipped.
 //!
 //! permessage-deflate (RFC 7692): the response's `sec-websocket-extensions` says whether
 //! the messages of each direction may be compressed (RSV1 on a message's first frame) and
@@ -22,10 +22,27 @@
 //! default) or starts afresh (`server_no_context_takeover` / `client_no_context_takeover`).
 //! A compressed message is raw deflate data to which the receiver appends `00 00 ff ff`.
 //! With context takeover the inflater lives across messages, so even a message past the cap
-//! is inflated (not scanned) to keep the window right. What cannot be followed stays an
-//! honest unknown, never a guess: a compressed message when no extension the framer knows
-//! was negotiated, or after the inflater failed or its stream ended while the window had
-//! to be kept, is skipped and counted.
+//! is inflated (not scanned) to keep the window right; without, it starts each message
+//! afresh. A window smaller than 32 KiB (`*_max_window_bits`) is covered by the inflater's.
+//! What cannot be followed stays an honest unknown, never a guess: a compressed message
+//! when no extension the framer knows was negotiated, or after the inflater failed
+//! (corrupt data, such as a back-reference before the first message, or, without context
+//! takeover, before the message's own start) or its stream ended while the window had to
+//! be kept, is skipped and counted, and so is every later compressed message of the
+//! direction.
+//!
+//! The inflater is the one HTTP bodies use ([`Inflate`], `decode/inflate.rs`, in its
+//! [`Format::Message`] mode), allocated at a direction's first compressed message: the
+//! decompressor's tables and one 48 KiB buffer, the 32 KiB window followed by room for
+//! the output, in which a back-reference is one plain copy and from which the output goes
+//! to the sink. Until 2026-12-07 the framer had its own: `miniz_oxide`'s streaming state
+//! (the window as a 32 KiB ring) copied out into an 8 KiB buffer. One inflater is one
+//! piece of code to test and fuzz, with one rule at a stream's start (the ring read its
+//! own zeros before it; this one refuses). The cost is 8 KiB more per compressing
+//! direction; the speed on a Realtime session is the same within the noise (small
+//! messages, each a new deflate block whose code tables dominate; `benches/README.md`,
+//! "WebSocket permessage-deflate on the linear inflater"); large messages with long
+//! matches take the path measured faster on gzip bodies.
 //!
 //! A protocol error (a reserved opcode, a continuation without a message, a control frame
 //! that is fragmented or longer than 125 bytes, a 64-bit length with its top bit set)
@@ -33,15 +50,11 @@
 //! frame: nothing after it is a message.
 
 use super::EventSink;
-use miniz_oxide::inflate::stream::{inflate, InflateState};
-use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
+use crate::decode::inflate::{Format, Inflate};
 
 /// The default cap on one message's payload (after inflating), in bytes: a larger message
 /// is skipped as unknown.
 pub const MAX_MESSAGE: u64 = 4 * 1024 * 1024;
-
-/// The inflater's output buffer, allocated with the inflater.
-const INFLATE_OUT: usize = 8 * 1024;
 
 /// The stack buffer masked payload bytes are unmasked through.
 const UNMASK_CHUNK: usize = 256;
@@ -129,68 +142,6 @@ enum Mode {
     Skip,
 }
 
-/// The inflater of one direction: miniz's state (its 32 KiB window) and an output buffer.
-struct Inflater {
-    state: Box<InflateState>,
-    out: Box<[u8; INFLATE_OUT]>,
-    /// The deflate stream ended (a final block): a kept window cannot be followed after it.
-    ended: bool,
-    /// Data was fed since the last reset.
-    used: bool,
-}
-
-impl Inflater {
-    fn new() -> Inflater {
-        Inflater {
-            state: InflateState::new_boxed(DataFormat::Raw),
-            out: Box::new([0; INFLATE_OUT]),
-            ended: false,
-            used: false,
-        }
-    }
-
-    /// Starts a new deflate stream with an empty window.
-    fn reset(&mut self) {
-        if self.used {
-            self.state.reset(DataFormat::Raw);
-        }
-        self.ended = false;
-        self.used = false;
-    }
-
-    /// Inflates `input`, handing each piece of output to `out`; false on corrupt data.
-    fn feed(&mut self, mut input: &[u8], out: &mut dyn FnMut(&[u8])) -> bool {
-        self.used = true;
-        while !input.is_empty() && !self.ended {
-            let r = inflate(&mut self.state, input, &mut self.out[..], MZFlush::None);
-            input = &input[r.bytes_consumed..];
-            if r.bytes_written > 0 {
-                out(&self.out[..r.bytes_written]);
-            }
-            match r.status {
-                Ok(MZStatus::StreamEnd) => self.ended = true,
-                Ok(_) => {}
-                // No progress possible with this input: wait for more.
-                Err(MZError::Buf) if r.bytes_consumed == 0 && r.bytes_written == 0 => break,
-                Err(MZError::Buf) => {}
-                Err(_) => return false,
-            }
-            if r.bytes_consumed == 0 && r.bytes_written == 0 {
-                break;
-            }
-        }
-        true
-    }
-}
-
-impl core::fmt::Debug for Inflater {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Inflater")
-            .field("ended", &self.ended)
-            .finish()
-    }
-}
-
 /// The WebSocket framer of one direction.
 #[derive(Debug)]
 pub(crate) struct WebSocket {
@@ -210,7 +161,8 @@ pub(crate) struct WebSocket {
     mode: Mode,
     /// Payload bytes of the current message so far (after inflating).
     message_len: u64,
-    inflater: Option<Inflater>,
+    /// The direction's inflater, from its first compressed message on.
+    inflater: Option<Inflate>,
     /// Compressed messages can no longer be followed (inflater failed, or its stream
     /// ended with the window to be kept).
     deflate_lost: bool,
@@ -384,7 +336,9 @@ impl WebSocket {
         }
         match self.compression {
             Compression::Deflate { takeover } if !self.deflate_lost => {
-                let inflater = self.inflater.get_or_insert_with(Inflater::new);
+                let inflater = self
+                    .inflater
+                    .get_or_insert_with(|| Inflate::new(Format::Message));
                 // Without a kept window each message starts a new stream (whatever became
                 // of the last one: read whole, skipped past the cap, or ended).
                 if !takeover {
@@ -452,9 +406,14 @@ impl WebSocket {
         let Some(mut inflater) = self.inflater.take() else {
             return;
         };
-        let ok = inflater.feed(bytes, &mut |out| self.deliver(out, sink));
+        inflater.feed(bytes, &mut |out| {
+            self.deliver(out, sink);
+            // Past the cap with context takeover the rest is inflated all the same.
+            true
+        });
+        let failed = inflater.failed();
         self.inflater = Some(inflater);
-        if !ok {
+        if failed {
             self.lose_deflate(sink);
         }
     }
@@ -493,7 +452,7 @@ impl WebSocket {
             // RFC 7692 §7.2.2: the sender removed this empty stored block's tail.
             self.inflate(&[0x00, 0x00, 0xff, 0xff], sink);
             let takeover = matches!(self.compression, Compression::Deflate { takeover: true });
-            if takeover && self.inflater.as_ref().is_some_and(|i| i.ended) {
+            if takeover && self.inflater.as_ref().is_some_and(Inflate::finished) {
                 // A final block ended the stream whose window the next message uses.
                 self.deflate_lost = true;
                 self.inflater = None;
@@ -579,7 +538,8 @@ mod tests {
                     c = CompressorOxide::new(flags);
                 }
                 let mut out = Vec::new();
-                let mut buf = [0u8; 4096];
+                // Room for all of it: the compressor finishes the flush in one call.
+                let mut buf = vec![0u8; 2 * m.len() + 4096];
                 let mut input = *m;
                 loop {
                     let (_, used, written) = compress(&mut c, input, &mut buf, TDEFLFlush::Sync);
@@ -792,6 +752,122 @@ mod tests {
         f.feed(&bytes[..cut], &mut e);
         f.feed(&bytes[cut..], &mut e);
         (e.done, e.discarded, f.skipped(), f.clean())
+    }
+
+    /// [`split_run`] cut at every byte: the same result at every cut, which is returned.
+    fn raw_every_split(
+        bytes: &[u8],
+        compression: Compression,
+        cap: u64,
+    ) -> (Vec<Vec<u8>>, usize, u64, bool) {
+        let whole = split_run(bytes, compression, cap, bytes.len());
+        for at in 0..bytes.len() {
+            // Not `assert_eq!`: the events may be 100 KB each.
+            assert!(
+                split_run(bytes, compression, cap, at) == whole,
+                "split at {at}"
+            );
+        }
+        whole
+    }
+
+    const DELTA: &[u8] = br#"{"type":"response.output_text.delta","delta":"the quick brown fox jumps over the lazy dog"}"#;
+
+    #[test]
+    fn context_takeover_lets_a_message_refer_to_the_one_before() {
+        let z = deflate(&[DELTA, DELTA], true);
+        // The second message is mostly back-references into the first.
+        assert!(z[1].len() < z[0].len() / 3, "{} {}", z[0].len(), z[1].len());
+        let mut s = frame(1, true, true, None, &z[0]);
+        s.extend(frame(1, true, true, None, &z[1]));
+        let (done, discarded, skipped, clean) =
+            raw_every_split(&s, Compression::Deflate { takeover: true }, MAX_MESSAGE);
+        assert_eq!(done, [DELTA, DELTA]);
+        assert_eq!((discarded, skipped, clean), (0, 0, true));
+        // Alone, nothing precedes it: the back-reference is corrupt data, never zeros.
+        let alone = frame(1, true, true, None, &z[1]);
+        for takeover in [true, false] {
+            let (done, _, skipped, _) =
+                raw_every_split(&alone, Compression::Deflate { takeover }, MAX_MESSAGE);
+            assert!(done.is_empty() && skipped == 1, "takeover {takeover}");
+        }
+    }
+
+    #[test]
+    fn no_context_takeover_starts_every_message_afresh() {
+        // A sender that keeps its window although it agreed not to: its second message
+        // refers to the first one, which the receiver no longer has.
+        let kept = deflate(&[DELTA, DELTA], true);
+        let fresh = deflate(&[br#"{"c":3}"#], false);
+        let mut s = frame(1, true, true, None, &kept[0]);
+        s.extend(frame(1, true, true, None, &kept[1]));
+        s.extend(frame(1, true, false, None, br#"{"p":1}"#));
+        s.extend(frame(1, true, true, None, &fresh[0]));
+        let (done, discarded, skipped, clean) =
+            raw_every_split(&s, Compression::Deflate { takeover: false }, MAX_MESSAGE);
+        // The second is corrupt; the direction's compressed messages are lost from there.
+        assert_eq!(done, [DELTA, br#"{"p":1}"#]);
+        assert_eq!((discarded, skipped, clean), (1, 2, true));
+        // With the window kept all four are read (the last one, a stream of its own,
+        // refers only to itself).
+        let (done, _, skipped, _) =
+            raw_every_split(&s, Compression::Deflate { takeover: true }, MAX_MESSAGE);
+        assert_eq!(
+            done,
+            [DELTA, DELTA, br#"{"p":1}"#.as_slice(), br#"{"c":3}"#]
+        );
+        assert_eq!(skipped, 0);
+
+        // A message left in the middle of a block (skipped past the cap without context
+        // takeover): the next one starts a new stream all the same.
+        let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(5000));
+        for takeover in [false, true] {
+            let z = deflate(&[big.as_bytes(), DELTA, br#"{"b":2}"#], takeover);
+            let mut s = frame(1, true, true, None, &z[0]);
+            s.extend(frame(1, true, true, None, &z[1]));
+            s.extend(frame(1, true, true, None, &z[2]));
+            let (done, _, skipped, _) =
+                raw_every_split(&s, Compression::Deflate { takeover }, 1000);
+            assert_eq!(done, [DELTA, br#"{"b":2}"#], "takeover {takeover}");
+            assert_eq!(skipped, 1, "takeover {takeover}");
+        }
+    }
+
+    #[test]
+    fn back_references_32000_bytes_back_across_messages_and_the_slide() {
+        // 32,000 pseudo-random bytes (no repeats within), sent three times: the second and
+        // third messages are back-references 32,000 bytes back, into the message before,
+        // and their 96,000 bytes in all make the inflater's 48 KiB buffer slide twice.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let block: Vec<u8> = (0..32_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 56) as u8
+            })
+            .collect();
+        let b = block.as_slice();
+        let z = deflate(&[b, b, b], true);
+        assert!(z[1].len() < 1000 && z[2].len() < 1000, "{}", z[1].len());
+        let mut s = frame(1, true, true, None, &z[0]);
+        // The second one in two fragments, the third masked (a client's frames).
+        let (a, b) = z[1].split_at(z[1].len() / 3);
+        s.extend(frame(2, false, true, None, a));
+        s.extend(frame(0, true, false, None, b));
+        let mut client = frame(2, true, true, Some(KEY), &z[0]);
+        client.extend(frame(2, true, true, Some(KEY), &z[1]));
+        client.extend(frame(2, true, true, Some(KEY), &z[2]));
+        s.extend(frame(2, true, true, None, &z[2]));
+        for stream in [s, client] {
+            let (done, discarded, skipped, clean) = raw_every_split(
+                &stream,
+                Compression::Deflate { takeover: true },
+                MAX_MESSAGE,
+            );
+            assert!(done.len() == 3 && done.iter().all(|m| *m == block));
+            assert_eq!((discarded, skipped, clean), (0, 0, true));
+        }
     }
 
     proptest::proptest! {
