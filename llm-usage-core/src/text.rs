@@ -24,6 +24,7 @@
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 use crate::index::Avx2;
+use crate::swar;
 
 /// How [`TextStats::add`] counts on this CPU: asked once, when a body's sink is made
 /// (`index::Avx2`, the CPU's answer, is the only way to the AVX2 path).
@@ -36,14 +37,12 @@ pub(crate) struct Counting {
 }
 
 impl Counting {
-    /// Whether [`TextStats::add_json`] reads anything on this CPU (it needs AVX2): a sink
-    /// offered raw strings it cannot take would only cut the scanner's gathered pieces
-    /// short.
+    /// Whether [`TextStats::add_json`] reads anything on this CPU: a sink offered raw
+    /// strings it cannot take would only cut the scanner's gathered pieces short. Every
+    /// target can since it reads eight bytes at a time where it has no AVX2
+    /// (benches/README.md, issue 20 step 15).
     pub(crate) fn counts_raw(self) -> bool {
-        #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-        return self.avx2.is_some();
-        #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-        false
+        true
     }
 
     /// The widest way this CPU has.
@@ -399,8 +398,8 @@ impl TextStats {
     /// counts are those of the decoded text whatever it stopped at (`tests` compare both
     /// at every split).
     ///
-    /// Only with AVX2 (thirty-two bytes at a time, `how`); elsewhere it reads nothing and
-    /// the scanner decodes and hands the text over as before.
+    /// Thirty-two bytes at a time with AVX2 (`how`), eight elsewhere
+    /// ([`add_json_words`](Self::add_json_words): wasm32, x86-64 without AVX2).
     #[allow(unsafe_code)]
     pub(crate) fn add_json(&mut self, raw: &[u8], how: Counting) -> usize {
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
@@ -411,8 +410,108 @@ impl TextStats {
             // requires.
             return unsafe { self.add_json_avx2(raw) };
         }
-        let _ = (raw, how);
-        0
+        let _ = how;
+        self.add_json_words(raw)
+    }
+
+    /// [`add_json`](Self::add_json) eight bytes at a time, safe and portable: the default
+    /// wasm filter's way (it has no SIMD), where decoding the prompt text and counting the
+    /// decoded runs was two thirds of a megabyte request's time (benches/README.md, issue
+    /// 20 step 15).
+    ///
+    /// Each word (eight bytes, little-endian) is searched for quotes and backslashes with
+    /// [`swar::quote_or_backslash`]; a word with neither is classified and counted whole,
+    /// as [`add`](Self::add) counts decoded words (per byte lane, added up every 255
+    /// words). A word with either is classified too and counted up to the first of them
+    /// (the lanes past it masked off, the word state taken from the last lane counted);
+    /// then an escape is counted as its character ([`json_escape`], as the AVX2 reading
+    /// does) and the next word loaded right after it. The last bytes (fewer than eight)
+    /// are the last word of `raw` shifted down, quotes put in the lanes past the end, so
+    /// that the end stops the reading as a quote does.
+    fn add_json_words(&mut self, raw: &[u8]) -> usize {
+        const QUOTES: u64 = swar::rep(b'"');
+        let n = raw.len();
+        let mut i = 0;
+        // Bytes counted where they lie, and decoded from escapes.
+        let mut bytes = 0usize;
+        let mut lanes = [0u64; 7];
+        let mut words = 0;
+        loop {
+            // Whole words of plain text; then the word where the text stops, from `i`.
+            let (x, stop) = loop {
+                let x = if i + 8 <= n {
+                    swar::word(raw, i)
+                } else if i == n {
+                    break (0, 0);
+                } else {
+                    // `left` in 1..=7: the shifts are in 8..=56.
+                    let left = n - i;
+                    let x = if n >= 8 {
+                        swar::word(raw, n - 8) >> (8 * (8 - left))
+                    } else {
+                        let mut b = [0u8; 8];
+                        b[..left].copy_from_slice(&raw[i..]);
+                        u64::from_le_bytes(b)
+                    };
+                    x | QUOTES << (8 * left)
+                };
+                let stop = swar::quote_or_backslash(x);
+                if stop != 0 {
+                    break (x, stop);
+                }
+                let masks = self.classify(x);
+                for (lane, m) in lanes.iter_mut().zip(masks) {
+                    *lane += m >> 7;
+                }
+                words += 1;
+                if words == 255 {
+                    self.add_lanes(&lanes);
+                    lanes = [0; 7];
+                    words = 0;
+                }
+                i += 8;
+                bytes += 8;
+            };
+            if stop == 0 {
+                break;
+            }
+            // The first flagged lane is a quote or a backslash (`swar::zeros` may flag a
+            // lane after a match, never one before it).
+            let at = swar::first(stop);
+            if at > 0 {
+                // `at` in 1..=7: the lanes before the stop.
+                let keep = !(u64::MAX << (8 * at));
+                let masks = self.classify(x);
+                for (lane, m) in lanes.iter_mut().zip(masks) {
+                    *lane += (m & keep) >> 7;
+                }
+                self.in_word = (masks[0] >> (8 * at - 1)) & 1 != 0;
+                words += 1;
+                if words == 255 {
+                    self.add_lanes(&lanes);
+                    lanes = [0; 7];
+                    words = 0;
+                }
+                i += at;
+                bytes += at;
+            }
+            // The end of `raw`, the closing quote, or an escape.
+            if i == n || raw[i] == b'"' {
+                break;
+            }
+            let Some(e) = json_escape(&raw[i..]) else {
+                break;
+            };
+            let mut carry = u32::from(self.in_word);
+            bytes += self.add_escaped(e, &mut carry);
+            self.in_word = carry != 0;
+            i += usize::from(e.len);
+        }
+        if words > 0 {
+            self.add_lanes(&lanes);
+        }
+        self.bytes += bytes as u64;
+        i
     }
 
     /// [`add_json`](Self::add_json) with AVX2: each 32-byte block is searched for quotes
@@ -637,7 +736,6 @@ impl TextStats {
 
     /// Counts the character an escape stands for, one that is not a letter or digit (so
     /// it ends a word, which the caller settles); returns its length in UTF-8.
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[inline(always)]
     fn add_escaped_apart(&mut self, e: Escaped) -> usize {
         match e.class {
@@ -653,7 +751,6 @@ impl TextStats {
 
     /// Counts the character an escape stands for (`carry`: whether a word goes on, as
     /// `in_word`); returns its length in UTF-8.
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[inline(always)]
     fn add_escaped(&mut self, e: Escaped, carry: &mut u32) -> usize {
         if e.class == ALNUM {
@@ -789,7 +886,6 @@ impl TextStats {
 /// What a JSON escape stands for, when it is complete and stands for one character by
 /// itself: the class of the character (its UTF-8 lead byte's, as `CLASS` gives it), its
 /// length in UTF-8 and the escape's length.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[derive(Debug, Clone, Copy)]
 struct Escaped {
     class: u8,
@@ -799,7 +895,6 @@ struct Escaped {
 
 /// The class of the character a two-byte escape stands for, by the byte after the
 /// backslash; [`UNICODE`] for `u`, [`INVALID`] for the rest.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 static SIMPLE: [u8; 256] = {
     let mut t = [INVALID; 256];
     t[b'"' as usize] = PUNCT;
@@ -813,13 +908,10 @@ static SIMPLE: [u8; 256] = {
     t[b'u' as usize] = UNICODE;
     t
 };
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 const UNICODE: u8 = 7;
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 const INVALID: u8 = 8;
 
 /// Hex digits' values; `0x10` for any other byte.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 static HEX: [u8; 256] = {
     let mut t = [0x10u8; 256];
     let mut i = 0;
@@ -841,7 +933,6 @@ static HEX: [u8; 256] = {
 /// for what the decoder must see: an escape cut off by the end of `raw`, an invalid one,
 /// and surrogates other than a complete pair (a lone one decodes to U+FFFD, and a high
 /// one waits for what follows it).
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn json_escape(raw: &[u8]) -> Option<Escaped> {
     let unit = |at: usize| -> Option<u32> {
@@ -1006,6 +1097,210 @@ mod tests {
             s.add(&text[..at]);
             s.add(&text[at..]);
             assert_eq!(s, whole, "split at {at}");
+        }
+    }
+
+    /// The reading [`TextStats::add_json`] must equal, written as plainly as can be: byte
+    /// by byte, each escape decoded by hand (a surrogate pair combined through
+    /// `char::from_u32`), stopping where `add_json` is documented to stop (a quote, the end,
+    /// an escape cut off or invalid, a surrogate that is not the first half of a complete
+    /// pair); the decoded bytes counted by `add_byte`. The counts and how far it read.
+    fn naive_json(raw: &[u8], in_word: bool) -> (TextStats, usize) {
+        let hex4 = |at: usize| -> Option<u32> {
+            let h = raw.get(at..at + 4)?;
+            h.iter()
+                .try_fold(0u32, |acc, &b| Some(acc * 16 + char::from(b).to_digit(16)?))
+        };
+        let mut decoded = Vec::new();
+        let mut i = 0;
+        while let Some(&b) = raw.get(i) {
+            if b == b'"' {
+                break;
+            }
+            if b != b'\\' {
+                decoded.push(b);
+                i += 1;
+                continue;
+            }
+            let (c, len) = match raw.get(i + 1) {
+                Some(b'"') => ('"', 2),
+                Some(b'\\') => ('\\', 2),
+                Some(b'/') => ('/', 2),
+                Some(b'b') => ('\u{8}', 2),
+                Some(b'f') => ('\u{c}', 2),
+                Some(b'n') => ('\n', 2),
+                Some(b'r') => ('\r', 2),
+                Some(b't') => ('\t', 2),
+                Some(b'u') => {
+                    let Some(u) = hex4(i + 2) else { break };
+                    if (0xd800..0xdc00).contains(&u) {
+                        if raw.get(i + 6..i + 8) != Some(b"\\u") {
+                            break;
+                        }
+                        let Some(low) = hex4(i + 8) else { break };
+                        if !(0xdc00..0xe000).contains(&low) {
+                            break;
+                        }
+                        let c = char::from_u32(0x10000 + ((u - 0xd800) << 10) + (low - 0xdc00));
+                        (c.unwrap(), 12)
+                    } else {
+                        // A lone low surrogate is no `char`: left to the decoder.
+                        let Some(c) = char::from_u32(u) else { break };
+                        (c, 6)
+                    }
+                }
+                _ => break,
+            };
+            decoded.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+            i += len;
+        }
+        let mut s = TextStats {
+            in_word,
+            bytes: decoded.len() as u64,
+            ..TextStats::default()
+        };
+        decoded.iter().for_each(|&b| s.add_byte(b));
+        (s, i)
+    }
+
+    /// `add_json` of `raw` with each way this CPU has (as detected: AVX2 where the CPU has
+    /// it; and without AVX2, eight bytes at a time) equals [`naive_json`], after a word
+    /// and not.
+    fn check_json(raw: &[u8]) {
+        for in_word in [false, true] {
+            let want = naive_json(raw, in_word);
+            for how in [Counting::detect(), Counting::default()] {
+                let mut s = TextStats {
+                    in_word,
+                    ..TextStats::default()
+                };
+                let n = s.add_json(raw, how);
+                assert_eq!(
+                    (s, n),
+                    want,
+                    "{how:?} {in_word} {:?}",
+                    raw.escape_ascii().to_string()
+                );
+            }
+        }
+    }
+
+    /// The word-at-a-time search of `add_json`: a quote or an escape at every position of
+    /// words and blocks, over backgrounds of every class and of the bytes that borrow in
+    /// the zero-byte test (one off from `"` and `\`, 0x00, 0x01, 0x7f, 0x80, 0xff), the
+    /// end of the input at every length.
+    #[test]
+    fn raw_json_stops_at_every_position() {
+        let backgrounds: &[u8] = b"a9 ,\x00\x01!#[]\x7f\x80\xbf\xc3\xe4\xf0\xff";
+        let stops: &[&[u8]] = &[
+            b"\"",
+            br"\n",
+            br"\\",
+            br#"\""#,
+            br"\u0041",
+            br"\u00e9",
+            br"\u4F60",
+            br"\ud83d\ude00",
+            br"\ud83d",
+            br"\ude00",
+            br"\x",
+            br"\u12",
+            b"\\",
+        ];
+        for &bg in backgrounds {
+            for len in (0..=17).chain([23, 24, 25, 31, 32, 33, 40]) {
+                let base = vec![bg; len];
+                check_json(&base);
+                for at in 0..=len {
+                    for stop in stops {
+                        let mut raw = base[..at].to_vec();
+                        raw.extend_from_slice(stop);
+                        raw.extend_from_slice(&base[at..]);
+                        check_json(&raw);
+                        // Cut at every length through the stop (escapes cut off).
+                        for cut in at..at + stop.len() {
+                            check_json(&raw[..cut]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every byte value in a word, between letters and after one: classes and the word
+    /// state across a masked word and an escape; and every string of up to five bytes
+    /// over quotes, backslashes and the bytes of escapes (inputs shorter than a word).
+    #[test]
+    fn raw_json_matches_naive_on_every_byte_and_short_input() {
+        for b in 0..=255u8 {
+            for at in 0..12 {
+                for tail in [&b"\"x"[..], br"\u0061b", br"\tb", b"bc"] {
+                    let mut raw = vec![b'a'; 12];
+                    raw[at] = b;
+                    raw.extend_from_slice(tail);
+                    check_json(&raw);
+                }
+            }
+        }
+        let alphabet: &[u8] = b"a \"\\u0dDn\xc3";
+        for len in 0..=5u32 {
+            for code in 0..alphabet.len().pow(len) {
+                let mut c = code;
+                let raw: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[c % alphabet.len()];
+                        c /= alphabet.len();
+                        b
+                    })
+                    .collect();
+                check_json(&raw);
+            }
+        }
+    }
+
+    /// Escapes at every offset, spanning words, and long runs past the counters' flush
+    /// (255 words), in random texts.
+    #[test]
+    fn raw_json_matches_naive_on_random_text() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let pieces: &[&[u8]] = &[
+            b"a",
+            b"Z9",
+            b" ",
+            b",",
+            b"\xc3\xa9",
+            b"\xe4\xbd\xa0",
+            b"\xf0\x9f\x98\x80",
+            b"\x80",
+            b"\x7f",
+            br"\n",
+            br"\u0041",
+            br"\u0020",
+            br"\u00e9",
+            br"\u4f60",
+            br"\ud83d\ude00",
+            br#"\""#,
+            br"\\",
+            br"\/",
+            b"word ",
+        ];
+        for round in 0..3000 {
+            let len = if round % 50 == 49 { 1500 } else { round % 40 };
+            let mut raw = Vec::new();
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                raw.extend_from_slice(pieces[(x >> 40) as usize % pieces.len()]);
+            }
+            let stop: &[u8] = match round % 4 {
+                0 => b"",
+                1 => b"\"rest",
+                2 => br"\ud83dx",
+                _ => br"\u00",
+            };
+            raw.extend_from_slice(stop);
+            check_json(&raw);
         }
     }
 
