@@ -232,13 +232,25 @@ impl TextStats {
             &text[blocks..]
         };
         let mut words = text.chunks_exact(8);
-        let mut counter = Words::new(self.in_word);
+        let mut lanes = [0u64; 7];
+        let mut n = 0;
         for w in &mut words {
             let mut b = [0u8; 8];
             b.copy_from_slice(w);
-            counter.add(u64::from_le_bytes(b));
+            let masks = self.classify(u64::from_le_bytes(b));
+            for (lane, m) in lanes.iter_mut().zip(masks) {
+                *lane += m >> 7;
+            }
+            n += 1;
+            if n == 255 {
+                self.add_lanes(&lanes);
+                lanes = [0; 7];
+                n = 0;
+            }
         }
-        counter.finish(self, 0);
+        if n > 0 {
+            self.add_lanes(&lanes);
+        }
         for &b in words.remainder() {
             self.add_byte(b);
         }
@@ -426,11 +438,10 @@ impl TextStats {
         const QUOTES: u64 = swar::rep(b'"');
         let n = raw.len();
         let mut i = 0;
-        let mut counter = Words::new(self.in_word);
-        // Lanes past a stop, counted by `counter` as whitespace (they are cleared to 0).
-        let mut cleared = 0;
-        // Bytes decoded from escapes.
-        let mut escaped = 0;
+        // Bytes counted where they lie, and decoded from escapes.
+        let mut bytes = 0usize;
+        let mut lanes = [0u64; 7];
+        let mut words = 0;
         loop {
             // Whole words of plain text; then the word where the text stops, from `i`.
             let (x, stop) = loop {
@@ -454,8 +465,18 @@ impl TextStats {
                 if stop != 0 {
                     break (x, stop);
                 }
-                counter.add(x);
+                let masks = self.classify(x);
+                for (lane, m) in lanes.iter_mut().zip(masks) {
+                    *lane += m >> 7;
+                }
+                words += 1;
+                if words == 255 {
+                    self.add_lanes(&lanes);
+                    lanes = [0; 7];
+                    words = 0;
+                }
                 i += 8;
+                bytes += 8;
             };
             if stop == 0 {
                 break;
@@ -464,12 +485,21 @@ impl TextStats {
             // lane after a match, never one before it).
             let at = swar::first(stop);
             if at > 0 {
-                // `at` in 1..=7: the lanes before the stop; a word goes on if the last
-                // of them is a letter or digit.
-                let alnum = counter.add(x & !(u64::MAX << (8 * at)));
-                counter.carry = ((alnum >> (8 * at - 1)) & 1) << 7;
-                cleared += 8 - at;
+                // `at` in 1..=7: the lanes before the stop.
+                let keep = !(u64::MAX << (8 * at));
+                let masks = self.classify(x);
+                for (lane, m) in lanes.iter_mut().zip(masks) {
+                    *lane += (m & keep) >> 7;
+                }
+                self.in_word = (masks[0] >> (8 * at - 1)) & 1 != 0;
+                words += 1;
+                if words == 255 {
+                    self.add_lanes(&lanes);
+                    lanes = [0; 7];
+                    words = 0;
+                }
                 i += at;
+                bytes += at;
             }
             // The end of `raw`, the closing quote, or an escape.
             if i == n || raw[i] == b'"' {
@@ -478,14 +508,15 @@ impl TextStats {
             let Some(e) = json_escape(&raw[i..]) else {
                 break;
             };
-            let mut carry = u32::from(counter.carry != 0);
-            escaped += self.add_escaped(e, &mut carry);
-            counter.carry = u64::from(carry) << 7;
+            let mut carry = u32::from(self.in_word);
+            bytes += self.add_escaped(e, &mut carry);
+            self.in_word = carry != 0;
             i += usize::from(e.len);
         }
-        counter.finish(self, cleared as u64);
-        // Plain bytes are counted where they lie: the bytes read less the escapes'.
-        self.bytes += (counter.words * 8 - cleared as u64) + escaped as u64;
+        if words > 0 {
+            self.add_lanes(&lanes);
+        }
+        self.bytes += bytes as u64;
         i
     }
 
@@ -751,6 +782,24 @@ impl TextStats {
         self.four_byte += c[6];
     }
 
+    /// Adds per-byte-lane counts (each lane at most 255), in the order of
+    /// [`classify`](Self::classify)'s masks, to the totals.
+    fn add_lanes(&mut self, lanes: &[u64; 7]) {
+        const PAIRS: u64 = 0x00ff_00ff_00ff_00ff;
+        let sum = |a: u64| {
+            let pairs = (a & PAIRS) + ((a >> 8) & PAIRS);
+            pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48
+        };
+        let [alnum, starts, ascii, space, lead, lead3, lead4] = lanes.map(sum);
+        self.alnum += alnum;
+        self.words += starts;
+        self.punct += ascii - alnum - space;
+        self.space += space;
+        self.two_byte += lead - lead3;
+        self.three_byte += lead3 - lead4;
+        self.four_byte += lead4;
+    }
+
     /// One byte, by the class table: the oracle of [`add_word`](Self::add_word).
     fn add_byte(&mut self, b: u8) {
         let c = CLASS[usize::from(b)];
@@ -766,6 +815,37 @@ impl TextStats {
             LEAD4 => self.four_byte += 1,
             _ => {}
         }
+    }
+
+    /// Eight bytes (little-endian: byte 0 first): the masks (high bit of each byte lane)
+    /// of letters and digits, word starts, ASCII, ASCII whitespace and controls, and bytes
+    /// from 0xc0, 0xe0 and 0xf0 (UTF-8 leads of two bytes or more, three or more, four).
+    /// Punctuation and the leads' widths are differences of these, taken once per 255
+    /// words by [`add_lanes`](Self::add_lanes) rather than per word (as the AVX2 paths
+    /// take them at their flush): fewer operations a word for the wasm filter, which
+    /// counts this way.
+    fn classify(&mut self, x: u64) -> [u64; 7] {
+        const L: u64 = 0x0101_0101_0101_0101;
+        const H: u64 = 0x8080_8080_8080_8080;
+        let ascii = !x & H;
+        let t = x & !H;
+        // High bit set where the (ASCII) byte `v` is at least `lo`: no carry leaves a
+        // byte, since v <= 0x7f and the addend <= 0x80.
+        let ge = |v: u64, lo: u64| (v + (0x80 - lo) * L) & H;
+        let digit = ge(t, 0x30) & !ge(t, 0x3a);
+        // Letters with the case folded: `| 0x20` puts `A..=Z` on `a..=z`, and no other
+        // byte there.
+        let folded = t | 0x20 * L;
+        let letter = ge(folded, 0x61) & !ge(folded, 0x7b);
+        let alnum = (digit | letter) & ascii;
+        let space = (!ge(t, 0x21) | ge(t, 0x7f)) & ascii;
+        let lead = x & (x << 1) & H;
+        let lead3 = lead & (x << 2);
+        let lead4 = lead3 & (x << 3);
+        // A word starts at a letter or digit whose previous byte is not one.
+        let prev = (alnum << 8) | if self.in_word { 0x80 } else { 0 };
+        self.in_word = alnum >> 63 != 0;
+        [alnum, alnum & !prev, ascii, space, lead, lead3, lead4]
     }
 
     /// Adds the counts of `other` (texts of later events).
@@ -807,138 +887,6 @@ impl TextStats {
             + EST_FOUR * self.four_byte;
         Some(milli.div_ceil(1000).max(1))
     }
-}
-
-/// Text counted eight bytes at a time ([`TextStats::add`] without SIMD,
-/// [`TextStats::add_json`] without AVX2): what the words held, until
-/// [`finish`](Words::finish) adds it to a [`TextStats`].
-///
-/// Per word (little-endian: byte 0 first) each class is a mask of the bytes' high bits,
-/// added per byte lane (`mask >> 7`) and the lanes summed every 255 words: no
-/// `count_ones`, which the baseline x86-64 and wasm32 targets lack as an instruction.
-/// Only letters and digits, word starts and whitespace have lanes: a word of ASCII (the
-/// bulk of most prompts) needs no more, punctuation being the ASCII that is none of them,
-/// counted once at the end from the bytes. A word with bytes from 0x80 counts those and
-/// its UTF-8 leads on the side ([`wide`]). Fewer operations and live values a word than
-/// seven classes in lanes: a third fewer instructions on a megabyte prompt
-/// (benches/README.md, issue 20 step 15).
-#[derive(Debug, Clone, Copy)]
-struct Words {
-    /// Per byte lane, at most 255 each: letters and digits, word starts, whitespace and
-    /// controls.
-    lanes: [u64; 3],
-    /// Words in `lanes`.
-    pending: u32,
-    /// Totals of the lanes summed so far, in their order.
-    sums: [u64; 3],
-    /// Words counted.
-    words: u64,
-    /// Bytes from 0x80, and bytes from 0xc0, 0xe0 and 0xf0 (see [`wide`]).
-    wide: [u64; 4],
-    /// 0x80 when the last byte counted was a letter or digit (a word goes on), else 0.
-    carry: u64,
-}
-
-impl Words {
-    fn new(in_word: bool) -> Words {
-        Words {
-            lanes: [0; 3],
-            pending: 0,
-            sums: [0; 3],
-            words: 0,
-            wide: [0; 4],
-            carry: if in_word { 0x80 } else { 0 },
-        }
-    }
-
-    /// Counts the eight bytes of `x`; returns the mask of its letters and digits.
-    #[inline(always)]
-    fn add(&mut self, x: u64) -> u64 {
-        const L: u64 = 0x0101_0101_0101_0101;
-        const H: u64 = 0x8080_8080_8080_8080;
-        let t = x & !H;
-        // High bit set where the (ASCII) byte `v` is at least `lo`: no carry leaves a
-        // byte, since v <= 0x7f and the addend <= 0x80.
-        let ge = |v: u64, lo: u64| (v + (0x80 - lo) * L) & H;
-        let digit = ge(t, 0x30) & !ge(t, 0x3a);
-        // Letters with the case folded: `| 0x20` puts `A..=Z` on `a..=z`, and no other
-        // byte there.
-        let folded = t | 0x20 * L;
-        let letter = ge(folded, 0x61) & !ge(folded, 0x7b);
-        let mut alnum = digit | letter;
-        let mut space = (ge(t, 0x21) ^ H) | ge(t, 0x7f);
-        let high = x & H;
-        if high != 0 {
-            alnum &= !high;
-            space &= !high;
-            let w = wide(x);
-            for (total, c) in self.wide.iter_mut().zip(w) {
-                *total += c;
-            }
-        }
-        // A word starts at a letter or digit whose previous byte is not one.
-        let starts = alnum & !((alnum << 8) | self.carry);
-        self.carry = alnum >> 56;
-        self.lanes[0] += alnum >> 7;
-        self.lanes[1] += starts >> 7;
-        self.lanes[2] += space >> 7;
-        self.words += 1;
-        self.pending += 1;
-        if self.pending == 255 {
-            self.flush();
-        }
-        alnum
-    }
-
-    /// Sums the lanes into the totals.
-    #[inline(always)]
-    fn flush(&mut self) {
-        const PAIRS: u64 = 0x00ff_00ff_00ff_00ff;
-        let sum = |a: u64| {
-            let pairs = (a & PAIRS) + ((a >> 8) & PAIRS);
-            pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48
-        };
-        for (total, lane) in self.sums.iter_mut().zip(self.lanes) {
-            *total += sum(lane);
-        }
-        self.lanes = [0; 3];
-        self.pending = 0;
-    }
-
-    /// Adds what was counted to `stats` (not `bytes`), and the word state. `cleared`:
-    /// bytes the caller cleared to 0 in words it passed (lanes past a stop), which were
-    /// counted as whitespace.
-    #[inline(always)]
-    fn finish(mut self, stats: &mut TextStats, cleared: u64) {
-        if self.pending > 0 {
-            self.flush();
-        }
-        let [alnum, starts, space] = self.sums;
-        let [high, lead, lead3, lead4] = self.wide;
-        stats.alnum += alnum;
-        stats.words += starts;
-        stats.punct += self.words * 8 - high - alnum - space;
-        stats.space += space - cleared;
-        stats.two_byte += lead - lead3;
-        stats.three_byte += lead3 - lead4;
-        stats.four_byte += lead4;
-        stats.in_word = self.carry != 0;
-    }
-}
-
-/// The bytes of `x` from 0x80, and those from 0xc0, 0xe0 and 0xf0 (UTF-8 leads of two
-/// bytes or more, three or more, four): each a mask of high bits, counted by one multiply
-/// (the lanes' ones summed into the top byte).
-#[inline(always)]
-fn wide(x: u64) -> [u64; 4] {
-    const L: u64 = 0x0101_0101_0101_0101;
-    const H: u64 = 0x8080_8080_8080_8080;
-    let count = |m: u64| (m >> 7).wrapping_mul(L) >> 56;
-    let high = x & H;
-    let lead = high & (x << 1);
-    let lead3 = lead & (x << 2);
-    let lead4 = lead3 & (x << 3);
-    [count(high), count(lead), count(lead3), count(lead4)]
 }
 
 /// What a JSON escape stands for, when it is complete and stands for one character by
