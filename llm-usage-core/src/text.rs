@@ -214,6 +214,15 @@ impl TextStats {
             }
             return;
         }
+        self.add_blocks(text, how);
+    }
+
+    /// [`add_with`](Self::add_with) of sixteen bytes or more. Out of line: the counters
+    /// of the long path take registers that every call would otherwise save and restore,
+    /// short pieces (most of a stream's deltas) included.
+    #[inline(never)]
+    fn add_blocks(&mut self, text: &[u8], how: Counting) {
+        let _ = how;
         // x86-64: thirty-two bytes at a time with AVX2 where the CPU has it, sixteen with
         // SSE2 (part of the baseline, so no CPU check), then the eight-byte words, then
         // the tail.
@@ -434,6 +443,10 @@ impl TextStats {
     /// does) and the next word loaded right after it. The last bytes (fewer than eight)
     /// are the last word of `raw` shifted down, quotes put in the lanes past the end, so
     /// that the end stops the reading as a quote does.
+    ///
+    /// Out of line on x86-64, where it is the fallback of `add_json_avx2`: inlined into
+    /// the scanner's string reader it cost every offer of raw contents a few instructions.
+    #[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), inline(never))]
     fn add_json_words(&mut self, raw: &[u8]) -> usize {
         const QUOTES: u64 = swar::rep(b'"');
         let n = raw.len();
