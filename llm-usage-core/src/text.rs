@@ -415,7 +415,9 @@ impl TextStats {
     /// at every split).
     ///
     /// Thirty-two bytes at a time with AVX2 (`how`), eight elsewhere
-    /// ([`add_json_words`](Self::add_json_words): wasm32, x86-64 without AVX2).
+    /// ([`add_json_words`](Self::add_json_words): wasm32; on x86-64 without AVX2 only the
+    /// tests read this way, the sinks not being offered raw strings there, see
+    /// [`Counting::counts_raw`]).
     #[allow(unsafe_code)]
     pub(crate) fn add_json(&mut self, raw: &[u8], how: Counting) -> usize {
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
@@ -445,8 +447,9 @@ impl TextStats {
     /// are the last word of `raw` shifted down, quotes put in the lanes past the end, so
     /// that the end stops the reading as a quote does.
     ///
-    /// Out of line on x86-64, where it is the fallback of `add_json_avx2`: inlined into
-    /// the scanner's string reader it cost every offer of raw contents a few instructions.
+    /// Out of line on x86-64, where only the tests reach it: inlined into the scanner's
+    /// string reader it cost every offer of raw contents (to `add_json_avx2`) a few
+    /// instructions. Inlined on wasm32, where out of line measured slower.
     #[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), inline(never))]
     fn add_json_words(&mut self, raw: &[u8]) -> usize {
         const QUOTES: u64 = swar::rep(b'"');
