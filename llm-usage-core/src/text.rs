@@ -476,7 +476,7 @@ impl TextStats {
                         b[..left].copy_from_slice(&raw[i..]);
                         u64::from_le_bytes(b)
                     };
-                    x | QUOTES << (8 * left)
+                    x | (QUOTES << (8 * left))
                 };
                 let stop = swar::quote_or_backslash(x);
                 if stop != 0 {
@@ -852,7 +852,7 @@ impl TextStats {
         let digit = ge(t, 0x30) & !ge(t, 0x3a);
         // Letters with the case folded: `| 0x20` puts `A..=Z` on `a..=z`, and no other
         // byte there.
-        let folded = t | 0x20 * L;
+        let folded = t | (0x20 * L);
         let letter = ge(folded, 0x61) & !ge(folded, 0x7b);
         let alnum = (digit | letter) & ascii;
         let space = (!ge(t, 0x21) | ge(t, 0x7f)) & ascii;
