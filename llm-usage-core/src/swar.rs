@@ -55,9 +55,9 @@ pub(crate) fn first(mask: u64) -> usize {
     (mask.trailing_zeros() / 8) as usize
 }
 
-/// Flags `"` and `\`.
+/// Flags `"` and `\` (the first flag is the first of them; see the module docs).
 #[inline(always)]
-fn quote_or_backslash(w: u64) -> u64 {
+pub(crate) fn quote_or_backslash(w: u64) -> u64 {
     zeros(w ^ rep(b'"')) | zeros(w ^ rep(b'\\'))
 }
 

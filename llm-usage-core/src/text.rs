@@ -10,8 +10,9 @@
 //!
 //! The text itself is never kept: the scanner hands its decoded bytes over in pieces, and
 //! [`TextStats`] counts a few classes of characters, in fixed memory whatever the length.
-//! With AVX2 the exchange's sink takes the strings' raw JSON instead and counts them
-//! without decoding (`TextStats::add_json`): the same counts, in one pass.
+//! With AVX2, and on wasm32 eight bytes at a time, the exchange's sink takes the strings'
+//! raw JSON instead and counts them without decoding (`TextStats::add_json`): the same
+//! counts, in one pass.
 //!
 //! Classes, by UTF-8 lead byte (a piece may end inside a character: continuation bytes
 //! are never counted, so the split does not matter):
@@ -24,6 +25,7 @@
 
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 use crate::index::Avx2;
+use crate::swar;
 
 /// How [`TextStats::add`] counts on this CPU: asked once, when a body's sink is made
 /// (`index::Avx2`, the CPU's answer, is the only way to the AVX2 path).
@@ -36,14 +38,18 @@ pub(crate) struct Counting {
 }
 
 impl Counting {
-    /// Whether [`TextStats::add_json`] reads anything on this CPU (it needs AVX2): a sink
-    /// offered raw strings it cannot take would only cut the scanner's gathered pieces
-    /// short.
+    /// Whether a sink should offer [`TextStats::add_json`] raw strings on this CPU: with
+    /// AVX2, and where there is no SIMD counting to fall back on (wasm32: eight bytes at a
+    /// time; for the default wasm filter that took a third off a megabyte request). Not on
+    /// x86-64 without AVX2: there `memchr2` and the SSE2 count of the decoded runs take
+    /// fewer instructions than reading the raw JSON a word at a time (benches/README.md,
+    /// issue 20 step 15), and a sink offered raw strings it does not take would only cut
+    /// the scanner's gathered pieces short.
     pub(crate) fn counts_raw(self) -> bool {
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
         return self.avx2.is_some();
         #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-        false
+        true
     }
 
     /// The widest way this CPU has.
@@ -209,6 +215,15 @@ impl TextStats {
             }
             return;
         }
+        self.add_blocks(text, how);
+    }
+
+    /// [`add_with`](Self::add_with) of sixteen bytes or more. Out of line: the counters
+    /// of the long path take registers that every call would otherwise save and restore,
+    /// short pieces (most of a stream's deltas) included.
+    #[inline(never)]
+    fn add_blocks(&mut self, text: &[u8], how: Counting) {
+        let _ = how;
         // x86-64: thirty-two bytes at a time with AVX2 where the CPU has it, sixteen with
         // SSE2 (part of the baseline, so no CPU check), then the eight-byte words, then
         // the tail.
@@ -399,8 +414,10 @@ impl TextStats {
     /// counts are those of the decoded text whatever it stopped at (`tests` compare both
     /// at every split).
     ///
-    /// Only with AVX2 (thirty-two bytes at a time, `how`); elsewhere it reads nothing and
-    /// the scanner decodes and hands the text over as before.
+    /// Thirty-two bytes at a time with AVX2 (`how`), eight elsewhere
+    /// ([`add_json_words`](Self::add_json_words): wasm32; on x86-64 without AVX2 only the
+    /// tests read this way, the sinks not being offered raw strings there, see
+    /// [`Counting::counts_raw`]).
     #[allow(unsafe_code)]
     pub(crate) fn add_json(&mut self, raw: &[u8], how: Counting) -> usize {
         #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
@@ -411,8 +428,113 @@ impl TextStats {
             // requires.
             return unsafe { self.add_json_avx2(raw) };
         }
-        let _ = (raw, how);
-        0
+        let _ = how;
+        self.add_json_words(raw)
+    }
+
+    /// [`add_json`](Self::add_json) eight bytes at a time, safe and portable: the default
+    /// wasm filter's way (it has no SIMD), where decoding the prompt text and counting the
+    /// decoded runs was two thirds of a megabyte request's time (benches/README.md, issue
+    /// 20 step 15).
+    ///
+    /// Each word (eight bytes, little-endian) is searched for quotes and backslashes with
+    /// [`swar::quote_or_backslash`]; a word with neither is classified and counted whole,
+    /// as [`add`](Self::add) counts decoded words (per byte lane, added up every 255
+    /// words). A word with either is classified too and counted up to the first of them
+    /// (the lanes past it masked off, the word state taken from the last lane counted);
+    /// then an escape is counted as its character ([`json_escape`], as the AVX2 reading
+    /// does) and the next word loaded right after it. The last bytes (fewer than eight)
+    /// are the last word of `raw` shifted down, quotes put in the lanes past the end, so
+    /// that the end stops the reading as a quote does.
+    ///
+    /// Out of line on x86-64, where only the tests reach it: inlined into the scanner's
+    /// string reader it cost every offer of raw contents (to `add_json_avx2`) a few
+    /// instructions. Inlined on wasm32, where out of line measured slower.
+    #[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), inline(never))]
+    fn add_json_words(&mut self, raw: &[u8]) -> usize {
+        const QUOTES: u64 = swar::rep(b'"');
+        let n = raw.len();
+        let mut i = 0;
+        // Bytes counted where they lie, and decoded from escapes.
+        let mut bytes = 0usize;
+        let mut lanes = [0u64; 7];
+        let mut words = 0;
+        loop {
+            // Whole words of plain text; then the word where the text stops, from `i`.
+            let (x, stop) = loop {
+                let x = if i + 8 <= n {
+                    swar::word(raw, i)
+                } else if i == n {
+                    break (0, 0);
+                } else {
+                    // `left` in 1..=7: the shifts are in 8..=56.
+                    let left = n - i;
+                    let x = if n >= 8 {
+                        swar::word(raw, n - 8) >> (8 * (8 - left))
+                    } else {
+                        let mut b = [0u8; 8];
+                        b[..left].copy_from_slice(&raw[i..]);
+                        u64::from_le_bytes(b)
+                    };
+                    x | (QUOTES << (8 * left))
+                };
+                let stop = swar::quote_or_backslash(x);
+                if stop != 0 {
+                    break (x, stop);
+                }
+                let masks = self.classify(x);
+                for (lane, m) in lanes.iter_mut().zip(masks) {
+                    *lane += m >> 7;
+                }
+                words += 1;
+                if words == 255 {
+                    self.add_lanes(&lanes);
+                    lanes = [0; 7];
+                    words = 0;
+                }
+                i += 8;
+                bytes += 8;
+            };
+            if stop == 0 {
+                break;
+            }
+            // The first flagged lane is a quote or a backslash (`swar::zeros` may flag a
+            // lane after a match, never one before it).
+            let at = swar::first(stop);
+            if at > 0 {
+                // `at` in 1..=7: the lanes before the stop.
+                let keep = !(u64::MAX << (8 * at));
+                let masks = self.classify(x);
+                for (lane, m) in lanes.iter_mut().zip(masks) {
+                    *lane += (m & keep) >> 7;
+                }
+                self.in_word = (masks[0] >> (8 * at - 1)) & 1 != 0;
+                words += 1;
+                if words == 255 {
+                    self.add_lanes(&lanes);
+                    lanes = [0; 7];
+                    words = 0;
+                }
+                i += at;
+                bytes += at;
+            }
+            // The end of `raw`, the closing quote, or an escape.
+            if i == n || raw[i] == b'"' {
+                break;
+            }
+            let Some(e) = json_escape(&raw[i..]) else {
+                break;
+            };
+            let mut carry = u32::from(self.in_word);
+            bytes += self.add_escaped(e, &mut carry);
+            self.in_word = carry != 0;
+            i += usize::from(e.len);
+        }
+        if words > 0 {
+            self.add_lanes(&lanes);
+        }
+        self.bytes += bytes as u64;
+        i
     }
 
     /// [`add_json`](Self::add_json) with AVX2: each 32-byte block is searched for quotes
@@ -637,7 +759,6 @@ impl TextStats {
 
     /// Counts the character an escape stands for, one that is not a letter or digit (so
     /// it ends a word, which the caller settles); returns its length in UTF-8.
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[inline(always)]
     fn add_escaped_apart(&mut self, e: Escaped) -> usize {
         match e.class {
@@ -653,7 +774,6 @@ impl TextStats {
 
     /// Counts the character an escape stands for (`carry`: whether a word goes on, as
     /// `in_word`); returns its length in UTF-8.
-    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     #[inline(always)]
     fn add_escaped(&mut self, e: Escaped, carry: &mut u32) -> usize {
         if e.class == ALNUM {
@@ -666,7 +786,8 @@ impl TextStats {
         self.add_escaped_apart(e)
     }
 
-    /// Adds counts, in the order of [`TextStats::classify`]'s masks.
+    /// Adds counts: letters and digits, word starts, punctuation, whitespace, 2-, 3- and
+    /// 4-byte characters.
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     fn add_counts(&mut self, c: [u64; 7]) {
         self.alnum += c[0];
@@ -678,20 +799,22 @@ impl TextStats {
         self.four_byte += c[6];
     }
 
-    /// Adds per-byte-lane counts (each lane at most 255) to the totals.
+    /// Adds per-byte-lane counts (each lane at most 255), in the order of
+    /// [`classify`](Self::classify)'s masks, to the totals.
     fn add_lanes(&mut self, lanes: &[u64; 7]) {
         const PAIRS: u64 = 0x00ff_00ff_00ff_00ff;
         let sum = |a: u64| {
             let pairs = (a & PAIRS) + ((a >> 8) & PAIRS);
             pairs.wrapping_mul(0x0001_0001_0001_0001) >> 48
         };
-        self.alnum += sum(lanes[0]);
-        self.words += sum(lanes[1]);
-        self.punct += sum(lanes[2]);
-        self.space += sum(lanes[3]);
-        self.two_byte += sum(lanes[4]);
-        self.three_byte += sum(lanes[5]);
-        self.four_byte += sum(lanes[6]);
+        let [alnum, starts, ascii, space, lead, lead3, lead4] = lanes.map(sum);
+        self.alnum += alnum;
+        self.words += starts;
+        self.punct += ascii - alnum - space;
+        self.space += space;
+        self.two_byte += lead - lead3;
+        self.three_byte += lead3 - lead4;
+        self.four_byte += lead4;
     }
 
     /// One byte, by the class table: the oracle of [`add_word`](Self::add_word).
@@ -712,37 +835,34 @@ impl TextStats {
     }
 
     /// Eight bytes (little-endian: byte 0 first): the masks (high bit of each byte lane)
-    /// of letters and digits, word starts, punctuation, whitespace, and 2-, 3- and 4-byte
-    /// UTF-8 leads.
+    /// of letters and digits, word starts, ASCII, ASCII whitespace and controls, and bytes
+    /// from 0xc0, 0xe0 and 0xf0 (UTF-8 leads of two bytes or more, three or more, four).
+    /// Punctuation and the leads' widths are differences of these, taken once per 255
+    /// words by [`add_lanes`](Self::add_lanes) rather than per word (as the AVX2 paths
+    /// take them at their flush): fewer operations a word for the wasm filter, which
+    /// counts this way.
     fn classify(&mut self, x: u64) -> [u64; 7] {
         const L: u64 = 0x0101_0101_0101_0101;
         const H: u64 = 0x8080_8080_8080_8080;
         let ascii = !x & H;
         let t = x & !H;
-        // High bit set where the (ASCII) byte is at least `lo`: no carry leaves a byte,
-        // since t <= 0x7f and the addend <= 0x80.
-        let ge = |lo: u64| (t + (0x80 - lo) * L) & H;
-        let digit = ge(0x30) & !ge(0x3a);
-        let upper = ge(0x41) & !ge(0x5b);
-        let lower = ge(0x61) & !ge(0x7b);
-        let alnum = (digit | upper | lower) & ascii;
-        let space = (!ge(0x21) | ge(0x7f)) & ascii;
-        let punct = ascii & !alnum & !space;
+        // High bit set where the (ASCII) byte `v` is at least `lo`: no carry leaves a
+        // byte, since v <= 0x7f and the addend <= 0x80.
+        let ge = |v: u64, lo: u64| (v + (0x80 - lo) * L) & H;
+        let digit = ge(t, 0x30) & !ge(t, 0x3a);
+        // Letters with the case folded: `| 0x20` puts `A..=Z` on `a..=z`, and no other
+        // byte there.
+        let folded = t | (0x20 * L);
+        let letter = ge(folded, 0x61) & !ge(folded, 0x7b);
+        let alnum = (digit | letter) & ascii;
+        let space = (!ge(t, 0x21) | ge(t, 0x7f)) & ascii;
         let lead = x & (x << 1) & H;
-        let lead3 = lead & (x << 2) & H;
-        let lead4 = lead3 & (x << 3) & H;
+        let lead3 = lead & (x << 2);
+        let lead4 = lead3 & (x << 3);
         // A word starts at a letter or digit whose previous byte is not one.
         let prev = (alnum << 8) | if self.in_word { 0x80 } else { 0 };
         self.in_word = alnum >> 63 != 0;
-        [
-            alnum,
-            alnum & !prev,
-            punct,
-            space,
-            lead & !lead3,
-            lead3 & !lead4,
-            lead4,
-        ]
+        [alnum, alnum & !prev, ascii, space, lead, lead3, lead4]
     }
 
     /// Adds the counts of `other` (texts of later events).
@@ -789,7 +909,6 @@ impl TextStats {
 /// What a JSON escape stands for, when it is complete and stands for one character by
 /// itself: the class of the character (its UTF-8 lead byte's, as `CLASS` gives it), its
 /// length in UTF-8 and the escape's length.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[derive(Debug, Clone, Copy)]
 struct Escaped {
     class: u8,
@@ -799,7 +918,6 @@ struct Escaped {
 
 /// The class of the character a two-byte escape stands for, by the byte after the
 /// backslash; [`UNICODE`] for `u`, [`INVALID`] for the rest.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 static SIMPLE: [u8; 256] = {
     let mut t = [INVALID; 256];
     t[b'"' as usize] = PUNCT;
@@ -813,13 +931,10 @@ static SIMPLE: [u8; 256] = {
     t[b'u' as usize] = UNICODE;
     t
 };
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 const UNICODE: u8 = 7;
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 const INVALID: u8 = 8;
 
 /// Hex digits' values; `0x10` for any other byte.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 static HEX: [u8; 256] = {
     let mut t = [0x10u8; 256];
     let mut i = 0;
@@ -841,7 +956,6 @@ static HEX: [u8; 256] = {
 /// for what the decoder must see: an escape cut off by the end of `raw`, an invalid one,
 /// and surrogates other than a complete pair (a lone one decodes to U+FFFD, and a high
 /// one waits for what follows it).
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 #[inline(always)]
 fn json_escape(raw: &[u8]) -> Option<Escaped> {
     let unit = |at: usize| -> Option<u32> {
@@ -1006,6 +1120,210 @@ mod tests {
             s.add(&text[..at]);
             s.add(&text[at..]);
             assert_eq!(s, whole, "split at {at}");
+        }
+    }
+
+    /// The reading [`TextStats::add_json`] must equal, written as plainly as can be: byte
+    /// by byte, each escape decoded by hand (a surrogate pair combined through
+    /// `char::from_u32`), stopping where `add_json` is documented to stop (a quote, the end,
+    /// an escape cut off or invalid, a surrogate that is not the first half of a complete
+    /// pair); the decoded bytes counted by `add_byte`. The counts and how far it read.
+    fn naive_json(raw: &[u8], in_word: bool) -> (TextStats, usize) {
+        let hex4 = |at: usize| -> Option<u32> {
+            let h = raw.get(at..at + 4)?;
+            h.iter()
+                .try_fold(0u32, |acc, &b| Some(acc * 16 + char::from(b).to_digit(16)?))
+        };
+        let mut decoded = Vec::new();
+        let mut i = 0;
+        while let Some(&b) = raw.get(i) {
+            if b == b'"' {
+                break;
+            }
+            if b != b'\\' {
+                decoded.push(b);
+                i += 1;
+                continue;
+            }
+            let (c, len) = match raw.get(i + 1) {
+                Some(b'"') => ('"', 2),
+                Some(b'\\') => ('\\', 2),
+                Some(b'/') => ('/', 2),
+                Some(b'b') => ('\u{8}', 2),
+                Some(b'f') => ('\u{c}', 2),
+                Some(b'n') => ('\n', 2),
+                Some(b'r') => ('\r', 2),
+                Some(b't') => ('\t', 2),
+                Some(b'u') => {
+                    let Some(u) = hex4(i + 2) else { break };
+                    if (0xd800..0xdc00).contains(&u) {
+                        if raw.get(i + 6..i + 8) != Some(b"\\u") {
+                            break;
+                        }
+                        let Some(low) = hex4(i + 8) else { break };
+                        if !(0xdc00..0xe000).contains(&low) {
+                            break;
+                        }
+                        let c = char::from_u32(0x10000 + ((u - 0xd800) << 10) + (low - 0xdc00));
+                        (c.unwrap(), 12)
+                    } else {
+                        // A lone low surrogate is no `char`: left to the decoder.
+                        let Some(c) = char::from_u32(u) else { break };
+                        (c, 6)
+                    }
+                }
+                _ => break,
+            };
+            decoded.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+            i += len;
+        }
+        let mut s = TextStats {
+            in_word,
+            bytes: decoded.len() as u64,
+            ..TextStats::default()
+        };
+        decoded.iter().for_each(|&b| s.add_byte(b));
+        (s, i)
+    }
+
+    /// `add_json` of `raw` with each way this CPU has (as detected: AVX2 where the CPU has
+    /// it; and without AVX2, eight bytes at a time) equals [`naive_json`], after a word
+    /// and not.
+    fn check_json(raw: &[u8]) {
+        for in_word in [false, true] {
+            let want = naive_json(raw, in_word);
+            for how in [Counting::detect(), Counting::default()] {
+                let mut s = TextStats {
+                    in_word,
+                    ..TextStats::default()
+                };
+                let n = s.add_json(raw, how);
+                assert_eq!(
+                    (s, n),
+                    want,
+                    "{how:?} {in_word} {:?}",
+                    raw.escape_ascii().to_string()
+                );
+            }
+        }
+    }
+
+    /// The word-at-a-time search of `add_json`: a quote or an escape at every position of
+    /// words and blocks, over backgrounds of every class and of the bytes that borrow in
+    /// the zero-byte test (one off from `"` and `\`, 0x00, 0x01, 0x7f, 0x80, 0xff), the
+    /// end of the input at every length.
+    #[test]
+    fn raw_json_stops_at_every_position() {
+        let backgrounds: &[u8] = b"a9 ,\x00\x01!#[]\x7f\x80\xbf\xc3\xe4\xf0\xff";
+        let stops: &[&[u8]] = &[
+            b"\"",
+            br"\n",
+            br"\\",
+            br#"\""#,
+            br"\u0041",
+            br"\u00e9",
+            br"\u4F60",
+            br"\ud83d\ude00",
+            br"\ud83d",
+            br"\ude00",
+            br"\x",
+            br"\u12",
+            b"\\",
+        ];
+        for &bg in backgrounds {
+            for len in (0..=17).chain([23, 24, 25, 31, 32, 33, 40]) {
+                let base = vec![bg; len];
+                check_json(&base);
+                for at in 0..=len {
+                    for stop in stops {
+                        let mut raw = base[..at].to_vec();
+                        raw.extend_from_slice(stop);
+                        raw.extend_from_slice(&base[at..]);
+                        check_json(&raw);
+                        // Cut at every length through the stop (escapes cut off).
+                        for cut in at..at + stop.len() {
+                            check_json(&raw[..cut]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every byte value in a word, between letters and after one: classes and the word
+    /// state across a masked word and an escape; and every string of up to five bytes
+    /// over quotes, backslashes and the bytes of escapes (inputs shorter than a word).
+    #[test]
+    fn raw_json_matches_naive_on_every_byte_and_short_input() {
+        for b in 0..=255u8 {
+            for at in 0..12 {
+                for tail in [&b"\"x"[..], br"\u0061b", br"\tb", b"bc"] {
+                    let mut raw = vec![b'a'; 12];
+                    raw[at] = b;
+                    raw.extend_from_slice(tail);
+                    check_json(&raw);
+                }
+            }
+        }
+        let alphabet: &[u8] = b"a \"\\u0dDn\xc3";
+        for len in 0..=5u32 {
+            for code in 0..alphabet.len().pow(len) {
+                let mut c = code;
+                let raw: Vec<u8> = (0..len)
+                    .map(|_| {
+                        let b = alphabet[c % alphabet.len()];
+                        c /= alphabet.len();
+                        b
+                    })
+                    .collect();
+                check_json(&raw);
+            }
+        }
+    }
+
+    /// Escapes at every offset, spanning words, and long runs past the counters' flush
+    /// (255 words), in random texts.
+    #[test]
+    fn raw_json_matches_naive_on_random_text() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let pieces: &[&[u8]] = &[
+            b"a",
+            b"Z9",
+            b" ",
+            b",",
+            b"\xc3\xa9",
+            b"\xe4\xbd\xa0",
+            b"\xf0\x9f\x98\x80",
+            b"\x80",
+            b"\x7f",
+            br"\n",
+            br"\u0041",
+            br"\u0020",
+            br"\u00e9",
+            br"\u4f60",
+            br"\ud83d\ude00",
+            br#"\""#,
+            br"\\",
+            br"\/",
+            b"word ",
+        ];
+        for round in 0..3000 {
+            let len = if round % 50 == 49 { 1500 } else { round % 40 };
+            let mut raw = Vec::new();
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                raw.extend_from_slice(pieces[(x >> 40) as usize % pieces.len()]);
+            }
+            let stop: &[u8] = match round % 4 {
+                0 => b"",
+                1 => b"\"rest",
+                2 => br"\ud83dx",
+                _ => br"\u00",
+            };
+            raw.extend_from_slice(stop);
+            check_json(&raw);
         }
     }
 
