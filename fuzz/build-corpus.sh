@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 fixtures="$here/../testdata/fixtures"
 corpus="$here/corpus"
-mkdir -p "$corpus"/{scan,sse,ndjson,json_array,eventstream,gzip,br_zstd,exchange,walk,inject}
+mkdir -p "$corpus"/{scan,sse,ndjson,json_array,eventstream,gzip,br_zstd,exchange,walk,inject,websocket}
 
 for dir in "$fixtures"/*/; do
     name="$(basename "$dir")"
@@ -82,6 +82,24 @@ for dir in "$here/../testdata/realtime"/*/; do
         cat "$dir/server.bin"
     } > "$corpus/exchange/realtime-$(basename "$dir")"
 done
+
+# WebSocket sessions for the websocket target: a flags byte (bit 0 Gemini Live, bit 1 no
+# context takeover, bit 2 a compressed byte flipped), then messages separated by `\n`.
+openai_session='{"type":"session.created","event_id":"e1","session":{"id":"sess_1","model":"gpt-realtime-2025-08-28","output_modalities":["text"]}}
+{"type":"response.created","event_id":"e2","response":{"object":"realtime.response","id":"resp_1","status":"in_progress","output":[],"usage":null}}
+{"type":"response.output_text.delta","event_id":"e3","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":"Hello"}
+{"type":"response.output_text.delta","event_id":"e4","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":"! How can I help?"}
+{"type":"response.done","event_id":"e5","response":{"object":"realtime.response","id":"resp_1","status":"completed","usage":{"total_tokens":253,"input_tokens":132,"output_tokens":121,"input_token_details":{"text_tokens":119,"audio_tokens":13,"image_tokens":0,"cached_tokens":64},"output_token_details":{"text_tokens":121,"audio_tokens":0}}}}
+{"type":"response.done","event_id":"e6","response":{"object":"realtime.response","id":"resp_2","status":"completed","usage":{"total_tokens":20,"input_tokens":12,"output_tokens":8}}}'
+gemini_session='{"setupComplete":{}}
+{"serverContent":{"modelTurn":{"parts":[{"text":"Hello there"}]}}}
+{"serverContent":{"generationComplete":true}}
+{"serverContent":{"turnComplete":true},"usageMetadata":{"promptTokenCount":18,"responseTokenCount":301,"totalTokenCount":319,"promptTokensDetails":[{"modality":"TEXT","tokenCount":18}],"responseTokensDetails":[{"modality":"AUDIO","tokenCount":301}]}}'
+{ printf '\000'; printf '%s' "$openai_session"; } > "$corpus/websocket/openai-takeover"
+{ printf '\002'; printf '%s' "$openai_session"; } > "$corpus/websocket/openai-no-takeover"
+{ printf '\004'; printf '%s' "$openai_session"; } > "$corpus/websocket/openai-damaged"
+{ printf '\001'; printf '%s' "$gemini_session"; } > "$corpus/websocket/gemini-takeover"
+{ printf '\003'; printf '%s' "$gemini_session"; } > "$corpus/websocket/gemini-no-takeover"
 
 # Event-stream recipes: payloads separated by 0xFE, each led by an op byte
 # (0 intact, 1 bad message CRC, 2 bad prelude, 3 cut, 4 wrong length, +0x10 base64-wrapped).

@@ -12,7 +12,7 @@ secs="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(scan sse ndjson json_array eventstream gzip br_zstd exchange walk inject)
+    targets=(scan sse ndjson json_array eventstream gzip br_zstd exchange walk inject websocket)
 fi
 "$here/build-corpus.sh" > /dev/null
 cd "$here"

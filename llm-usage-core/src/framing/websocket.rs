@@ -465,8 +465,9 @@ impl WebSocket {
     }
 }
 
-/// Builds frames for tests: `mask` masks them (client frames), `deflate` sets RSV1.
-#[cfg(test)]
+/// Builds frames for tests and the fuzz targets: `mask` masks them (client frames),
+/// `rsv1` marks a compressed message's first frame.
+#[cfg(any(test, fuzzing))]
 pub(crate) fn frame(
     opcode: u8,
     fin: bool,
