@@ -917,8 +917,15 @@ impl<T: 'static> Scanner<T> {
         false
     }
 
-    fn for_each_leaf(&self, mut f: impl FnMut(&T)) {
-        let mut m = self.cur_leaf;
+    fn for_each_leaf(&self, f: impl FnMut(&T)) {
+        self.for_each_target(self.cur_leaf, f);
+    }
+
+    /// Calls `f` with the target of each watch in `leaf` (a set of watch indices, as
+    /// `cur_leaf` is), lowest index first.
+    #[inline(always)]
+    fn for_each_target(&self, leaf: u64, mut f: impl FnMut(&T)) {
+        let mut m = leaf;
         while m != 0 {
             let idx = m.trailing_zeros() as usize;
             m &= m - 1;

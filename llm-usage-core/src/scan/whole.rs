@@ -385,15 +385,12 @@ impl<T: 'static> Scanner<T> {
         let mut settled = true;
         for l in logged {
             let value = l.value(event);
-            let mut m = l.leaf;
-            while m != 0 {
-                let target = &self.watches[m.trailing_zeros() as usize].target;
-                m &= m - 1;
+            self.for_each_target(l.leaf, |target| {
                 if !sink.settled(target, value) {
                     settled = false;
                     sink.value(target, value);
                 }
-            }
+            });
         }
         settled
     }
@@ -403,15 +400,12 @@ impl<T: 'static> Scanner<T> {
         if cfg!(debug_assertions) {
             for l in logged {
                 let value = l.value(event);
-                let mut m = l.leaf;
-                while m != 0 {
-                    let target = &self.watches[m.trailing_zeros() as usize].target;
-                    m &= m - 1;
+                self.for_each_target(l.leaf, |target| {
                     assert!(
                         sink.settled(target, value),
                         "a skipped value is not settled"
                     );
-                }
+                });
             }
         }
     }
@@ -722,12 +716,7 @@ impl<T: 'static> Scanner<T> {
     }
 
     fn report<S: Sink<T>>(&self, leaf: u64, value: Scalar<'_>, sink: &mut S) {
-        let mut m = leaf;
-        while m != 0 {
-            let idx = m.trailing_zeros() as usize;
-            m &= m - 1;
-            sink.value(&self.watches[idx].target, value);
-        }
+        self.for_each_target(leaf, |target| sink.value(target, value));
     }
 }
 
