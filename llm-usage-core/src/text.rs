@@ -188,6 +188,13 @@ macro_rules! avx2_flush {
     }};
 }
 
+/// Per-byte-lane counts of the word-at-a-time readings, by class, and the words they
+/// hold (at most 255: a lane counts to 255).
+#[derive(Default)]
+struct Lanes {
+    counts: [u64; 7],
+    words: u32,
+}
 impl TextStats {
     /// A new string of generated text starts (a word does not run across strings).
     pub fn start_string(&mut self) {
@@ -242,25 +249,14 @@ impl TextStats {
             &text[blocks..]
         };
         let mut words = text.chunks_exact(8);
-        let mut lanes = [0u64; 7];
-        let mut n = 0;
+        let mut lanes = Lanes::default();
         for w in &mut words {
             let mut b = [0u8; 8];
             b.copy_from_slice(w);
             let masks = self.classify(u64::from_le_bytes(b));
-            for (lane, m) in lanes.iter_mut().zip(masks) {
-                *lane += m >> 7;
-            }
-            n += 1;
-            if n == 255 {
-                self.add_lanes(&lanes);
-                lanes = [0; 7];
-                n = 0;
-            }
+            self.add_word_masks(&mut lanes, masks, u64::MAX);
         }
-        if n > 0 {
-            self.add_lanes(&lanes);
-        }
+        self.add_lanes_left(&lanes);
         for &b in words.remainder() {
             self.add_byte(b);
         }
@@ -457,8 +453,7 @@ impl TextStats {
         let mut i = 0;
         // Bytes counted where they lie, and decoded from escapes.
         let mut bytes = 0usize;
-        let mut lanes = [0u64; 7];
-        let mut words = 0;
+        let mut lanes = Lanes::default();
         loop {
             // Whole words of plain text; then the word where the text stops, from `i`.
             let (x, stop) = loop {
@@ -483,15 +478,7 @@ impl TextStats {
                     break (x, stop);
                 }
                 let masks = self.classify(x);
-                for (lane, m) in lanes.iter_mut().zip(masks) {
-                    *lane += m >> 7;
-                }
-                words += 1;
-                if words == 255 {
-                    self.add_lanes(&lanes);
-                    lanes = [0; 7];
-                    words = 0;
-                }
+                self.add_word_masks(&mut lanes, masks, u64::MAX);
                 i += 8;
                 bytes += 8;
             };
@@ -505,16 +492,8 @@ impl TextStats {
                 // `at` in 1..=7: the lanes before the stop.
                 let keep = !(u64::MAX << (8 * at));
                 let masks = self.classify(x);
-                for (lane, m) in lanes.iter_mut().zip(masks) {
-                    *lane += (m & keep) >> 7;
-                }
+                self.add_word_masks(&mut lanes, masks, keep);
                 self.in_word = (masks[0] >> (8 * at - 1)) & 1 != 0;
-                words += 1;
-                if words == 255 {
-                    self.add_lanes(&lanes);
-                    lanes = [0; 7];
-                    words = 0;
-                }
                 i += at;
                 bytes += at;
             }
@@ -530,9 +509,7 @@ impl TextStats {
             self.in_word = carry != 0;
             i += usize::from(e.len);
         }
-        if words > 0 {
-            self.add_lanes(&lanes);
-        }
+        self.add_lanes_left(&lanes);
         self.bytes += bytes as u64;
         i
     }
@@ -797,6 +774,29 @@ impl TextStats {
         self.two_byte += c[4];
         self.three_byte += c[5];
         self.four_byte += c[6];
+    }
+
+    /// Adds one word's class masks ([`classify`](Self::classify)), the byte lanes in
+    /// `keep` only, to the per-lane counts, which go to the totals every 255 words (a
+    /// byte lane holds at most 255).
+    #[inline(always)]
+    fn add_word_masks(&mut self, lanes: &mut Lanes, masks: [u64; 7], keep: u64) {
+        for (lane, m) in lanes.counts.iter_mut().zip(masks) {
+            *lane += (m & keep) >> 7;
+        }
+        lanes.words += 1;
+        if lanes.words == 255 {
+            self.add_lanes(&lanes.counts);
+            *lanes = Lanes::default();
+        }
+    }
+
+    /// Adds the per-lane counts not yet added (see [`add_word_masks`](Self::add_word_masks)).
+    #[inline(always)]
+    fn add_lanes_left(&mut self, lanes: &Lanes) {
+        if lanes.words > 0 {
+            self.add_lanes(&lanes.counts);
+        }
     }
 
     /// Adds per-byte-lane counts (each lane at most 255), in the order of
