@@ -12,43 +12,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use llm_usage_core::fuzzing::websocket_frame;
+use llm_usage_core::fuzzing::{websocket_deflate, websocket_frame};
 use llm_usage_core::{Exchange, UsageRecord};
 use llm_usage_fuzz::{feed_chunked, sanity, Rng};
-use miniz_oxide::deflate::core::{
-    compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush,
-};
 
 const MASK: [u8; 4] = [0x5a, 0x01, 0xc3, 0x7e];
-
-/// Raw deflate of each message with a sync flush, its `00 00 ff ff` tail removed (RFC
-/// 7692 §7.2.1); one compressor for all of them with context takeover.
-fn deflate(messages: &[&[u8]], takeover: bool) -> Vec<Vec<u8>> {
-    let flags = create_comp_flags_from_zip_params(6, -15, 0);
-    let mut c = CompressorOxide::new(flags);
-    messages
-        .iter()
-        .map(|m| {
-            if !takeover {
-                c = CompressorOxide::new(flags);
-            }
-            let mut out = Vec::new();
-            let mut buf = vec![0u8; 2 * m.len() + 4096];
-            let mut input = *m;
-            loop {
-                let (_, used, written) = compress(&mut c, input, &mut buf, TDEFLFlush::Sync);
-                out.extend_from_slice(&buf[..written]);
-                input = &input[used..];
-                if input.is_empty() && written < buf.len() {
-                    break;
-                }
-            }
-            assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
-            out.truncate(out.len() - 4);
-            out
-        })
-        .collect()
-}
 
 /// The server's frames: each message in one to three fragments, a ping between two of
 /// them now and then; `payloads[i]` is sent with RSV1 when `compressed[i]`. `rng` draws the
@@ -161,7 +129,7 @@ fuzz_target!(|data: &[u8]| {
         .filter(|(_, &z)| z)
         .map(|(m, _)| *m)
         .collect();
-    let mut deflated = deflate(&to_compress, takeover).into_iter();
+    let mut deflated = websocket_deflate(&to_compress, takeover).into_iter();
     let mut payloads: Vec<Vec<u8>> = messages
         .iter()
         .zip(&compressed)

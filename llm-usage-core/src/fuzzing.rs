@@ -89,15 +89,8 @@ fn walk_with(watches: &'static [Watch<u8>], events: &[&[u8]], mut index: Index) 
     (walked, resumed)
 }
 
-/// One WebSocket frame (RFC 6455): `opcode` (1 text, 2 binary, 0 continuation, 8–10
-/// control), `fin`, `rsv1` (the first frame of a permessage-deflate message), `mask` (a
-/// client's frames are masked).
-pub fn websocket_frame(
-    opcode: u8,
-    fin: bool,
-    rsv1: bool,
-    mask: Option<[u8; 4]>,
-    payload: &[u8],
-) -> Vec<u8> {
-    crate::framing::websocket::frame(opcode, fin, rsv1, mask, payload)
-}
+/// One WebSocket frame (RFC 6455), and messages compressed as a permessage-deflate
+/// sender compresses them (RFC 7692), for the `websocket` target.
+pub use crate::framing::websocket::{
+    deflate_messages as websocket_deflate, frame as websocket_frame,
+};

@@ -420,6 +420,23 @@ impl Inflate {
     }
 }
 
+/// Pseudo-random bytes (xorshift), the same every call: no run of them repeats within a
+/// deflate window, so a compressor can only copy them from a whole earlier repeat. For
+/// the tests of back-references at the window's far end, here and in the WebSocket
+/// framer.
+#[cfg(test)]
+pub(crate) fn unrepeating(len: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 56) as u8
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,15 +529,7 @@ mod tests {
         // 32,000 pseudo-random bytes, repeated: the compressor copies each repeat from
         // 32,000 bytes back (its matches stop short of 32 KiB), so the matches reach over
         // every slide of the buffer to near the window's far end.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let block: Vec<u8> = (0..32_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 56) as u8
-            })
-            .collect();
+        let block = unrepeating(32_000);
         let data = block.repeat(9);
         let z = gzip(&data, 0);
         assert!(

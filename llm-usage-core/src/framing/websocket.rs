@@ -465,16 +465,45 @@ impl WebSocket {
     }
 }
 
+/// Compresses messages as a permessage-deflate sender does, for tests and the fuzz
+/// targets: raw deflate of each message, sync-flushed, the `00 00 ff ff` tail removed
+/// (RFC 7692 §7.2.1); one compressor for all (context takeover) or one each.
+#[cfg(any(test, fuzzing))]
+pub fn deflate_messages(messages: &[&[u8]], takeover: bool) -> Vec<Vec<u8>> {
+    use miniz_oxide::deflate::core::{
+        compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush,
+    };
+    let flags = create_comp_flags_from_zip_params(6, -15, 0);
+    let mut c = CompressorOxide::new(flags);
+    messages
+        .iter()
+        .map(|m| {
+            if !takeover {
+                c = CompressorOxide::new(flags);
+            }
+            let mut out = Vec::new();
+            // Room for all of it: the compressor finishes the flush in one call.
+            let mut buf = vec![0u8; 2 * m.len() + 4096];
+            let mut input = *m;
+            loop {
+                let (_, used, written) = compress(&mut c, input, &mut buf, TDEFLFlush::Sync);
+                out.extend_from_slice(&buf[..written]);
+                input = &input[used..];
+                if input.is_empty() && written < buf.len() {
+                    break;
+                }
+            }
+            assert_eq!(&out[out.len() - 4..], [0, 0, 0xff, 0xff]);
+            out.truncate(out.len() - 4);
+            out
+        })
+        .collect()
+}
+
 /// Builds frames for tests and the fuzz targets: `mask` masks them (client frames),
 /// `rsv1` marks a compressed message's first frame.
 #[cfg(any(test, fuzzing))]
-pub(crate) fn frame(
-    opcode: u8,
-    fin: bool,
-    rsv1: bool,
-    mask: Option<[u8; 4]>,
-    payload: &[u8],
-) -> Vec<u8> {
+pub fn frame(opcode: u8, fin: bool, rsv1: bool, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![u8::from(fin) << 7 | u8::from(rsv1) << 6 | opcode];
     let m = if mask.is_some() { 0x80 } else { 0 };
     match payload.len() {
@@ -502,10 +531,6 @@ pub(crate) fn frame(
 mod tests {
     use super::*;
     use crate::framing::testing::Events;
-    use miniz_oxide::deflate::core::{
-        compress, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush,
-    };
-
     const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
     /// Runs `input` through a framer split at every byte (and in one piece).
@@ -525,36 +550,6 @@ mod tests {
             last = Some((e.done, f));
         }
         last.unwrap()
-    }
-
-    /// Raw deflate of each message, sync-flushed, with the `00 00 ff ff` tail removed;
-    /// one compressor for all (context takeover) or one each.
-    fn deflate(messages: &[&[u8]], takeover: bool) -> Vec<Vec<u8>> {
-        let flags = create_comp_flags_from_zip_params(6, -15, 0);
-        let mut c = CompressorOxide::new(flags);
-        messages
-            .iter()
-            .map(|m| {
-                if !takeover {
-                    c = CompressorOxide::new(flags);
-                }
-                let mut out = Vec::new();
-                // Room for all of it: the compressor finishes the flush in one call.
-                let mut buf = vec![0u8; 2 * m.len() + 4096];
-                let mut input = *m;
-                loop {
-                    let (_, used, written) = compress(&mut c, input, &mut buf, TDEFLFlush::Sync);
-                    out.extend_from_slice(&buf[..written]);
-                    input = &input[used..];
-                    if input.is_empty() && written < buf.len() {
-                        break;
-                    }
-                }
-                assert_eq!(&out[out.len() - 4..], [0, 0, 0xff, 0xff]);
-                out.truncate(out.len() - 4);
-                out
-            })
-            .collect()
     }
 
     #[test]
@@ -619,7 +614,7 @@ mod tests {
             br#"{"type":"session.updated"}"#,
         ];
         for takeover in [true, false] {
-            let z = deflate(&msgs, takeover);
+            let z = deflate_messages(&msgs, takeover);
             // The second message leans on the first one's window when it is kept.
             if takeover {
                 assert!(z[1].len() < z[0].len() / 2);
@@ -645,7 +640,7 @@ mod tests {
     #[test]
     fn compression_that_cannot_be_followed_is_unknown() {
         let msgs: [&[u8]; 2] = [br#"{"a":1}"#, br#"{"a":2}"#];
-        let z = deflate(&msgs, true);
+        let z = deflate_messages(&msgs, true);
         let mut s = frame(1, true, true, None, &z[0]);
         s.extend(frame(1, true, true, None, &z[1]));
         s.extend(frame(1, true, false, None, br#"{"c":3}"#));
@@ -660,7 +655,7 @@ mod tests {
     #[test]
     fn a_deflate_bomb_stops_at_the_cap() {
         let zeros = vec![b' '; 1 << 20];
-        let z = deflate(&[&zeros, b"{}"], false);
+        let z = deflate_messages(&[&zeros, b"{}"], false);
         let mut s = frame(1, true, true, None, &z[0]);
         s.extend(frame(1, true, true, None, &z[1]));
         let mut e = Events::default();
@@ -776,7 +771,7 @@ mod tests {
 
     #[test]
     fn context_takeover_lets_a_message_refer_to_the_one_before() {
-        let z = deflate(&[DELTA, DELTA], true);
+        let z = deflate_messages(&[DELTA, DELTA], true);
         // The second message is mostly back-references into the first.
         assert!(z[1].len() < z[0].len() / 3, "{} {}", z[0].len(), z[1].len());
         let mut s = frame(1, true, true, None, &z[0]);
@@ -798,8 +793,8 @@ mod tests {
     fn no_context_takeover_starts_every_message_afresh() {
         // A sender that keeps its window although it agreed not to: its second message
         // refers to the first one, which the receiver no longer has.
-        let kept = deflate(&[DELTA, DELTA], true);
-        let fresh = deflate(&[br#"{"c":3}"#], false);
+        let kept = deflate_messages(&[DELTA, DELTA], true);
+        let fresh = deflate_messages(&[br#"{"c":3}"#], false);
         let mut s = frame(1, true, true, None, &kept[0]);
         s.extend(frame(1, true, true, None, &kept[1]));
         s.extend(frame(1, true, false, None, br#"{"p":1}"#));
@@ -823,7 +818,7 @@ mod tests {
         // takeover): the next one starts a new stream all the same.
         let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(5000));
         for takeover in [false, true] {
-            let z = deflate(&[big.as_bytes(), DELTA, br#"{"b":2}"#], takeover);
+            let z = deflate_messages(&[big.as_bytes(), DELTA, br#"{"b":2}"#], takeover);
             let mut s = frame(1, true, true, None, &z[0]);
             s.extend(frame(1, true, true, None, &z[1]));
             s.extend(frame(1, true, true, None, &z[2]));
@@ -839,17 +834,9 @@ mod tests {
         // 32,000 pseudo-random bytes (no repeats within), sent three times: the second and
         // third messages are back-references 32,000 bytes back, into the message before,
         // and their 96,000 bytes in all make the inflater's 48 KiB buffer slide twice.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let block: Vec<u8> = (0..32_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 56) as u8
-            })
-            .collect();
+        let block = crate::decode::inflate::unrepeating(32_000);
         let b = block.as_slice();
-        let z = deflate(&[b, b, b], true);
+        let z = deflate_messages(&[b, b, b], true);
         assert!(z[1].len() < 1000 && z[2].len() < 1000, "{}", z[1].len());
         let mut s = frame(1, true, true, None, &z[0]);
         // The second one in two fragments, the third masked (a client's frames).
