@@ -8,6 +8,16 @@ fixtures="$here/../testdata/fixtures"
 corpus="$here/corpus"
 mkdir -p "$corpus"/{scan,sse,ndjson,json_array,eventstream,gzip,br_zstd,exchange,walk,inject,websocket}
 
+# The exchange target's head: the request line and headers, `@ status`, the response
+# headers and a blank line, from a case.json.
+exchange_head() {
+    jq -j '"\(.method) \(.path)\n",
+           ((.request_headers // {}) | to_entries[] | "\(.key): \(.value)\n"),
+           "@ \(.response_status)\n",
+           ((.response_headers // {}) | to_entries[] | "\(.key): \(.value)\n"),
+           "\n"' "$1"
+}
+
 for dir in "$fixtures"/*/; do
     name="$(basename "$dir")"
     case_json="$dir/case.json"
@@ -21,11 +31,7 @@ for dir in "$fixtures"/*/; do
     # The whole exchange: <provider 0 = detect><options 0><head>\n\n<request>\0--response--\0<response>
     {
         printf '\000\000'
-        jq -j '"\(.method) \(.path)\n",
-               ((.request_headers // {}) | to_entries[] | "\(.key): \(.value)\n"),
-               "@ \(.response_status)\n",
-               ((.response_headers // {}) | to_entries[] | "\(.key): \(.value)\n"),
-               "\n"' "$case_json"
+        exchange_head "$case_json"
         if [ -f "$req" ] && small "$req"; then cat "$req"; fi
         printf '\000--response--\000'
         cat "$resp"
@@ -73,11 +79,7 @@ for dir in "$here/../testdata/realtime"/*/; do
     [ -f "$case_json" ] || continue
     {
         printf '\000\000'
-        jq -j '"\(.method) \(.path)\n",
-               ((.request_headers // {}) | to_entries[] | "\(.key): \(.value)\n"),
-               "@ \(.response_status)\n",
-               ((.response_headers // {}) | to_entries[] | "\(.key): \(.value)\n"),
-               "\n"' "$case_json"
+        exchange_head "$case_json"
         printf '\000--response--\000'
         cat "$dir/server.bin"
     } > "$corpus/exchange/realtime-$(basename "$dir")"
