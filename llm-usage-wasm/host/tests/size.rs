@@ -2,7 +2,7 @@
 //! issue 15 raised it to 512 KiB for more content codings, the `stream_options.include_usage`
 //! injection, end marks, text counting and estimates.)
 //!
-//! The module is 515,698 bytes with its default features, 517,106 with `simd128` (gzip and deflate; the
+//! The module is 515,624 bytes with its default features, 517,016 with `simd128` (gzip and deflate; the
 //! prompt text counted from the raw JSON without AVX2, issue 20 step 15, +4.1 KB; replayed
 //! values left out, step 16, +1.8 KB; the WebSocket framer on the bodies' inflater, −1.8 KB; the
 //! injection, the configuration through serde + serde_json, cost and token budgets over
